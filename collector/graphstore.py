@@ -1,0 +1,252 @@
+"""The live service graph in Redis: how collectors write it and how everyone reads it.
+
+One Redis hash per wall-clock second, ``meshui:graph:<epoch second>``, holds integer
+counters that every collector increments with HINCRBY, so any number of collectors merge
+exactly. Fields (``\\x1f`` separates parts, since service names may hold any printable):
+
+    e␟<src>␟<dst>␟n        requests on the edge src -> dst (client side view)
+    e␟<src>␟<dst>␟x        of which errors (5xx, or a failed span)
+    e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see collector.histogram)
+    n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
+    v␟<svc>␟<version>      requests served by that version of the service
+
+A graph over the last ``window`` seconds reads ``window`` hashes and adds them up. The
+reading half is pure (``build_graph``); ``fetch_graph``/``afetch_graph`` do the I/O for the
+sync (Django) and async (collector, consumers) callers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from collector import histogram
+
+KEY_PREFIX = "meshui:graph:"
+SEP = "\x1f"
+MAX_WINDOW = 3600
+# Keep a little more than the widest window so a query never reads a half-expired hash.
+KEY_TTL = MAX_WINDOW + 60
+UNKNOWN = "unknown"
+
+
+class NodeJSON(TypedDict):
+    id: str
+    service: str
+    versions: list[str]
+    requests: int
+    errors: int
+    rps: float
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class EdgeJSON(TypedDict):
+    source: str
+    target: str
+    requests: int
+    errors: int
+    rps: float
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class GraphJSON(TypedDict):
+    window: int
+    generated_at: float
+    nodes: list[NodeJSON]
+    edges: list[EdgeJSON]
+
+
+def key_for(second: int) -> str:
+    return f"{KEY_PREFIX}{second}"
+
+
+def keys_for_window(window: int, now: float) -> list[str]:
+    """Keys of the ``window`` seconds ending with the current (partial) second."""
+    last = int(now)
+    return [key_for(second) for second in range(last - window + 1, last + 1)]
+
+
+def validate_window(window: int) -> int:
+    if not 1 <= window <= MAX_WINDOW:
+        raise ValueError(f"window must be between 1 and {MAX_WINDOW} seconds, got {window}")
+    return window
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    errors: int = 0
+    latency: dict[int, int] = field(default_factory=dict)
+
+    def add(self, kind: str, value: int) -> None:
+        if kind == "n":
+            self.requests += value
+        elif kind == "x":
+            self.errors += value
+        elif kind.startswith("h"):
+            index = int(kind[1:])
+            self.latency[index] = self.latency.get(index, 0) + value
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _summary(stats: _Stats, window: int) -> dict[str, Any]:
+    def q(p: float) -> float | None:
+        value = histogram.quantile(stats.latency, p)
+        return None if value is None else round(value, 3)
+
+    return {
+        "requests": stats.requests,
+        "errors": stats.errors,
+        "rps": round(stats.requests / window, 3),
+        "error_rate": round(stats.errors / stats.requests, 4) if stats.requests else 0.0,
+        "p50_ms": q(0.50),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+    }
+
+
+def build_graph(
+    hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int, now: float
+) -> GraphJSON:
+    """Add up per-second hashes into the graph the API and the dashboard show."""
+    edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
+    nodes: dict[str, _Stats] = defaultdict(_Stats)
+    versions: dict[str, set[str]] = defaultdict(set)
+    for fields in hashes:
+        for raw_field, raw_value in fields.items():
+            parts = _decode(raw_field).split(SEP)
+            value = int(raw_value)
+            if parts[0] == "e" and len(parts) == 4:
+                edges[(parts[1], parts[2])].add(parts[3], value)
+            elif parts[0] == "n" and len(parts) == 3:
+                nodes[parts[1]].add(parts[2], value)
+            elif parts[0] == "v" and len(parts) == 3:
+                versions[parts[1]].add(parts[2])
+    services = set(nodes) | {name for pair in edges for name in pair}
+    return {
+        "window": window,
+        "generated_at": round(now, 3),
+        "nodes": [
+            {
+                "id": name,
+                "service": name,
+                "versions": sorted(versions.get(name, ())),
+                **_summary(nodes.get(name, _Stats()), window),  # type: ignore[typeddict-item]
+            }
+            for name in sorted(services)
+        ],
+        "edges": [
+            {"source": src, "target": dst, **_summary(stats, window)}  # type: ignore[typeddict-item]
+            for (src, dst), stats in sorted(edges.items())
+        ],
+    }
+
+
+def fetch_graph(redis_client: Any, window: int, now: float | None = None) -> GraphJSON:
+    """Read the graph with a synchronous redis-py client."""
+    now = time.time() if now is None else now
+    pipe = redis_client.pipeline(transaction=False)
+    for key in keys_for_window(validate_window(window), now):
+        pipe.hgetall(key)
+    return build_graph(pipe.execute(), window, now)
+
+
+async def afetch_graph(redis_client: Any, window: int, now: float | None = None) -> GraphJSON:
+    """Read the graph with an asyncio redis-py client."""
+    now = time.time() if now is None else now
+    pipe = redis_client.pipeline(transaction=False)
+    for key in keys_for_window(validate_window(window), now):
+        pipe.hgetall(key)
+    return build_graph(await pipe.execute(), window, now)
+
+
+class GraphWriter:
+    """Accumulates counter increments per second in memory; ``flush`` writes them.
+
+    Increments are applied with HINCRBY in one pipeline, so a flush from any number of
+    collectors adds up exactly. The caller decides when to flush (a few times a second).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+    def _bucket(self) -> dict[str, int]:
+        return self._pending[int(self._clock())]
+
+    @staticmethod
+    def _add(bucket: dict[str, int], prefix: str, requests: int, errors: int,
+             latency: Mapping[int, int]) -> None:
+        if requests:
+            bucket[prefix + "n"] += requests
+        if errors:
+            bucket[prefix + "x"] += errors
+        for index, count in latency.items():
+            if count:
+                bucket[f"{prefix}h{index}"] += count
+
+    def add_edge(self, source: str, target: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None:
+        """Count calls from ``source`` to ``target`` as the caller saw them."""
+        self._add(self._bucket(), f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
+
+    def add_node(self, service: str, version: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None:
+        """Count requests that ``service`` (at ``version``) served."""
+        bucket = self._bucket()
+        self._add(bucket, f"n{SEP}{service}{SEP}", requests, errors, latency)
+        if version:
+            bucket[f"v{SEP}{service}{SEP}{version}"] += requests or 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def take(self) -> dict[int, dict[str, int]]:
+        """Hand over the pending increments and start afresh."""
+        pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
+        return {second: dict(fields) for second, fields in pending.items()}
+
+    @staticmethod
+    def queue_writes(pipe: Any, increments: Mapping[int, Mapping[str, int]]) -> None:
+        for second, fields in increments.items():
+            key = key_for(second)
+            for name, value in fields.items():
+                pipe.hincrby(key, name, value)
+            pipe.expire(key, KEY_TTL)
+
+    async def aflush(self, redis_client: Any) -> int:
+        """Write pending increments with an asyncio client; returns fields written.
+
+        On failure the increments are put back so nothing is lost; the caller counts
+        and retries.
+        """
+        increments = self.take()
+        if not increments:
+            return 0
+        pipe = redis_client.pipeline(transaction=False)
+        self.queue_writes(pipe, increments)
+        try:
+            await pipe.execute()
+        except Exception:
+            self.restore(increments)
+            raise
+        return sum(len(fields) for fields in increments.values())
+
+    def restore(self, increments: Mapping[int, Mapping[str, int]]) -> None:
+        for second, fields in increments.items():
+            bucket = self._pending[second]
+            for name, value in fields.items():
+                bucket[name] += value
