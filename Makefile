@@ -1,0 +1,42 @@
+# The two commands: `make demo` runs the whole mesh; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# PostgreSQL and Redis of the machine, used by the second pass of `make test` in CI.
+REAL_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+REAL_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: demo test install browser lint bench
+
+$(STAMP): pyproject.toml requirements.lock
+	@echo "==> Installing pinned dependencies into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@$(BIN)/python -m meshui.demo
+
+# The browser tests drive Debian's Chromium (Playwright cannot download a browser here).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "==> Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+lint: install
+	@$(BIN)/python -m ruff check meshui proxies collector tests bench
+
+test: install browser lint
+	@echo "==> Test suite on the embedded defaults (SQLite, embedded Valkey)"
+	@env -u REDIS_URL -u DATABASE_URL $(BIN)/python -m pytest
+ifeq ($(CI),true)
+	@echo "==> Test suite against the machine's PostgreSQL and Redis"
+	@DATABASE_URL=$(REAL_DATABASE_URL) REDIS_URL=$(REAL_REDIS_URL) $(BIN)/python -m pytest
+endif
+
+bench: install
+	@$(BIN)/python bench/sidecar_hop.py

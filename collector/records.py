@@ -1,0 +1,105 @@
+"""The decoded, validated shape of OTLP exports that the connectors consume.
+
+Decoders (``otlp_traces``, ``otlp_metrics``) walk an export once and keep only what the
+service graph needs, so connectors never touch protobuf or JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SPAN_KIND_SERVER = 2
+SPAN_KIND_CLIENT = 3
+SPAN_KIND_PRODUCER = 4
+SPAN_KIND_CONSUMER = 5
+STATUS_CODE_ERROR = 2
+
+TEMPORALITY_DELTA = 1
+TEMPORALITY_CUMULATIVE = 2
+
+UNKNOWN_SERVICE = "unknown_service"
+
+
+class Span:
+    """One span, reduced to what pairing needs. Hot: one per received span."""
+
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "kind", "duration_ms", "failed",
+                 "http_status", "peer")
+
+    def __init__(self, trace_id: bytes, span_id: bytes, parent_span_id: bytes, kind: int,
+                 duration_ms: float, failed: bool, http_status: int, peer: str) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.kind = kind
+        self.duration_ms = duration_ms
+        self.failed = failed  # status code ERROR
+        self.http_status = http_status
+        self.peer = peer  # peer.service, else server.address, else ""
+
+
+@dataclass(slots=True)
+class SpanGroup:
+    """The spans of one resource (one service instance)."""
+
+    service: str
+    version: str
+    sidecar: bool
+    spans: list[Span] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Rejections:
+    """Items an export held that we could not accept, with the first reason."""
+
+    count: int = 0
+    message: str = ""
+
+    def add(self, message: str, count: int = 1) -> None:
+        self.count += count
+        if not self.message:
+            self.message = message
+
+
+@dataclass(slots=True)
+class TraceBatch:
+    groups: list[SpanGroup] = field(default_factory=list)
+    span_count: int = 0
+    rejected: Rejections = field(default_factory=Rejections)
+
+    @property
+    def items(self) -> int:
+        return self.span_count - self.rejected.count
+
+
+@dataclass(slots=True)
+class SidecarPoint:
+    """One data point of ``meshui.proxy.request.duration`` from a sidecar.
+
+    ``latency`` is already remapped onto ``collector.histogram``'s buckets, so cumulative
+    points can be differenced bucket by bucket.
+    """
+
+    stream: tuple[object, ...]  # identity of the time series, for cumulative state
+    direction: str
+    source: str
+    destination: str
+    destination_version: str
+    status: int
+    source_sidecar: bool
+    temporality: int
+    start_ns: int
+    time_ns: int
+    count: int
+    latency: dict[int, int]
+
+
+@dataclass(slots=True)
+class MetricBatch:
+    points: list[SidecarPoint] = field(default_factory=list)
+    point_count: int = 0
+    rejected: Rejections = field(default_factory=Rejections)
+
+    @property
+    def items(self) -> int:
+        return len(self.points)

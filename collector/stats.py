@@ -1,0 +1,109 @@
+"""The collector's own counters, shown on GET /health (JSON) and GET /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class CollectorStats:
+    """Counters every component increments; read by the receiver's health and metrics pages."""
+
+    received_spans: int = 0
+    received_points: int = 0
+    rejected_spans: int = 0
+    rejected_points: int = 0
+    # Exports refused with 503 (the client retries them), by reason.
+    refused: Counter[str] = field(default_factory=Counter)
+    # Items accepted but not turned into graph data, by reason.
+    dropped: Counter[str] = field(default_factory=Counter)
+    requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
+    pairs: int = 0
+    root_spans: int = 0
+    expired_unpaired: int = 0
+    virtual_peer_edges: int = 0
+    pending_pairs: int = 0
+    queued_items: int = 0
+    pending_fields: int = 0
+    redis_write_errors: int = 0
+    redis_fields_written: int = 0
+    redis_available: bool = True
+    publishes: int = 0
+    publish_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received_spans": self.received_spans,
+            "received_points": self.received_points,
+            "rejected_spans": self.rejected_spans,
+            "rejected_points": self.rejected_points,
+            "refused": dict(self.refused),
+            "dropped": dict(self.dropped),
+            "requests": {str(code): n for code, n in sorted(self.requests.items())},
+            "pairing": {
+                "pairs": self.pairs,
+                "root_spans": self.root_spans,
+                "expired_unpaired": self.expired_unpaired,
+                "virtual_peer_edges": self.virtual_peer_edges,
+                "pending": self.pending_pairs,
+                "dropped_store_full": self.dropped.get("pairing_store_full", 0),
+            },
+            "queued_items": self.queued_items,
+            "pending_fields": self.pending_fields,
+            "redis_available": self.redis_available,
+            "redis_write_errors": self.redis_write_errors,
+            "redis_fields_written": self.redis_fields_written,
+            "publishes": self.publishes,
+            "publish_errors": self.publish_errors,
+        }
+
+    def prometheus(self) -> str:
+        """Prometheus text exposition format 0.0.4."""
+        p = "meshui_collector_"
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP {p}{name} {help_}")
+            lines.append(f"# TYPE {p}{name} {kind}")
+            for labels, value in samples:
+                lines.append(f"{p}{name}{labels} {value:g}" if isinstance(value, float)
+                             else f"{p}{name}{labels} {value}")
+
+        metric("received_total", "counter", "Items received, by signal.",
+               [('{signal="traces"}', self.received_spans),
+                ('{signal="metrics"}', self.received_points)])
+        metric("rejected_total", "counter", "Items rejected as invalid (partial success).",
+               [('{signal="traces"}', self.rejected_spans),
+                ('{signal="metrics"}', self.rejected_points)])
+        metric("refused_total", "counter", "Items refused with 503 (retryable), by reason.",
+               [(f'{{reason="{r}"}}', n) for r, n in sorted(self.refused.items())])
+        metric("dropped_total", "counter", "Items accepted but not counted, by reason.",
+               [(f'{{reason="{r}"}}', n) for r, n in sorted(self.dropped.items())])
+        metric("http_requests_total", "counter", "OTLP/HTTP requests, by status code.",
+               [(f'{{code="{c}"}}', n) for c, n in sorted(self.requests.items())])
+        metric("pairs_total", "counter", "Client/server span pairs matched.", [("", self.pairs)])
+        metric("root_server_spans_total", "counter", "Server spans without a parent.",
+               [("", self.root_spans)])
+        metric("expired_unpaired_total", "counter", "Spans whose partner never arrived.",
+               [("", self.expired_unpaired)])
+        metric("virtual_peer_edges_total", "counter",
+               "Unpaired client spans counted as an edge to their peer.service.",
+               [("", self.virtual_peer_edges)])
+        metric("pending_pairs", "gauge", "Spans waiting for their partner.",
+               [("", self.pending_pairs)])
+        metric("queued_items", "gauge", "Items in the pipeline queue.", [("", self.queued_items)])
+        metric("pending_fields", "gauge", "Graph counters not yet written to Redis.",
+               [("", self.pending_fields)])
+        metric("redis_up", "gauge", "1 when the last Redis write succeeded.",
+               [("", int(self.redis_available))])
+        metric("redis_write_errors_total", "counter", "Failed graph flushes to Redis.",
+               [("", self.redis_write_errors)])
+        metric("redis_fields_written_total", "counter", "Graph counters written to Redis.",
+               [("", self.redis_fields_written)])
+        metric("graph_publishes_total", "counter", "Live graph updates sent to the channel layer.",
+               [("", self.publishes)])
+        metric("graph_publish_errors_total", "counter", "Failed live graph updates.",
+               [("", self.publish_errors)])
+        return "\n".join(lines) + "\n"

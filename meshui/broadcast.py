@@ -1,0 +1,32 @@
+"""The one way meshui pushes to Channels groups, from async code and from sync code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+GRAPH_GROUP = "graph"
+PROXIES_GROUP = "proxies"
+
+
+async def abroadcast(group: str, message: dict[str, Any]) -> None:
+    """Send ``message`` (its ``type`` names the consumer handler) to every member of ``group``.
+
+    channels-redis drops messages to a full channel silently (pitfalls.md), so callers send
+    whole states (the newest wins), never deltas that must all arrive.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        logger.warning("no channel layer configured; %s not sent to %s", message["type"], group)
+        return
+    await layer.group_send(group, message)
+
+
+def broadcast(group: str, message: dict[str, Any]) -> None:
+    """``abroadcast`` for synchronous callers (views, Celery tasks)."""
+    async_to_sync(abroadcast)(group, message)

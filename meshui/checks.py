@@ -1,0 +1,67 @@
+"""System checks with stable ids for a misconfigured deployment (docs/configuration.md).
+
+| id          | meaning                                                  |
+|-------------|----------------------------------------------------------|
+| meshui.E001 | REDIS_URL is not set                                     |
+| meshui.E002 | REDIS_URL is not a redis://, rediss:// or unix:// URL    |
+| meshui.W001 | MESHUI_SECRET_KEY is not set (a generated dev key is used)|
+| meshui.W002 | MESHUI_CONTROL_TOKEN is not set (every sidecar refused)  |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@register(Tags.compatibility, deploy=False)
+def check_redis_url(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return [
+            Error(
+                "REDIS_URL is not set.",
+                hint="Set REDIS_URL=redis://host:6379/0; the graph, the channel layer and "
+                "Celery all live in Redis (`make demo` starts an embedded one).",
+                id="meshui.E001",
+            )
+        ]
+    if urlsplit(url).scheme not in REDIS_SCHEMES:
+        return [
+            Error(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}.",
+                id="meshui.E002",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    if getattr(settings, "MESHUI_DEFAULT_SECRET_KEY", False):
+        return [
+            Warning(
+                "MESHUI_SECRET_KEY is not set; a generated development key from var/ is used.",
+                hint="Set MESHUI_SECRET_KEY to a long random string in any shared deployment.",
+                id="meshui.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_control_token(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    if not getattr(settings, "MESHUI_CONTROL_TOKEN", ""):
+        return [
+            Warning(
+                "MESHUI_CONTROL_TOKEN is not set; the control channel refuses every sidecar.",
+                hint="Set the same MESHUI_CONTROL_TOKEN for meshui and the sidecars.",
+                id="meshui.W002",
+            )
+        ]
+    return []

@@ -1,0 +1,67 @@
+"""``python -m meshui.demo``: run the whole demo mesh until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+
+from meshui.demo.mesh import Mesh, MeshConfig
+from meshui.demo.processes import StartupError
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def main() -> int:
+    config = MeshConfig.from_env()
+    mesh = Mesh(config, say=lambda line: print(line, flush=True))
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    print(f"Starting the meshui demo (logs in {config.log_dir})", flush=True)
+    try:
+        mesh.start()
+        print(
+            "\n"
+            f"  Dashboard   {config.dashboard_url}\n"
+            f"  Login       {config.demo_user} / {config.demo_password}\n"
+            f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"
+            f"  OTLP        {config.collector_url} (point any OpenTelemetry SDK here)\n"
+            f"  Load        {config.rps:g} requests/s (set DEMO_RPS to change)\n"
+            "\nPress Ctrl-C to stop.\n",
+            flush=True,
+        )
+        reported: set[str] = set()
+        while True:
+            for child in mesh.supervisor.exited():
+                if child.name not in reported:
+                    reported.add(child.name)
+                    print(f"!! {child.name} exited with code {child.process.returncode}; "
+                          f"its log ends:\n{child.log_tail(10)}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    except StartupError as exc:
+        print(f"\nThe demo could not start: {exc}", file=sys.stderr, flush=True)
+        print("Ports are set by MESHUI_PORT, COLLECTOR_HTTP_PORT and DEMO_BASE_PORT.",
+              file=sys.stderr, flush=True)
+        return 1
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        started = time.monotonic()
+        count = len(mesh.supervisor.children)
+        print(f"\nStopping {count} processes ...", flush=True)
+        mesh.stop()
+        print(f"Stopped in {time.monotonic() - started:.1f} s.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

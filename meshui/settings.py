@@ -1,0 +1,153 @@
+"""Settings for meshui, driven entirely by environment variables (docs/configuration.md)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from meshui.env import env_bool, env_int, env_list, env_str
+from meshui.layers import channel_layers_for
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+
+def _dev_secret_key() -> str:
+    """A random key kept in var/ so sessions survive restarts; checks warn (meshui.W001)."""
+    path = VAR_DIR / "dev-secret-key"
+    try:
+        VAR_DIR.mkdir(exist_ok=True)
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(50))
+            path.chmod(0o600)
+        return path.read_text().strip()
+    except OSError:
+        return secrets.token_urlsafe(50)
+
+
+SECRET_KEY = env_str("MESHUI_SECRET_KEY") or _dev_secret_key()
+MESHUI_DEFAULT_SECRET_KEY = not env_str("MESHUI_SECRET_KEY")
+DEBUG = env_bool("MESHUI_DEBUG", False)
+ALLOWED_HOSTS = env_list("MESHUI_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("MESHUI_CSRF_TRUSTED_ORIGINS", "")
+
+# Read-only pages and GET API endpoints open without login when true; writes never are.
+MESHUI_PUBLIC_READ = env_bool("MESHUI_PUBLIC_READ", False)
+# Shared secret of the control channel (docs/control-channel.md); empty refuses every sidecar.
+MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
+MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
+
+REDIS_URL = env_str("REDIS_URL")
+MESHUI_REDIS_MAX_CONNECTIONS = env_int("MESHUI_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "meshui.apps.MeshuiConfig",
+    "meshui.registry",
+    "meshui.dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "meshui.urls"
+ASGI_APPLICATION = "meshui.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "meshui.context_processors.meshui",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    VAR_DIR.mkdir(exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "meshui.sqlite3",
+            # Consumers, views and Celery write from several threads and processes.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CHANNEL_LAYERS = channel_layers_for(REDIS_URL, MESHUI_REDIS_MAX_CONNECTIONS)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "graph"
+LOGOUT_REDIRECT_URL = "graph"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # Plotly.js straight from the installed plotly package: no CDN, no copy in the repo.
+    "meshui.staticfinders.PlotlyFinder",
+]
+# Serve straight from the finders: the demo needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+CELERY_BROKER_URL = REDIS_URL or None
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-instances": {
+        "task": "meshui.registry.tasks.sweep_stale_instances",
+        "schedule": 10.0,
+        # A sweep older than its period is pointless: the next one is already due.
+        "options": {"expires": 10.0},
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"meshui": {"handlers": ["console"], "level": env_str("MESHUI_LOG_LEVEL", "INFO")}},
+}
+CSRF_FAILURE_VIEW = "meshui.access.csrf_failure"

@@ -1,0 +1,186 @@
+"""Request durations aggregated in process, per export interval: the sidecar's hot path.
+
+A request appends plain values to one ``Point`` per distinct attribute set (count, sum,
+min, max and an exponential histogram at scale 3 in milliseconds, the same bucket index
+as ``collector.histogram`` so sidecar and collector histograms merge exactly). The export
+task swaps the whole interval out with one reference swap: on one event loop nothing can
+run between reading the old dict and installing the new one, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from collector import histogram
+
+# The bucket formula of collector.histogram.bucket_index, inlined: a Python call costs
+# ~70 ns, a third of record() (measured in bench/telemetry_overhead.py). A test asserts
+# that both agree on every edge.
+_FACTOR = (2**histogram.SCALE) / math.log(2)
+_LOW_MS = 0.001
+MIN_INDEX = histogram.MIN_INDEX
+MAX_INDEX = histogram.MAX_INDEX
+_log = math.log
+_ceil = math.ceil
+
+# Attribute values come partly from request headers (x-meshui-source): keep them short.
+MAX_ATTRIBUTE_LENGTH = 256
+DEFAULT_MAX_ATTRIBUTE_SETS = 2000
+
+#: (direction, source, destination, destination_version, status, source_sidecar)
+AttributeSet = tuple[str, str, str, str, int, bool]
+
+
+def bucket_index(value_ms: float) -> int:
+    """Same as collector.histogram.bucket_index for positive finite values (the inlined form)."""
+    if value_ms <= _LOW_MS:
+        return MIN_INDEX
+    index = _ceil(_log(value_ms) * _FACTOR) - 1
+    return MIN_INDEX if index < MIN_INDEX else MAX_INDEX if index > MAX_INDEX else index
+
+
+class Point:
+    """One attribute set's measurements in one interval (mutable, owned by one interval)."""
+
+    __slots__ = ("attributes", "count", "sum", "min", "max", "zero_count", "buckets")
+
+    def __init__(self, attributes: AttributeSet) -> None:
+        self.attributes = attributes
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.zero_count = 0
+        self.buckets: dict[int, int] = {}
+
+
+@dataclass(slots=True)
+class Interval:
+    """What one export interval recorded: ``points`` may hold aliases, ``unique`` does not."""
+
+    start_ns: int
+    end_ns: int = 0
+    points: dict[tuple[object, ...], Point] = field(default_factory=dict)
+    unique: list[Point] = field(default_factory=list)
+
+    @property
+    def measurements(self) -> int:
+        return sum(point.count for point in self.unique)
+
+
+def _text(value: object) -> str:
+    text = "" if value is None else value if type(value) is str else str(value)
+    if len(text) > MAX_ATTRIBUTE_LENGTH:
+        text = text[:MAX_ATTRIBUTE_LENGTH]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a surrogateescape-decoded header
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def normalize(raw: tuple[object, ...]) -> AttributeSet | None:
+    """The attribute set to export for what a caller passed, or None when it is unusable."""
+    direction, source, destination, version, status, source_sidecar = raw
+    if isinstance(status, bool):
+        return None
+    try:
+        code = int(status)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not 0 <= code <= 999:
+        return None
+    return (
+        _text(direction),
+        _text(source),
+        _text(destination),
+        _text(version),
+        code,
+        bool(source_sidecar),
+    )
+
+
+class RequestAggregator:
+    """Aggregates request durations per attribute set; ``take()`` hands an interval over."""
+
+    __slots__ = ("interval", "max_attribute_sets", "dropped_invalid", "dropped_cardinality")
+
+    def __init__(self, start_ns: int, max_attribute_sets: int = DEFAULT_MAX_ATTRIBUTE_SETS) -> None:
+        self.interval = Interval(start_ns)
+        self.max_attribute_sets = max_attribute_sets
+        # Counted in measurements (one per record() call), like every metrics drop.
+        self.dropped_invalid = 0
+        self.dropped_cardinality = 0
+
+    def record(
+        self,
+        direction: str,
+        source: str,
+        destination: str,
+        destination_version: str,
+        status: int,
+        source_sidecar: bool,
+        duration_s: float,
+    ) -> None:
+        """Add one request. Never raises: unusable input is counted as dropped."""
+        try:
+            ms = duration_s * 1000.0
+            if ms > _LOW_MS:
+                # OverflowError on inf: counted below as invalid.
+                index = _ceil(_log(ms) * _FACTOR) - 1
+                if index > MAX_INDEX:
+                    index = MAX_INDEX
+                elif index < MIN_INDEX:
+                    index = MIN_INDEX
+            elif ms == 0.0:
+                index = None
+            elif ms > 0.0:
+                index = MIN_INDEX
+            else:  # negative or NaN
+                self.dropped_invalid += 1
+                return
+            key = (direction, source, destination, destination_version, status, source_sidecar)
+            point = self.interval.points.get(key)
+            if point is None:
+                point = self._add(key)
+                if point is None:
+                    return
+            point.count += 1
+            point.sum += ms
+            if ms < point.min:
+                point.min = ms
+            if ms > point.max:
+                point.max = ms
+            if index is None:
+                point.zero_count += 1
+            else:
+                buckets = point.buckets
+                buckets[index] = buckets.get(index, 0) + 1
+        except Exception:  # noqa: BLE001 - the request path must never see telemetry fail
+            self.dropped_invalid += 1
+
+    def _add(self, key: tuple[object, ...]) -> Point | None:
+        """The slow path of a new attribute set: validate it once, alias equal sets."""
+        attributes = normalize(key)
+        if attributes is None:
+            self.dropped_invalid += 1
+            return None
+        interval = self.interval
+        point = interval.points.get(attributes)
+        if point is None:
+            if len(interval.unique) >= self.max_attribute_sets:
+                self.dropped_cardinality += 1
+                return None
+            point = Point(attributes)
+            interval.unique.append(point)
+            interval.points[attributes] = point
+        if len(interval.points) < 4 * self.max_attribute_sets:
+            interval.points[key] = point  # alias, e.g. status "200" -> 200
+        return point
+
+    def take(self, now_ns: int) -> Interval:
+        """Close the current interval at ``now_ns`` and start the next one (one swap)."""
+        interval, self.interval = self.interval, Interval(now_ns)
+        interval.end_ns = now_ns
+        return interval
