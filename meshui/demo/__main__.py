@@ -33,7 +33,8 @@ def main() -> int:
             f"  Login       {config.demo_user} / {config.demo_password}\n"
             f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"
             f"  OTLP        {config.collector_url} (point any OpenTelemetry SDK here)\n"
-            f"  Load        {config.rps:g} requests/s (set DEMO_RPS to change)\n"
+            f"  Load        {f'{config.rps:g} requests/s' if config.run_load else 'off'}"
+            " (set DEMO_RPS to change; 0 turns it off)\n"
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )

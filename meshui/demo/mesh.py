@@ -83,6 +83,8 @@ class MeshConfig:
             rps=_env_float("DEMO_RPS", 20.0),
             trace_sample=_env_float("DEMO_TRACE_SAMPLE", 0.05),
             demo_password=os.environ.get("DEMO_PASSWORD", "meshui-demo"),
+            run_load=_env_float("DEMO_RPS", 20.0) > 0,
+            log_dir=Path(os.environ.get("DEMO_LOG_DIR") or PROJECT_ROOT / "var" / "log"),
         )
         if os.environ.get("MESHUI_CONTROL_TOKEN"):
             config = replace(config, control_token=os.environ["MESHUI_CONTROL_TOKEN"])

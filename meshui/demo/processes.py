@@ -9,6 +9,7 @@ SIGKILL to whatever is left when the grace period ends. Nothing is left behind.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -65,6 +66,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_block(size: int, host: str = "127.0.0.1") -> int:
+    """A base port with ``size`` consecutive free ports (for a whole demo mesh)."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(20000, 40000, 100)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no block of {size} free ports on {host}")
 
 
 @dataclass

@@ -1,0 +1,159 @@
+"""The real demo mesh, started the way `make demo` starts it, shared by the end-to-end tests.
+
+``python -m meshui.demo`` runs as a child on free loopback ports with the load generator
+off (the tests send their own, counted traffic). Teardown sends SIGINT, as Ctrl-C would,
+and fails the run if any process of the mesh outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshui.demo.mesh import MeshConfig
+from meshui.demo.processes import free_port, free_port_block
+from meshui.demo.topology import INSTANCES
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 120.0
+
+
+def processes_with_env(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds ``marker`` (our unique token)."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes():
+                status = (entry / "status").read_text()
+                if "\nState:\tZ" not in status:
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@dataclass
+class RunningMesh:
+    process: subprocess.Popen[str]
+    config: MeshConfig
+    token: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return self.config.dashboard_url.rstrip("/")
+
+    def graph(self, window: int = 3600) -> dict:
+        response = httpx.get(f"{self.api}/api/v1/graph", params={"window": window}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def edge_count(self, source: str, target: str, window: int = 3600) -> int:
+        for edge in self.graph(window)["edges"]:
+            if (edge["source"], edge["target"]) == (source, target):
+                return int(edge["requests"])
+        return 0
+
+    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+
+    def frontend(self) -> str:
+        return self.config.inbound_url("frontend")
+
+
+@pytest.fixture(scope="session")
+def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+    workdir = tmp_path_factory.mktemp("mesh")
+    token = f"e2e-{secrets.token_hex(8)}"
+    redis_url = f"{redis_server_url}/11"
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **os.environ,
+        "MESHUI_PORT": str(free_port()),
+        "COLLECTOR_HTTP_PORT": str(free_port()),
+        "DEMO_BASE_PORT": str(free_port_block(10 * len(INSTANCES))),
+        "DEMO_RPS": "0",
+        "DEMO_TRACE_SAMPLE": "0",
+        "DEMO_LOG_DIR": str(workdir / "log"),
+        "DEMO_PAYMENTS_FAILURE_RATE": "0",
+        "DEMO_PAYMENTS_SLOW_RATE": "0",
+        "REDIS_URL": redis_url,
+        "MESHUI_CONTROL_TOKEN": token,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'meshui.sqlite3'}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meshui.demo"], cwd=PROJECT_ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    saved = dict(os.environ)
+    os.environ.update({k: env[k] for k in ("MESHUI_PORT", "COLLECTOR_HTTP_PORT", "DEMO_BASE_PORT")})
+    try:
+        config = MeshConfig.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    mesh = RunningMesh(process, config, token)
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            mesh.output.append(line.rstrip("\n"))
+            if "Press Ctrl-C to stop." in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(STARTUP_TIMEOUT) or process.poll() is not None:
+        process.kill()
+        pytest.fail("the demo mesh did not start:\n" + "\n".join(mesh.output[-60:]))
+    try:
+        yield mesh
+    finally:
+        stop_mesh(mesh)
+
+
+def stop_mesh(mesh: RunningMesh, grace: float = 15.0) -> float:
+    """Ctrl-C the runner; assert it and every child are gone. Returns seconds taken."""
+    if mesh.process.poll() is not None:
+        return 0.0
+    started = time.monotonic()
+    mesh.process.send_signal(signal.SIGINT)
+    try:
+        code = mesh.process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        mesh.process.kill()
+        raise AssertionError("the demo runner did not stop within "
+                             f"{grace} s of Ctrl-C:\n" + "\n".join(mesh.output[-30:])) from None
+    elapsed = time.monotonic() - started
+    leftovers = processes_with_env(mesh.token)
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert code == 0, "\n".join(mesh.output[-30:])
+    assert not leftovers, f"processes left behind after Ctrl-C: {leftovers}"
+    return elapsed
