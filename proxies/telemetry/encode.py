@@ -7,10 +7,10 @@ bench/RESULTS.md). https://opentelemetry.io/docs/specs/otlp/
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -18,7 +18,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    ExponentialHistogramDataPoint,
+)
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -30,8 +33,9 @@ METRIC_UNIT = "ms"
 METRIC_DESCRIPTION = "Duration of requests through the sidecar, as seen by the sidecar."
 SCOPE_NAME = "meshui.sidecar"
 SCALE = 3
-# ~3 µs per data point with upb: 250 points stay under a millisecond of encoding.
-MAX_POINTS_PER_REQUEST = 250
+# 5-9 µs per data point (MetricsEncoder; 9 for very wide histograms): 100 points stay
+# under a millisecond of encoding per request.
+MAX_POINTS_PER_REQUEST = 100
 
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 _SPAN_KIND = {"server": Span.SPAN_KIND_SERVER, "client": Span.SPAN_KIND_CLIENT}
@@ -81,43 +85,121 @@ def _set_attributes(target: object, items: Iterable[tuple[str, AttributeValue]])
             attribute.value.string_value = str(value)
 
 
-def encode_metrics(
-    resource: ResourceProto, points: Sequence[Point], start_ns: int, end_ns: int
-) -> bytes:
-    """One ExportMetricsServiceRequest: one delta exponential histogram point per set."""
-    request = ExportMetricsServiceRequest()
-    resource_metrics = request.resource_metrics.add()
-    resource_metrics.resource.CopyFrom(resource)
-    scope_metrics = resource_metrics.scope_metrics.add()
-    scope_metrics.scope.name = SCOPE_NAME
-    metric = scope_metrics.metrics.add()
-    metric.name = METRIC_NAME
-    metric.unit = METRIC_UNIT
-    metric.description = METRIC_DESCRIPTION
-    histogram = metric.exponential_histogram
-    histogram.aggregation_temporality = _DELTA
-    add_point = histogram.data_points.add
-    for point in points:
-        if not point.count:
-            continue
-        data_point = add_point()
-        _set_attributes(data_point.attributes, zip(_POINT_KEYS, point.attributes, strict=True))
-        data_point.start_time_unix_nano = start_ns
-        data_point.time_unix_nano = end_ns
-        data_point.count = point.count
-        data_point.sum = point.sum
-        data_point.min = point.min
-        data_point.max = point.max
-        data_point.scale = SCALE
-        data_point.zero_count = point.zero_count
+class MetricsEncoder:
+    """Encodes intervals of ``Point`` as ExportMetricsServiceRequest bytes.
+
+    The request is written in protobuf wire format by hand, around pieces upb encodes:
+    building the same request from upb message objects cost ~12 µs per data point (6 µs
+    of it setting repeated bucket counts one conversion at a time), this 5-9 µs: the
+    fixed fields go in one struct.pack, bucket counts below 128 are packed by ``bytes()``
+    and each attribute set's encoded KeyValues are cached (the sets recur every interval).
+    Tests decode the bytes with the generated classes and check every field.
+    https://protobuf.dev/programming-guides/encoding/
+    """
+
+    __slots__ = ("_resource", "_attributes")
+
+    MAX_CACHED_ATTRIBUTE_SETS = 10_000
+
+    def __init__(self, resource: ResourceProto) -> None:
+        self._resource = _field(1, resource.SerializeToString())
+        self._attributes: dict[tuple[object, ...], bytes] = {}
+
+    def encode(self, points: Sequence[Point], start_ns: int, end_ns: int) -> bytes:
+        """One request: one delta exponential histogram data point per attribute set."""
+        times = _pack_times(0x11, start_ns, 0x19, end_ns)
+        data_points = [self._data_point(point, times) for point in points if point.count]
+        histogram = b"".join(data_points) + _AGGREGATION_DELTA
+        metric = _METRIC_HEADER + _field(10, histogram)
+        scope_metrics = _SCOPE + _field(2, metric)
+        resource_metrics = self._resource + _field(2, scope_metrics)
+        return _field(1, resource_metrics)
+
+    def _data_point(self, point: Point, times: bytes) -> bytes:
+        attributes = self._attributes.get(point.attributes)
+        if attributes is None:
+            attributes = self._encode_attributes(point.attributes)
+        parts = [
+            attributes,
+            times,
+            _pack_point(
+                0x21,
+                point.count,
+                0x29,
+                point.sum,
+                0x30,
+                _ZIGZAG_SCALE,
+                0x39,
+                point.zero_count,
+                0x61,
+                point.min,
+                0x69,
+                point.max,
+            ),
+        ]
         buckets = point.buckets
         if buckets:
             low = min(buckets)
-            high = max(buckets)
-            data_point.positive.offset = low
-            get = buckets.get
-            data_point.positive.bucket_counts.extend([get(i, 0) for i in range(low, high + 1)])
-    return request.SerializeToString()
+            counts = [0] * (max(buckets) - low + 1)
+            for index, count in buckets.items():
+                counts[index - low] = count
+            packed = _varints(counts)
+            positive = b"\x08" + _varint(_zigzag(low)) + b"\x12" + _varint(len(packed)) + packed
+            parts.append(b"\x42" + _varint(len(positive)) + positive)
+        body = b"".join(parts)
+        return b"\x0a" + _varint(len(body)) + body
+
+    def _encode_attributes(self, attributes: tuple[object, ...]) -> bytes:
+        holder = ExponentialHistogramDataPoint()
+        _set_attributes(holder.attributes, zip(_POINT_KEYS, attributes, strict=True))
+        encoded = holder.SerializeToString()  # only field 1 is set: the KeyValues
+        if len(self._attributes) >= self.MAX_CACHED_ATTRIBUTE_SETS:
+            self._attributes.clear()
+        self._attributes[attributes] = encoded
+        return encoded
+
+
+def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _varints(values: list[int]) -> bytes:
+    """Packed repeated uint64: one byte per value below 128, the common case."""
+    if max(values) < 0x80:
+        return bytes(values)
+    return b"".join([_varint(value) for value in values])
+
+
+def _zigzag(value: int) -> int:
+    return (value << 1) ^ (value >> 31)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+_SMALL = [bytes([value]) for value in range(0x80)]
+_ZIGZAG_SCALE = _zigzag(SCALE)
+# tag + fixed64 start, tag + fixed64 end
+_pack_times = struct.Struct("<BQBQ").pack
+# count (fixed64), sum (double), scale (sint32 varint < 128), zero_count (fixed64),
+# min (double), max (double): field numbers 4, 5, 6, 7, 12, 13.
+_pack_point = struct.Struct("<BQBdBBBQBdBd").pack
+_AGGREGATION_DELTA = b"\x10" + _varint(_DELTA)
+_METRIC_HEADER = (
+    _field(1, METRIC_NAME.encode())
+    + _field(2, METRIC_DESCRIPTION.encode())
+    + _field(3, METRIC_UNIT.encode())
+)
+_SCOPE = _field(1, _field(1, SCOPE_NAME.encode()))
 
 
 def encode_spans(resource: ResourceProto, spans: Sequence[SpanData]) -> bytes:
