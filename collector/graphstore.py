@@ -214,6 +214,11 @@ class GraphWriter:
     def pending(self) -> bool:
         return bool(self._pending)
 
+    @property
+    def pending_fields(self) -> int:
+        """How many counter fields wait to be written (to bound memory while Redis is down)."""
+        return sum(len(fields) for fields in self._pending.values())
+
     def take(self) -> dict[int, dict[str, int]]:
         """Hand over the pending increments and start afresh."""
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
@@ -231,12 +236,15 @@ class GraphWriter:
         """Write pending increments with an asyncio client; returns fields written.
 
         On failure the increments are put back so nothing is lost; the caller counts
-        and retries.
+        and retries. The writes go in one MULTI/EXEC so a failure leaves Redis with all
+        of them or none: a plain pipeline cut mid-way would apply part of them, and
+        restoring the whole set would then count that part twice. (Use a client without
+        automatic retries for the same reason: redis-py re-sends a failed pipeline.)
         """
         increments = self.take()
         if not increments:
             return 0
-        pipe = redis_client.pipeline(transaction=False)
+        pipe = redis_client.pipeline(transaction=True)
         self.queue_writes(pipe, increments)
         try:
             await pipe.execute()

@@ -6,7 +6,9 @@ service graph needs, so connectors never touch protobuf or JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 SPAN_KIND_SERVER = 2
 SPAN_KIND_CLIENT = 3
@@ -103,3 +105,13 @@ class MetricBatch:
     @property
     def items(self) -> int:
         return len(self.points)
+
+
+class GraphSink(Protocol):
+    """Where connectors put graph increments (``graphstore.GraphWriter`` is one)."""
+
+    def add_edge(self, source: str, target: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None: ...
+
+    def add_node(self, service: str, version: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None: ...

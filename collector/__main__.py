@@ -1,0 +1,91 @@
+"""``python -m collector``: run the OTLP collector (flags default from the environment)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from collector.errors import ConfigError
+from collector.publisher import LivePublisherConfig
+from collector.receiver import ReceiverConfig
+from collector.service import Collector, CollectorConfig
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
+    parser = argparse.ArgumentParser(prog="python -m collector",
+                                     description="meshui OTLP collector -> live service graph")
+    parser.add_argument("--host", default=os.environ.get("COLLECTOR_HOST", "127.0.0.1"),
+                        help="address to listen on (env COLLECTOR_HOST)")
+    parser.add_argument("--http-port", type=int,
+                        default=_env_int("COLLECTOR_HTTP_PORT", 4318),
+                        help="OTLP/HTTP port (env COLLECTOR_HTTP_PORT, default 4318)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""),
+                        help="Redis for the graph and the channel layer (env REDIS_URL, required)")
+    parser.add_argument("--graph-group", default=os.environ.get("MESHUI_GRAPH_GROUP", "graph"),
+                        help="channel-layer group for live graph updates (env MESHUI_GRAPH_GROUP)")
+    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
+                        help="largest accepted request body, also after gzip")
+    parser.add_argument("--forward-otlp", default=os.environ.get("COLLECTOR_FORWARD_OTLP", ""),
+                        help="forward OTLP to another backend (not implemented yet)")
+    parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if not args.redis_url:
+        parser.error("--redis-url or REDIS_URL is required")
+    if args.forward_otlp:
+        parser.error("--forward-otlp is not implemented yet")
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = CollectorConfig(
+        redis_url=args.redis_url,
+        receiver=ReceiverConfig(host=args.host, port=args.http_port,
+                                max_body_bytes=args.max_body_bytes),
+        publisher=LivePublisherConfig(group=args.graph_group),
+    )
+    try:
+        config.validate()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return config
+
+
+async def run(config: CollectorConfig) -> None:
+    collector = Collector(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await collector.start()
+    try:
+        await stop.wait()
+    finally:
+        await collector.shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        asyncio.run(run(config))
+    else:
+        uvloop.run(run(config))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Exporter: write graph increments to Redis with ``graphstore.GraphWriter``.
+
+Connectors add increments in memory; a flush every ``flush_interval_s`` writes them with
+HINCRBY (so any number of collectors add up exactly). When Redis fails the increments are
+kept and retried, and the exporter reports itself unavailable so the receiver answers new
+exports with 503 (the senders retry later) instead of letting the backlog grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from collector.errors import ConfigError
+from collector.graphstore import GraphWriter
+from collector.stats import CollectorStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisExporterConfig:
+    flush_interval_s: float = 0.1
+    # Above this many pending counter fields new exports get 503 (Redis slow or down).
+    max_pending_fields: int = 500_000
+    socket_timeout_s: float = 2.0
+
+    def validate(self) -> None:
+        if not self.flush_interval_s > 0:
+            raise ConfigError("redis_exporter.flush_interval_s",
+                              f"must be > 0, got {self.flush_interval_s}")
+        if self.max_pending_fields < 1:
+            raise ConfigError("redis_exporter.max_pending_fields",
+                              f"must be >= 1, got {self.max_pending_fields}")
+        if not self.socket_timeout_s > 0:
+            raise ConfigError("redis_exporter.socket_timeout_s",
+                              f"must be > 0, got {self.socket_timeout_s}")
+
+
+def redis_client(url: str, socket_timeout_s: float = 2.0, max_connections: int = 50) -> aredis.Redis:
+    """An asyncio client that fails fast and never re-sends a command by itself.
+
+    redis-py 8 retries failed commands (and whole pipelines) with backoff by default; a
+    re-sent HINCRBY pipeline could count twice, and the flush loop retries anyway.
+    """
+    return aredis.Redis.from_url(
+        url, socket_connect_timeout=min(1.0, socket_timeout_s), socket_timeout=socket_timeout_s,
+        retry=Retry(NoBackoff(), 0), max_connections=max_connections,
+    )
+
+
+class RedisGraphExporter:
+    """A ``GraphSink`` that buffers increments and flushes them to Redis periodically."""
+
+    def __init__(self, redis: Any, config: RedisExporterConfig | None = None,
+                 stats: CollectorStats | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config or RedisExporterConfig()
+        self.config.validate()
+        self.redis = redis
+        self.stats = stats or CollectorStats()
+        self.writer = GraphWriter(clock=clock)
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    # GraphSink
+    def add_edge(self, source: str, target: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None:
+        self.writer.add_edge(source, target, requests, errors, latency)
+
+    def add_node(self, service: str, version: str, requests: int, errors: int,
+                 latency: Mapping[int, int]) -> None:
+        self.writer.add_node(service, version, requests, errors, latency)
+
+    def unavailable(self) -> str | None:
+        """Why new exports should be refused with 503 now, or None."""
+        if not self.stats.redis_available:
+            return "Redis is unreachable; retry later"
+        if self.stats.pending_fields > self.config.max_pending_fields:
+            return "the collector's write backlog is full; retry later"
+        return None
+
+    async def flush(self) -> int:
+        """Write what is pending; on failure keep it for the next try. Returns fields written."""
+        async with self._flush_lock:
+            try:
+                if self.writer.pending:
+                    written = await self.writer.aflush(self.redis)
+                    self.stats.redis_fields_written += written
+                elif not self.stats.redis_available:
+                    await self.redis.ping()  # nothing to write: just find out if it is back
+                    written = 0
+                else:
+                    return 0
+            except (aredis.RedisError, OSError) as exc:
+                self.stats.redis_write_errors += 1
+                if self.stats.redis_available:
+                    log.warning("Redis write failed, keeping %d fields for retry: %s",
+                                self.writer.pending_fields, exc)
+                self.stats.redis_available = False
+                return 0
+            finally:
+                self.stats.pending_fields = self.writer.pending_fields
+            if not self.stats.redis_available:
+                log.info("Redis is reachable again")
+            self.stats.redis_available = True
+            return written
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_forever(), name="redis-exporter-flush")
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        if self.writer.pending:
+            log.error("shutting down with %d graph fields not written to Redis",
+                      self.writer.pending_fields)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval_s)
+            try:
+                await self.flush()
+            except Exception:  # loop boundary: never let the flusher die
+                log.exception("graph flush failed")

@@ -1,0 +1,121 @@
+"""The collector's pipeline, assembled: receiver -> queue -> connectors -> exporters.
+
+    OTLP/HTTP receiver ─▶ queue processor ─┬▶ sidecar metrics connector ─┐
+                                          └▶ service graph connector ───┴▶ Redis graph exporter
+    live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
+
+Components start downstream first and stop upstream first, so every buffer drains into a
+running consumer (the OpenTelemetry Collector's service lifecycle).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.errors import ConfigError
+from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
+from collector.queue import QueueConfig, QueueProcessor
+from collector.receiver import OTLPHttpReceiver, ReceiverConfig
+from collector.records import MetricBatch, TraceBatch
+from collector.redis_exporter import RedisExporterConfig, RedisGraphExporter, redis_client
+from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
+from collector.sidecar_metrics import SidecarMetricsConfig, SidecarMetricsConnector
+from collector.stats import CollectorStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    redis_url: str = ""
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    servicegraph: ServiceGraphConfig = field(default_factory=ServiceGraphConfig)
+    sidecar_metrics: SidecarMetricsConfig = field(default_factory=SidecarMetricsConfig)
+    redis_exporter: RedisExporterConfig = field(default_factory=RedisExporterConfig)
+    publisher: LivePublisherConfig = field(default_factory=LivePublisherConfig)
+
+    def validate(self) -> None:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("redis_url", f"must be a redis:// URL, got {self.redis_url!r}")
+        for part in (self.receiver, self.queue, self.servicegraph, self.sidecar_metrics,
+                     self.redis_exporter, self.publisher):
+            part.validate()
+
+
+class Collector:
+    """One collector process's pipeline; ``start()``/``shutdown()`` run it in the current loop."""
+
+    def __init__(self, config: CollectorConfig, *, redis: Any = None, layer: Any = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        config.validate()
+        self.config = config
+        self.stats = CollectorStats()
+        self.redis = redis or redis_client(config.redis_url,
+                                           config.redis_exporter.socket_timeout_s)
+        self.exporter = RedisGraphExporter(self.redis, config.redis_exporter, self.stats,
+                                           clock=wall_clock)
+        self.publisher = LivePublisher(
+            self.redis, layer if layer is not None else channel_layer(config.redis_url,
+                                                                      config.publisher),
+            config.publisher, self.stats, clock=wall_clock)
+        self.servicegraph = ServiceGraphConnector(self.exporter, config.servicegraph,
+                                                  self.stats, clock=monotonic)
+        self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics,
+                                                       self.stats)
+        self.queue = QueueProcessor(self._route, config.queue, self.stats)
+        self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
+        # Downstream first.
+        self._components = [self.exporter, self.publisher, self.servicegraph,
+                            self.sidecar_metrics, self.queue, self.receiver]
+
+    def _route(self, batch: TraceBatch | MetricBatch) -> None:
+        if isinstance(batch, TraceBatch):
+            self.servicegraph.consume(batch)
+        else:
+            self.sidecar_metrics.consume(batch)
+
+    # The receiver's view of the pipeline.
+    def refuse_reason(self) -> str | None:
+        if self.queue.full():
+            return "the collector's queue is full; retry later"
+        return self.exporter.unavailable()
+
+    def offer(self, batch: Any, items: int) -> bool:
+        return self.queue.offer(batch, items)
+
+    @property
+    def port(self) -> int | None:
+        return self.receiver.port
+
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+        except Exception as exc:
+            log.warning("Redis at %s is not reachable yet (%s); will retry",
+                        self.config.redis_url, exc)
+            self.stats.redis_available = False
+        started = []
+        try:
+            for component in self._components:
+                await component.start()
+                started.append(component)
+        except BaseException:
+            for component in reversed(started):
+                await component.shutdown()
+            raise
+        log.info("collector listening on http://%s:%s", self.config.receiver.host, self.port)
+
+    async def shutdown(self) -> None:
+        """Upstream first: stop receiving, drain the queue, flush the graph."""
+        for component in reversed(self._components):
+            try:
+                await component.shutdown()
+            except Exception:
+                log.exception("shutting down %s failed", type(component).__name__)
+        await self.redis.aclose()

@@ -1,0 +1,179 @@
+"""Service graph from spans of any OpenTelemetry SDK: pair CLIENT and SERVER spans.
+
+Modelled on the collector-contrib servicegraphconnector: a client span and the server span
+whose parent it is (same trace) make one request on the edge client service -> server
+service. Whichever arrives first waits in a bounded store with a TTL; what never finds its
+partner is counted, and an unpaired client span that names its peer (``peer.service`` or
+``server.address``) still becomes an edge to that peer ("virtual node").
+https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/connector/servicegraphconnector
+
+Pure: time comes from an injected clock and expiry happens in ``sweep()``, which the
+pipeline calls periodically; the I/O lives in the exporter behind ``GraphSink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from collector.errors import ConfigError
+from collector.graphstore import UNKNOWN
+from collector.histogram import bucket_index
+from collector.records import (
+    SPAN_KIND_CLIENT,
+    SPAN_KIND_CONSUMER,
+    SPAN_KIND_PRODUCER,
+    SPAN_KIND_SERVER,
+    GraphSink,
+    TraceBatch,
+)
+from collector.stats import CollectorStats
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceGraphConfig:
+    max_items: int = 100_000  # pending half-pairs
+    ttl_s: float = 10.0  # how long a half-pair waits for its partner
+    sweep_interval_s: float = 1.0
+    # Treat PRODUCER/CONSUMER like CLIENT/SERVER (a consumer span's parent is the producer).
+    pair_messaging: bool = False
+
+    def validate(self) -> None:
+        if self.max_items < 1:
+            raise ConfigError("servicegraph.max_items", f"must be >= 1, got {self.max_items}")
+        if not self.ttl_s > 0:
+            raise ConfigError("servicegraph.ttl_s", f"must be > 0, got {self.ttl_s}")
+        if not self.sweep_interval_s > 0:
+            raise ConfigError("servicegraph.sweep_interval_s",
+                              f"must be > 0, got {self.sweep_interval_s}")
+
+
+class _HalfPair:
+    """What we know of one client->server call while waiting for its other half."""
+
+    __slots__ = ("expires", "client_service", "client_ms", "client_failed", "peer",
+                 "server_service", "server_failed")
+
+    def __init__(self, expires: float) -> None:
+        self.expires = expires
+        self.client_service: str | None = None
+        self.client_ms = 0.0
+        self.client_failed = False
+        self.peer = ""
+        self.server_service: str | None = None
+        self.server_failed = False
+
+
+class ServiceGraphConnector:
+    """Traces in, graph increments out."""
+
+    def __init__(self, sink: GraphSink, config: ServiceGraphConfig | None = None,
+                 stats: CollectorStats | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or ServiceGraphConfig()
+        self.config.validate()
+        self.sink = sink
+        self.stats = stats or CollectorStats()
+        self.clock = clock
+        # Insertion order is expiry order (constant TTL, monotonic clock), so the sweep
+        # pops from the front; OrderedDict pops the front in O(1), a dict would rescan.
+        self._store: OrderedDict[tuple[bytes, bytes], _HalfPair] = OrderedDict()
+        self._client_kinds = {SPAN_KIND_CLIENT}
+        self._server_kinds = {SPAN_KIND_SERVER}
+        if self.config.pair_messaging:
+            self._client_kinds.add(SPAN_KIND_PRODUCER)
+            self._server_kinds.add(SPAN_KIND_CONSUMER)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def consume(self, batch: TraceBatch) -> None:
+        sink, stats, store = self.sink, self.stats, self._store
+        client_kinds, server_kinds = self._client_kinds, self._server_kinds
+        expires = self.clock() + self.config.ttl_s
+        max_items = self.config.max_items
+        for group in batch.groups:
+            if group.sidecar:
+                # Sidecars' edges come from their metrics; pairing their sampled spans too
+                # would count those requests twice.
+                continue
+            service = group.service
+            for span in group.spans:
+                kind = span.kind
+                if kind in server_kinds:
+                    failed = span.failed or span.http_status >= 500
+                    latency = {bucket_index(span.duration_ms): 1}
+                    sink.add_node(service, group.version, 1, int(failed), latency)
+                    if not span.parent_span_id:
+                        stats.root_spans += 1
+                        sink.add_edge(UNKNOWN, service, 1, int(failed), latency)
+                        continue
+                    key = (span.trace_id, span.parent_span_id)
+                    half = store.get(key)
+                    if half is None:
+                        if len(store) >= max_items:
+                            stats.dropped["pairing_store_full"] += 1
+                            continue
+                        half = store[key] = _HalfPair(expires)
+                    half.server_service = service
+                    half.server_failed = failed
+                elif kind in client_kinds:
+                    key = (span.trace_id, span.span_id)
+                    half = store.get(key)
+                    if half is None:
+                        if len(store) >= max_items:
+                            stats.dropped["pairing_store_full"] += 1
+                            continue
+                        half = store[key] = _HalfPair(expires)
+                    half.client_service = service
+                    half.client_ms = span.duration_ms
+                    half.client_failed = span.failed
+                    half.peer = span.peer
+                else:
+                    continue
+                if half.client_service is not None and half.server_service is not None:
+                    del store[key]
+                    stats.pairs += 1
+                    sink.add_edge(half.client_service, half.server_service, 1,
+                                  int(half.client_failed or half.server_failed),
+                                  {bucket_index(half.client_ms): 1})
+        stats.pending_pairs = len(store)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Expire half-pairs whose TTL has passed; returns how many expired."""
+        now = self.clock() if now is None else now
+        store, stats = self._store, self.stats
+        expired = 0
+        while store:
+            key, half = next(iter(store.items()))
+            if half.expires > now:
+                break
+            store.popitem(last=False)
+            expired += 1
+            stats.expired_unpaired += 1
+            if half.client_service is not None and half.peer:
+                stats.virtual_peer_edges += 1
+                self.sink.add_edge(half.client_service, half.peer, 1, int(half.client_failed),
+                                   {bucket_index(half.client_ms): 1})
+        stats.pending_pairs = len(store)
+        return expired
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="servicegraph-sweep")
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_s)
+            self.sweep()

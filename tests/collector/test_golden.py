@@ -1,0 +1,72 @@
+"""Golden files: OTLP inputs (protobuf and JSON) -> the graph they must produce."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from collector import graphstore, otlp_metrics, otlp_traces
+from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
+from collector.sidecar_metrics import SidecarMetricsConnector
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def graph_of(increments: dict[int, dict[str, int]]) -> graphstore.GraphJSON:
+    return graphstore.build_graph(increments.values(), 60, NOW)
+
+
+def check_golden(name: str, graph: Any) -> None:
+    path = GOLDEN / f"{name}.expected.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_bytes(orjson.dumps(graph, option=orjson.OPT_INDENT_2) + b"\n")
+    assert graph == orjson.loads(path.read_bytes())
+
+
+@pytest.mark.parametrize("encoding", ["pb", "json"])
+def test_traces_golden_file_makes_the_expected_graph(encoding: str) -> None:
+    body = (GOLDEN / f"traces.{encoding}").read_bytes()
+    decode = otlp_traces.decode_protobuf if encoding == "pb" else otlp_traces.decode_json
+    batch = decode(body)
+    assert batch.span_count == 10
+    assert batch.rejected.count == 1
+    assert "trace_id" in batch.rejected.message
+
+    monotonic = Clock(0.0)
+    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    connector = ServiceGraphConnector(writer, ServiceGraphConfig(ttl_s=10), clock=monotonic)
+    connector.consume(batch)
+    assert connector.stats.pairs == 2
+    monotonic.now = 11.0
+    assert connector.sweep() == 3  # payments client, no-peer client, orphan server
+    assert connector.stats.virtual_peer_edges == 1
+
+    check_golden("traces", graph_of(writer.take()))
+
+
+@pytest.mark.parametrize("encoding", ["pb", "json"])
+def test_sidecar_metrics_golden_file_makes_the_expected_graph(encoding: str) -> None:
+    body = (GOLDEN / f"sidecar_metrics.{encoding}").read_bytes()
+    decode = otlp_metrics.decode_protobuf if encoding == "pb" else otlp_metrics.decode_json
+    batch = decode(body)
+    assert batch.point_count == 7  # 5 histogram points + 2 gauges that are not ours
+    assert batch.rejected.count == 1
+    assert "meshui.direction" in batch.rejected.message
+
+    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    SidecarMetricsConnector(writer).consume(batch)
+
+    check_golden("sidecar_metrics", graph_of(writer.take()))

@@ -1,0 +1,115 @@
+"""Span pairing: client and server spans become edges; what never pairs is counted."""
+
+from __future__ import annotations
+
+from collector import graphstore
+from collector.records import Span, SpanGroup, TraceBatch
+from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
+
+T = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def span(span_id: int, parent: int, kind: int, ms: float = 5.0, failed: bool = False,
+         http_status: int = 0, peer: str = "", trace: bytes = T) -> Span:
+    return Span(trace, span_id.to_bytes(8, "big"), parent.to_bytes(8, "big") if parent else b"",
+                kind, ms, failed, http_status, peer)
+
+
+def batch(service: str, *spans: Span, version: str = "") -> TraceBatch:
+    return TraceBatch([SpanGroup(service, version, False, list(spans))], len(spans))
+
+
+def setup(**config: object) -> tuple[ServiceGraphConnector, graphstore.GraphWriter, Clock]:
+    clock = Clock()
+    writer = graphstore.GraphWriter(clock=lambda: 1000.0)
+    return ServiceGraphConnector(writer, ServiceGraphConfig(**config), clock=clock), writer, clock  # type: ignore[arg-type]
+
+
+def edges(writer: graphstore.GraphWriter) -> dict[tuple[str, str], tuple[int, int]]:
+    graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
+    return {(e["source"], e["target"]): (e["requests"], e["errors"]) for e in graph["edges"]}
+
+
+def test_a_client_span_and_its_server_child_make_one_edge_in_either_order() -> None:
+    connector, writer, _ = setup()
+    connector.consume(batch("api", span(2, 1, kind=2)))  # server first
+    connector.consume(batch("web", span(1, 0, kind=3)))
+    connector.consume(batch("web", span(3, 0, kind=3)))  # client first
+    connector.consume(batch("api", span(4, 3, kind=2)))
+    assert edges(writer) == {("web", "api"): (2, 0)}
+    assert connector.stats.pairs == 2 and len(connector) == 0
+
+
+def test_a_pair_is_an_error_when_either_span_failed_or_the_server_returned_5xx() -> None:
+    connector, writer, _ = setup()
+    connector.consume(batch("web", span(1, 0, 3, failed=True), span(3, 0, 3), span(5, 0, 3)))
+    connector.consume(batch("api", span(2, 1, 2), span(4, 3, 2, http_status=502),
+                            span(6, 5, 2, http_status=404)))
+    assert edges(writer) == {("web", "api"): (3, 2)}
+
+
+def test_a_root_server_span_is_an_edge_from_unknown_and_counts_for_its_node() -> None:
+    connector, writer, _ = setup()
+    connector.consume(batch("front", span(1, 0, 2, ms=40.0), version="v3"))
+    graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
+    assert [(e["source"], e["target"], e["requests"]) for e in graph["edges"]] == [
+        ("unknown", "front", 1)]
+    front = next(n for n in graph["nodes"] if n["id"] == "front")
+    assert (front["requests"], front["versions"]) == (1, ["v3"])
+    assert connector.stats.root_spans == 1
+
+
+def test_unpaired_spans_expire_after_the_ttl_and_are_counted() -> None:
+    connector, writer, clock = setup(ttl_s=10.0)
+    connector.consume(batch("web", span(1, 0, 3), span(3, 0, 3, peer="payments")))
+    clock.now += 9.9
+    assert connector.sweep() == 0
+    clock.now += 0.2
+    assert connector.sweep() == 2
+    assert connector.stats.expired_unpaired == 2
+    assert edges(writer) == {("web", "payments"): (1, 0)}  # peer.service -> virtual edge
+    assert len(connector) == 0
+
+
+def test_a_late_partner_after_expiry_does_not_make_a_pair() -> None:
+    connector, writer, clock = setup(ttl_s=1.0)
+    connector.consume(batch("web", span(1, 0, 3)))
+    clock.now += 2
+    connector.sweep()
+    connector.consume(batch("api", span(2, 1, 2)))
+    assert ("web", "api") not in edges(writer)
+    assert connector.stats.pairs == 0
+
+
+def test_a_full_store_drops_new_half_pairs_and_counts_them() -> None:
+    connector, writer, _ = setup(max_items=2)
+    connector.consume(batch("web", span(1, 0, 3), span(3, 0, 3), span(5, 0, 3)))
+    assert len(connector) == 2
+    assert connector.stats.dropped["pairing_store_full"] == 1
+    connector.consume(batch("api", span(2, 1, 2)))  # completing a pair still works
+    assert edges(writer)[("web", "api")] == (1, 0)
+
+
+def test_spans_from_sidecars_are_not_paired() -> None:
+    connector, writer, _ = setup()
+    connector.consume(TraceBatch([SpanGroup("front", "v1", True, [span(1, 0, 2)])], 1))
+    assert not writer.pending
+
+
+def test_producer_and_consumer_pair_only_when_enabled() -> None:
+    connector, writer, _ = setup()
+    connector.consume(batch("orders", span(1, 0, 4)))
+    connector.consume(batch("billing", span(2, 1, 5)))
+    assert edges(writer) == {}
+    connector, writer, _ = setup(pair_messaging=True)
+    connector.consume(batch("orders", span(1, 0, 4)))
+    connector.consume(batch("billing", span(2, 1, 5)))
+    assert edges(writer) == {("orders", "billing"): (1, 0)}
