@@ -7,6 +7,8 @@ from typing import Any
 # redis-py 8 caps an asyncio pool at 100 connections and channels-redis then raises
 # MaxConnectionsError under bursts (shared/notes/pitfalls.md): give the host as a dict.
 DEFAULT_MAX_CONNECTIONS = 1000
+# Longer than channels-redis' 5 s BZPOPMIN so a quiet channel is not a read timeout.
+BLOCKING_READ_TIMEOUT = 15.0
 
 
 def channel_layers_for(redis_url: str, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> dict[str, Any]:
@@ -21,7 +23,11 @@ def channel_layers_for(redis_url: str, max_connections: int = DEFAULT_MAX_CONNEC
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": redis_url, "max_connections": max_connections}],
+                # socket_timeout: redis-py 8 reads with a 5 s timeout by default, exactly
+                # channels-redis' blocking-pop time, so idle consumers died with
+                # TimeoutError at random (and sidecars' control channels dropped).
+                "hosts": [{"address": redis_url, "max_connections": max_connections,
+                           "socket_timeout": BLOCKING_READ_TIMEOUT}],
                 "prefix": "meshui:asgi",
                 # Live updates are merged and throttled upstream, so a small capacity is
                 # enough; a slow page loses old deltas, never the newest.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -118,7 +119,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("MESHUI_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
@@ -128,6 +129,13 @@ STATICFILES_FINDERS = [
 ]
 # Serve straight from the finders: the demo needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
+# WhiteNoise warns about a missing STATIC_ROOT even when it serves from the finders.
+try:
+    STATIC_ROOT.mkdir(exist_ok=True)
+except OSError:
+    pass
+# Under ASGI Django warns that WhiteNoise streams files synchronously (it works, in a thread).
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous")
 
 CELERY_BROKER_URL = REDIS_URL or None
 CELERY_RESULT_BACKEND = None

@@ -1,0 +1,202 @@
+"""The OpenAPI 3.1 description of /api/v1/, served at /api/v1/openapi.json.
+
+Hand-written; tests/meshui/test_openapi.py checks that every route is described and that
+the documented fields match what the views return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
+TIMESTAMP_OR_NULL: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+
+_STATS: dict[str, Any] = {
+    "requests": {"type": "integer", "description": "requests in the window"},
+    "errors": {"type": "integer", "description": "of which errors (5xx or failed)"},
+    "rps": {"type": "number", "description": "requests / window"},
+    "error_rate": {"type": "number", "description": "errors / requests (0 when idle)"},
+    "p50_ms": {**NUMBER_OR_NULL, "description": "median latency in ms, null when idle"},
+    "p95_ms": NUMBER_OR_NULL,
+    "p99_ms": NUMBER_OR_NULL,
+}
+
+_ERROR_RESPONSE = {"$ref": "#/components/responses/Error"}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "meshui API",
+        "version": "1",
+        "description": "The JSON API of the meshui dashboard and control plane. GET endpoints "
+        "are open without login when MESHUI_PUBLIC_READ is true; everything else needs a "
+        "logged-in session (and a CSRF token).",
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"session": []}, {}],
+    "paths": {
+        "/graph": {
+            "get": {
+                "operationId": "getGraph",
+                "summary": "The live service graph over the last `window` seconds",
+                "parameters": [{
+                    "name": "window", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 60},
+                    "description": "seconds to add up, ending now",
+                }],
+                "responses": {
+                    "200": {"description": "the graph", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Graph"}}}},
+                    "400": _ERROR_RESPONSE,
+                    "401": _ERROR_RESPONSE,
+                },
+            }
+        },
+        "/services": {
+            "get": {
+                "operationId": "listServices",
+                "summary": "Registered services with their instances and live versions",
+                "responses": {
+                    "200": {"description": "services by name", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ServiceList"}}}},
+                    "401": _ERROR_RESPONSE,
+                },
+            }
+        },
+        "/instances": {
+            "get": {
+                "operationId": "listInstances",
+                "summary": "Every sidecar instance with its connection and sync state",
+                "responses": {
+                    "200": {"description": "instances by service, then proxy id",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/InstanceList"}}}},
+                    "401": _ERROR_RESPONSE,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenAPI",
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
+                    "401": _ERROR_RESPONSE,
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "session": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+        },
+        "responses": {
+            "Error": {
+                "description": "an error; `error` is a stable code, `detail` says what to fix",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "detail"],
+                "properties": {
+                    "error": {"type": "string", "enum": [
+                        "invalid_parameter", "unauthenticated", "method_not_allowed",
+                        "csrf_failed"]},
+                    "detail": {"type": "string"},
+                    "parameter": {"type": "string", "description": "the offending parameter"},
+                },
+            },
+            "Node": {
+                "type": "object",
+                "required": ["id", "service", "versions", *_STATS],
+                "properties": {
+                    "id": {"type": "string"},
+                    "service": {"type": "string"},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    **_STATS,
+                },
+                "description": "a service; stats are the requests it served",
+            },
+            "Edge": {
+                "type": "object",
+                "required": ["source", "target", *_STATS],
+                "properties": {"source": {"type": "string"}, "target": {"type": "string"},
+                               **_STATS},
+                "description": "calls from source to target as the caller saw them",
+            },
+            "Graph": {
+                "type": "object",
+                "required": ["window", "generated_at", "nodes", "edges"],
+                "properties": {
+                    "window": {"type": "integer"},
+                    "generated_at": {"type": "number", "description": "epoch seconds"},
+                    "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
+                    "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
+                },
+            },
+            "ServiceInstance": {
+                "type": "object",
+                "required": ["proxy_id", "version", "address", "connected", "live"],
+                "properties": {
+                    "proxy_id": {"type": "string"},
+                    "version": {"type": "string"},
+                    "address": {"type": "string"},
+                    "connected": {"type": "boolean"},
+                    "live": {"type": "boolean",
+                             "description": "connected and heartbeat within 3 intervals"},
+                },
+            },
+            "Service": {
+                "type": "object",
+                "required": ["name", "created_at", "versions", "live_instances", "instances"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "versions": {"type": "array", "items": {"type": "string"},
+                                 "description": "versions of the live instances"},
+                    "live_instances": {"type": "integer"},
+                    "instances": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/ServiceInstance"}},
+                },
+            },
+            "ServiceList": {
+                "type": "object",
+                "required": ["services"],
+                "properties": {"services": {"type": "array",
+                                            "items": {"$ref": "#/components/schemas/Service"}}},
+            },
+            "Instance": {
+                "type": "object",
+                "required": ["proxy_id", "service", "version", "address", "admin_address", "pid",
+                             "connected", "connected_at", "last_seen", "endpoints_acked",
+                             "sync", "last_nack_reason"],
+                "properties": {
+                    "proxy_id": {"type": "string"},
+                    "service": {"type": "string"},
+                    "version": {"type": "string"},
+                    "address": {"type": "string"},
+                    "admin_address": {"type": "string"},
+                    "pid": {"type": ["integer", "null"]},
+                    "connected": {"type": "boolean"},
+                    "connected_at": TIMESTAMP_OR_NULL,
+                    "last_seen": TIMESTAMP_OR_NULL,
+                    "endpoints_acked": {"type": ["integer", "null"]},
+                    "sync": {"type": "string", "enum": ["SYNCED", "STALE", "NACKED"]},
+                    "last_nack_reason": {"type": ["string", "null"]},
+                },
+            },
+            "InstanceList": {
+                "type": "object",
+                "required": ["endpoints_version", "instances"],
+                "properties": {
+                    "endpoints_version": {"type": ["integer", "null"],
+                                          "description": "the latest endpoints version sent"},
+                    "instances": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/Instance"}},
+                },
+            },
+        },
+    },
+}

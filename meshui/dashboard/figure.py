@@ -1,0 +1,241 @@
+"""Turn a service graph (graphstore.GraphJSON) into a Plotly figure. Pure: values in, dict out.
+
+Nodes are markers at the positions from ``layout.layered_layout``; every edge is an
+annotation arrow from caller to callee coloured by health, with an invisible-ish marker at
+its midpoint that carries the hover (Plotly cannot hover annotations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from meshui.dashboard.layout import Position, layered_layout
+
+GREEN = "#3fb950"
+AMBER = "#d29922"
+RED = "#f85149"
+GREY = "#6e7681"
+TEXT = "#c9d1d9"
+MUTED = "#8b949e"
+NODE_FILL = "#161b22"
+BACKGROUND = "#0d1117"
+FONT = "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+
+# Reverse edges (a -> b and b -> a) are drawn side by side, this far apart (data units).
+PARALLEL_OFFSET = 0.07
+
+
+def health_color(requests: int, error_rate: float) -> str:
+    """Green below 1% errors, amber below 5%, red from 5%, grey when there is no traffic."""
+    if not requests:
+        return GREY
+    if error_rate < 0.01:
+        return GREEN
+    if error_rate < 0.05:
+        return AMBER
+    return RED
+
+
+def format_rate(rps: float) -> str:
+    if rps >= 100:
+        return f"{rps:,.0f}/s"
+    if rps >= 10:
+        return f"{rps:.1f}/s"
+    return f"{rps:.2f}/s"
+
+
+def format_ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def format_percent(rate: float) -> str:
+    return f"{rate * 100:.2f}%"
+
+
+def node_size(rps: float) -> float:
+    """Marker diameter in pixels: grows with the log of the request rate."""
+    return round(min(56.0, 30.0 + 9.0 * math.log10(1.0 + rps)), 1)
+
+
+def edge_width(rps: float) -> float:
+    return round(min(6.0, 1.6 + 1.4 * math.log10(1.0 + rps)), 2)
+
+
+def _stats_lines(stats: Mapping[str, Any], window: int) -> list[str]:
+    return [
+        f"{format_rate(stats['rps'])} · {format_percent(stats['error_rate'])} errors",
+        f"p50 {format_ms(stats['p50_ms'])} · p95 {format_ms(stats['p95_ms'])}"
+        f" · p99 {format_ms(stats['p99_ms'])}",
+        f"{stats['requests']:,} requests, {stats['errors']:,} errors in {window} s",
+    ]
+
+
+def node_hover(node: Mapping[str, Any], window: int) -> str:
+    versions = ", ".join(node["versions"]) or "–"
+    return "<br>".join(
+        [f"<b>{node['service']}</b>", f"versions: {versions}", *_stats_lines(node, window)]
+    )
+
+
+def edge_hover(edge: Mapping[str, Any], window: int) -> str:
+    title = f"<b>{edge['source']} → {edge['target']}</b>"
+    return "<br>".join([title, *_stats_lines(edge, window)])
+
+
+def node_label(node: Mapping[str, Any]) -> str:
+    versions = " · ".join(node["versions"])
+    label = f"<b>{node['service']}</b>"
+    if versions:
+        label += f"<br><span style='font-size:11px;color:{MUTED}'>{versions}</span>"
+    return label
+
+
+def _edge_points(
+    source: Position, target: Position, offset: float
+) -> tuple[Position, Position]:
+    (x0, y0), (x1, y1) = source, target
+    if not offset:
+        return (x0, y0), (x1, y1)
+    dx, dy = x1 - x0, y1 - y0
+    length = math.hypot(dx, dy) or 1.0
+    nx, ny = -dy / length * offset, dx / length * offset
+    return (x0 + nx, y0 + ny), (x1 + nx, y1 + ny)
+
+
+def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None
+                 ) -> dict[str, Any]:
+    """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``."""
+    nodes = graph["nodes"]
+    edges = graph["edges"]
+    window = graph["window"]
+    if positions is None:
+        positions = graph_positions(graph)
+    sizes = {node["id"]: node_size(node["rps"]) for node in nodes}
+    pairs = {(e["source"], e["target"]) for e in edges}
+
+    annotations: list[dict[str, Any]] = []
+    mid_x: list[float] = []
+    mid_y: list[float] = []
+    mid_color: list[str] = []
+    mid_hover: list[str] = []
+    mid_ids: list[str] = []
+    for edge in edges:
+        src, dst = edge["source"], edge["target"]
+        color = health_color(edge["requests"], edge["error_rate"])
+        hover = edge_hover(edge, window)
+        if src == dst:  # a service calling itself: no arrow, a marker above the node
+            x, y = positions[src]
+            mid_x.append(x)
+            mid_y.append(y + 0.28)
+        else:
+            offset = PARALLEL_OFFSET if (dst, src) in pairs else 0.0
+            (x0, y0), (x1, y1) = _edge_points(positions[src], positions[dst], offset)
+            annotations.append({
+                "x": x1, "y": y1, "ax": x0, "ay": y0,
+                "xref": "x", "yref": "y", "axref": "x", "ayref": "y",
+                "text": "", "showarrow": True,
+                "arrowhead": 2, "arrowsize": 1.1, "arrowwidth": edge_width(edge["rps"]),
+                "arrowcolor": color,
+                "standoff": sizes.get(dst, 30) / 2 + 4,
+                "startstandoff": sizes.get(src, 30) / 2 + 2,
+                "opacity": 0.9,
+            })
+            mid_x.append((x0 + x1) / 2)
+            mid_y.append((y0 + y1) / 2)
+        mid_color.append(color)
+        mid_hover.append(hover)
+        mid_ids.append(f"{src}->{dst}")
+
+    node_ids = [node["id"] for node in nodes]
+    node_colors = [health_color(n["requests"], n["error_rate"]) for n in nodes]
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter", "mode": "markers", "name": "edges",
+            "x": mid_x, "y": mid_y, "customdata": mid_ids,
+            "text": mid_hover, "hoverinfo": "text",
+            "marker": {"size": 9, "color": mid_color, "symbol": "diamond",
+                       "line": {"width": 2, "color": BACKGROUND}},
+        },
+        {
+            "type": "scatter", "mode": "markers+text", "name": "services",
+            "x": [positions[i][0] for i in node_ids], "y": [positions[i][1] for i in node_ids],
+            "customdata": node_ids,
+            "text": [node_label(n) for n in nodes], "textposition": "bottom center",
+            "textfont": {"size": 13, "color": TEXT},
+            "hovertext": [node_hover(n, window) for n in nodes], "hoverinfo": "text",
+            "marker": {"size": [sizes[i] for i in node_ids], "color": NODE_FILL,
+                       "line": {"width": 3, "color": node_colors}},
+        },
+        {
+            "type": "scatter", "mode": "text", "name": "rates", "hoverinfo": "skip",
+            "x": [positions[i][0] for i in node_ids], "y": [positions[i][1] for i in node_ids],
+            "text": [_short_rate(n["rps"]) if n["requests"] else "" for n in nodes],
+            "textposition": "middle center",
+            "textfont": {"size": 10, "color": TEXT},
+        },
+    ]
+    xs = [p[0] for p in positions.values()] or [0.0]
+    ys = [p[1] for p in positions.values()] or [0.0]
+    layout = {
+        "uirevision": "graph",
+        "showlegend": False,
+        "hovermode": "closest",
+        "dragmode": False,
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": {"family": FONT, "color": TEXT, "size": 13},
+        "hoverlabel": {"bgcolor": "#1c2330", "bordercolor": "#30363d",
+                       "font": {"family": FONT, "color": TEXT, "size": 12}, "align": "left"},
+        "xaxis": {"visible": False, "fixedrange": True,
+                  "range": [min(xs) - 0.45, max(xs) + 0.45]},
+        "yaxis": {"visible": False, "fixedrange": True,
+                  "range": [min(ys) - 0.75, max(ys) + 0.45]},
+        "annotations": annotations,
+    }
+    return {"data": data, "layout": layout}
+
+
+def _short_rate(rps: float) -> str:
+    if rps >= 1000:
+        return f"{rps / 1000:.1f}k"
+    if rps >= 10:
+        return f"{rps:.0f}"
+    return f"{rps:.1f}"
+
+
+def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
+    return layered_layout(
+        (n["id"] for n in graph["nodes"]), ((e["source"], e["target"]) for e in graph["edges"])
+    )
+
+
+def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers of the summary bar: services, edges, total rps, overall error rate.
+
+    Totals count requests as callers saw them (edges), so a request is not counted twice
+    on its way through the mesh.
+    """
+    requests = sum(e["requests"] for e in graph["edges"])
+    errors = sum(e["errors"] for e in graph["edges"])
+    return {
+        "services": len(graph["nodes"]),
+        "edges": len(graph["edges"]),
+        "rps": round(requests / graph["window"], 3) if graph["window"] else 0.0,
+        "error_rate": round(errors / requests, 4) if requests else 0.0,
+        "generated_at": graph["generated_at"],
+    }
+
+
+def page_payload(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the graph page draws from: the graph, its figure and its summary."""
+    return {"type": "graph", "graph": graph, "figure": build_figure(graph),
+            "summary": summary(graph)}

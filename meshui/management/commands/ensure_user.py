@@ -1,0 +1,30 @@
+"""``manage.py ensure_user NAME``: create or update a superuser, idempotently (the demo uses it).
+
+The password comes from ``MESHUI_USER_PASSWORD`` (never from the command line, which other
+users of the machine can read in the process list).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Create or update a superuser whose password is MESHUI_USER_PASSWORD."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+
+    def handle(self, *args: Any, username: str, **options: Any) -> None:
+        password = os.environ.get("MESHUI_USER_PASSWORD", "")
+        if not password:
+            raise CommandError("MESHUI_USER_PASSWORD must be set to the user's password")
+        user, created = get_user_model().objects.get_or_create(username=username)
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        self.stdout.write(f"{'created' if created else 'updated'} superuser {username}")

@@ -1,0 +1,59 @@
+"""Command-line entry point: parse flags, set up logging and the event loop, run until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from proxies.config import SidecarConfig, parse_config
+
+log = logging.getLogger("proxies")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def run(config: SidecarConfig) -> None:
+    from proxies import tracecontext
+    from proxies.sidecar import Sidecar, default_proxy_id
+    from proxies.telemetry import Resource, SpanData, Telemetry
+
+    proxy_id = config.proxy_id or default_proxy_id(config)
+    telemetry = Telemetry(
+        Resource(config.service, config.version, proxy_id), config.otlp, config.trace_sample
+    )
+    sidecar = Sidecar(config, telemetry, tracecontext.incoming, SpanData, proxy_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sidecar.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await sidecar.stop()
+        raise SystemExit(1) from exc
+    await stop.wait()
+    log.info("signal received, shutting down")
+    await sidecar.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None:
+        uvloop.run(run(config))
+    else:
+        asyncio.run(run(config))

@@ -1,0 +1,111 @@
+"""Sidecar settings: command-line flags, each also readable from MESHUI_SIDECAR_<FLAG>."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from proxies.endpoints import EndpointsError, parse_address
+
+ENV_PREFIX = "MESHUI_SIDECAR_"
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    service: str
+    version: str
+    app: tuple[str, int]
+    inbound: tuple[str, int]
+    outbound: tuple[str, int]
+    admin: tuple[str, int]
+    control: str | None
+    token: str | None
+    endpoints_file: str | None
+    otlp: str | None
+    trace_sample: float
+    proxy_id: str | None
+    advertise: str | None
+    log_level: str
+
+
+def _flags() -> list[tuple[str, dict]]:
+    return [
+        ("--service", {"help": "logical service this sidecar stands beside (required)"}),
+        ("--version", {"help": "version label of this instance, e.g. v1 (required)"}),
+        ("--app", {"help": "host:port of the local app (required)"}),
+        ("--inbound", {"default": "127.0.0.1:15001", "help": "inbound listener host:port"}),
+        ("--outbound", {"default": "127.0.0.1:15002", "help": "outbound listener host:port"}),
+        ("--admin", {"default": "127.0.0.1:15000", "help": "admin listener (loopback)"}),
+        ("--control", {"help": "control channel URL, ws://host:port/api/v1/control"}),
+        ("--token", {"help": "control channel token (also MESHUI_CONTROL_TOKEN)"}),
+        ("--endpoints", {"help": "static endpoints JSON file, used when --control is absent"}),
+        ("--otlp", {"help": "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318"}),
+        ("--trace-sample", {"default": "0.01", "help": "fraction of requests traced"}),
+        ("--proxy-id", {"help": "proxy id (default: <service>-<version>-<random>)"}),
+        ("--advertise", {"help": "host:port other sidecars dial (default: --inbound)"}),
+        ("--log-level", {"default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR"}),
+    ]
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m proxies",
+        description="meshui sidecar proxy. Every flag can also be set as "
+        "MESHUI_SIDECAR_<FLAG> (e.g. MESHUI_SIDECAR_TRACE_SAMPLE).",
+    )
+    for flag, options in _flags():
+        env_name = ENV_PREFIX + flag[2:].replace("-", "_").upper()
+        default = env.get(env_name, options.pop("default", None))
+        if flag == "--token" and default is None:
+            default = env.get("MESHUI_CONTROL_TOKEN")
+        parser.add_argument(flag, default=default, **options)
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> SidecarConfig:
+    """Parse flags and environment; exits with a usage message naming the bad flag."""
+    env = os.environ if env is None else env
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+    for name in ("service", "version", "app"):
+        if not getattr(args, name):
+            parser.error(f"--{name} is required (or MESHUI_SIDECAR_{name.upper()})")
+
+    def address(flag: str, value: str) -> tuple[str, int]:
+        try:
+            return parse_address(value, flag)
+        except EndpointsError as exc:
+            parser.error(str(exc))
+
+    try:
+        sample = float(args.trace_sample)
+    except ValueError:
+        parser.error(f"--trace-sample must be a number in [0, 1], got {args.trace_sample!r}")
+    if not 0.0 <= sample <= 1.0:
+        parser.error(f"--trace-sample must be in [0, 1], got {sample}")
+    if args.control and not args.token:
+        parser.error("--control needs --token (or MESHUI_SIDECAR_TOKEN / MESHUI_CONTROL_TOKEN)")
+    if not args.control and not args.endpoints:
+        parser.error("give --control (dynamic endpoints) or --endpoints FILE (static set)")
+    if args.service != args.service.lower() or not args.service.isascii():
+        parser.error("--service must be a lower-case ASCII name")
+    if args.advertise:
+        address("--advertise", args.advertise)
+    return SidecarConfig(
+        service=args.service,
+        version=args.version,
+        app=address("--app", args.app),
+        inbound=address("--inbound", args.inbound),
+        outbound=address("--outbound", args.outbound),
+        admin=address("--admin", args.admin),
+        control=args.control or None,
+        token=args.token or None,
+        endpoints_file=args.endpoints or None,
+        otlp=args.otlp or None,
+        trace_sample=sample,
+        proxy_id=args.proxy_id or None,
+        advertise=args.advertise or None,
+        log_level=args.log_level.upper(),
+    )

@@ -1,0 +1,241 @@
+"""Control channel client: the sidecar's WebSocket to meshui (docs/control-channel.md).
+
+State-of-the-world like xDS: every ``endpoints``/``config`` message carries the whole
+state; it is validated, swapped in and ACKed, or NACKed with a reason while the last good
+state stays in force. The client reconnects forever with exponential backoff and jitter;
+the data path keeps serving the last good endpoints while it is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from proxies.endpoints import EndpointRegistry, EndpointsError
+
+log = logging.getLogger("proxies.control")
+
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 5.0
+WELCOME_TIMEOUT_S = 10.0
+
+
+def backoff_delay(attempt: int, low: float = BACKOFF_MIN_S, high: float = BACKOFF_MAX_S) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, within [low, high]."""
+    ceiling = min(high, low * (2**attempt))
+    return max(low, ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+class ControlClient:
+    """Keeps one control connection open, applies what meshui sends, reports our state."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        hello: dict[str, Any],
+        registry: EndpointRegistry,
+        heartbeat_state: Callable[[], dict[str, Any]],
+        *,
+        backoff_min: float = BACKOFF_MIN_S,
+        backoff_max: float = BACKOFF_MAX_S,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.hello = hello
+        self.registry = registry
+        self.heartbeat_state = heartbeat_state
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.state = "connecting"
+        self.last_error: str | None = None
+        self.connected_since: float | None = None
+        self.heartbeat_interval: float | None = None
+        self.config_revision: int | None = None
+        self.config_policy: Any = None
+        self.endpoints_rejected: dict[str, Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="control-channel")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "state": self.state,
+            "last_error": self.last_error,
+            "proxy_id": self.hello.get("proxy_id"),
+            "heartbeat_interval": self.heartbeat_interval,
+            "last_rejected_endpoints": self.endpoints_rejected,
+            "config": {"revision": self.config_revision, "policy": self.config_policy},
+        }
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect: forever (until cancelled)."""
+        attempt = 0
+        while True:
+            try:
+                welcomed = await self._session()
+                if welcomed:
+                    attempt = 0
+                self._set_state("disconnected", self.last_error)
+            except asyncio.CancelledError:
+                raise
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    self._set_state("refused", f"control plane refused our token (HTTP {status})")
+                else:
+                    self._set_state("disconnected", f"control plane answered HTTP {status}")
+            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                self._set_state("disconnected", f"{type(exc).__name__}: {exc}".rstrip(": "))
+            except Exception as exc:  # loop boundary: never let the channel die
+                log.exception("control channel failed unexpectedly")
+                self._set_state("disconnected", f"{type(exc).__name__}: {exc}")
+            delay = backoff_delay(attempt, self.backoff_min, self.backoff_max)
+            attempt += 1
+            log.info("control channel: reconnecting in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    def _set_state(self, state: str, error: str | None) -> None:
+        if state != self.state or error != self.last_error:
+            if state == "refused":
+                log.error("%s; keeping the last good state and retrying", error)
+            elif state == "disconnected":
+                log.warning(
+                    "control channel to %s down (%s); serving with the last good state",
+                    self.url,
+                    error or "closed",
+                )
+        self.state = state
+        self.last_error = error
+        if state != "connected":
+            self.connected_since = None
+
+    async def _session(self) -> bool:
+        """One connection's life; returns whether meshui welcomed us."""
+        self.state = "connecting"
+        async with connect(
+            self.url,
+            additional_headers={"Authorization": f"Bearer {self.token}"},
+            proxy=None,  # never route the control channel through HTTP_PROXY (our own sidecar)
+            open_timeout=WELCOME_TIMEOUT_S,
+            compression=None,
+        ) as ws:
+            await ws.send(orjson.dumps({"type": "hello", **self.hello}).decode())
+            welcome = await asyncio.wait_for(self._expect_welcome(ws), WELCOME_TIMEOUT_S)
+            interval = welcome.get("heartbeat_interval")
+            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+                interval = 10.0
+            self.heartbeat_interval = float(interval)
+            self.state = "connected"
+            self.last_error = None
+            self.connected_since = time.monotonic()
+            log.info(
+                "control channel connected to %s as %s (heartbeat every %s s)",
+                self.url,
+                self.hello.get("proxy_id"),
+                interval,
+            )
+            heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws, interval))
+            try:
+                async for frame in ws:
+                    await self._handle(ws, frame)
+            finally:
+                heartbeat.cancel()
+            self.last_error = "connection closed by the control plane"
+            return True
+
+    async def _expect_welcome(self, ws: Any) -> dict[str, Any]:
+        async for frame in ws:
+            message = _decode(frame)
+            if message is None:
+                continue
+            if message.get("type") == "welcome":
+                return message
+            if message.get("type") == "error":
+                log.warning("control plane error before welcome: %s", message.get("reason"))
+                continue
+            # Anything else before the welcome is still state; apply it.
+            await self._handle(ws, frame)
+        raise websockets.ConnectionClosed(None, None)
+
+    async def _heartbeat(self, ws: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            state = self.heartbeat_state()
+            state["config_revision"] = self.config_revision
+            await ws.send(orjson.dumps({"type": "heartbeat", "state": state}).decode())
+
+    async def _handle(self, ws: Any, frame: str | bytes) -> None:
+        message = _decode(frame)
+        if message is None:
+            log.warning("control plane sent a frame that is not a JSON object; ignored")
+            return
+        kind = message.get("type")
+        if kind == "endpoints":
+            version = message.get("version")
+            try:
+                snapshot = self.registry.apply(version, message.get("services"))
+            except EndpointsError as exc:
+                reason = str(exc)
+                self.endpoints_rejected = {"version": version, "reason": reason}
+                log.warning("rejected endpoints version %r: %s (previous set stays)", version, reason)
+                await ws.send(_reply("nack", "endpoints", version, reason))
+                return
+            log.info(
+                "endpoints version %d in force: %d services, %d instances",
+                snapshot.version,
+                len(snapshot.services),
+                sum(len(e.endpoints) for e in snapshot.services.values()),
+            )
+            await ws.send(_reply("ack", "endpoints", version))
+        elif kind == "config":
+            revision = message.get("revision")
+            if not isinstance(revision, int) or isinstance(revision, bool):
+                await ws.send(_reply("nack", "config", revision, "revision: must be an integer"))
+                return
+            # Policy is applied by a later issue; until then we keep and show it.
+            self.config_revision = revision
+            self.config_policy = message.get("policy")
+            log.info("config revision %d received (stored; policy not applied yet)", revision)
+            await ws.send(_reply("ack", "config", revision))
+        elif kind == "error":
+            log.warning("control plane could not understand a frame: %s", message.get("reason"))
+        elif kind == "welcome":
+            pass
+        else:
+            log.warning("control plane sent an unknown message type %r; ignored", kind)
+
+
+def _decode(frame: str | bytes) -> dict[str, Any] | None:
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _reply(kind: str, what: str, version: Any, reason: str | None = None) -> str:
+    body: dict[str, Any] = {"type": kind, "kind": what, "version": version}
+    if reason is not None:
+        body["reason"] = reason
+    return orjson.dumps(body).decode()

@@ -1,0 +1,181 @@
+"""The set of upstream instances the sidecar routes to, as an immutable snapshot.
+
+A new state (from the control channel or a static file) is validated, built into a new
+``EndpointSnapshot`` and swapped in by one reference assignment; a request keeps the
+snapshot it started with, so a swap never changes the instances of a request in flight.
+Per-endpoint counters (outstanding, failures, cool-off) live on ``Endpoint`` objects that
+are carried over to the next snapshot when the same instance is still there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+
+class EndpointSpec(TypedDict):
+    instance: str
+    version: str
+    address: str
+
+
+class EndpointsError(ValueError):
+    """A malformed endpoints state; the message names the offending key."""
+
+
+class Endpoint:
+    """One upstream instance (another sidecar's inbound listener, or the local app)."""
+
+    __slots__ = (
+        "service",
+        "instance",
+        "version",
+        "address",
+        "host",
+        "port",
+        "outstanding",
+        "requests_total",
+        "failures",
+        "cooloff_until",
+    )
+
+    def __init__(self, service: str, instance: str, version: str, host: str, port: int) -> None:
+        self.service = service
+        self.instance = instance
+        self.version = version
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.outstanding = 0
+        self.requests_total = 0
+        self.failures = 0
+        self.cooloff_until = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.service, self.instance, self.version, self.address)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "address": self.address,
+            "version": self.version,
+            "outstanding": self.outstanding,
+            "requests_total": self.requests_total,
+            "failures": self.failures,
+            "cooloff_remaining_s": round(max(0.0, self.cooloff_until - now), 3),
+        }
+
+
+class ServiceEndpoints:
+    """The instances of one service in a snapshot, plus its round-robin cursor."""
+
+    __slots__ = ("name", "endpoints", "cursor")
+
+    def __init__(self, name: str, endpoints: tuple[Endpoint, ...]) -> None:
+        self.name = name
+        self.endpoints = endpoints
+        self.cursor = 0
+
+
+class EndpointSnapshot:
+    """An immutable endpoints state: ``version`` and ``services`` by name."""
+
+    __slots__ = ("version", "services", "by_host", "known")
+
+    def __init__(self, version: int, services: Mapping[str, ServiceEndpoints]) -> None:
+        self.version = version
+        self.services = services
+        # Request hosts arrive as bytes; index by them so the hot path never decodes.
+        self.by_host = {name.encode("ascii"): entry for name, entry in services.items()}
+        self.known = ", ".join(sorted(services)) or "(none)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "services": {
+                name: [
+                    {"instance": e.instance, "version": e.version, "address": e.address}
+                    for e in entry.endpoints
+                ]
+                for name, entry in sorted(self.services.items())
+            },
+        }
+
+
+EMPTY = EndpointSnapshot(0, {})
+
+
+def parse_address(value: Any, where: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); raises EndpointsError naming ``where``."""
+    if not isinstance(value, str) or ":" not in value:
+        raise EndpointsError(f"{where}: address must be 'host:port', got {value!r}")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise EndpointsError(f"{where}: address must be 'host:port', got {value!r}")
+    return host, int(port_text)
+
+
+def validate_services(services: Any) -> dict[str, list[tuple[str, str, str, int]]]:
+    """Check a ``{name: [{instance, version, address}]}`` mapping; return it normalised.
+
+    Raises EndpointsError whose message names the first bad key.
+    """
+    if not isinstance(services, dict):
+        raise EndpointsError("services: must be an object of service name -> list of instances")
+    out: dict[str, list[tuple[str, str, str, int]]] = {}
+    for name, instances in services.items():
+        if not isinstance(name, str) or not name or not name.isascii() or ":" in name:
+            raise EndpointsError(f"services: bad service name {name!r}")
+        if name != name.lower():
+            raise EndpointsError(f"services.{name}: service names must be lower case")
+        if not isinstance(instances, list):
+            raise EndpointsError(f"services.{name}: must be a list of instances")
+        rows = []
+        for i, spec in enumerate(instances):
+            where = f"services.{name}[{i}]"
+            if not isinstance(spec, dict):
+                raise EndpointsError(f"{where}: must be an object")
+            instance, version = spec.get("instance"), spec.get("version")
+            if not isinstance(instance, str) or not instance:
+                raise EndpointsError(f"{where}.instance: must be a non-empty string")
+            if not isinstance(version, str):
+                raise EndpointsError(f"{where}.version: must be a string")
+            host, port = parse_address(spec.get("address"), f"{where}.address")
+            rows.append((instance, version, host, port))
+        out[name] = rows
+    return out
+
+
+class EndpointRegistry:
+    """Holds the snapshot in force; ``apply`` validates, builds and swaps."""
+
+    __slots__ = ("snapshot", "known", "_on_swap")
+
+    def __init__(self) -> None:
+        self.snapshot: EndpointSnapshot = EMPTY
+        self.known = False  # True once any state was applied (readiness)
+        self._on_swap: list[Any] = []
+
+    def on_swap(self, callback: Any) -> None:
+        self._on_swap.append(callback)
+
+    def apply(self, version: Any, services: Any) -> EndpointSnapshot:
+        """Validate and swap in a new state; on EndpointsError the old one stays."""
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise EndpointsError(f"version: must be an integer, got {version!r}")
+        rows = validate_services(services)
+        previous = {e.key: e for entry in self.snapshot.services.values() for e in entry.endpoints}
+        built: dict[str, ServiceEndpoints] = {}
+        for name, specs in rows.items():
+            endpoints = []
+            for instance, inst_version, host, port in specs:
+                fresh = Endpoint(name, instance, inst_version, host, port)
+                endpoints.append(previous.get(fresh.key, fresh))
+            built[name] = ServiceEndpoints(name, tuple(endpoints))
+        snapshot = EndpointSnapshot(version, built)
+        old, self.snapshot, self.known = self.snapshot, snapshot, True
+        for callback in self._on_swap:
+            callback(old, snapshot)
+        return snapshot

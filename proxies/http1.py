@@ -1,0 +1,161 @@
+"""The HTTP/1.1 codec: every piece of wire-format knowledge the data path needs.
+
+Parsing is llhttp through httptools (as uvicorn does); this module wraps it and owns the
+serialisation side (heads, chunk framing, sidecar-made responses) so the parser can be
+swapped without touching the proxy logic.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+RequestParser = httptools.HttpRequestParser
+ResponseParser = httptools.HttpResponseParser
+ParseError = httptools.HttpParserError
+CallbackError = httptools.HttpParserCallbackError
+UpgradeRequest = httptools.HttpParserUpgrade
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the de-facto Proxy-Connection and
+# Proxy-Authenticate/-Authorization (hop-by-hop by RFC 9110 §11.7). Names are lower-cased.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+# Methods a proxy may repeat without changing the outcome (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+CRLF = b"\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+HEADER_SEP = b": "
+TRANSFER_CHUNKED = b"transfer-encoding: chunked\r\n"
+CONNECTION_CLOSE = b"connection: close\r\n"
+
+MAX_HEADERS = 256  # more than this is answered with 431
+MAX_TARGET = 16384  # bytes of request-target; longer is 414
+
+_REASONS = {
+    100: b"Continue",
+    200: b"OK",
+    204: b"No Content",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+def connection_tokens(value: bytes) -> list[bytes]:
+    """The lower-cased option names of one Connection header value."""
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def drop_named_fields(lines: list[bytes], names: set[bytes], start: int) -> list[bytes]:
+    """Remove header fields named in Connection from a flat [name, ": ", value, CRLF] list.
+
+    Rare (Connection usually says only keep-alive or close), so it is a second pass kept
+    off the common path.
+    """
+    kept = lines[:start]
+    for i in range(start, len(lines), 4):
+        if lines[i].lower() not in names:
+            kept += lines[i : i + 4]
+    return kept
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of chunked transfer coding (RFC 9112 §7.1) around ``data``."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def split_target(target: bytes) -> tuple[bytes | None, bytes] | None:
+    """Split a request-target into (authority or None, origin-form target).
+
+    ``/items?x=1`` -> (None, ``/items?x=1``); ``http://catalog:80/items`` ->
+    (``catalog:80``, ``/items``); ``*`` stays as is. Anything else is None (malformed).
+    """
+    first = target[:1]
+    if first == b"/":
+        return None, target
+    if target == b"*":
+        return None, target
+    if target[:7].lower() == b"http://":
+        rest = target[7:]
+        cut = len(rest)
+        for sep in (b"/", b"?", b"#"):
+            i = rest.find(sep)
+            if i != -1 and i < cut:
+                cut = i
+        authority = rest[:cut]
+        path = rest[cut:].split(b"#", 1)[0]
+        if not authority:
+            return None
+        if not path.startswith(b"/"):
+            path = b"/" + path
+        return authority, path
+    return None
+
+
+def host_name(authority: bytes) -> bytes:
+    """The lower-cased host of an authority, without userinfo and port."""
+    at = authority.rfind(b"@")
+    if at != -1:
+        authority = authority[at + 1 :]
+    if authority.startswith(b"["):
+        end = authority.find(b"]")
+        return authority[: end + 1].lower() if end != -1 else authority.lower()
+    colon = authority.find(b":")
+    if colon != -1:
+        authority = authority[:colon]
+    return authority.strip().lower()
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    return b"HTTP/1.1 %d %b\r\n" % (status, reason or _REASONS.get(status, b"Unknown"))
+
+
+def error_response(
+    status: int, error: str, message: str, *, head_only: bool = False, close: bool = False
+) -> bytes:
+    """A complete sidecar-made response: text/plain body and ``x-meshui-error: <error>``."""
+    body = message.encode("utf-8", "replace") + b"\n"
+    head = b"".join(
+        (
+            status_line(status, b""),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"x-meshui-error: %b\r\n" % error.encode("ascii"),
+            b"content-length: %d\r\n" % len(body),
+            CONNECTION_CLOSE if close else b"",
+            CRLF,
+        )
+    )
+    return head if head_only else head + body
+
+
+def simple_response(status: int, content_type: bytes, body: bytes) -> bytes:
+    """A complete response that closes the connection (used by the admin listener)."""
+    return b"".join(
+        (
+            status_line(status, b""),
+            b"content-type: %b\r\n" % content_type,
+            b"content-length: %d\r\n" % len(body),
+            CONNECTION_CLOSE,
+            CRLF,
+            body,
+        )
+    )

@@ -1,0 +1,215 @@
+"""A sidecar's lifecycle: listeners, admin port, endpoints source, telemetry, control channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from proxies.admin import AdminProtocol
+from proxies.config import SidecarConfig
+from proxies.dataplane import DataPlane
+from proxies.endpoints import EndpointRegistry, EndpointsError
+
+log = logging.getLogger("proxies.sidecar")
+
+SIDECAR_VERSION = "0.1.0"
+BACKLOG = 1024
+
+
+def load_endpoints_file(path: str) -> tuple[int, Any]:
+    """Read a static endpoints file: ``{service: [...]}`` or ``{"version": n, "services": {...}}``."""
+    with open(path, "rb") as f:
+        data = orjson.loads(f.read())
+    if isinstance(data, dict) and "services" in data and isinstance(data.get("services"), dict):
+        return data.get("version", 1), data["services"]
+    return 1, data
+
+
+class Sidecar:
+    """Owns everything one sidecar process runs."""
+
+    def __init__(
+        self,
+        config: SidecarConfig,
+        telemetry: Any,
+        trace_incoming: Callable[..., Any],
+        span_factory: Callable[..., Any] | None = None,
+        proxy_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.telemetry = telemetry
+        self.proxy_id = proxy_id or config.proxy_id or default_proxy_id(config)
+        self.registry = EndpointRegistry()
+        self.trace_incoming = trace_incoming
+        self.span_factory = span_factory
+        self.plane: DataPlane | None = None
+        self.control: Any = None
+        self.servers: list[asyncio.Server] = []
+        self.listening = False
+        self.started_at = time.monotonic()
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        await self.telemetry.start()
+        self.plane = DataPlane(
+            service=config.service,
+            version=config.version,
+            app=config.app,
+            telemetry=self.telemetry,
+            trace_incoming=self.trace_incoming,
+            trace_sample=config.trace_sample,
+            span_factory=self.span_factory,
+            registry=self.registry,
+            loop=loop,
+        )
+        if config.endpoints_file:
+            try:
+                version, services = load_endpoints_file(config.endpoints_file)
+                snapshot = self.registry.apply(version, services)
+            except (OSError, orjson.JSONDecodeError, EndpointsError) as exc:
+                raise SystemExit(f"cannot use endpoints file {config.endpoints_file}: {exc}") from exc
+            log.info("static endpoints from %s: %s", config.endpoints_file, snapshot.known)
+        for name, (host, port), factory in (
+            ("inbound", config.inbound, self.plane.listener_factory(False)),
+            ("outbound", config.outbound, self.plane.listener_factory(True)),
+            ("admin", config.admin, lambda: AdminProtocol(self)),
+        ):
+            server = await loop.create_server(factory, host, port, reuse_address=True, backlog=BACKLOG)
+            self.servers.append(server)
+            log.info("%s listener on %s:%d", name, host, port)
+        if config.admin[0] not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("admin listener is not on loopback (%s); anyone can read it", config.admin[0])
+        self.listening = True
+        if config.control:
+            from proxies.control import ControlClient  # websockets only when needed
+
+            inbound = config.advertise or f"{config.inbound[0]}:{config.inbound[1]}"
+            self.control = ControlClient(
+                config.control,
+                config.token or "",
+                {
+                    "proxy_id": self.proxy_id,
+                    "service": config.service,
+                    "version": config.version,
+                    "address": inbound,
+                    "admin": f"{config.admin[0]}:{config.admin[1]}",
+                    "pid": os.getpid(),
+                    "sidecar_version": SIDECAR_VERSION,
+                },
+                self.registry,
+                self.heartbeat_state,
+            )
+            self.control.start()
+        log.info(
+            "sidecar %s ready to serve %s %s (app %s:%d)",
+            self.proxy_id,
+            config.service,
+            config.version,
+            *config.app,
+        )
+
+    async def stop(self) -> None:
+        self.listening = False
+        if self.control is not None:
+            await self.control.stop()
+        for server in self.servers:
+            server.close()
+        if self.plane is not None:
+            self.plane.close()
+        try:
+            await self.telemetry.stop()
+        except Exception:
+            log.exception("telemetry did not stop cleanly")
+        log.info("sidecar %s stopped", self.proxy_id)
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Bound ports by listener (useful when started on port 0)."""
+        names = ("inbound", "outbound", "admin")
+        return {n: s.sockets[0].getsockname()[1] for n, s in zip(names, self.servers, strict=False)}
+
+    # admin views ------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.listening:
+            return False, "listeners not up"
+        if not self.registry.known:
+            return False, "no endpoints received yet"
+        return True, "ready"
+
+    def prometheus(self) -> str:
+        assert self.plane is not None
+        extra = [
+            "# TYPE meshui_proxy_endpoints_version gauge",
+            f"meshui_proxy_endpoints_version {self.registry.snapshot.version}",
+        ]
+        if self.control is not None:
+            extra += [
+                "# TYPE meshui_proxy_control_connected gauge",
+                f"meshui_proxy_control_connected {int(self.control.state == 'connected')}",
+            ]
+        try:
+            extra.append(self.telemetry.prometheus().rstrip("\n"))
+        except Exception:
+            log.exception("telemetry.prometheus() failed")
+        return self.plane.metrics.render(extra)
+
+    def config_view(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "proxy_id": self.proxy_id,
+            "service": config.service,
+            "version": config.version,
+            "app": f"{config.app[0]}:{config.app[1]}",
+            "endpoints": self.registry.snapshot.as_dict(),
+            "endpoints_source": "control" if config.control else config.endpoints_file,
+            "control": self.control.view() if self.control is not None else None,
+            "trace_sample": config.trace_sample,
+            "otlp": config.otlp,
+        }
+
+    def endpoints_view(self, now: float) -> dict[str, Any]:
+        snapshot = self.registry.snapshot
+        assert self.plane is not None
+        return {
+            "version": snapshot.version,
+            "destinations": {
+                name: [e.as_dict(now) for e in entry.endpoints]
+                for name, entry in sorted(snapshot.services.items())
+            },
+            "local_app": self.plane.app_endpoint.as_dict(now),
+        }
+
+    def heartbeat_state(self) -> dict[str, Any]:
+        assert self.plane is not None
+        return {
+            "endpoints_version": self.registry.snapshot.version,
+            "config_revision": None,
+            "requests_total": self.plane.metrics.requests_total,
+            "telemetry_dropped": telemetry_dropped(self.telemetry),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
+
+
+def default_proxy_id(config: SidecarConfig) -> str:
+    return f"{config.service}-{config.version}-{secrets.token_hex(3)}"
+
+
+def telemetry_dropped(telemetry: Any) -> int:
+    """Dropped telemetry count, read from the Prometheus lines the telemetry object exposes."""
+    total = 0
+    try:
+        for line in telemetry.prometheus().splitlines():
+            if line.startswith("meshui_telemetry_dropped_total"):
+                total += int(float(line.rsplit(" ", 1)[1]))
+    except Exception:
+        return 0
+    return total

@@ -1,0 +1,254 @@
+"""Connections to upstreams (other sidecars' inbound listeners, or the local app) and their pool.
+
+An ``UpstreamConnection`` carries one exchange at a time: it parses the response with the
+codec and hands head, body pieces and completion to the ``Exchange`` bound to it. The
+pool keeps a bounded stack of idle keep-alive connections per address; a connection that
+closes or errors is dropped, never handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from proxies import http1
+
+if TYPE_CHECKING:
+    from proxies.dataplane import DataPlane
+    from proxies.exchange import Exchange
+
+log = logging.getLogger("proxies.upstream")
+
+WRITE_HIGH_WATER = 64 * 1024
+MAX_IDLE_PER_ADDRESS = 64
+CONNECT_TIMEOUT_S = 5.0
+
+_HEAD = b"HEAD"
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an upstream address."""
+
+    __slots__ = (
+        "pool",
+        "transport",
+        "parser",
+        "exchange",
+        "received",
+        "reading_paused",
+        "broken",
+        "_reason",
+        "_lines",
+        "_has_length",
+        "_chunked",
+        "_tokens",
+        "_head_done",
+        "_keep_alive",
+    )
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = http1.ResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.received = False  # any byte of the current response seen
+        self.reading_paused = False
+        self.broken = False
+        self._reason = b""
+        self._lines: list[bytes] = [b""]
+        self._has_length = False
+        self._chunked = False
+        self._tokens: list[bytes] | None = None
+        self._head_done = False
+        self._keep_alive = True
+
+    # asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.pool.plane.metrics.active_connections["upstream"] += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.plane.metrics.active_connections["upstream"] -= 1
+        self.broken = True
+        self.pool.discard(self)
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            ex.on_upstream_lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            # Bytes from an idle connection (or after a HEAD response): the stream is no
+            # longer in step with our requests, so it cannot be reused.
+            self.close()
+            return
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except http1.UpgradeRequest:
+            self._fail(ex, "upstream switched protocols although we never asked it to")
+            return
+        except http1.CallbackError as exc:
+            log.error("bug while relaying a response", exc_info=exc.__context__ or exc)
+            self._fail(ex, "internal error while relaying the response")
+            return
+        except http1.ParseError as exc:
+            self._fail(ex, f"malformed response from upstream: {exc}")
+            return
+        if self._head_done:
+            # llhttp cannot be told that a response answers HEAD (httptools has no
+            # F_SKIPBODY hook), so the head completes the message here and the next
+            # response gets a fresh parser.
+            self._head_done = False
+            self.parser = http1.ResponseParser(self)
+            if self.exchange is ex:
+                ex.on_response_complete(self._keep_alive and not self.broken)
+        elif ex.down_pending:
+            ex.flush_down()
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.listener.pause(4)  # PAUSE_UPSTREAM_FULL
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.listener.resume(4)
+
+    # codec callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reason = b""
+        self._lines = [b""]
+        self._has_length = False
+        self._chunked = False
+        self._tokens = None
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in http1.HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self._chunked = True
+            elif lname == b"connection":
+                self._tokens = http1.connection_tokens(value)
+            return
+        if lname == b"content-length":
+            self._has_length = True
+        self._lines += (name, http1.HEADER_SEP, value, http1.CRLF)
+
+    def on_headers_complete(self) -> None:
+        ex = self.exchange
+        if ex is None:
+            self.broken = True
+            return
+        parser = self.parser
+        status = parser.get_status_code()
+        if ex.method == _HEAD:
+            self._head_done = True
+            tokens = self._tokens or ()
+            self._keep_alive = b"close" not in tokens and (
+                parser.get_http_version() == "1.1" or b"keep-alive" in tokens
+            )
+        ex.on_response_head(status, self._reason, self._lines, self._has_length, self._chunked, self._tokens)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is None or self._head_done:
+            self.broken = True  # a body where none may be
+            return
+        ex.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.exchange
+        if ex is None or self._head_done:
+            return
+        if self.parser.get_status_code() < 200:
+            return  # interim response: the final one follows on this connection
+        ex.on_response_complete(self.parser.should_keep_alive())
+
+    # helpers -----------------------------------------------------------------------------
+
+    def _fail(self, ex: Exchange, reason: str) -> None:
+        self.exchange = None
+        self.broken = True
+        self.close()
+        ex.on_upstream_error(self, reason)
+
+    def close(self) -> None:
+        self.broken = True
+        self.pool.discard(self)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self) -> None:
+        self.broken = True
+        self.exchange = None
+        self.pool.discard(self)
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one upstream address, most recently used first."""
+
+    __slots__ = ("plane", "host", "port", "address", "idle", "max_idle", "closed")
+
+    def __init__(self, plane: DataPlane, host: str, port: int, max_idle: int = MAX_IDLE_PER_ADDRESS) -> None:
+        self.plane = plane
+        self.host = host
+        self.port = port
+        self.address = f"{host}:{port}"
+        self.idle: list[UpstreamConnection] = []
+        self.max_idle = max_idle
+        self.closed = False
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.broken and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        loop = self.plane.loop
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+            CONNECT_TIMEOUT_S,
+        )
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection whose exchange ended cleanly; keep it if there is room."""
+        conn.exchange = None
+        conn.received = False
+        if conn.reading_paused:
+            conn.reading_paused = False
+            conn.transport.resume_reading()
+        if self.closed or conn.broken or len(self.idle) >= self.max_idle:
+            conn.close()
+        else:
+            self.idle.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        """Close idle connections; busy ones are closed when their exchange ends."""
+        self.closed = True
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()

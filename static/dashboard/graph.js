@@ -1,0 +1,128 @@
+// The live service graph page: draws the server-built Plotly figure, keeps it live over
+// /ws/graph, and mirrors the numbers in the summary bar and the side tables.
+(function () {
+  "use strict";
+
+  const graphEl = document.getElementById("graph");
+  const emptyEl = document.getElementById("empty");
+  const statusEl = document.getElementById("status");
+  const edgesBody = document.querySelector("#edges tbody");
+  const nodesBody = document.querySelector("#nodes tbody");
+  const PLOTLY_CONFIG = { displayModeBar: false, responsive: true };
+
+  function escapeHtml(value) {
+    return String(value).replace(/[&<>"']/g, (c) => ({
+      "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;",
+    })[c]);
+  }
+
+  function health(requests, errorRate) {
+    if (!requests) return "idle";
+    if (errorRate < 0.01) return "ok";
+    if (errorRate < 0.05) return "warn";
+    return "bad";
+  }
+
+  function rate(rps) {
+    if (rps >= 100) return rps.toFixed(0);
+    if (rps >= 10) return rps.toFixed(1);
+    return rps.toFixed(2);
+  }
+
+  function ms(value) {
+    if (value === null || value === undefined) return "–";
+    return (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)) + " ms";
+  }
+
+  function percent(value) {
+    return (value * 100).toFixed(value >= 0.1 ? 1 : 2) + "%";
+  }
+
+  function byRate(a, b) {
+    return b.rps - a.rps || (a.id || a.source).localeCompare(b.id || b.source)
+      || (a.target || "").localeCompare(b.target || "");
+  }
+
+  function renderEdges(edges) {
+    if (!edges.length) {
+      edgesBody.innerHTML = '<tr class="empty-row"><td colspan="4">No edges in the last minute</td></tr>';
+      return;
+    }
+    edgesBody.innerHTML = edges.slice().sort(byRate).map((e) => {
+      const h = health(e.requests, e.error_rate);
+      return `<tr data-edge="${escapeHtml(e.source + "->" + e.target)}" data-requests="${e.requests}"
+                  data-errors="${e.errors}">
+        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(e.source)}<span class="arrow">→</span>${escapeHtml(e.target)}</td>
+        <td class="num">${rate(e.rps)}</td>
+        <td class="num ${h}">${percent(e.error_rate)}</td>
+        <td class="num">${ms(e.p95_ms)}</td></tr>`;
+    }).join("");
+  }
+
+  function renderNodes(nodes) {
+    if (!nodes.length) {
+      nodesBody.innerHTML = '<tr class="empty-row"><td colspan="4">No services seen yet</td></tr>';
+      return;
+    }
+    nodesBody.innerHTML = nodes.slice().sort(byRate).map((n) => {
+      const h = health(n.requests, n.error_rate);
+      const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
+      return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
+        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
+        <td class="num">${rate(n.rps)}</td>
+        <td class="num ${n.requests ? h : "idle"}">${n.requests ? percent(n.error_rate) : "–"}</td>
+        <td class="num">${ms(n.p95_ms)}</td></tr>`;
+    }).join("");
+  }
+
+  function renderSummary(summary) {
+    document.getElementById("sum-services").textContent = summary.services;
+    document.getElementById("sum-edges").textContent = summary.edges;
+    document.getElementById("sum-rps").textContent = rate(summary.rps) + "/s";
+    const errors = document.getElementById("sum-errors");
+    errors.textContent = percent(summary.error_rate);
+    errors.className = "value " + health(summary.edges ? 1 : 0, summary.error_rate);
+    document.getElementById("sum-updated").textContent =
+      new Date(summary.generated_at * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  function render(payload) {
+    if (!payload) return;
+    const empty = payload.graph.nodes.length === 0;
+    emptyEl.hidden = !empty;
+    graphEl.style.visibility = empty ? "hidden" : "visible";
+    // Plotly.react diffs against the current figure: no flicker, zoom and hover kept.
+    Plotly.react(graphEl, payload.figure.data, payload.figure.layout, PLOTLY_CONFIG);
+    renderEdges(payload.graph.edges);
+    renderNodes(payload.graph.nodes);
+    renderSummary(payload.summary);
+    document.body.dataset.generatedAt = payload.graph.generated_at;
+  }
+
+  function setStatus(state, text) {
+    statusEl.className = "badge " + state;
+    statusEl.textContent = text;
+  }
+
+  // Reconnect with exponential backoff and jitter: 0.5 s, 1 s, 2 s ... at most 15 s.
+  let attempt = 0;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/ws/graph");
+    socket.onopen = () => { attempt = 0; setStatus("live", "live"); };
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "graph") render(message);
+    };
+    socket.onclose = () => {
+      const delay = Math.min(15000, 500 * 2 ** attempt) * (0.8 + Math.random() * 0.4);
+      attempt += 1;
+      setStatus("reconnecting", "reconnecting…");
+      setTimeout(connect, delay);
+    };
+  }
+
+  const initial = JSON.parse(document.getElementById("graph-initial").textContent);
+  render(initial);
+  connect();
+})();

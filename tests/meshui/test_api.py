@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+from django.test import Client
+
+from collector import histogram
+from collector.graphstore import GraphWriter
+from meshui.api.openapi import OPENAPI
+
+pytestmark = pytest.mark.django_db
+
+
+def write(redis_client: redis.Redis, writer: GraphWriter) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+
+
+@pytest.fixture
+def reader(meshui_settings: Any) -> Client:
+    user = User.objects.create_user("reader", password="pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
+    reader: Client, redis_client: redis.Redis
+) -> None:
+    now = time.time()
+    ten_ms = histogram.bucket_index(10.0)
+    writer = GraphWriter(clock=lambda: now - 1)
+    writer.add_edge("unknown", "frontend", 60, 3, {ten_ms: 60})
+    writer.add_node("frontend", "v1", 40, 2, {ten_ms: 40})
+    writer.add_node("frontend", "v2", 20, 1, {ten_ms: 20})
+    write(redis_client, writer)
+
+    response = reader.get("/api/v1/graph", {"window": "30"})
+
+    assert response.status_code == 200
+    body = response.json()
+    p = {q: round(histogram.quantile({ten_ms: 1}, q), 3) for q in (0.5, 0.95, 0.99)}
+    assert abs(body["generated_at"] - now) < 5
+    assert body == {
+        "window": 30,
+        "generated_at": body["generated_at"],
+        "nodes": [
+            {"id": "frontend", "service": "frontend", "versions": ["v1", "v2"],
+             "requests": 60, "errors": 3, "rps": 2.0, "error_rate": 0.05,
+             "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
+            {"id": "unknown", "service": "unknown", "versions": [],
+             "requests": 0, "errors": 0, "rps": 0.0, "error_rate": 0.0,
+             "p50_ms": None, "p95_ms": None, "p99_ms": None},
+        ],
+        "edges": [
+            {"source": "unknown", "target": "frontend", "requests": 60, "errors": 3,
+             "rps": 2.0, "error_rate": 0.05,
+             "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
+        ],
+    }
+
+
+def test_the_graph_window_defaults_to_sixty_seconds(reader: Client) -> None:
+    assert reader.get("/api/v1/graph").json()["window"] == 60
+
+
+@pytest.mark.parametrize("window", ["0", "3601", "-5", "abc", "1.5"])
+def test_a_bad_window_is_a_400_naming_the_parameter(reader: Client, window: str) -> None:
+    response = reader.get("/api/v1/graph", {"window": window})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_parameter"
+    assert body["parameter"] == "window"
+    assert "window" in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/graph", "/api/v1/services", "/api/v1/instances",
+                                  "/api/v1/openapi.json"])
+def test_reading_the_api_needs_a_login_unless_public_read(
+    meshui_settings: Any, path: str
+) -> None:
+    anonymous = Client()
+    meshui_settings.MESHUI_PUBLIC_READ = False
+    response = anonymous.get(path)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthenticated"
+    meshui_settings.MESHUI_PUBLIC_READ = True
+    assert anonymous.get(path).status_code == 200
+
+
+def test_the_graph_page_redirects_to_login_unless_public_read(meshui_settings: Any) -> None:
+    anonymous = Client()
+    response = anonymous.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=/")
+    meshui_settings.MESHUI_PUBLIC_READ = True
+    page = anonymous.get("/")
+    assert page.status_code == 200
+    assert b'id="graph"' in page.content
+    assert b"/static/vendor/plotly.min.js" in page.content
+
+
+def test_the_login_page_renders(meshui_settings: Any) -> None:
+    response = Client().get("/accounts/login/")
+    assert response.status_code == 200
+    assert b"Log in to meshui" in response.content
+
+
+def test_a_post_without_login_is_refused_even_with_public_read(meshui_settings: Any) -> None:
+    meshui_settings.MESHUI_PUBLIC_READ = True
+    response = Client().post("/api/v1/graph")
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthenticated"
+
+
+def test_a_session_post_without_csrf_token_is_refused_as_json(meshui_settings: Any) -> None:
+    user = User.objects.create_user("writer", password="pw")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post("/api/v1/graph")
+    assert response.status_code == 403
+    assert response.json()["error"] == "csrf_failed"
+
+
+def test_a_logged_in_post_to_a_read_only_endpoint_is_405(reader: Client) -> None:
+    response = reader.post("/api/v1/graph")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+
+
+def test_the_plotly_bundle_is_served_locally(meshui_settings: Any) -> None:
+    response = Client().get("/static/vendor/plotly.min.js")
+    assert response.status_code == 200
+    assert b"plotly" in b"".join(response.streaming_content)[:2000].lower()
+
+
+def test_every_api_route_is_in_the_openapi_document(reader: Client) -> None:
+    document = reader.get("/api/v1/openapi.json").json()
+    assert document == OPENAPI
+    assert document["openapi"].startswith("3.1")
+    assert set(document["paths"]) == {"/graph", "/services", "/instances", "/openapi.json"}
+    schemas = document["components"]["schemas"]
+    graph = reader.get("/api/v1/graph").json()
+    assert set(graph) == set(schemas["Graph"]["required"])

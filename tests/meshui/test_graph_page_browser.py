@@ -1,0 +1,146 @@
+"""The graph page in real headless Chromium against a real uvicorn serving meshui.asgi."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+from channels_redis.core import RedisChannelLayer
+
+from collector.graphstore import GraphWriter, fetch_graph
+from meshui.layers import channel_layers_for
+from tests.meshui.sample_graph import write_sample_graph
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """uvicorn serving meshui.asgi on a free port, with a freshly migrated SQLite DB."""
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'meshui.sqlite3'}",
+        "MESHUI_PUBLIC_READ": "true",
+        "MESHUI_SECRET_KEY": "browser-test-secret",
+        "MESHUI_CONTROL_TOKEN": "browser-test-token",
+        "DJANGO_SETTINGS_MODULE": "meshui.settings",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
+                   check=True, timeout=60)
+    port = free_port()
+    log = (tmp_path / "uvicorn.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "meshui.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(url + "/api/v1/openapi.json", timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
+            assert time.monotonic() < deadline, "uvicorn did not start in time"
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def publish_graph_update(redis_url: str) -> None:
+    """What the collector does after a flush: the current graph to group ``graph``."""
+    client = redis.Redis.from_url(redis_url)
+    graph = fetch_graph(client, 60)
+    client.close()
+    layer = RedisChannelLayer(**channel_layers_for(redis_url)["default"]["CONFIG"])
+
+    async def send() -> None:
+        await layer.group_send("graph", {"type": "graph.update", "graph": graph})
+        await layer.close_pools()
+
+    # Playwright's sync API owns this thread's event loop: publish from another thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, send()).result(timeout=10)
+
+
+def test_the_graph_page_draws_services_and_updates_live_without_reload(
+    server: str, redis_url: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    write_sample_graph(redis_url, seconds=10)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server + "/")
+        page.wait_for_selector("#status.live", timeout=10000)
+
+        drawn = page.eval_on_selector_all(".scatterlayer .textpoint text", "ts => ts.map(t => t.textContent)")
+        for service in ("unknown", "frontend", "catalog", "checkout", "payments"):
+            assert any(label.startswith(service) for label in drawn), drawn
+        plotted = page.evaluate("document.getElementById('graph').data[1].customdata")
+        assert "frontend" in plotted and len(plotted) == 11
+        assert page.locator("#empty").is_hidden()
+
+        row = page.locator('tr[data-edge="unknown->frontend"]')
+        before = int(row.get_attribute("data-requests"))
+        page.evaluate("window.__sameDocument = true")
+
+        writer = GraphWriter()
+        writer.add_edge("unknown", "frontend", 5000, 0, {})
+        client = redis.Redis.from_url(redis_url)
+        pipe = client.pipeline(transaction=False)
+        GraphWriter.queue_writes(pipe, writer.take())
+        pipe.execute()
+        client.close()
+        publish_graph_update(redis_url)
+
+        page.wait_for_function(
+            """([selector, before]) => {
+                const row = document.querySelector(selector);
+                return row && Number(row.dataset.requests) >= before + 5000;
+            }""",
+            arg=['tr[data-edge="unknown->frontend"]', before], timeout=10000)
+        assert page.evaluate("window.__sameDocument") is True  # no reload happened
+        browser.close()
+
+
+def test_the_graph_page_shows_the_empty_state_without_traffic(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.wait_for_selector("#status.live", timeout=10000)
+        empty = page.locator("#empty")
+        assert empty.is_visible()
+        assert "No traffic yet" in empty.inner_text()
+        assert "make demo" in empty.inner_text()
+        browser.close()

@@ -1,0 +1,253 @@
+"""Helpers for sidecar tests: fake transports, recording telemetry, loopback servers, a raw client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from proxies import tracecontext
+from proxies.config import SidecarConfig
+from proxies.dataplane import DataPlane
+from proxies.sidecar import Sidecar
+from proxies.upstream import ConnectionPool, UpstreamConnection
+
+
+class RecordingTelemetry:
+    """Stands in for proxies.telemetry.Telemetry: keeps what the data path reports."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[Any, ...]] = []
+        self.spans: list[Any] = []
+
+    def record_request(self, *args: Any) -> None:
+        self.requests.append(args)
+
+    def record_span(self, span: Any) -> None:
+        self.spans.append(span)
+
+    def prometheus(self) -> str:
+        return 'meshui_telemetry_dropped_total{signal="spans"} 3\n'
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class FakeTransport:
+    """Collects what a protocol writes; records pause/close calls."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closing = False
+        self.aborted = False
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "write after close"
+        self.data += data
+
+    def take(self) -> bytes:
+        out = bytes(self.data)
+        self.data.clear()
+        return out
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
+    """Poll ``predicate`` on the loop until it is truthy (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.001)
+
+
+class FakeUpstreams:
+    """Replaces real connects: each connect yields an UpstreamConnection on a FakeTransport."""
+
+    def __init__(self) -> None:
+        self.connections: list[UpstreamConnection] = []
+        self.refuse: set[str] = set()
+
+    async def connect(self, pool: ConnectionPool) -> UpstreamConnection:
+        if pool.address in self.refuse:
+            raise ConnectionRefusedError(111, "Connection refused")
+        conn = UpstreamConnection(pool)
+        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+        self.connections.append(conn)
+        return conn
+
+
+@pytest.fixture
+def telemetry() -> RecordingTelemetry:
+    return RecordingTelemetry()
+
+
+@pytest.fixture
+def fake_upstreams(monkeypatch: pytest.MonkeyPatch) -> FakeUpstreams:
+    fakes = FakeUpstreams()
+
+    async def connect(self: ConnectionPool) -> UpstreamConnection:
+        return await fakes.connect(self)
+
+    monkeypatch.setattr(ConnectionPool, "connect", connect)
+    return fakes
+
+
+@pytest.fixture
+async def plane(telemetry: RecordingTelemetry) -> DataPlane:
+    plane = DataPlane(
+        service="frontend",
+        version="v1",
+        app=("127.0.0.1", 9001),
+        telemetry=telemetry,
+        trace_incoming=tracecontext.incoming,
+        trace_sample=0.0,
+        span_factory=dict,
+    )
+    plane.registry.apply(
+        1,
+        {
+            "catalog": [
+                {"instance": "c1", "version": "v1", "address": "10.0.0.1:15001"},
+                {"instance": "c2", "version": "v2", "address": "10.0.0.2:15001"},
+            ],
+            "empty": [],
+        },
+    )
+    return plane
+
+
+def client_of(plane: DataPlane, outbound: bool = True) -> tuple[Any, FakeTransport]:
+    """A listener protocol connected to a fake client transport."""
+    listener = plane.listener_factory(outbound)()
+    transport = FakeTransport()
+    listener.connection_made(transport)  # type: ignore[arg-type]
+    return listener, transport
+
+
+# real sockets ----------------------------------------------------------------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class LoopbackServers:
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+
+    async def start(self, handler: Handler) -> int:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        self.servers.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+@pytest.fixture
+async def servers() -> Any:
+    s = LoopbackServers()
+    yield s
+    await s.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def start_sidecar(
+    telemetry: Any, app_port: int, services: dict[str, Any], service: str = "frontend"
+) -> Sidecar:
+    """A real Sidecar on loopback with ephemeral ports and a static endpoint set."""
+    config = SidecarConfig(
+        service=service,
+        version="v1",
+        app=("127.0.0.1", app_port),
+        inbound=("127.0.0.1", 0),
+        outbound=("127.0.0.1", 0),
+        admin=("127.0.0.1", 0),
+        control=None,
+        token=None,
+        endpoints_file=None,
+        otlp=None,
+        trace_sample=0.0,
+        proxy_id="frontend-v1-test",
+        advertise=None,
+        log_level="INFO",
+    )
+    sidecar = Sidecar(config, telemetry, tracecontext.incoming)
+    await sidecar.start()
+    sidecar.registry.apply(1, services)
+    return sidecar
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """Read one response: (status line, lower-cased headers, de-chunked body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+    body = b""
+    if b"content-length" in headers:
+        body = await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding") == b"chunked":
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            if size == 0:
+                await reader.readline()
+                break
+            body += await reader.readexactly(size)
+            await reader.readline()
+    return lines[0], headers, body
+
+
+async def simple_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An upstream that answers every request with its own port and the request line."""
+    port = writer.get_extra_info("sockname")[1]
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = b"port=%d %s" % (port, head.split(b"\r\n", 1)[0])
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()

@@ -1,0 +1,84 @@
+"""Endpoint snapshots, their validation, and the round-robin balancer."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxies import balancer
+from proxies.config import parse_config
+from proxies.endpoints import EndpointRegistry, EndpointsError
+
+SET = {
+    "catalog": [
+        {"instance": "a", "version": "v1", "address": "10.0.0.1:1"},
+        {"instance": "b", "version": "v1", "address": "10.0.0.2:1"},
+        {"instance": "c", "version": "v2", "address": "10.0.0.3:1"},
+    ]
+}
+
+
+def test_a_swap_leaves_the_old_snapshot_intact_for_requests_in_flight():
+    registry = EndpointRegistry()
+    first = registry.apply(1, SET)
+    second = registry.apply(2, {"catalog": SET["catalog"][:1]})
+    assert registry.snapshot is second
+    assert len(first.services["catalog"].endpoints) == 3
+    # Counters follow an instance that stays from one snapshot to the next.
+    assert second.services["catalog"].endpoints[0] is first.services["catalog"].endpoints[0]
+
+
+@pytest.mark.parametrize(
+    ("services", "key"),
+    [
+        ([], "services"),
+        ({"Catalog": []}, "services.Catalog"),
+        ({"catalog": {}}, "services.catalog"),
+        ({"catalog": [{"instance": "", "version": "v", "address": "h:1"}]}, ".instance"),
+        ({"catalog": [{"instance": "a", "version": 1, "address": "h:1"}]}, ".version"),
+        ({"catalog": [{"instance": "a", "version": "v", "address": "h:99999"}]}, ".address"),
+    ],
+)
+def test_a_malformed_set_is_rejected_naming_the_key_and_the_old_one_stays(services, key):
+    registry = EndpointRegistry()
+    registry.apply(1, SET)
+    with pytest.raises(EndpointsError, match=key.replace("[", r"\[").replace(".", r"\.")):
+        registry.apply(2, services)
+    assert registry.snapshot.version == 1
+
+
+def test_round_robin_skips_an_instance_cooling_off_until_it_expires():
+    entry = EndpointRegistry().apply(1, SET).services["catalog"]
+    a, b, c = entry.endpoints
+    assert [balancer.pick(entry, 0.0) for _ in range(3)] == [a, b, c]
+    balancer.mark_failed(b, now=100.0)
+    assert [balancer.pick(entry, 101.0) for _ in range(3)] == [a, c, a]
+    assert [balancer.pick(entry, 106.0) for _ in range(2)] == [b, c]
+
+
+def test_when_every_instance_cools_off_the_soonest_back_is_tried():
+    entry = EndpointRegistry().apply(1, SET).services["catalog"]
+    a, b, c = entry.endpoints
+    balancer.mark_failed(a, now=1.0)
+    balancer.mark_failed(b, now=0.0)
+    balancer.mark_failed(c, now=2.0)
+    assert balancer.pick(entry, 3.0) is b
+
+
+def test_every_flag_can_come_from_the_environment():
+    config = parse_config(
+        ["--service", "catalog"],
+        {
+            "MESHUI_SIDECAR_VERSION": "v3",
+            "MESHUI_SIDECAR_APP": "127.0.0.1:9001",
+            "MESHUI_SIDECAR_CONTROL": "ws://127.0.0.1:8000/api/v1/control",
+            "MESHUI_CONTROL_TOKEN": "T",
+            "MESHUI_SIDECAR_TRACE_SAMPLE": "0.5",
+        },
+    )
+    assert (config.service, config.version, config.app) == ("catalog", "v3", ("127.0.0.1", 9001))
+    assert config.token == "T" and config.trace_sample == 0.5
+
+
+def test_a_control_url_without_a_token_is_refused_at_startup():
+    with pytest.raises(SystemExit):
+        parse_config(["--service", "a", "--version", "v1", "--app", "h:1", "--control", "ws://x"], {})
