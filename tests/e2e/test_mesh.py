@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+import websockets.exceptions
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource

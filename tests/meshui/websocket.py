@@ -34,6 +34,10 @@ class WebsocketCommunicator(ApplicationCommunicator):
         await self.send_input({"type": "websocket.connect"})
         response = await self.receive_output(timeout)
         if response["type"] == "websocket.close":
+            # As a real server does after a refused handshake: tell the consumer the socket
+            # is gone and let it finish, so no task is left for the loop to cancel.
+            await self.send_input({"type": "websocket.disconnect", "code": 1006})
+            await self.wait(timeout)
             return False, response.get("code", 1000)
         assert response["type"] == "websocket.accept", response
         return True, response.get("subprotocol")
