@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,10 +25,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.results import write_section  # noqa: E402
 from collector import graphstore, otlp_traces  # noqa: E402
 from collector.servicegraph import ServiceGraphConnector  # noqa: E402
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 SPANS_PER_EXPORT = 512  # the SDK's BatchSpanProcessor max_export_batch_size
 
 
@@ -172,12 +171,7 @@ def main() -> None:
           for label, size, b, c in rows),
         "",
     ]
-    section = "\n".join(lines)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"## Collector ingest\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    write_section("\n".join(lines))
 
 
 if __name__ == "__main__":

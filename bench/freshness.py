@@ -119,7 +119,7 @@ def main() -> None:
         ("graph API (direct Redis read), baseline", api),
         ("dashboard websocket", ws),
     ]
-    lines = ["| path | p50 | p95 | max |", "|---|---|---|---|"]
+    lines = ["## Freshness", "", "| path | p50 | p95 | max |", "|---|---|---|---|"]
     for name, values in rows:
         lines.append(f"| {name} | {statistics.median(values):.2f} s | {percentile(values, 0.95):.2f} s "
                      f"| {max(values):.2f} s |")
@@ -130,7 +130,7 @@ def main() -> None:
                  f"{ratio:.2f}x the API's; it {verdict} the goal (p95 <= 2 s).")
     text = "\n".join(lines)
     print(text)
-    write_section("Freshness", text)
+    write_section(text)
 
 
 if __name__ == "__main__":

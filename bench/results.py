@@ -8,18 +8,21 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-HEADER = "# Benchmark results\n\nEach section is rewritten by its script; numbers are from the last run.\n"
+HEADER = "# Benchmark results\n\nEach section is rewritten by its own script, from its last run.\n"
 
 
-def write_section(title: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section ``## title`` with ``body`` and a run stamp."""
+def write_section(section: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the section that ``section`` opens with (``## Title``)."""
+    heading, _, body = section.strip().partition("\n")
+    if not heading.startswith("## "):
+        raise ValueError(f"a section starts with '## Title', not {heading!r}")
+    stamp = f"_Last run {time.strftime('%Y-%m-%d %H:%M')}, Python {platform.python_version()}._"
+    new = f"{heading}\n\n{stamp}\n\n{body.strip()}\n"
     text = path.read_text() if path.exists() else HEADER
-    stamp = (f"_Run {time.strftime('%Y-%m-%d %H:%M')} on {platform.node() or 'this machine'}, "
-             f"Python {platform.python_version()}._")
-    section = f"## {title}\n\n{stamp}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
+        text = pattern.sub(lambda _: new + "\n", text, count=1)
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + new
     path.write_text(text.rstrip("\n") + "\n")
+    print(f"wrote {heading[3:]} to {path}")

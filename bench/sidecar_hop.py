@@ -29,6 +29,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.results import write_section  # noqa: E402
+
 PY = str(ROOT / ".venv/bin/python")
 ENVOY = str(ROOT / ".venv/bin/envoy")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -293,18 +296,7 @@ def main() -> None:
     section = "\n".join(lines)
     print("\n" + section)
     if not args.no_write:
-        write_section(ROOT / "bench/RESULTS.md", section)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Sidecar hop`` section, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"^## Sidecar hop\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        write_section(section)
 
 
 if __name__ == "__main__":

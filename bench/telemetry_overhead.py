@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from google.protobuf.internal import api_implementation  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
+from bench.results import write_section  # noqa: E402
 from proxies import tracecontext  # noqa: E402
 from proxies.telemetry import Resource, SpanData, Telemetry  # noqa: E402
 from proxies.telemetry.aggregate import RequestAggregator  # noqa: E402
 from proxies.telemetry.encode import MetricsEncoder, encode_spans, resource_proto  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADING = "## Telemetry overhead"
 
 
@@ -147,18 +147,6 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     write_section(section)
-
-
-def write_section(section: str) -> None:
-    """Replace (or append) this benchmark's section, keeping every other section intact."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find(HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end != -1 else "")
-    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":
