@@ -33,29 +33,27 @@ KEY_TTL = MAX_WINDOW + 60
 UNKNOWN = "unknown"
 
 
-class NodeJSON(TypedDict):
+class TrafficJSON(TypedDict):
+    """What a node and an edge both carry: counts, rates and latency over the window."""
+
+    requests: int
+    errors: int
+    rps: float
+    error_rate: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class NodeJSON(TrafficJSON):
     id: str
     service: str
     versions: list[str]
-    requests: int
-    errors: int
-    rps: float
-    error_rate: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
 
 
-class EdgeJSON(TypedDict):
+class EdgeJSON(TrafficJSON):
     source: str
     target: str
-    requests: int
-    errors: int
-    rps: float
-    error_rate: float
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
 
 
 class GraphJSON(TypedDict):

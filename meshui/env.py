@@ -67,6 +67,32 @@ def env_int(
     return result
 
 
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """A number, optionally bounded; a non-number or out-of-range value is an error."""
+    value = _raw(name, None, environ)
+    if value is None or value.strip() == "":
+        result = default
+    else:
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise EnvError(f"{name} must be a number, got {value!r}") from None
+        if result != result:  # NaN passes every comparison below
+            raise EnvError(f"{name} must be a number, got {value!r}")
+    if minimum is not None and result < minimum:
+        raise EnvError(f"{name} must be at least {minimum:g}, got {result:g}")
+    if maximum is not None and result > maximum:
+        raise EnvError(f"{name} must be at most {maximum:g}, got {result:g}")
+    return result
+
+
 def env_list(
     name: str, default: str = "", environ: Mapping[str, str] | None = None
 ) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from collector.graphstore import MAX_WINDOW, fetch_graph
+from collector.graphstore import fetch_graph, validate_window
 from meshui.access import api_view, json_error
 from meshui.api.openapi import OPENAPI
 from meshui.redis import get_redis
@@ -29,9 +29,7 @@ def parse_window(raw: str | None) -> int:
         window = int(raw)
     except ValueError:
         raise ValueError(f"window must be an integer number of seconds, got {raw!r}") from None
-    if not 1 <= window <= MAX_WINDOW:
-        raise ValueError(f"window must be between 1 and {MAX_WINDOW} seconds, got {window}")
-    return window
+    return validate_window(window)
 
 
 @api_view("GET")

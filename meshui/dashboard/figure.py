@@ -219,10 +219,10 @@ def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
 
 
 def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers of the summary bar: services, edges, total rps, overall error rate.
+    """The numbers of the summary bar: services, edges, calls per second, error rate.
 
-    Totals count requests as callers saw them (edges), so a request is not counted twice
-    on its way through the mesh.
+    Totals add up every call on every edge, as callers saw them (as Kiali's graph summary
+    does): a user request that crosses three hops is three calls.
     """
     requests = sum(e["requests"] for e in graph["edges"])
     errors = sum(e["errors"] for e in graph["edges"])

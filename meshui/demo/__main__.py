@@ -9,6 +9,7 @@ from types import FrameType
 
 from meshui.demo.mesh import Mesh, MeshConfig
 from meshui.demo.processes import StartupError
+from meshui.env import EnvError
 
 
 class _Stop(Exception):
@@ -20,7 +21,11 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
-    config = MeshConfig.from_env()
+    try:
+        config = MeshConfig.from_env()
+    except EnvError as exc:
+        print(f"meshui demo: {exc}", file=sys.stderr)
+        return 2
     mesh = Mesh(config, say=lambda line: print(line, flush=True))
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)

@@ -8,7 +8,6 @@ SQLite unless ``DATABASE_URL`` is set).
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -18,28 +17,9 @@ from typing import Any
 
 from meshui.demo import topology
 from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe
+from meshui.env import env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -73,21 +53,23 @@ class MeshConfig:
 
     @classmethod
     def from_env(cls) -> MeshConfig:
+        """The demo's settings from the environment; a bad value raises ``EnvError``."""
+        rps = env_float("DEMO_RPS", 20.0, minimum=0)
         config = cls(
-            host=os.environ.get("MESHUI_HOST", "127.0.0.1"),
-            meshui_port=_env_int("MESHUI_PORT", 8000),
-            collector_port=_env_int("COLLECTOR_HTTP_PORT", 4318),
-            base_port=_env_int("DEMO_BASE_PORT", 15000),
-            redis_url=os.environ.get("REDIS_URL") or None,
-            database_url=os.environ.get("DATABASE_URL") or None,
-            rps=_env_float("DEMO_RPS", 20.0),
-            trace_sample=_env_float("DEMO_TRACE_SAMPLE", 0.05),
-            demo_password=os.environ.get("DEMO_PASSWORD", "meshui-demo"),
-            run_load=_env_float("DEMO_RPS", 20.0) > 0,
-            log_dir=Path(os.environ.get("DEMO_LOG_DIR") or PROJECT_ROOT / "var" / "log"),
+            host=env_str("MESHUI_HOST", "127.0.0.1"),
+            meshui_port=env_int("MESHUI_PORT", 8000, minimum=1, maximum=65535),
+            collector_port=env_int("COLLECTOR_HTTP_PORT", 4318, minimum=1, maximum=65535),
+            base_port=env_int("DEMO_BASE_PORT", 15000, minimum=1024, maximum=65000),
+            redis_url=env_str("REDIS_URL") or None,
+            database_url=env_str("DATABASE_URL") or None,
+            rps=rps,
+            run_load=rps > 0,
+            trace_sample=env_float("DEMO_TRACE_SAMPLE", 0.05, minimum=0, maximum=1),
+            demo_password=env_str("DEMO_PASSWORD", "meshui-demo"),
+            log_dir=Path(env_str("DEMO_LOG_DIR") or PROJECT_ROOT / "var" / "log"),
         )
-        if os.environ.get("MESHUI_CONTROL_TOKEN"):
-            config = replace(config, control_token=os.environ["MESHUI_CONTROL_TOKEN"])
+        if env_str("MESHUI_CONTROL_TOKEN"):
+            config = replace(config, control_token=env_str("MESHUI_CONTROL_TOKEN"))
         return config
 
     def ports(self, index: int) -> InstancePorts:
