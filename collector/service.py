@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from collector.errors import ConfigError
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
@@ -27,6 +27,14 @@ from collector.sidecar_metrics import SidecarMetricsConfig, SidecarMetricsConnec
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """The lifecycle every pipeline component has (receiver, processors, connectors, exporters)."""
+
+    async def start(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,37 +50,56 @@ class CollectorConfig:
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis_url", f"must be a redis:// URL, got {self.redis_url!r}")
-        for part in (self.receiver, self.queue, self.servicegraph, self.sidecar_metrics,
-                     self.redis_exporter, self.publisher):
+        for part in (
+            self.receiver,
+            self.queue,
+            self.servicegraph,
+            self.sidecar_metrics,
+            self.redis_exporter,
+            self.publisher,
+        ):
             part.validate()
 
 
 class Collector:
     """One collector process's pipeline; ``start()``/``shutdown()`` run it in the current loop."""
 
-    def __init__(self, config: CollectorConfig, *, redis: Any = None, layer: Any = None,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        *,
+        redis: Any = None,
+        layer: Any = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         config.validate()
         self.config = config
         self.stats = CollectorStats()
-        self.redis = redis or redis_client(config.redis_url,
-                                           config.redis_exporter.socket_timeout_s)
-        self.exporter = RedisGraphExporter(self.redis, config.redis_exporter, self.stats,
-                                           clock=wall_clock)
+        self.redis = redis or redis_client(config.redis_url, config.redis_exporter.socket_timeout_s)
+        self.exporter = RedisGraphExporter(self.redis, config.redis_exporter, self.stats, clock=wall_clock)
         self.publisher = LivePublisher(
-            self.redis, layer if layer is not None else channel_layer(config.redis_url,
-                                                                      config.publisher),
-            config.publisher, self.stats, clock=wall_clock)
-        self.servicegraph = ServiceGraphConnector(self.exporter, config.servicegraph,
-                                                  self.stats, clock=monotonic)
-        self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics,
-                                                       self.stats)
+            self.redis,
+            layer if layer is not None else channel_layer(config.redis_url, config.publisher),
+            config.publisher,
+            self.stats,
+            clock=wall_clock,
+        )
+        self.servicegraph = ServiceGraphConnector(
+            self.exporter, config.servicegraph, self.stats, clock=monotonic
+        )
+        self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics, self.stats)
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
         # Downstream first.
-        self._components = [self.exporter, self.publisher, self.servicegraph,
-                            self.sidecar_metrics, self.queue, self.receiver]
+        self._components: list[Component] = [
+            self.exporter,
+            self.publisher,
+            self.servicegraph,
+            self.sidecar_metrics,
+            self.queue,
+            self.receiver,
+        ]
 
     def _route(self, batch: TraceBatch | MetricBatch) -> None:
         if isinstance(batch, TraceBatch):
@@ -97,10 +124,9 @@ class Collector:
         try:
             await self.redis.ping()
         except Exception as exc:
-            log.warning("Redis at %s is not reachable yet (%s); will retry",
-                        self.config.redis_url, exc)
+            log.warning("Redis at %s is not reachable yet (%s); will retry", self.config.redis_url, exc)
             self.stats.redis_available = False
-        started = []
+        started: list[Component] = []
         try:
             for component in self._components:
                 await component.start()

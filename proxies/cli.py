@@ -6,7 +6,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from proxies.config import SidecarConfig, parse_config
 
@@ -49,11 +50,13 @@ async def run(config: SidecarConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     config = parse_config(argv)
     setup_logging(config.log_level)
+    event_loop_runner()(run(config))
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """``uvloop.run`` when uvloop is installed (the faster loop), else ``asyncio.run``."""
     try:
         import uvloop
     except ImportError:
-        uvloop = None
-    if uvloop is not None:
-        uvloop.run(run(config))
-    else:
-        asyncio.run(run(config))
+        return asyncio.run
+    return uvloop.run

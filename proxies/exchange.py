@@ -2,8 +2,9 @@
 
 The listener parses the request and creates the ``Exchange``; the exchange picks the
 upstream, borrows a pooled connection (or opens one), streams the request body up and the
-response body down, retries when it safely can, makes the sidecar's own error responses,
-and records the outcome (metrics, telemetry, sampled span) when the response ends.
+response body down, retries when it safely can (the decisions: ``proxies.retry``), answers
+with a sidecar-made error response when it cannot (``proxies.errors``), and records the
+outcome (telemetry, sampled span) when the response ends.
 
 Writes are coalesced: bytes for a peer are appended to a pending list during a parser
 feed and written once at its end, so a small request or response costs one syscall
@@ -17,7 +18,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import balancer, http1
+from proxies import balancer, errors, http1
+from proxies.errors import LocalError
+from proxies.retry import REPLAY_LIMIT, next_instance, retry_on_fresh_connection
 
 if TYPE_CHECKING:
     from proxies.endpoints import Endpoint, ServiceEndpoints
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxies.exchange")
 
-REPLAY_LIMIT = 64 * 1024  # request bytes kept for a retry; past this a retry is impossible
 DRAIN_LIMIT = 1024 * 1024  # request body discarded after an early response before closing
 PAUSE_CONNECT = 1
 
@@ -104,7 +106,7 @@ class Exchange:
         self.host = host
         self.head = head
         self.chunked_req = chunked_req
-        self.retry_ok = not has_body or method in http1.IDEMPOTENT_METHODS
+        self.retry_ok = not has_body or method in http1.IDEMPOTENT_METHODS  # see proxies.retry
         self.expect_continue = expect_continue
         self.client_keep_alive = client_keep_alive
         self.http10 = http10
@@ -140,11 +142,11 @@ class Exchange:
         """Route and dispatch; called when this exchange becomes the connection's active one."""
         plane = self.plane
         if self.method == b"CONNECT":
-            self.respond_local(405, "connect-not-supported", "CONNECT is not supported", True)
+            self.respond_local(errors.CONNECT_NOT_SUPPORTED)
             return
         split = http1.split_target(self.target)
         if split is None:
-            self.respond_local(400, "bad-request-target", "malformed request-target", True)
+            self.respond_local(errors.BAD_REQUEST_TARGET)
             return
         authority, origin = split
         lines = self.head
@@ -155,24 +157,20 @@ class Exchange:
             lines += (b"host", http1.HEADER_SEP, authority, http1.CRLF)
         if self.outbound:
             if self.host is None:
-                self.respond_local(400, "no-destination", "no Host header and no absolute-form URI")
+                self.respond_local(errors.NO_DESTINATION)
                 return
             name = http1.host_name(self.host)
             snapshot = plane.registry.snapshot
             entry = snapshot.by_host.get(name)
             if entry is None:
                 self.destination = name.decode("latin-1")
-                self.respond_local(
-                    502,
-                    "unknown-service",
-                    f"unknown service {self.destination!r}; known services: {snapshot.known}",
-                )
+                self.respond_local(errors.unknown_service(self.destination, snapshot.known))
                 return
             self.destination = entry.name
             self.entry = entry
             endpoint = balancer.pick(entry, _monotonic())
             if endpoint is None:
-                self.respond_local(503, "no-healthy-upstream", f"service {entry.name!r} has no live instance")
+                self.respond_local(errors.no_healthy_upstream(entry.name))
                 return
             self.destination_version = endpoint.version
             lines += plane.outbound_extra
@@ -365,11 +363,10 @@ class Exchange:
             self.listener.abort()
             return
         if conn.received:
-            self.respond_local(502, "upstream-protocol-error", "upstream sent an incomplete response")
+            self.respond_local(errors.UPSTREAM_INCOMPLETE)
             return
-        if self.conn_reused and not self.retried_fresh and self.retry_ok and self.replay is not None:
-            # A pooled keep-alive connection the upstream had already closed: the request
-            # never reached it, so one more try on a fresh connection is safe.
+        replayable = self.replay is not None
+        if retry_on_fresh_connection(self.conn_reused, self.retried_fresh, self.retry_ok, replayable):
             self.retried_fresh = True
             self._resend()
             self._dispatch(True)
@@ -386,7 +383,7 @@ class Exchange:
             self._record(True)
             self.listener.abort()
             return
-        self.respond_local(502, "upstream-protocol-error", reason)
+        self.respond_local(errors.upstream_protocol_error(reason))
 
     def _resend(self) -> None:
         replay = self.replay or []
@@ -401,32 +398,27 @@ class Exchange:
         direction = "outbound" if self.outbound else "inbound"
         plane.metrics.count_connect_error(direction, self.destination, endpoint.address)
         if not self.outbound:
-            self.respond_local(
-                503,
-                "local-app-unavailable",
-                f"the local app at {endpoint.address} is unavailable ({reason})",
-            )
+            self.respond_local(errors.local_app_unavailable(endpoint.address, reason))
             return
+        entry = self.entry
+        assert entry is not None  # outbound exchanges reach an instance through their entry
         now = _monotonic()
         balancer.mark_failed(endpoint, now)
-        if self.retry_ok and self.attempts < 2 and self.replay is not None:
-            following = balancer.pick(self.entry, now, exclude=endpoint)  # type: ignore[arg-type]
-            if following is not None:
-                self.attempts += 1
-                self.endpoint = following
-                self.destination_version = following.version
-                self._resend()
-                self._dispatch(False)
-                return
+        following = next_instance(entry, endpoint, now, self.attempts, self.retry_ok, self.replay is not None)
+        if following is not None:
+            self.attempts += 1
+            self.endpoint = following
+            self.destination_version = following.version
+            self._resend()
+            self._dispatch(False)
+            return
         self.respond_local(
-            503,
-            "upstream-connect-failure",
-            f"{self.destination} instance {endpoint.instance} at {endpoint.address}: {reason}",
+            errors.upstream_connect_failure(self.destination, endpoint.instance, endpoint.address, reason)
         )
 
     # endings --------------------------------------------------------------------------------
 
-    def respond_local(self, status: int, error: str, message: str, close: bool = False) -> None:
+    def respond_local(self, error: LocalError) -> None:
         """Answer with a sidecar-made error response (text/plain, x-meshui-error)."""
         conn = self._detach()
         if conn is not None:
@@ -434,16 +426,16 @@ class Exchange:
         if self.response_started:
             self.listener.abort()
             return
-        if not self.request_done and self.expect_continue:
-            close = True  # the client may never send the body we would have to skip
-        if close or not self.client_keep_alive:
-            close = True
+        close = errors.must_close(error, self.request_done, self.expect_continue, self.client_keep_alive)
+        if close:
             self.client_keep_alive = False
-        self.status = status
+        status = self.status = error.status
         self.response_started = True
         self.response_done = True
         self.listener.write(
-            http1.error_response(status, error, message, head_only=self.method == _HEAD, close=close)
+            http1.error_response(
+                status, error.code, error.message, head_only=self.method == _HEAD, close=close
+            )
         )
         self._record(status >= 500)
         self._after_response()
@@ -478,10 +470,8 @@ class Exchange:
         plane = self.plane
         status = self.status
         end = _perf()
-        direction = "outbound" if self.outbound else "inbound"
-        plane.metrics.count_request(direction, self.destination, status)
         plane.telemetry.record_request(
-            direction,
+            "outbound" if self.outbound else "inbound",
             self.source,
             self.destination,
             self.destination_version,

@@ -189,27 +189,14 @@ class Sidecar:
         }
 
     def heartbeat_state(self) -> dict[str, Any]:
-        assert self.plane is not None
         return {
             "endpoints_version": self.registry.snapshot.version,
             "config_revision": None,
-            "requests_total": self.plane.metrics.requests_total,
-            "telemetry_dropped": telemetry_dropped(self.telemetry),
+            "requests_total": self.telemetry.requests_total,
+            "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
 
 
 def default_proxy_id(config: SidecarConfig) -> str:
     return f"{config.service}-{config.version}-{secrets.token_hex(3)}"
-
-
-def telemetry_dropped(telemetry: Any) -> int:
-    """Dropped telemetry count, read from the Prometheus lines the telemetry object exposes."""
-    total = 0
-    try:
-        for line in telemetry.prometheus().splitlines():
-            if line.startswith("meshui_telemetry_dropped_total"):
-                total += int(float(line.rsplit(" ", 1)[1]))
-    except Exception:
-        return 0
-    return total

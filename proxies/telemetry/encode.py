@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
@@ -25,8 +26,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from proxies.telemetry.aggregate import Point
+from proxies.telemetry.aggregate import AttributeSet, Point
 from proxies.telemetry.model import AttributeValue, Resource, SpanData
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 METRIC_NAME = "meshui.proxy.request.duration"
 METRIC_UNIT = "ms"
@@ -51,35 +55,34 @@ _POINT_KEYS = (
 
 def resource_proto(resource: Resource) -> ResourceProto:
     proto = ResourceProto()
-    _set_attributes(
-        proto.attributes,
-        {
-            "service.name": resource.service,
-            "service.version": resource.version,
-            "service.instance.id": resource.instance_id,
-            "meshui.sidecar": True,
-        }.items(),
-    )
+    attributes: dict[str, AttributeValue] = {
+        "service.name": resource.service,
+        "service.version": resource.version,
+        "service.instance.id": resource.instance_id,
+        "meshui.sidecar": True,
+    }
+    _set_attributes(proto.attributes, attributes.items())
     return proto
 
 
-def _set_attributes(target: object, items: Iterable[tuple[str, AttributeValue]]) -> None:
-    add = target.add  # type: ignore[attr-defined]
+def _set_attributes(
+    target: RepeatedCompositeFieldContainer[KeyValue], items: Iterable[tuple[str, AttributeValue]]
+) -> None:
+    add = target.add
     for key, value in items:
         attribute: KeyValue = add()
         attribute.key = key
-        kind = type(value)
-        # bool before int: True is an int too.
-        if kind is str:
+        # Exact types, not isinstance: bool is an int too, and a str subclass goes through str().
+        if type(value) is str:
             attribute.value.string_value = value
-        elif kind is bool:
+        elif type(value) is bool:
             attribute.value.bool_value = value
-        elif kind is int:
-            if -(2**63) <= value < 2**63:  # type: ignore[operator]
+        elif type(value) is int:
+            if -(2**63) <= value < 2**63:
                 attribute.value.int_value = value
             else:
                 attribute.value.string_value = str(value)
-        elif kind is float:
+        elif type(value) is float:
             attribute.value.double_value = value
         else:
             attribute.value.string_value = str(value)
@@ -103,7 +106,7 @@ class MetricsEncoder:
 
     def __init__(self, resource: ResourceProto) -> None:
         self._resource = _field(1, resource.SerializeToString())
-        self._attributes: dict[tuple[object, ...], bytes] = {}
+        self._attributes: dict[AttributeSet, bytes] = {}
 
     def encode(self, points: Sequence[Point], start_ns: int, end_ns: int) -> bytes:
         """One request: one delta exponential histogram data point per attribute set."""
@@ -149,7 +152,7 @@ class MetricsEncoder:
         body = b"".join(parts)
         return b"\x0a" + _varint(len(body)) + body
 
-    def _encode_attributes(self, attributes: tuple[object, ...]) -> bytes:
+    def _encode_attributes(self, attributes: AttributeSet) -> bytes:
         holder = ExponentialHistogramDataPoint()
         _set_attributes(holder.attributes, zip(_POINT_KEYS, attributes, strict=True))
         encoded = holder.SerializeToString()  # only field 1 is set: the KeyValues
@@ -195,9 +198,7 @@ _pack_times = struct.Struct("<BQBQ").pack
 _pack_point = struct.Struct("<BQBdBBBQBdBd").pack
 _AGGREGATION_DELTA = b"\x10" + _varint(_DELTA)
 _METRIC_HEADER = (
-    _field(1, METRIC_NAME.encode())
-    + _field(2, METRIC_DESCRIPTION.encode())
-    + _field(3, METRIC_UNIT.encode())
+    _field(1, METRIC_NAME.encode()) + _field(2, METRIC_DESCRIPTION.encode()) + _field(3, METRIC_UNIT.encode())
 )
 _SCOPE = _field(1, _field(1, SCOPE_NAME.encode()))
 

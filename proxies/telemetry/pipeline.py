@@ -5,6 +5,8 @@ task on the running event loop. Every ``export_interval`` the task swaps the met
 interval out, encodes it in small requests and POSTs them, then sends spans in batches of
 at most 128. A collector that is down or throttling costs a bounded backlog and counted
 drops, never a blocked or failed request (docs/telemetry.md).
+
+Per-signal export state lives in ``export_state``, the admin port's text in ``prometheus``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from proxies.telemetry.aggregate import AttributeSet, Interval, RequestAggregator
 from proxies.telemetry.encode import (
@@ -25,8 +26,10 @@ from proxies.telemetry.encode import (
     rejected_in_response,
     resource_proto,
 )
+from proxies.telemetry.export_state import Batch, SignalExport
 from proxies.telemetry.http_client import HttpClient, HttpError
 from proxies.telemetry.model import Resource, SpanData
+from proxies.telemetry.prometheus import prometheus_text
 from proxies.telemetry.retry import Backoff, Outcome, classify, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -40,29 +43,6 @@ DROP_REASONS = {
 }
 MAX_REQUEST_SERIES = 10_000  # distinct label sets kept for meshui_proxy_requests_total
 _CRASH_LOG_EVERY_S = 60.0
-
-
-@dataclass(slots=True)
-class _Batch:
-    body: bytes
-    items: int
-
-
-@dataclass(slots=True)
-class _Signal:
-    """Export state of one signal: its backlog (groups of batches), backoff and counters."""
-
-    name: str
-    path: str
-    max_groups: int
-    backlog: deque[list[_Batch]] = field(default_factory=deque)
-    retry_at: float = 0.0
-    backoff: Backoff = field(default_factory=Backoff)
-    exported: int = 0
-    errors: int = 0
-
-    def pending_items(self) -> int:
-        return sum(batch.items for group in self.backlog for batch in group)
 
 
 class Telemetry:
@@ -92,9 +72,7 @@ class Telemetry:
         self.trace_sample = trace_sample
         self.export_interval = export_interval
         self.stop_timeout = stop_timeout
-        self._client = (
-            HttpClient(self.otlp_endpoint, request_timeout) if self.otlp_endpoint else None
-        )
+        self._client = HttpClient(self.otlp_endpoint, request_timeout) if self.otlp_endpoint else None
         self._aggregator = RequestAggregator(time.time_ns(), max_attribute_sets)
         # The request path calls the aggregator's bound method directly: one Python call
         # less, 630 -> 450 ns per request (bench/telemetry_overhead.py). Same signature.
@@ -104,11 +82,12 @@ class Telemetry:
         self._spans: deque[SpanData] = deque()
         self._span_queue_size = span_queue_size
         self._span_batch_size = span_batch_size
-        self._metrics = _Signal("metrics", "/v1/metrics", max_metric_intervals, backoff=backoff())
-        self._traces = _Signal("spans", "/v1/traces", 1, backoff=backoff())
+        self._metrics = SignalExport("metrics", "/v1/metrics", max_metric_intervals, backoff=backoff())
+        self._traces = SignalExport("spans", "/v1/traces", 1, backoff=backoff())
         self._dropped = {(s, r): 0 for s, reasons in DROP_REASONS.items() for r in reasons}
         self._totals: dict[AttributeSet, list[float]] = {}
         self._totals_overflow = 0
+        self._recorded = 0  # measurements of closed intervals, for requests_total
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -165,9 +144,7 @@ class Telemetry:
             return
         self._stopping = False
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="meshui-telemetry-export"
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="meshui-telemetry-export")
 
     async def stop(self) -> None:
         """Flush what is pending (within ``stop_timeout``), then stop; leftovers are counted."""
@@ -186,9 +163,7 @@ class Telemetry:
                 pass
         self._task = None
         interval = self._aggregator.take(time.time_ns())
-        self._dropped["metrics", "shutdown"] += (
-            self._metrics.pending_items() + interval.measurements
-        )
+        self._dropped["metrics", "shutdown"] += self._metrics.pending_items() + interval.measurements
         self._fold_totals(interval)
         self._dropped["spans", "shutdown"] += self._traces.pending_items() + len(self._spans)
         self._metrics.backlog.clear()
@@ -256,13 +231,13 @@ class Telemetry:
         if self._client is None or not interval.unique:
             return
         points = interval.unique
-        group: list[_Batch] = []
+        group: list[Batch] = []
         for start in range(0, len(points), MAX_POINTS_PER_REQUEST):
             if start:
                 await asyncio.sleep(0)  # let requests run between encodings
             chunk = points[start : start + MAX_POINTS_PER_REQUEST]
             body = self._encoder.encode(chunk, interval.start_ns, interval.end_ns)
-            group.append(_Batch(body, sum(point.count for point in chunk)))
+            group.append(Batch(body, sum(point.count for point in chunk)))
         backlog = self._metrics.backlog
         backlog.append(group)
         while len(backlog) > self._metrics.max_groups:
@@ -278,10 +253,10 @@ class Telemetry:
             return False
         count = min(len(spans), self._span_batch_size)
         batch = [spans.popleft() for _ in range(count)]
-        self._traces.backlog.append([_Batch(encode_spans(self._resource_proto, batch), count)])
+        self._traces.backlog.append([Batch(encode_spans(self._resource_proto, batch), count)])
         return True
 
-    async def _send(self, signal: _Signal, stopping: bool) -> None:
+    async def _send(self, signal: SignalExport, stopping: bool) -> None:
         """Send the signal's backlog in order until it is empty or a retryable failure."""
         loop = asyncio.get_running_loop()
         while signal.backlog:
@@ -297,7 +272,7 @@ class Telemetry:
             if not group:
                 signal.backlog.popleft()
 
-    async def _post(self, signal: _Signal, batch: _Batch) -> tuple[Outcome, float | None]:
+    async def _post(self, signal: SignalExport, batch: Batch) -> tuple[Outcome, float | None]:
         assert self._client is not None
         try:
             response = await self._client.post(signal.path, batch.body, CONTENT_TYPE)
@@ -329,13 +304,12 @@ class Telemetry:
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
         self._set_state(
             "throttled",
-            f"collector at {self.otlp_endpoint} answers HTTP {response.status}, buffering "
-            "and retrying",
+            f"collector at {self.otlp_endpoint} answers HTTP {response.status}, buffering and retrying",
         )
         return outcome, retry_after
 
     @staticmethod
-    def _partial_rejection(signal: _Signal, body: bytes) -> tuple[int, str]:
+    def _partial_rejection(signal: SignalExport, body: bytes) -> tuple[int, str]:
         try:
             return rejected_in_response(signal.name, body)
         except Exception:  # noqa: BLE001 - a 2xx with an unreadable body is still success
@@ -351,6 +325,7 @@ class Telemetry:
     def _fold_totals(self, interval: Interval) -> None:
         totals = self._totals
         for point in interval.unique:
+            self._recorded += point.count
             total = totals.get(point.attributes)
             if total is None:
                 if len(totals) >= MAX_REQUEST_SERIES:
@@ -360,87 +335,36 @@ class Telemetry:
             total[0] += point.count
             total[1] += point.sum
 
-    # -- admin port ---------------------------------------------------------------------
+    # -- admin port and heartbeat ----------------------------------------------------------
+
+    @property
+    def requests_total(self) -> int:
+        """Requests recorded since start, exported or not, counted or dropped (O(series))."""
+        aggregator = self._aggregator
+        return (
+            self._recorded
+            + aggregator.interval.measurements
+            + aggregator.dropped_invalid
+            + aggregator.dropped_cardinality
+        )
+
+    @property
+    def dropped_total(self) -> int:
+        """Telemetry lost before the collector, all signals and reasons summed."""
+        aggregator = self._aggregator
+        return sum(self._dropped.values()) + aggregator.dropped_invalid + aggregator.dropped_cardinality
 
     def prometheus(self) -> str:
         """Prometheus text lines for the sidecar's admin port (telemetry health, requests)."""
+        aggregator = self._aggregator
         dropped = dict(self._dropped)
-        dropped["metrics", "invalid"] += self._aggregator.dropped_invalid
-        dropped["metrics", "cardinality_limit"] += self._aggregator.dropped_cardinality
-        lines = [
-            "# HELP meshui_telemetry_dropped_total Telemetry lost before the collector "
-            "(metrics: request measurements, spans: spans).",
-            "# TYPE meshui_telemetry_dropped_total counter",
-        ]
-        for (signal, reason), value in dropped.items():
-            lines.append(
-                f'meshui_telemetry_dropped_total{{signal="{signal}",reason="{reason}"}} {value}'
-            )
-        lines += [
-            "# HELP meshui_telemetry_exported_total Telemetry the collector accepted.",
-            "# TYPE meshui_telemetry_exported_total counter",
-        ]
-        for signal in (self._metrics, self._traces):
-            lines.append(
-                f'meshui_telemetry_exported_total{{signal="{signal.name}"}} {signal.exported}'
-            )
-        lines += [
-            "# HELP meshui_telemetry_export_errors_total Failed export requests (any reason).",
-            "# TYPE meshui_telemetry_export_errors_total counter",
-        ]
-        for signal in (self._metrics, self._traces):
-            lines.append(
-                f'meshui_telemetry_export_errors_total{{signal="{signal.name}"}} {signal.errors}'
-            )
-        lines += [
-            "# HELP meshui_telemetry_queue_spans Spans waiting to be exported.",
-            "# TYPE meshui_telemetry_queue_spans gauge",
-            f"meshui_telemetry_queue_spans {len(self._spans) + self._traces.pending_items()}",
-        ]
-        lines += self._request_lines()
-        return "\n".join(lines) + "\n"
-
-    def _request_lines(self) -> list[str]:
-        totals = {key: list(value) for key, value in self._totals.items()}
-        for point in self._aggregator.interval.unique:
-            total = totals.setdefault(point.attributes, [0, 0.0])
-            total[0] += point.count
-            total[1] += point.sum
-        lines = [
-            "# HELP meshui_proxy_requests_total Requests through the sidecar.",
-            "# TYPE meshui_proxy_requests_total counter",
-        ]
-        sums = [
-            "# HELP meshui_proxy_request_duration_ms_sum Summed request durations (ms).",
-            "# TYPE meshui_proxy_request_duration_ms_sum counter",
-        ]
-        for attributes, (count, total_ms) in totals.items():
-            labels = _labels(attributes)
-            lines.append(f"meshui_proxy_requests_total{{{labels}}} {int(count)}")
-            sums.append(f"meshui_proxy_request_duration_ms_sum{{{labels}}} {total_ms!r}")
-        lines += sums
-        lines.append(f"meshui_proxy_requests_overflow_total {self._totals_overflow}")
-        return lines
-
-
-_LABEL_NAMES = (
-    "direction",
-    "source",
-    "destination",
-    "destination_version",
-    "code",
-    "source_sidecar",
-)
-
-
-def _escape(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(attributes: AttributeSet) -> str:
-    return ",".join(
-        f'{name}="{_escape(value)}"' for name, value in zip(_LABEL_NAMES, attributes, strict=True)
-    )
+        dropped["metrics", "invalid"] += aggregator.dropped_invalid
+        dropped["metrics", "cardinality_limit"] += aggregator.dropped_cardinality
+        return prometheus_text(
+            dropped,
+            (self._metrics, self._traces),
+            len(self._spans) + self._traces.pending_items(),
+            self._totals,
+            aggregator.interval.unique,
+            self._totals_overflow,
+        )

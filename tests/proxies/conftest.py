@@ -29,6 +29,14 @@ class RecordingTelemetry:
     def record_span(self, span: Any) -> None:
         self.spans.append(span)
 
+    @property
+    def requests_total(self) -> int:
+        return len(self.requests)
+
+    @property
+    def dropped_total(self) -> int:
+        return 3
+
     def prometheus(self) -> str:
         return 'meshui_telemetry_dropped_total{signal="spans"} 3\n'
 

@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 
+from proxies.telemetry import Resource, Telemetry
 from tests.proxies.conftest import free_port, read_response, simple_app, start_sidecar
 
 
@@ -30,7 +31,8 @@ async def test_ready_is_503_until_endpoints_are_known_then_200(telemetry):
         await sidecar.stop()
 
 
-async def test_metrics_count_requests_by_direction_destination_and_status(servers, telemetry):
+async def test_metrics_count_requests_by_direction_destination_and_status(servers):
+    telemetry = Telemetry(Resource("frontend", "v1", "frontend-v1-test"), None, 0.0)
     app = await servers.start(simple_app)
     sidecar = await start_sidecar(telemetry, app, {"catalog": []})
     try:
@@ -41,10 +43,37 @@ async def test_metrics_count_requests_by_direction_destination_and_status(server
         _, body = await get(sidecar.ports["admin"], "/metrics")
         text = body.decode()
         assert (
-            'meshui_proxy_responses_total{direction="outbound",destination="catalog",status="503"} 1' in text
-        )
+            'meshui_proxy_requests_total{direction="outbound",source="frontend",destination="catalog",'
+            'destination_version="",code="503",source_sidecar="true"} 1'
+        ) in text
+        assert "meshui_proxy_responses_total" not in text  # requests are counted once
         assert "meshui_proxy_active_connections" in text
-        assert 'meshui_telemetry_dropped_total{signal="spans"} 3' in text
+    finally:
+        await sidecar.stop()
+
+
+async def test_metrics_include_what_telemetry_renders(telemetry):
+    sidecar = await start_sidecar(telemetry, free_port(), {})
+    try:
+        _, body = await get(sidecar.ports["admin"], "/metrics")
+        assert 'meshui_telemetry_dropped_total{signal="spans"} 3' in body.decode()
+    finally:
+        await sidecar.stop()
+
+
+async def test_heartbeat_counts_requests_and_drops_from_telemetry(servers):
+    telemetry = Telemetry(Resource("frontend", "v1", "frontend-v1-test"), None, 0.0)
+    app = await servers.start(simple_app)
+    sidecar = await start_sidecar(telemetry, app, {"catalog": []})
+    try:
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["outbound"])
+            writer.write(b"GET http://catalog/ HTTP/1.1\r\n\r\n")
+            await read_response(reader)
+            writer.close()
+        state = sidecar.heartbeat_state()
+        assert state["requests_total"] == 2
+        assert state["telemetry_dropped"] == 0
     finally:
         await sidecar.stop()
 

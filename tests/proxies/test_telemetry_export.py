@@ -286,6 +286,28 @@ async def test_without_an_endpoint_requests_still_show_on_the_admin_port() -> No
     assert dropped(telemetry, "metrics", "shutdown") == 0
 
 
+async def test_request_and_drop_totals_agree_with_the_admin_lines_across_intervals() -> None:
+    telemetry = Telemetry(RESOURCE, None, 0.01, export_interval=0.02, max_attribute_sets=1)
+    await telemetry.start()
+    telemetry.record_request("inbound", "cart", "frontend", "v1", 200, True, 0.01)
+    await eventually(lambda: not telemetry._aggregator.interval.unique)  # swapped out
+    telemetry.record_request("inbound", "cart", "frontend", "v1", 200, True, 0.01)
+    telemetry.record_request("inbound", "cart", "frontend", "v1", 500, True, 0.01)  # over the limit
+    telemetry.record_request("inbound", "cart", "frontend", "v1", 200, True, -1.0)  # invalid
+    telemetry.record_span(span(1))
+
+    assert telemetry.requests_total == 4
+    text = telemetry.prometheus()
+    assert telemetry.dropped_total == sum(
+        int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("meshui_telemetry_dropped_total")
+    )
+    assert telemetry.dropped_total == 3  # cardinality_limit, invalid, spans no_endpoint
+    await telemetry.stop()
+    assert telemetry.requests_total == 4
+
+
 def test_a_full_span_queue_drops_new_spans_and_counts_them() -> None:
     telemetry = Telemetry(RESOURCE, "http://127.0.0.1:9", 0.01, span_queue_size=4)
     for index in range(6):

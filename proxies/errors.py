@@ -1,0 +1,67 @@
+"""The sidecar's own error responses: status, ``x-meshui-error`` code and message of each.
+
+Pure: each function returns a ``LocalError`` value and the exchange writes it
+(``http1.error_response``). Whether a retry can help follows from the status, as the
+mesh's callers read it: 4xx means this request will fail again as sent (permanent),
+502/503 mean the destination may be back soon (transient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LocalError:
+    """One sidecar-made error response, before it is encoded."""
+
+    status: int
+    code: str  # the x-meshui-error header: stable, for programs
+    message: str  # the text/plain body: for people
+    close: bool = False  # the request cannot be skipped safely: close the client connection
+
+
+# Permanent: the request itself is unusable; the client connection is closed because the
+# rest of what it sent cannot be trusted to be framed the way we would skip it.
+CONNECT_NOT_SUPPORTED = LocalError(405, "connect-not-supported", "CONNECT is not supported", True)
+BAD_REQUEST_TARGET = LocalError(400, "bad-request-target", "malformed request-target", True)
+NO_DESTINATION = LocalError(400, "no-destination", "no Host header and no absolute-form URI")
+
+
+def unknown_service(name: str, known: object) -> LocalError:
+    """Transient: the service may appear with the next endpoints update."""
+    return LocalError(502, "unknown-service", f"unknown service {name!r}; known services: {known}")
+
+
+def no_healthy_upstream(service: str) -> LocalError:
+    """Transient: the service has no instance right now."""
+    return LocalError(503, "no-healthy-upstream", f"service {service!r} has no live instance")
+
+
+def upstream_protocol_error(reason: str) -> LocalError:
+    """Transient: the upstream answered something that is not an HTTP/1.1 response."""
+    return LocalError(502, "upstream-protocol-error", reason)
+
+
+UPSTREAM_INCOMPLETE = upstream_protocol_error("upstream sent an incomplete response")
+
+
+def local_app_unavailable(address: str, reason: str) -> LocalError:
+    """Transient: the inbound side could not reach the app this sidecar fronts."""
+    return LocalError(503, "local-app-unavailable", f"the local app at {address} is unavailable ({reason})")
+
+
+def upstream_connect_failure(service: str, instance: str, address: str, reason: str) -> LocalError:
+    """Transient: connecting to an instance failed and no other attempt was allowed."""
+    return LocalError(
+        503, "upstream-connect-failure", f"{service} instance {instance} at {address}: {reason}"
+    )
+
+
+def must_close(error: LocalError, request_done: bool, expect_continue: bool, client_keep_alive: bool) -> bool:
+    """Whether the client connection closes after this error response.
+
+    A client that sent ``Expect: 100-continue`` and is still waiting may never send the
+    body we would have to skip, so such a connection cannot be reused either.
+    """
+    return error.close or not client_keep_alive or (not request_done and expect_continue)
