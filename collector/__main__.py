@@ -27,33 +27,53 @@ def _env_int(name: str, default: int) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
-    parser = argparse.ArgumentParser(prog="python -m collector",
-                                     description="meshui OTLP collector -> live service graph")
-    parser.add_argument("--host", default=os.environ.get("COLLECTOR_HOST", "127.0.0.1"),
-                        help="address to listen on (env COLLECTOR_HOST)")
-    parser.add_argument("--http-port", type=int,
-                        default=_env_int("COLLECTOR_HTTP_PORT", 4318),
-                        help="OTLP/HTTP port (env COLLECTOR_HTTP_PORT, default 4318)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""),
-                        help="Redis for the graph and the channel layer (env REDIS_URL, required)")
-    parser.add_argument("--graph-group", default=os.environ.get("MESHUI_GRAPH_GROUP", "graph"),
-                        help="channel-layer group for live graph updates (env MESHUI_GRAPH_GROUP)")
-    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024,
-                        help="largest accepted request body, also after gzip")
-    parser.add_argument("--forward-otlp", default=os.environ.get("COLLECTOR_FORWARD_OTLP", ""),
-                        help="forward OTLP to another backend (not implemented yet)")
+    parser = argparse.ArgumentParser(
+        prog="python -m collector", description="meshui OTLP collector -> live service graph"
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("COLLECTOR_HOST", "127.0.0.1"),
+        help="address to listen on (env COLLECTOR_HOST)",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=_env_int("COLLECTOR_HTTP_PORT", 4318),
+        help="OTLP/HTTP port (env COLLECTOR_HTTP_PORT, default 4318)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", ""),
+        help="Redis for the graph and the channel layer (env REDIS_URL, required)",
+    )
+    parser.add_argument(
+        "--graph-group",
+        default=os.environ.get("MESHUI_GRAPH_GROUP", "graph"),
+        help="channel-layer group for live graph updates (env MESHUI_GRAPH_GROUP)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_env_int("COLLECTOR_MAX_BODY_BYTES", 8 * 1024 * 1024),
+        help="largest accepted request body, also after gzip (env COLLECTOR_MAX_BODY_BYTES, default 8 MiB)",
+    )
+    parser.add_argument(
+        "--forward-otlp",
+        default=os.environ.get("COLLECTOR_FORWARD_OTLP", ""),
+        help="forward OTLP to another backend (not implemented yet)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
         parser.error("--redis-url or REDIS_URL is required")
     if args.forward_otlp:
         parser.error("--forward-otlp is not implemented yet")
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     config = CollectorConfig(
         redis_url=args.redis_url,
-        receiver=ReceiverConfig(host=args.host, port=args.http_port,
-                                max_body_bytes=args.max_body_bytes),
+        receiver=ReceiverConfig(host=args.host, port=args.http_port, max_body_bytes=args.max_body_bytes),
         publisher=LivePublisherConfig(group=args.graph_group),
     )
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message starts with the offending key."""
@@ -13,3 +15,15 @@ class ConfigError(ValueError):
 
 class InvalidRequest(ValueError):
     """An export request cannot be decoded: permanent, answered with 400 (never retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an export is refused for now: transient, answered with 503 + Retry-After.
+
+    ``reason`` is the ``refused_total`` label (``queue_full``, ``write_backlog_full`` or
+    ``redis_unavailable``); ``message`` goes to the client.
+    """
+
+    reason: str
+    message: str

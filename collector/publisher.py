@@ -19,17 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.asyncio as aredis
 
 from collector import graphstore
 from collector.errors import ConfigError
+from collector.redis_availability import RedisAvailability
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "meshui:graph:publish-lock"
+# Off the ``meshui:graph:`` prefix, so a SCAN of the per-second graph hashes never meets them.
+LOCK_KEY = "meshui:publish:lock"
 # The last publish (digest and time) is shared, so collectors taking turns at the lock
 # do not each re-send the same graph.
-LAST_KEY = "meshui:graph:last-publish"
+LAST_KEY = "meshui:publish:last"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +76,39 @@ def channel_layer(redis_url: str, config: LivePublisherConfig) -> Any:
 def graph_digest(graph: graphstore.GraphJSON) -> str:
     """A digest of the graph that ignores when it was generated."""
     content = {key: value for key, value in graph.items() if key != "generated_at"}
-    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS),
-                           digest_size=16).hexdigest()
+    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
 
 
 class LivePublisher:
-    def __init__(self, redis: Any, layer: Any, config: LivePublisherConfig | None = None,
-                 stats: CollectorStats | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        layer: Any,
+        config: LivePublisherConfig | None = None,
+        stats: CollectorStats | None = None,
+        clock: Callable[[], float] = time.time,
+        availability: RedisAvailability | None = None,
+    ) -> None:
         self.config = config or LivePublisherConfig()
         self.config.validate()
         self.redis = redis
         self.layer = layer
         self.stats = stats or CollectorStats()
         self.clock = clock
+        self.availability = availability or RedisAvailability(self.stats)
         self._task: asyncio.Task[None] | None = None
 
     async def tick(self) -> bool:
         """One publishing round; True when a graph was sent."""
         config = self.config
-        if not await self.redis.set(LOCK_KEY, b"1", nx=True, px=config.lock_ms):
+        try:
+            locked = await self.redis.set(LOCK_KEY, b"1", nx=True, px=config.lock_ms)
+        except (aredis.RedisError, OSError) as exc:
+            # Taking the lock is this collector's Redis heartbeat, traffic or not.
+            self.availability.failed(exc)
+            raise
+        self.availability.succeeded()
+        if not locked:
             return False
         now = self.clock()
         graph = await graphstore.afetch_graph(self.redis, config.window_s, now)
@@ -103,8 +119,7 @@ class LivePublisher:
             if last_digest == digest and now - float(last_at or 0) < config.heartbeat_s:
                 return False
         await self.layer.group_send(config.group, {"type": "graph.update", "graph": graph})
-        await self.redis.set(LAST_KEY, f"{digest} {now}",
-                             px=int(config.heartbeat_s * 2000))
+        await self.redis.set(LAST_KEY, f"{digest} {now}", px=int(config.heartbeat_s * 2000))
         self.stats.publishes += 1
         return True
 

@@ -6,7 +6,7 @@ request's encoding (partial success when items were rejected); 400 with a google
 for data that can never be accepted (not retryable); 503 + Retry-After when the pipeline is
 overloaded or Redis is down (retryable); 413 above the body limit, applied while reading and
 to the decompressed size (gzip bombs); 415 for other media types or encodings.
-Also GET /health (JSON counters) and GET /metrics (Prometheus text).
+Also GET /health (JSON counters; 503 when degraded) and GET /metrics (Prometheus text).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import uvicorn
 from google.rpc.status_pb2 import Status
 
 from collector import otlp_metrics, otlp_traces
-from collector.errors import ConfigError, InvalidRequest
+from collector.errors import ConfigError, InvalidRequest, Refusal
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,9 @@ class ReceiverConfig:
 class Pipeline(Protocol):
     """What the receiver needs from the rest of the collector."""
 
-    def refuse_reason(self) -> str | None: ...
+    def refusal(self) -> Refusal | None: ...
+
+    def health_problems(self) -> list[str]: ...
 
     def offer(self, batch: Any, items: int) -> bool: ...
 
@@ -70,15 +72,29 @@ class _Reply(Exception):
         self.headers = headers or []
 
 
-_CODES = {400: _INVALID_ARGUMENT, 413: _RESOURCE_EXHAUSTED, 415: _INVALID_ARGUMENT,
-          503: _UNAVAILABLE, 404: _UNIMPLEMENTED, 405: _UNIMPLEMENTED}
+_CODES = {
+    400: _INVALID_ARGUMENT,
+    413: _RESOURCE_EXHAUSTED,
+    415: _INVALID_ARGUMENT,
+    503: _UNAVAILABLE,
+    404: _UNIMPLEMENTED,
+    405: _UNIMPLEMENTED,
+}
 
 _Signal = tuple[str, Callable[[bytes], Any], Callable[[bytes], Any], Callable[[Any, bool], bytes]]
 _SIGNALS: dict[str, _Signal] = {
-    "/v1/traces": ("traces", otlp_traces.decode_protobuf, otlp_traces.decode_json,
-                   otlp_traces.encode_response),
-    "/v1/metrics": ("metrics", otlp_metrics.decode_protobuf, otlp_metrics.decode_json,
-                    otlp_metrics.encode_response),
+    "/v1/traces": (
+        "traces",
+        otlp_traces.decode_protobuf,
+        otlp_traces.decode_json,
+        otlp_traces.encode_response,
+    ),
+    "/v1/metrics": (
+        "metrics",
+        otlp_metrics.decode_protobuf,
+        otlp_metrics.decode_json,
+        otlp_metrics.encode_response,
+    ),
 }
 
 
@@ -110,8 +126,9 @@ def gunzip(data: bytes, limit: int) -> bytes:
 class OTLPHttpReceiver:
     """The ASGI application plus the uvicorn server that runs it."""
 
-    def __init__(self, pipeline: Pipeline, config: ReceiverConfig | None = None,
-                 stats: CollectorStats | None = None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, config: ReceiverConfig | None = None, stats: CollectorStats | None = None
+    ) -> None:
         self.config = config or ReceiverConfig()
         self.config.validate()
         self.pipeline = pipeline
@@ -141,19 +158,25 @@ class OTLPHttpReceiver:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, scope: dict[str, Any], receive: Any
-                      ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _handle(
+        self, scope: dict[str, Any], receive: Any
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         path, method = scope["path"], scope["method"]
         if path == "/health" or path == "/metrics":
             if method not in ("GET", "HEAD"):
                 raise _Reply(405, "use GET", [(b"allow", b"GET")])
             if path == "/health":
-                reason = self.pipeline.refuse_reason()
-                body = orjson.dumps({"status": "ok" if reason is None else "degraded",
-                                     "reason": reason, **self.stats.as_dict()})
-                return 200, [(b"content-type", b"application/json")], body
-            return 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], \
-                self.stats.prometheus().encode()
+                # 503 when degraded, so a load balancer or orchestrator probe sees it.
+                problems = self.pipeline.health_problems()
+                body = orjson.dumps(
+                    {"status": "degraded" if problems else "ok", "problems": problems, **self.stats.as_dict()}
+                )
+                return 503 if problems else 200, [(b"content-type", b"application/json")], body
+            return (
+                200,
+                [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
+                self.stats.prometheus().encode(),
+            )
         signal = _SIGNALS.get(path)
         if signal is None:
             raise _Reply(404, f"no such path {path}; OTLP/HTTP uses /v1/traces and /v1/metrics")
@@ -163,17 +186,11 @@ class OTLPHttpReceiver:
 
         content_type = _content_type(scope)
         if content_type not in (_PROTOBUF, _JSON):
-            raise _Reply(415, f"unsupported content type {content_type!r}; "
-                              f"use {_PROTOBUF} or {_JSON}")
+            raise _Reply(415, f"unsupported content type {content_type!r}; use {_PROTOBUF} or {_JSON}")
         json = content_type == _JSON
         encoding = _header(scope, b"content-encoding").lower()
         if encoding not in ("", "identity", "gzip"):
             raise _Reply(415, f"unsupported content encoding {encoding!r}; use gzip or none")
-
-        reason = self.pipeline.refuse_reason()
-        if reason is not None:
-            self.stats.refused["redis_unavailable" if "Redis" in reason else "backlog_full"] += 1
-            raise _Reply(503, reason, self._retry_after())
 
         body = await self._read_body(scope, receive)
         if encoding == "gzip":
@@ -182,17 +199,27 @@ class OTLPHttpReceiver:
             batch = decode_json(body) if json else decode_protobuf(body)
         except InvalidRequest as exc:
             raise _Reply(400, str(exc)) from None
+        items = batch.span_count if name == "traces" else batch.point_count
 
+        # Refused only once decoded, as the OpenTelemetry Collector does, so that a request
+        # that can never be accepted gets its 400 rather than 503s forever, and so that the
+        # items inside a refused request are known and counted.
+        refusal = self.pipeline.refusal()
+        if refusal is None and batch.items and not self.pipeline.offer(batch, batch.items):
+            refusal = Refusal("queue_full", "the collector's queue is full; retry later")
+        if refusal is not None:
+            self.stats.refused[refusal.reason] += 1
+            self.stats.refused_items[name, refusal.reason] += items
+            raise _Reply(503, refusal.message, self._retry_after())
+
+        # Counted only once accepted: a refused request comes back as a retry.
         rejected = batch.rejected.count
         if name == "traces":
-            self.stats.received_spans += batch.span_count
+            self.stats.received_spans += items
             self.stats.rejected_spans += rejected
         else:
-            self.stats.received_points += batch.point_count
+            self.stats.received_points += items
             self.stats.rejected_points += rejected
-        if batch.items and not self.pipeline.offer(batch, batch.items):
-            self.stats.refused["queue_full"] += batch.items
-            raise _Reply(503, "the collector's queue is full; retry later", self._retry_after())
         return 200, [(b"content-type", content_type.encode())], encode_response(batch, json)
 
     def _retry_after(self) -> list[tuple[bytes, bytes]]:
@@ -225,9 +252,15 @@ class OTLPHttpReceiver:
         sock.set_inheritable(True)
         self._socket = sock
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self, lifespan="off", log_level="warning", access_log=False,
-                                server_header=False, http="httptools",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            http="httptools",
+            timeout_graceful_shutdown=5,
+        )
         config.load()
         server = uvicorn.Server(config)
         # uvicorn's serve() also installs signal handlers; the collector owns those, so

@@ -20,8 +20,9 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from collector.errors import ConfigError
+from collector.errors import ConfigError, Refusal
 from collector.graphstore import GraphWriter
+from collector.redis_availability import RedisAvailability
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,13 @@ class RedisExporterConfig:
 
     def validate(self) -> None:
         if not self.flush_interval_s > 0:
-            raise ConfigError("redis_exporter.flush_interval_s",
-                              f"must be > 0, got {self.flush_interval_s}")
+            raise ConfigError("redis_exporter.flush_interval_s", f"must be > 0, got {self.flush_interval_s}")
         if self.max_pending_fields < 1:
-            raise ConfigError("redis_exporter.max_pending_fields",
-                              f"must be >= 1, got {self.max_pending_fields}")
+            raise ConfigError(
+                "redis_exporter.max_pending_fields", f"must be >= 1, got {self.max_pending_fields}"
+            )
         if not self.socket_timeout_s > 0:
-            raise ConfigError("redis_exporter.socket_timeout_s",
-                              f"must be > 0, got {self.socket_timeout_s}")
+            raise ConfigError("redis_exporter.socket_timeout_s", f"must be > 0, got {self.socket_timeout_s}")
 
 
 def redis_client(url: str, socket_timeout_s: float = 2.0, max_connections: int = 50) -> aredis.Redis:
@@ -53,41 +53,64 @@ def redis_client(url: str, socket_timeout_s: float = 2.0, max_connections: int =
     re-sent HINCRBY pipeline could count twice, and the flush loop retries anyway.
     """
     return aredis.Redis.from_url(
-        url, socket_connect_timeout=min(1.0, socket_timeout_s), socket_timeout=socket_timeout_s,
-        retry=Retry(NoBackoff(), 0), max_connections=max_connections,
+        url,
+        socket_connect_timeout=min(1.0, socket_timeout_s),
+        socket_timeout=socket_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
     )
 
 
 class RedisGraphExporter:
     """A ``GraphSink`` that buffers increments and flushes them to Redis periodically."""
 
-    def __init__(self, redis: Any, config: RedisExporterConfig | None = None,
-                 stats: CollectorStats | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        config: RedisExporterConfig | None = None,
+        stats: CollectorStats | None = None,
+        clock: Callable[[], float] = time.time,
+        availability: RedisAvailability | None = None,
+    ) -> None:
         self.config = config or RedisExporterConfig()
         self.config.validate()
         self.redis = redis
         self.stats = stats or CollectorStats()
+        self.availability = availability or RedisAvailability(self.stats)
         self.writer = GraphWriter(clock=clock)
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
     # GraphSink
-    def add_edge(self, source: str, target: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None:
+    def add_edge(
+        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
         self.writer.add_edge(source, target, requests, errors, latency)
 
-    def add_node(self, service: str, version: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None:
+    def add_node(
+        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
         self.writer.add_node(service, version, requests, errors, latency)
 
-    def unavailable(self) -> str | None:
+    def refusal(self) -> Refusal | None:
         """Why new exports should be refused with 503 now, or None."""
-        if not self.stats.redis_available:
-            return "Redis is unreachable; retry later"
+        if not self.availability.available:
+            return Refusal("redis_unavailable", "Redis is unreachable; retry later")
         if self.stats.pending_fields > self.config.max_pending_fields:
-            return "the collector's write backlog is full; retry later"
+            return Refusal("write_backlog_full", "the collector's write backlog is full; retry later")
         return None
+
+    def problems(self) -> list[str]:
+        """What makes the exporter degraded, for ``/health`` (empty when healthy)."""
+        problems = []
+        if not self.availability.available:
+            problems.append(f"redis unreachable: {self.availability.last_error}")
+        if self.stats.pending_fields > self.config.max_pending_fields:
+            problems.append(
+                f"write backlog over its limit: {self.stats.pending_fields} graph "
+                f"fields waiting, limit {self.config.max_pending_fields}"
+            )
+        return problems
 
     async def flush(self) -> int:
         """Write what is pending; on failure keep it for the next try. Returns fields written."""
@@ -96,23 +119,18 @@ class RedisGraphExporter:
                 if self.writer.pending:
                     written = await self.writer.aflush(self.redis)
                     self.stats.redis_fields_written += written
-                elif not self.stats.redis_available:
+                elif not self.availability.available:
                     await self.redis.ping()  # nothing to write: just find out if it is back
                     written = 0
                 else:
                     return 0
             except (aredis.RedisError, OSError) as exc:
                 self.stats.redis_write_errors += 1
-                if self.stats.redis_available:
-                    log.warning("Redis write failed, keeping %d fields for retry: %s",
-                                self.writer.pending_fields, exc)
-                self.stats.redis_available = False
+                self.availability.failed(exc)
                 return 0
             finally:
                 self.stats.pending_fields = self.writer.pending_fields
-            if not self.stats.redis_available:
-                log.info("Redis is reachable again")
-            self.stats.redis_available = True
+            self.availability.succeeded()
             return written
 
     async def start(self) -> None:
@@ -126,8 +144,7 @@ class RedisGraphExporter:
             self._task = None
         await self.flush()
         if self.writer.pending:
-            log.error("shutting down with %d graph fields not written to Redis",
-                      self.writer.pending_fields)
+            log.error("shutting down with %d graph fields not written to Redis", self.writer.pending_fields)
 
     async def _flush_forever(self) -> None:
         while True:

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collector.errors import ConfigError
+from collector.errors import ConfigError, Refusal
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
 from collector.queue import QueueConfig, QueueProcessor
 from collector.receiver import OTLPHttpReceiver, ReceiverConfig
 from collector.records import MetricBatch, TraceBatch
+from collector.redis_availability import RedisAvailability
 from collector.redis_exporter import RedisExporterConfig, RedisGraphExporter, redis_client
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConfig, SidecarMetricsConnector
@@ -77,13 +78,22 @@ class Collector:
         self.config = config
         self.stats = CollectorStats()
         self.redis = redis or redis_client(config.redis_url, config.redis_exporter.socket_timeout_s)
-        self.exporter = RedisGraphExporter(self.redis, config.redis_exporter, self.stats, clock=wall_clock)
+        # One reachability state: the exporter's writes and the publisher's lock both update it.
+        self.redis_availability = RedisAvailability(self.stats)
+        self.exporter = RedisGraphExporter(
+            self.redis,
+            config.redis_exporter,
+            self.stats,
+            clock=wall_clock,
+            availability=self.redis_availability,
+        )
         self.publisher = LivePublisher(
             self.redis,
             layer if layer is not None else channel_layer(config.redis_url, config.publisher),
             config.publisher,
             self.stats,
             clock=wall_clock,
+            availability=self.redis_availability,
         )
         self.servicegraph = ServiceGraphConnector(
             self.exporter, config.servicegraph, self.stats, clock=monotonic
@@ -108,10 +118,15 @@ class Collector:
             self.sidecar_metrics.consume(batch)
 
     # The receiver's view of the pipeline.
-    def refuse_reason(self) -> str | None:
+    def refusal(self) -> Refusal | None:
         if self.queue.full():
-            return "the collector's queue is full; retry later"
-        return self.exporter.unavailable()
+            return Refusal("queue_full", "the collector's queue is full; retry later")
+        return self.exporter.refusal()
+
+    def health_problems(self) -> list[str]:
+        # A full queue is not listed: it comes and goes within a flush or two, and a
+        # health check failing on it would get a merely busy collector restarted.
+        return self.exporter.problems()
 
     def offer(self, batch: Any, items: int) -> bool:
         return self.queue.offer(batch, items)
@@ -125,7 +140,7 @@ class Collector:
             await self.redis.ping()
         except Exception as exc:
             log.warning("Redis at %s is not reachable yet (%s); will retry", self.config.redis_url, exc)
-            self.stats.redis_available = False
+            self.redis_availability.failed(exc)
         started: list[Component] = []
         try:
             for component in self._components:

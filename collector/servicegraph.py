@@ -48,15 +48,21 @@ class ServiceGraphConfig:
         if not self.ttl_s > 0:
             raise ConfigError("servicegraph.ttl_s", f"must be > 0, got {self.ttl_s}")
         if not self.sweep_interval_s > 0:
-            raise ConfigError("servicegraph.sweep_interval_s",
-                              f"must be > 0, got {self.sweep_interval_s}")
+            raise ConfigError("servicegraph.sweep_interval_s", f"must be > 0, got {self.sweep_interval_s}")
 
 
 class _HalfPair:
     """What we know of one client->server call while waiting for its other half."""
 
-    __slots__ = ("expires", "client_service", "client_ms", "client_failed", "peer",
-                 "server_service", "server_failed")
+    __slots__ = (
+        "expires",
+        "client_service",
+        "client_ms",
+        "client_failed",
+        "peer",
+        "server_service",
+        "server_failed",
+    )
 
     def __init__(self, expires: float) -> None:
         self.expires = expires
@@ -71,9 +77,13 @@ class _HalfPair:
 class ServiceGraphConnector:
     """Traces in, graph increments out."""
 
-    def __init__(self, sink: GraphSink, config: ServiceGraphConfig | None = None,
-                 stats: CollectorStats | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sink: GraphSink,
+        config: ServiceGraphConfig | None = None,
+        stats: CollectorStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config or ServiceGraphConfig()
         self.config.validate()
         self.sink = sink
@@ -139,9 +149,13 @@ class ServiceGraphConnector:
                 if half.client_service is not None and half.server_service is not None:
                     del store[key]
                     stats.pairs += 1
-                    sink.add_edge(half.client_service, half.server_service, 1,
-                                  int(half.client_failed or half.server_failed),
-                                  {bucket_index(half.client_ms): 1})
+                    sink.add_edge(
+                        half.client_service,
+                        half.server_service,
+                        1,
+                        int(half.client_failed or half.server_failed),
+                        {bucket_index(half.client_ms): 1},
+                    )
         stats.pending_pairs = len(store)
 
     def sweep(self, now: float | None = None) -> int:
@@ -156,22 +170,49 @@ class ServiceGraphConnector:
             store.popitem(last=False)
             expired += 1
             stats.expired_unpaired += 1
-            if half.client_service is not None and half.peer:
-                stats.virtual_peer_edges += 1
-                self.sink.add_edge(half.client_service, half.peer, 1, int(half.client_failed),
-                                   {bucket_index(half.client_ms): 1})
+            self._virtual_edge(half)
         stats.pending_pairs = len(store)
         return expired
+
+    def flush_pending(self) -> int:
+        """Empty the store at shutdown, as expiry would; returns how many halves lost their edge.
+
+        A client half that names its peer still becomes its virtual edge. Every other half
+        is counted in ``dropped_total{reason="pairing_shutdown"}``: a server half's node
+        stats were counted on arrival, but the edge it waited for is lost.
+        """
+        store, stats = self._store, self.stats
+        dropped = 0
+        for half in store.values():
+            if not self._virtual_edge(half):
+                dropped += 1
+        store.clear()
+        if dropped:
+            stats.dropped["pairing_shutdown"] += dropped
+        stats.pending_pairs = 0
+        return dropped
+
+    def _virtual_edge(self, half: _HalfPair) -> bool:
+        """Count an unpaired client half that names its peer as an edge to that peer."""
+        if half.client_service is None or not half.peer:
+            return False
+        self.stats.virtual_peer_edges += 1
+        self.sink.add_edge(
+            half.client_service, half.peer, 1, int(half.client_failed), {bucket_index(half.client_ms): 1}
+        )
+        return True
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="servicegraph-sweep")
 
     async def shutdown(self) -> None:
+        """Stop sweeping and flush the store into the sink (upstream of the writer's last flush)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        self.flush_pending()
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -15,8 +15,10 @@ class CollectorStats:
     received_points: int = 0
     rejected_spans: int = 0
     rejected_points: int = 0
-    # Exports refused with 503 (the client retries them), by reason.
+    # Export requests refused with 503 (the client retries them), by reason, and the spans
+    # or data points inside them, by (signal, reason). Neither counts in received_*.
     refused: Counter[str] = field(default_factory=Counter)
+    refused_items: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Items accepted but not turned into graph data, by reason.
     dropped: Counter[str] = field(default_factory=Counter)
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
@@ -40,6 +42,8 @@ class CollectorStats:
             "rejected_spans": self.rejected_spans,
             "rejected_points": self.rejected_points,
             "refused": dict(self.refused),
+            "refused_spans": {r: n for (s, r), n in sorted(self.refused_items.items()) if s == "traces"},
+            "refused_points": {r: n for (s, r), n in sorted(self.refused_items.items()) if s == "metrics"},
             "dropped": dict(self.dropped),
             "requests": {str(code): n for code, n in sorted(self.requests.items())},
             "pairing": {
@@ -49,6 +53,7 @@ class CollectorStats:
                 "virtual_peer_edges": self.virtual_peer_edges,
                 "pending": self.pending_pairs,
                 "dropped_store_full": self.dropped.get("pairing_store_full", 0),
+                "dropped_shutdown": self.dropped.get("pairing_shutdown", 0),
             },
             "queued_items": self.queued_items,
             "pending_fields": self.pending_fields,
@@ -68,42 +73,91 @@ class CollectorStats:
             lines.append(f"# HELP {p}{name} {help_}")
             lines.append(f"# TYPE {p}{name} {kind}")
             for labels, value in samples:
-                lines.append(f"{p}{name}{labels} {value:g}" if isinstance(value, float)
-                             else f"{p}{name}{labels} {value}")
+                lines.append(
+                    f"{p}{name}{labels} {value:g}"
+                    if isinstance(value, float)
+                    else f"{p}{name}{labels} {value}"
+                )
 
-        metric("received_total", "counter", "Items received, by signal.",
-               [('{signal="traces"}', self.received_spans),
-                ('{signal="metrics"}', self.received_points)])
-        metric("rejected_total", "counter", "Items rejected as invalid (partial success).",
-               [('{signal="traces"}', self.rejected_spans),
-                ('{signal="metrics"}', self.rejected_points)])
-        metric("refused_total", "counter", "Items refused with 503 (retryable), by reason.",
-               [(f'{{reason="{r}"}}', n) for r, n in sorted(self.refused.items())])
-        metric("dropped_total", "counter", "Items accepted but not counted, by reason.",
-               [(f'{{reason="{r}"}}', n) for r, n in sorted(self.dropped.items())])
-        metric("http_requests_total", "counter", "OTLP/HTTP requests, by status code.",
-               [(f'{{code="{c}"}}', n) for c, n in sorted(self.requests.items())])
+        metric(
+            "received_total",
+            "counter",
+            "Spans and data points in accepted exports (rejected ones included), by signal.",
+            [('{signal="traces"}', self.received_spans), ('{signal="metrics"}', self.received_points)],
+        )
+        metric(
+            "rejected_total",
+            "counter",
+            "Items rejected as invalid (partial success).",
+            [('{signal="traces"}', self.rejected_spans), ('{signal="metrics"}', self.rejected_points)],
+        )
+        metric(
+            "refused_total",
+            "counter",
+            "Export requests refused with 503 (the sender retries them), by reason.",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.refused.items())],
+        )
+        metric(
+            "refused_items_total",
+            "counter",
+            "Spans and data points in export requests refused with 503, by signal and reason.",
+            [(f'{{signal="{s}",reason="{r}"}}', n) for (s, r), n in sorted(self.refused_items.items())],
+        )
+        metric(
+            "dropped_total",
+            "counter",
+            "Items accepted but not counted, by reason.",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.dropped.items())],
+        )
+        metric(
+            "http_requests_total",
+            "counter",
+            "OTLP/HTTP requests, by status code.",
+            [(f'{{code="{c}"}}', n) for c, n in sorted(self.requests.items())],
+        )
         metric("pairs_total", "counter", "Client/server span pairs matched.", [("", self.pairs)])
-        metric("root_server_spans_total", "counter", "Server spans without a parent.",
-               [("", self.root_spans)])
-        metric("expired_unpaired_total", "counter", "Spans whose partner never arrived.",
-               [("", self.expired_unpaired)])
-        metric("virtual_peer_edges_total", "counter",
-               "Unpaired client spans counted as an edge to their peer.service.",
-               [("", self.virtual_peer_edges)])
-        metric("pending_pairs", "gauge", "Spans waiting for their partner.",
-               [("", self.pending_pairs)])
+        metric(
+            "root_server_spans_total", "counter", "Server spans without a parent.", [("", self.root_spans)]
+        )
+        metric(
+            "expired_unpaired_total",
+            "counter",
+            "Spans whose partner never arrived.",
+            [("", self.expired_unpaired)],
+        )
+        metric(
+            "virtual_peer_edges_total",
+            "counter",
+            "Unpaired client spans counted as an edge to their peer (peer.service, else server.address).",
+            [("", self.virtual_peer_edges)],
+        )
+        metric("pending_pairs", "gauge", "Spans waiting for their partner.", [("", self.pending_pairs)])
         metric("queued_items", "gauge", "Items in the pipeline queue.", [("", self.queued_items)])
-        metric("pending_fields", "gauge", "Graph counters not yet written to Redis.",
-               [("", self.pending_fields)])
-        metric("redis_up", "gauge", "1 when the last Redis write succeeded.",
-               [("", int(self.redis_available))])
-        metric("redis_write_errors_total", "counter", "Failed graph flushes to Redis.",
-               [("", self.redis_write_errors)])
-        metric("redis_fields_written_total", "counter", "Graph counters written to Redis.",
-               [("", self.redis_fields_written)])
-        metric("graph_publishes_total", "counter", "Live graph updates sent to the channel layer.",
-               [("", self.publishes)])
-        metric("graph_publish_errors_total", "counter", "Failed live graph updates.",
-               [("", self.publish_errors)])
+        metric(
+            "pending_fields", "gauge", "Graph counters not yet written to Redis.", [("", self.pending_fields)]
+        )
+        metric(
+            "redis_up", "gauge", "1 when the last Redis write succeeded.", [("", int(self.redis_available))]
+        )
+        metric(
+            "redis_write_errors_total",
+            "counter",
+            "Failed graph flushes to Redis.",
+            [("", self.redis_write_errors)],
+        )
+        metric(
+            "redis_fields_written_total",
+            "counter",
+            "Graph counters written to Redis.",
+            [("", self.redis_fields_written)],
+        )
+        metric(
+            "graph_publishes_total",
+            "counter",
+            "Live graph updates sent to the channel layer.",
+            [("", self.publishes)],
+        )
+        metric(
+            "graph_publish_errors_total", "counter", "Failed live graph updates.", [("", self.publish_errors)]
+        )
         return "\n".join(lines) + "\n"

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+import orjson
 import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector import graphstore
+from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisExporterConfig
 from tests.collector.support import ahttp, eventually, running_collector
 from tests.collector.tcp_cut import CuttableLink
 
 PB = {"Content-Type": "application/x-protobuf"}
+Response = tuple[int, dict[str, str], bytes]
 
 
 def root_spans(service: str, n: int, first: int = 1) -> bytes:
@@ -22,8 +27,13 @@ def root_spans(service: str, n: int, first: int = 1) -> bytes:
     rs.resource.attributes.add(key="service.name").value.string_value = service
     spans = rs.scope_spans.add().spans
     for i in range(first, first + n):
-        spans.add(trace_id=i.to_bytes(16, "big"), span_id=i.to_bytes(8, "big"), kind=2,
-                  start_time_unix_nano=1, end_time_unix_nano=2_000_001)
+        spans.add(
+            trace_id=i.to_bytes(16, "big"),
+            span_id=i.to_bytes(8, "big"),
+            kind=2,
+            start_time_unix_nano=1,
+            end_time_unix_nano=2_000_001,
+        )
     return request.SerializeToString()
 
 
@@ -33,8 +43,7 @@ def edge_requests(redis_url: str, source: str, target: str) -> int:
         graph = graphstore.fetch_graph(client, 300)
     finally:
         client.close()
-    return sum(e["requests"] for e in graph["edges"]
-               if (e["source"], e["target"]) == (source, target))
+    return sum(e["requests"] for e in graph["edges"] if (e["source"], e["target"]) == (source, target))
 
 
 async def test_the_graph_in_redis_has_exact_counts(redis_url: str) -> None:
@@ -56,39 +65,115 @@ async def test_two_collectors_writing_to_one_redis_add_up_exactly(redis_url: str
     assert edge_requests(redis_url, "unknown", "api") == 370
 
 
-async def test_redis_down_gets_503_and_recovery_loses_no_counted_increment(redis_url: str) -> None:
+@asynccontextmanager
+async def redis_through_a_link(redis_url: str) -> AsyncIterator[tuple[CuttableLink, str]]:
+    """A link to the test Redis that can be cut, and the Redis URL that goes through it."""
     real = urlsplit(redis_url)
     link = CuttableLink(real.hostname or "127.0.0.1", real.port or 6379)
     await link.start()
-    via_link = f"redis://127.0.0.1:{link.port}{real.path}"
     try:
-        async with running_collector(via_link, redis_exporter=RedisExporterConfig(
-                socket_timeout_s=0.5)) as collector:
-            url = f"http://127.0.0.1:{collector.port}/v1/traces"
-            assert (await ahttp("POST", url, root_spans("api", 10, 1), PB))[0] == 200
-            await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 10)
-
-            link.cut()
-            # Accepted before the collector could know Redis is gone: must not be lost.
-            assert (await ahttp("POST", url, root_spans("api", 20, 11), PB))[0] == 200
-            await eventually(lambda: collector.stats.redis_write_errors > 0)
-            status, headers, _ = await ahttp("POST", url, root_spans("api", 5, 31), PB)
-            assert status == 503
-            assert headers["retry-after"] == "1"
-            assert collector.stats.refused["redis_unavailable"] == 1
-
-            link.restore()
-            await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 30)
-            await eventually(lambda: collector.stats.redis_available)
-            assert (await ahttp("POST", url, root_spans("api", 5, 31), PB))[0] == 200
-            await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 35)
+        yield link, f"redis://127.0.0.1:{link.port}{real.path}"
     finally:
         await link.close()
+
+
+async def test_redis_down_gets_503_and_recovery_loses_no_counted_increment(redis_url: str) -> None:
+    # Generous deadlines: they bound a failure, they do not slow a pass (a loaded 2-core box).
+    wait = 30.0
+    async with (
+        redis_through_a_link(redis_url) as (link, via_link),
+        running_collector(
+            via_link,
+            # No publisher: its lock round would notice the cut on its own and could refuse the
+            # 20 spans below before they are accepted (tested in the /health test instead).
+            publisher=LivePublisherConfig(enabled=False),
+            # The default socket timeout: a short one can expire on a loaded box after Redis
+            # applied a MULTI/EXEC, and the retried increments would then count twice.
+        ) as collector,
+    ):
+        url = f"http://127.0.0.1:{collector.port}/v1/traces"
+        assert (await ahttp("POST", url, root_spans("api", 10, 1), PB))[0] == 200
+        await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 10, wait)
+        await eventually(lambda: not collector.exporter.writer.pending, wait)
+
+        link.cut()
+        # Nothing touches Redis until data is pending, so the collector cannot know it is
+        # gone yet: these are accepted, and must not be lost.
+        assert (await ahttp("POST", url, root_spans("api", 20, 11), PB))[0] == 200
+        await eventually(lambda: collector.stats.redis_write_errors > 0, wait)
+        assert collector.exporter.writer.pending_fields > 0
+        status, headers, _ = await ahttp("POST", url, root_spans("api", 5, 31), PB)
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert collector.stats.refused == {"redis_unavailable": 1}
+        assert collector.stats.refused_items[("traces", "redis_unavailable")] == 5
+
+        link.restore()
+        await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 30, wait)
+        await eventually(lambda: collector.stats.redis_available, wait)
+        assert (await ahttp("POST", url, root_spans("api", 5, 31), PB))[0] == 200
+        await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 35, wait)
     assert edge_requests(redis_url, "unknown", "api") == 35
+    assert collector.stats.received_spans == 35  # the refused 5 counted once, when accepted
+
+
+async def test_health_shows_a_redis_outage_without_any_traffic(redis_url: str) -> None:
+    async with redis_through_a_link(redis_url) as (link, via_link), running_collector(via_link) as collector:
+        health = f"http://127.0.0.1:{collector.port}/health"
+        assert (await ahttp("GET", health))[0] == 200
+
+        link.cut()  # idle: no export will make the writer notice, the publisher's lock does
+        status, _, body = await eventually(
+            lambda: _degraded(ahttp("GET", health)), timeout=30.0, interval=0.1
+        )
+        report = orjson.loads(body)
+        assert report["status"] == "degraded"
+        assert [p.split(":")[0] for p in report["problems"]] == ["redis unreachable"]
+        assert collector.stats.publish_errors > 0  # it was the publisher's round that noticed
+
+        link.restore()
+        status, _, body = await eventually(lambda: _healthy(ahttp("GET", health)), timeout=30.0, interval=0.1)
+        assert orjson.loads(body)["status"] == "ok"
+
+
+async def _degraded(response: Awaitable[Response]) -> Response | None:
+    result = await response
+    return result if result[0] == 503 else None
+
+
+async def _healthy(response: Awaitable[Response]) -> Response | None:
+    result = await response
+    return result if result[0] == 200 else None
 
 
 async def test_a_long_outage_refuses_exports_once_the_backlog_is_full(redis_url: str) -> None:
-    async with running_collector(redis_url, redis_exporter=RedisExporterConfig(
-            max_pending_fields=3)) as collector:
+    async with running_collector(
+        redis_url, redis_exporter=RedisExporterConfig(max_pending_fields=3)
+    ) as collector:
         collector.stats.pending_fields = 4  # as if flushes kept failing with a backlog
-        assert collector.refuse_reason() == "the collector's write backlog is full; retry later"
+        refusal = collector.refusal()
+        assert refusal is not None and refusal.reason == "write_backlog_full"
+
+
+async def test_shutdown_writes_waiting_client_spans_as_edges_to_their_peer(redis_url: str) -> None:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name").value.string_value = "web"
+    spans = rs.scope_spans.add().spans
+    for i, peer in ((1, "payments"), (2, "")):
+        span = spans.add(
+            trace_id=i.to_bytes(16, "big"),
+            span_id=i.to_bytes(8, "big"),
+            kind=3,
+            start_time_unix_nano=1,
+            end_time_unix_nano=2_000_001,
+        )
+        if peer:
+            span.attributes.add(key="peer.service").value.string_value = peer
+    async with running_collector(redis_url) as collector:  # pairing TTL 10 s: nothing expires
+        url = f"http://127.0.0.1:{collector.port}/v1/traces"
+        assert (await ahttp("POST", url, request.SerializeToString(), PB))[0] == 200
+    # Flushed by the pairing connector before the writer's last flush.
+    assert edge_requests(redis_url, "web", "payments") == 1
+    assert collector.stats.dropped["pairing_shutdown"] == 1
+    assert collector.stats.expired_unpaired == 0

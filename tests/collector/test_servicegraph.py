@@ -17,10 +17,26 @@ class Clock:
         return self.now
 
 
-def span(span_id: int, parent: int, kind: int, ms: float = 5.0, failed: bool = False,
-         http_status: int = 0, peer: str = "", trace: bytes = T) -> Span:
-    return Span(trace, span_id.to_bytes(8, "big"), parent.to_bytes(8, "big") if parent else b"",
-                kind, ms, failed, http_status, peer)
+def span(
+    span_id: int,
+    parent: int,
+    kind: int,
+    ms: float = 5.0,
+    failed: bool = False,
+    http_status: int = 0,
+    peer: str = "",
+    trace: bytes = T,
+) -> Span:
+    return Span(
+        trace,
+        span_id.to_bytes(8, "big"),
+        parent.to_bytes(8, "big") if parent else b"",
+        kind,
+        ms,
+        failed,
+        http_status,
+        peer,
+    )
 
 
 def batch(service: str, *spans: Span, version: str = "") -> TraceBatch:
@@ -51,8 +67,9 @@ def test_a_client_span_and_its_server_child_make_one_edge_in_either_order() -> N
 def test_a_pair_is_an_error_when_either_span_failed_or_the_server_returned_5xx() -> None:
     connector, writer, _ = setup()
     connector.consume(batch("web", span(1, 0, 3, failed=True), span(3, 0, 3), span(5, 0, 3)))
-    connector.consume(batch("api", span(2, 1, 2), span(4, 3, 2, http_status=502),
-                            span(6, 5, 2, http_status=404)))
+    connector.consume(
+        batch("api", span(2, 1, 2), span(4, 3, 2, http_status=502), span(6, 5, 2, http_status=404))
+    )
     assert edges(writer) == {("web", "api"): (3, 2)}
 
 
@@ -60,8 +77,7 @@ def test_a_root_server_span_is_an_edge_from_unknown_and_counts_for_its_node() ->
     connector, writer, _ = setup()
     connector.consume(batch("front", span(1, 0, 2, ms=40.0), version="v3"))
     graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
-    assert [(e["source"], e["target"], e["requests"]) for e in graph["edges"]] == [
-        ("unknown", "front", 1)]
+    assert [(e["source"], e["target"], e["requests"]) for e in graph["edges"]] == [("unknown", "front", 1)]
     front = next(n for n in graph["nodes"] if n["id"] == "front")
     assert (front["requests"], front["versions"]) == (1, ["v3"])
     assert connector.stats.root_spans == 1
@@ -113,3 +129,15 @@ def test_producer_and_consumer_pair_only_when_enabled() -> None:
     connector.consume(batch("orders", span(1, 0, 4)))
     connector.consume(batch("billing", span(2, 1, 5)))
     assert edges(writer) == {("orders", "billing"): (1, 0)}
+
+
+async def test_half_pairs_waiting_at_shutdown_become_virtual_edges_or_are_counted_dropped() -> None:
+    connector, writer, _ = setup()
+    connector.consume(batch("web", span(1, 0, 3, peer="payments"), span(3, 0, 3)))
+    connector.consume(batch("api", span(6, 5, 2)))  # its client never arrives
+    await connector.shutdown()
+    assert edges(writer) == {("web", "payments"): (1, 0)}  # as expiry would have done
+    assert connector.stats.virtual_peer_edges == 1
+    assert connector.stats.dropped["pairing_shutdown"] == 2
+    assert connector.stats.as_dict()["pairing"]["dropped_shutdown"] == 2
+    assert len(connector) == 0 and connector.stats.pending_pairs == 0
