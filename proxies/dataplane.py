@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proxies.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
-from proxies.http1 import split_target
+from proxies.http1 import host_name, split_target
 from proxies.listener import Listener
 from proxies.metrics import ProxyMetrics
 from proxies.upstream import ConnectionPool
@@ -95,7 +95,6 @@ class DataPlane:
             trace = exchange.trace
             split = split_target(exchange.target)
             path = (split[1] if split else exchange.target).split(b"?", 1)[0]
-            endpoint = exchange.endpoint
             span = factory(
                 trace_id=trace.trace_id,
                 span_id=trace.span_id,
@@ -108,7 +107,7 @@ class DataPlane:
                     "http.request.method": exchange.method.decode("latin-1"),
                     "url.path": path.decode("latin-1"),
                     "http.response.status_code": exchange.status,
-                    "server.address": endpoint.address if endpoint is not None else "",
+                    "server.address": _server_address(exchange),
                     "destination.service": exchange.destination,
                     "destination.version": exchange.destination_version,
                 },
@@ -117,3 +116,14 @@ class DataPlane:
             self.telemetry.record_span(span)
         except Exception:
             log.exception("could not record a span")
+
+
+def _server_address(exchange: Exchange) -> str:
+    """The instance dialled, or else the host that was asked for (an unregistered one)."""
+    endpoint = exchange.endpoint
+    if endpoint is not None:
+        return endpoint.address
+    requested = exchange.host
+    if requested is None and exchange.method == b"CONNECT":
+        requested = exchange.target  # authority-form: the host the client wanted a tunnel to
+    return host_name(requested).decode("latin-1") if requested else ""

@@ -36,6 +36,13 @@ _perf = time.perf_counter
 _monotonic = time.monotonic
 _HEAD = b"HEAD"
 _NO_BODY_STATUS = (204, 304)
+_TRACESTATE = b"tracestate: "
+
+# The destination recorded for an outbound request that reached no registered service
+# (CONNECT, a bad request-target, no host, a host that is not in the endpoint set): one
+# node for "calls going nowhere", like Istio's BlackHoleCluster, instead of a self-edge or
+# one ghost node (and one label value) per typo or external host. docs/telemetry.md.
+UNREGISTERED = "unregistered"
 
 
 class Exchange:
@@ -115,8 +122,12 @@ class Exchange:
         self.start_ns = time.time_ns() if trace.sampled else 0
         self.source = source
         self.source_sidecar = source_sidecar
-        self.destination = plane.service
-        self.destination_version = plane.version if not self.outbound else ""
+        if self.outbound:
+            self.destination = UNREGISTERED  # until routing finds a registered service
+            self.destination_version = ""
+        else:
+            self.destination = plane.service
+            self.destination_version = plane.version
         self.entry: ServiceEndpoints | None = None
         self.endpoint: Endpoint | None = None
         self.conn: UpstreamConnection | None = None
@@ -163,8 +174,7 @@ class Exchange:
             snapshot = plane.registry.snapshot
             entry = snapshot.by_host.get(name)
             if entry is None:
-                self.destination = name.decode("latin-1")
-                self.respond_local(errors.unknown_service(self.destination, snapshot.known))
+                self.respond_local(errors.unknown_service(name.decode("latin-1"), snapshot.known))
                 return
             self.destination = entry.name
             self.entry = entry
@@ -178,7 +188,12 @@ class Exchange:
             endpoint = plane.app_endpoint
         self.endpoint = endpoint
         lines[0] = b"%b %b HTTP/1.1\r\n" % (self.method, origin)
-        lines += (b"traceparent: ", self.trace.traceparent().encode("latin-1"), http1.CRLF)
+        trace = self.trace
+        lines += (b"traceparent: ", trace.traceparent().encode("latin-1"), http1.CRLF)
+        if trace.tracestate is not None:
+            # W3C Trace Context 3.3.1.1: tracestate travels only with a valid traceparent;
+            # the TraceContext kept it only if the incoming traceparent was valid.
+            lines += (_TRACESTATE, trace.tracestate.encode("latin-1"), http1.CRLF)
         if self.chunked_req:
             lines.append(http1.TRANSFER_CHUNKED)
         lines.append(http1.CRLF)
@@ -412,6 +427,7 @@ class Exchange:
             self._resend()
             self._dispatch(False)
             return
+        self.destination_version = ""  # no instance answered (docs/telemetry.md)
         self.respond_local(
             errors.upstream_connect_failure(self.destination, endpoint.instance, endpoint.address, reason)
         )

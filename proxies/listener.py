@@ -37,7 +37,7 @@ _WATCHED = http1.HOP_BY_HOP | {
     b"tracestate",
     b"expect",
 }
-_MAX_LINES = 1 + 4 * http1.MAX_HEADERS
+_MAX_HEADERS = http1.MAX_HEADERS
 
 
 class _TooManyHeaders(Exception):
@@ -64,7 +64,8 @@ class Listener(asyncio.Protocol):
         "_url",
         "_lines",
         "_host",
-        "_has_length",
+        "_fields",
+        "_sized_body",
         "_chunked",
         "_tokens",
         "_traceparent",
@@ -151,7 +152,8 @@ class Listener(asyncio.Protocol):
         self._url = b""
         self._lines: list[bytes] = [b""]
         self._host: bytes | None = None
-        self._has_length = False
+        self._fields = 0
+        self._sized_body = False
         self._chunked = False
         self._tokens: list[bytes] | None = None
         self._traceparent: bytes | None = None
@@ -163,17 +165,30 @@ class Listener(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Every field received counts, forwarded or not: the limit is exact, and it bounds
+        # what dropped fields accumulate (tracestate joins, Connection tokens). ~20 ns a field
+        # (timeit on the 2-core box, ~0.5% of a hop's CPU); counting forwarded fields only
+        # through len(self._lines) and a budget lowered per dropped field measured no cheaper.
+        fields = self._fields = self._fields + 1
+        if fields > _MAX_HEADERS:
+            raise _TooManyHeaders
         lname = name.lower()
         if lname in _WATCHED:
             if lname == b"host":
                 self._host = value
             elif lname == b"content-length":
-                self._has_length = True
+                # A body exists only for a length above 0 (llhttp has checked the digits):
+                # "Content-Length: 0" leaves a POST retry-safe (proxies.retry).
+                self._sized_body = value.strip(b" \t0") != b""
             elif lname == b"traceparent":
                 self._traceparent = value
                 return  # replaced by ours (our span becomes the parent)
             elif lname == b"tracestate":
-                self._tracestate = value
+                # Re-sent by the exchange only with a valid traceparent (W3C 3.3.1.1). Several
+                # fields are one comma-separated list (RFC 9110 5.3), so they are combined.
+                tracestate = self._tracestate
+                self._tracestate = value if tracestate is None else tracestate + b"," + value
+                return
             elif lname == b"x-meshui-source":
                 self._source = value
                 if self.outbound:
@@ -188,8 +203,6 @@ class Listener(asyncio.Protocol):
                     self._tokens = tokens if self._tokens is None else self._tokens + tokens
                 return
         lines = self._lines
-        if len(lines) > _MAX_LINES:
-            raise _TooManyHeaders
         lines += (name, http1.HEADER_SEP, value, http1.CRLF)
 
     def on_headers_complete(self) -> None:
@@ -223,7 +236,7 @@ class Listener(asyncio.Protocol):
             self._host,
             lines,
             self._chunked,
-            self._chunked or self._has_length,
+            self._chunked or self._sized_body,
             parser.should_keep_alive() and not http10,
             http10,
             self._expect,
@@ -306,6 +319,7 @@ class Listener(asyncio.Protocol):
             self.abort()
             return
         self._close_after = True
+        self.plane.metrics.count_rejected(self.direction, error)
         self.write(http1.error_response(status, error, message, close=True))
         self._close()
 

@@ -148,11 +148,13 @@ class Sidecar:
     def prometheus(self) -> str:
         assert self.plane is not None
         extra = [
+            "# HELP meshui_proxy_endpoints_version Version of the endpoint set in force (0 = none yet).",
             "# TYPE meshui_proxy_endpoints_version gauge",
             f"meshui_proxy_endpoints_version {self.registry.snapshot.version}",
         ]
         if self.control is not None:
             extra += [
+                "# HELP meshui_proxy_control_connected 1 while the control channel is connected.",
                 "# TYPE meshui_proxy_control_connected gauge",
                 f"meshui_proxy_control_connected {int(self.control.state == 'connected')}",
             ]

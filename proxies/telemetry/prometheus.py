@@ -2,7 +2,9 @@
 
 Two families of series: the telemetry's own health (dropped, exported, export errors,
 queued spans) and the cumulative request counts and summed durations per attribute set,
-``meshui_proxy_requests_total`` (docs/telemetry.md). Pure: takes values, returns text.
+``meshui_proxy_requests_total`` and ``meshui_proxy_request_duration_ms_total`` (a plain
+counter of milliseconds, not named ``_sum``: a lone ``_sum`` reads as part of a histogram).
+Pure: takes values, returns text.
 """
 
 from __future__ import annotations
@@ -73,15 +75,20 @@ def _request_lines(
         "# TYPE meshui_proxy_requests_total counter",
     ]
     sums = [
-        "# HELP meshui_proxy_request_duration_ms_sum Summed request durations (ms).",
-        "# TYPE meshui_proxy_request_duration_ms_sum counter",
+        "# HELP meshui_proxy_request_duration_ms_total Summed request durations (ms).",
+        "# TYPE meshui_proxy_request_duration_ms_total counter",
     ]
     for attributes, (count, total_ms) in totals.items():
         labels = _labels(attributes)
         lines.append(f"meshui_proxy_requests_total{{{labels}}} {int(count)}")
-        sums.append(f"meshui_proxy_request_duration_ms_sum{{{labels}}} {total_ms!r}")
+        sums.append(f"meshui_proxy_request_duration_ms_total{{{labels}}} {total_ms!r}")
     lines += sums
-    lines.append(f"meshui_proxy_requests_overflow_total {overflow}")
+    lines += [
+        "# HELP meshui_proxy_requests_overflow_total Requests left out of the two families above"
+        " (label-set limit reached).",
+        "# TYPE meshui_proxy_requests_overflow_total counter",
+        f"meshui_proxy_requests_overflow_total {overflow}",
+    ]
     return lines
 
 

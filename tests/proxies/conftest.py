@@ -38,7 +38,12 @@ class RecordingTelemetry:
         return 3
 
     def prometheus(self) -> str:
-        return 'meshui_telemetry_dropped_total{signal="spans"} 3\n'
+        # The shape of the real family (proxies.telemetry.prometheus), one series of it.
+        return (
+            "# HELP meshui_telemetry_dropped_total Telemetry lost before the collector.\n"
+            "# TYPE meshui_telemetry_dropped_total counter\n"
+            'meshui_telemetry_dropped_total{signal="spans",reason="no_endpoint"} 3\n'
+        )
 
     async def start(self) -> None:
         pass
@@ -198,9 +203,16 @@ def free_port() -> int:
 
 
 async def start_sidecar(
-    telemetry: Any, app_port: int, services: dict[str, Any], service: str = "frontend"
+    telemetry: Any,
+    app_port: int,
+    services: dict[str, Any],
+    service: str = "frontend",
+    control: str | None = None,
 ) -> Sidecar:
-    """A real Sidecar on loopback with ephemeral ports and a static endpoint set."""
+    """A real Sidecar on loopback with ephemeral ports and a static endpoint set.
+
+    ``control`` is a control channel URL; the sidecar dials it (and keeps retrying).
+    """
     config = SidecarConfig(
         service=service,
         version="v1",
@@ -208,8 +220,8 @@ async def start_sidecar(
         inbound=("127.0.0.1", 0),
         outbound=("127.0.0.1", 0),
         admin=("127.0.0.1", 0),
-        control=None,
-        token=None,
+        control=control,
+        token="test-token" if control else None,
         endpoints_file=None,
         otlp=None,
         trace_sample=0.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import orjson
 
@@ -56,7 +57,7 @@ async def test_metrics_include_what_telemetry_renders(telemetry):
     sidecar = await start_sidecar(telemetry, free_port(), {})
     try:
         _, body = await get(sidecar.ports["admin"], "/metrics")
-        assert 'meshui_telemetry_dropped_total{signal="spans"} 3' in body.decode()
+        assert 'meshui_telemetry_dropped_total{signal="spans",reason="no_endpoint"} 3' in body.decode()
     finally:
         await sidecar.stop()
 
@@ -102,5 +103,82 @@ async def test_config_and_endpoints_show_the_set_in_force(telemetry):
         }
         status, _ = await get(sidecar.ports["admin"], "/nope")
         assert status.startswith(b"HTTP/1.1 404")
+    finally:
+        await sidecar.stop()
+
+
+_METADATA = re.compile(r"# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)")
+_SAMPLE = re.compile(
+    r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (\S+)'
+)
+
+
+def families(text: str) -> dict[str, dict[str, list[str]]]:
+    """Parse Prometheus text 0.0.4 strictly: {family: {"HELP": [...], "TYPE": [...], "samples": [...]}}.
+
+    Fails on a line that is neither metadata nor a sample, on a sample before its family's
+    TYPE, and on a family that starts again after another one began.
+    """
+    found: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in text.splitlines():
+        metadata = _METADATA.fullmatch(line)
+        if metadata:
+            kind, name, value = metadata.groups()
+        else:
+            sample = _SAMPLE.fullmatch(line)
+            assert sample, f"not Prometheus text: {line!r}"
+            name, kind, value = sample[1], "samples", line
+            float(sample[3])
+            assert "TYPE" in found.get(name, {}), f"sample before its TYPE: {line!r}"
+        if name != current:
+            assert name not in found, f"family {name} appears twice"
+            current = name
+            found[name] = {"HELP": [], "TYPE": [], "samples": []}
+        found[name][kind].append(value)
+    return found
+
+
+async def test_every_metrics_family_has_one_help_and_one_type_line(servers):
+    telemetry = Telemetry(Resource("frontend", "v1", "frontend-v1-test"), None, 0.0)
+    app = await servers.start(simple_app)
+    sidecar = await start_sidecar(
+        telemetry,
+        app,
+        {"catalog": [{"instance": "c1", "version": "v1", "address": f"127.0.0.1:{free_port()}"}]},
+        control=f"ws://127.0.0.1:{free_port()}/api/v1/control",  # nobody listens: disconnected
+    )
+    try:
+        for raw in (b"GET http://catalog/ HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["outbound"])
+            writer.write(raw)
+            await read_response(reader)
+            writer.close()
+        _, body = await get(sidecar.ports["admin"], "/metrics")
+        parsed = families(body.decode())
+        for name, family in parsed.items():
+            assert len(family["HELP"]) == 1, name
+            assert len(family["TYPE"]) == 1, name
+            assert family["samples"], name
+            assert len(set(family["samples"])) == len(family["samples"]), name
+        assert list(parsed) == [
+            "meshui_proxy_upstream_connect_errors_total",
+            "meshui_proxy_rejected_requests_total",
+            "meshui_proxy_active_connections",
+            "meshui_proxy_endpoints_version",
+            "meshui_proxy_control_connected",
+            "meshui_telemetry_dropped_total",
+            "meshui_telemetry_exported_total",
+            "meshui_telemetry_export_errors_total",
+            "meshui_telemetry_queue_spans",
+            "meshui_proxy_requests_total",
+            "meshui_proxy_request_duration_ms_total",
+            "meshui_proxy_requests_overflow_total",
+        ]
+        assert parsed["meshui_proxy_requests_overflow_total"]["TYPE"] == ["counter"]
+        assert (
+            'meshui_proxy_rejected_requests_total{direction="outbound",reason="bad-request"} 1'
+            in (parsed["meshui_proxy_rejected_requests_total"]["samples"])
+        )
     finally:
         await sidecar.stop()

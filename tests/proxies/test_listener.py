@@ -243,3 +243,148 @@ async def test_the_client_going_away_aborts_the_upstream_and_counts_499(plane, f
     assert conn.transport.aborted
     assert telemetry.requests[-1][4] == 499
     await asyncio.sleep(0)
+
+
+SAMPLED_PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_tracestate_is_dropped_when_no_traceparent_came_in(plane, fake_upstreams):
+    listener, client = client_of(plane)
+    _, sent = await send(
+        listener, fake_upstreams, b"GET /a HTTP/1.1\r\nHost: catalog\r\ntracestate: k=v\r\n\r\n"
+    )
+    assert b"tracestate" not in sent.lower()
+    assert b"\r\ntraceparent: 00-" in sent  # a new trace instead
+
+
+async def test_tracestate_is_dropped_when_the_traceparent_is_invalid(plane, fake_upstreams):
+    listener, client = client_of(plane, outbound=False)
+    _, sent = await send(
+        listener,
+        fake_upstreams,
+        b"GET /a HTTP/1.1\r\nHost: frontend\r\ntraceparent: 00-" + b"0" * 32 + b"-b7ad6b7169203331-01\r\n"
+        b"tracestate: k=v\r\n\r\n",
+    )
+    assert b"tracestate" not in sent.lower()
+
+
+async def test_several_tracestate_fields_go_on_as_one_list_with_a_valid_traceparent(plane, fake_upstreams):
+    listener, client = client_of(plane)
+    _, sent = await send(
+        listener,
+        fake_upstreams,
+        b"GET /a HTTP/1.1\r\nHost: catalog\r\ntraceparent: " + SAMPLED_PARENT + b"\r\n"
+        b"tracestate: a=1\r\nX-Between: x\r\ntracestate: b=2\r\n\r\n",
+    )
+    assert sent.count(b"tracestate") == 1
+    assert b"\r\ntracestate: a=1,b=2\r\n" in sent
+
+
+async def test_a_connect_request_is_recorded_against_the_unregistered_destination(plane, telemetry):
+    listener, client = client_of(plane)
+    listener.data_received(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert b"x-meshui-error: connect-not-supported\r\n" in client.take()
+    assert telemetry.requests[-1][:5] == ("outbound", "frontend", "unregistered", "", 405)
+
+
+async def test_a_bad_request_target_is_recorded_against_the_unregistered_destination(plane, telemetry):
+    listener, client = client_of(plane)
+    listener.data_received(b"GET https://catalog/a HTTP/1.1\r\nHost: catalog\r\n\r\n")
+    assert b"x-meshui-error: bad-request-target\r\n" in client.take()
+    assert telemetry.requests[-1][:5] == ("outbound", "frontend", "unregistered", "", 400)
+
+
+async def test_a_request_without_a_host_is_recorded_against_the_unregistered_destination(plane, telemetry):
+    listener, client = client_of(plane)
+    listener.data_received(b"GET /a HTTP/1.0\r\n\r\n")
+    assert b"x-meshui-error: no-destination\r\n" in client.take()
+    assert telemetry.requests[-1][:5] == ("outbound", "frontend", "unregistered", "", 400)
+
+
+async def test_an_unknown_host_is_recorded_as_unregistered_with_the_host_in_the_span(plane, telemetry):
+    listener, client = client_of(plane)
+    listener.data_received(
+        b"GET /a HTTP/1.1\r\nHost: Typo.Example:8080\r\ntraceparent: " + SAMPLED_PARENT + b"\r\n\r\n"
+    )
+    answer = client.take()
+    assert b"x-meshui-error: unknown-service\r\n" in answer
+    assert b"unknown service 'typo.example'" in answer
+    assert telemetry.requests[-1][:5] == ("outbound", "frontend", "unregistered", "", 502)
+    span = telemetry.spans[-1]
+    assert span["name"] == "GET unregistered"
+    assert span["attributes"]["destination.service"] == "unregistered"
+    assert span["attributes"]["server.address"] == "typo.example"
+
+
+async def test_an_inbound_connect_is_still_recorded_against_the_local_service(plane, telemetry):
+    listener, client = client_of(plane, outbound=False)
+    listener.data_received(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert b"x-meshui-error: connect-not-supported\r\n" in client.take()
+    assert telemetry.requests[-1][:5] == ("inbound", "unknown", "frontend", "v1", 405)
+
+
+def many_fields(n: int) -> bytes:
+    """A request with exactly ``n`` header fields, Host included."""
+    return (
+        b"GET /a HTTP/1.1\r\nHost: catalog\r\n"
+        + b"".join(b"X-F%d: v\r\n" % i for i in range(n - 1))
+        + b"\r\n"
+    )
+
+
+async def test_a_request_with_256_header_fields_is_forwarded(plane, fake_upstreams):
+    listener, client = client_of(plane)
+    _, sent = await send(listener, fake_upstreams, many_fields(256))
+    assert b"\r\nX-F254: v\r\n" in sent
+    assert client.take() == b""
+
+
+async def test_a_request_with_257_header_fields_is_answered_431(plane, fake_upstreams):
+    listener, client = client_of(plane)
+    listener.data_received(many_fields(257))
+    answer = client.take()
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"x-meshui-error: too-many-headers\r\n" in answer
+    assert fake_upstreams.connections == []
+
+
+async def test_dropped_hop_by_hop_fields_count_towards_the_header_limit(plane, fake_upstreams):
+    listener, client = client_of(plane)
+    listener.data_received(
+        b"GET /a HTTP/1.1\r\nHost: catalog\r\n" + b"Keep-Alive: timeout=5\r\n" * 256 + b"\r\n"
+    )
+    assert client.take().startswith(b"HTTP/1.1 431 ")
+
+
+def rejected(plane, direction: str, reason: str) -> int:
+    line = f'meshui_proxy_rejected_requests_total{{direction="{direction}",reason="{reason}"}} '
+    [value] = [row[len(line) :] for row in plane.metrics.render().splitlines() if row.startswith(line)]
+    return int(value)
+
+
+async def test_a_malformed_request_is_counted_as_rejected_by_direction_and_reason(plane):
+    listener, client = client_of(plane, outbound=False)
+    listener.data_received(b"GET /a HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert client.take().startswith(b"HTTP/1.1 400 ")
+    assert rejected(plane, "inbound", "bad-request") == 1
+    assert rejected(plane, "outbound", "bad-request") == 0
+
+
+async def test_a_request_over_the_header_limit_is_counted_as_rejected_too_many_headers(plane):
+    listener, client = client_of(plane)
+    listener.data_received(many_fields(257))
+    assert client.take().startswith(b"HTTP/1.1 431 ")
+    assert rejected(plane, "outbound", "too-many-headers") == 1
+
+
+async def test_a_bug_while_parsing_is_answered_500_and_counted_as_rejected(plane):
+    def broken_trace_incoming(*args):
+        raise RuntimeError("a bug")
+
+    plane.trace_incoming = broken_trace_incoming
+    listener, client = client_of(plane)
+    listener.data_received(b"GET /a HTTP/1.1\r\nHost: catalog\r\n\r\n")
+    answer = client.take()
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert b"x-meshui-error: internal-error\r\n" in answer
+    assert rejected(plane, "outbound", "internal-error") == 1

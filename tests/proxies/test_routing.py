@@ -166,3 +166,38 @@ async def test_a_large_chunked_body_streams_both_ways(servers, telemetry):
         assert len(body) - info_end == 64 * 65536
     finally:
         await sidecar.stop()
+
+
+async def test_a_bodyless_post_to_a_dead_instance_is_retried_on_the_next_one(servers, telemetry):
+    live = await servers.start(simple_app)
+    dead = free_port()
+    sidecar = await start_sidecar(telemetry, free_port(), {"catalog": instances(dead, live)})
+    try:
+        status, _, body = await request(
+            sidecar.ports["outbound"], b"POST http://catalog/ HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+        )
+        assert status.startswith(b"HTTP/1.1 200") and body.startswith(b"port=%d" % live)
+    finally:
+        await sidecar.stop()
+
+
+async def test_a_connect_failure_records_no_destination_version(servers, telemetry):
+    dead = free_port()
+    sidecar = await start_sidecar(telemetry, free_port(), {"catalog": instances(dead)})
+    try:
+        status, headers, _ = await request(sidecar.ports["outbound"], b"GET http://catalog/ HTTP/1.1\r\n\r\n")
+        assert headers[b"x-meshui-error"] == b"upstream-connect-failure"
+        assert telemetry.requests[-1][:5] == ("outbound", "frontend", "catalog", "", 503)
+    finally:
+        await sidecar.stop()
+
+
+async def test_a_connect_failure_on_every_tried_instance_records_no_destination_version(servers, telemetry):
+    first, second = free_port(), free_port()
+    sidecar = await start_sidecar(telemetry, free_port(), {"catalog": instances(first, second)})
+    try:
+        status, headers, _ = await request(sidecar.ports["outbound"], b"GET http://catalog/ HTTP/1.1\r\n\r\n")
+        assert headers[b"x-meshui-error"] == b"upstream-connect-failure"
+        assert telemetry.requests[-1][:5] == ("outbound", "frontend", "catalog", "", 503)
+    finally:
+        await sidecar.stop()
