@@ -10,6 +10,8 @@ running consumer (the OpenTelemetry Collector's service lifecycle).
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +38,9 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def shutdown(self) -> None: ...
+
+
+COMPONENT_SHUTDOWN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +158,22 @@ class Collector:
         log.info("collector listening on http://%s:%s", self.config.receiver.host, self.port)
 
     async def shutdown(self) -> None:
-        """Upstream first: stop receiving, drain the queue, flush the graph."""
+        """Upstream first: stop receiving, drain the queue, flush the graph.
+
+        Each component gets ``COMPONENT_SHUTDOWN_TIMEOUT_S``: a stop must end in seconds
+        (SIGTERM, the demo's Ctrl-C), so one that hangs is logged with where it hangs and
+        left behind rather than holding the whole process.
+        """
         for component in reversed(self._components):
-            try:
-                await component.shutdown()
-            except Exception:
-                log.exception("shutting down %s failed", type(component).__name__)
+            name = type(component).__name__
+            task = asyncio.ensure_future(component.shutdown())
+            done, _ = await asyncio.wait({task}, timeout=COMPONENT_SHUTDOWN_TIMEOUT_S)
+            if not done:
+                stack = io.StringIO()
+                task.print_stack(file=stack)
+                log.error("shutting down %s took over %.0f s; going on without it:\n%s",
+                          name, COMPONENT_SHUTDOWN_TIMEOUT_S, stack.getvalue())
+                task.cancel()
+            elif task.exception() is not None:
+                log.error("shutting down %s failed", name, exc_info=task.exception())
         await self.redis.aclose()
