@@ -7,7 +7,10 @@ protobuf's json_format is never used: it expects base64 ids and silently mangles
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from collector.errors import InvalidRequest
 from collector.records import UNKNOWN_SERVICE
@@ -118,3 +121,22 @@ def json_int(value: Any) -> int:
             raise ValueError(f"expected an integer, got {value!r}")
         return int(value)
     return int(value)
+
+
+def json_resources(body: bytes, message: str, key: str) -> Iterator[tuple[str, dict[str, Any], Resource]]:
+    """Parse an OTLP/JSON export and walk its resource entries.
+
+    Yields, per entry of ``key`` (``resourceSpans``/``resourceMetrics``), where it is in the
+    document (for error messages), the entry itself and its ``Resource``. Malformed JSON or
+    shapes raise ``InvalidRequest`` naming the place.
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+    document = json_object(document, message)
+    for index, entry in enumerate(json_list(document, key, "request")):
+        where = f"{key}[{index}]"
+        entry = json_object(entry, where)
+        resource_doc = json_object(entry.get("resource") or {}, f"{where}.resource")
+        yield where, entry, Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))

@@ -29,6 +29,7 @@ from collector.otlp_common import (
     json_int,
     json_list,
     json_object,
+    json_resources,
     pb_attributes,
 )
 from collector.records import (
@@ -45,8 +46,9 @@ MIN_SCALE, MAX_SCALE = -10, 20
 _TEMPORALITY_NAMES = {"AGGREGATION_TEMPORALITY_DELTA": 1, "AGGREGATION_TEMPORALITY_CUMULATIVE": 2}
 
 
-def exponential_latency(scale: int, zero_count: int, negative_total: int, offset: int,
-                        counts: Sequence[int]) -> dict[int, int]:
+def exponential_latency(
+    scale: int, zero_count: int, negative_total: int, offset: int, counts: Sequence[int]
+) -> dict[int, int]:
     """Remap an exponential histogram's buckets onto ours (values <= 0 -> the lowest bucket)."""
     latency: dict[int, int] = {}
     low = zero_count + negative_total
@@ -83,8 +85,16 @@ def explicit_latency(bounds: Sequence[float], counts: Sequence[int]) -> dict[int
     return latency
 
 
-def _point(resource: Resource, attributes: dict[str, Any], temporality: int, start_ns: int,
-           time_ns: int, count: int, latency: dict[int, int], kind: str) -> SidecarPoint | str:
+def _point(
+    resource: Resource,
+    attributes: dict[str, Any],
+    temporality: int,
+    start_ns: int,
+    time_ns: int,
+    count: int,
+    latency: dict[int, int],
+    kind: str,
+) -> SidecarPoint | str:
     """A validated point, or why it was rejected."""
     direction = attributes.get("meshui.direction")
     if direction not in ("outbound", "inbound"):
@@ -100,14 +110,24 @@ def _point(resource: Resource, attributes: dict[str, Any], temporality: int, sta
         return f"{SIDECAR_METRIC}: aggregation temporality must be delta or cumulative"
     if count < 0:
         return f"{SIDECAR_METRIC}: count must not be negative"
-    stream = (resource.service, resource.instance, kind,
-              tuple(sorted((k, repr(v)) for k, v in attributes.items())))
+    stream = (
+        resource.service,
+        resource.instance,
+        kind,
+        tuple(sorted((k, repr(v)) for k, v in attributes.items())),
+    )
     return SidecarPoint(
-        stream=stream, direction=direction, source=source, destination=destination,
+        stream=stream,
+        direction=direction,
+        source=source,
+        destination=destination,
         destination_version=version if isinstance(version, str) else "",
         status=as_int(attributes.get("http.response.status_code")),
         source_sidecar=is_true(attributes.get("meshui.source.sidecar")),
-        temporality=temporality, start_ns=start_ns, time_ns=time_ns, count=count,
+        temporality=temporality,
+        start_ns=start_ns,
+        time_ns=time_ns,
+        count=count,
         latency=latency,
     )
 
@@ -143,36 +163,52 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                             batch.rejected.add(f"{SIDECAR_METRIC}: scale {p.scale} is out of range")
                             continue
                         latency = exponential_latency(
-                            p.scale, p.zero_count, sum(p.negative.bucket_counts),
-                            p.positive.offset, p.positive.bucket_counts)
-                        _keep(batch, _point(resource, pb_attributes(p.attributes), temporality,
-                                            p.start_time_unix_nano, p.time_unix_nano, p.count,
-                                            latency, "exp"))
+                            p.scale,
+                            p.zero_count,
+                            sum(p.negative.bucket_counts),
+                            p.positive.offset,
+                            p.positive.bucket_counts,
+                        )
+                        _keep(
+                            batch,
+                            _point(
+                                resource,
+                                pb_attributes(p.attributes),
+                                temporality,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                p.count,
+                                latency,
+                                "exp",
+                            ),
+                        )
                 elif data == "histogram":
                     temporality = metric.histogram.aggregation_temporality
                     for p in points:
                         latency = explicit_latency(p.explicit_bounds, p.bucket_counts)
-                        _keep(batch, _point(resource, pb_attributes(p.attributes), temporality,
-                                            p.start_time_unix_nano, p.time_unix_nano, p.count,
-                                            latency, "explicit"))
+                        _keep(
+                            batch,
+                            _point(
+                                resource,
+                                pb_attributes(p.attributes),
+                                temporality,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                p.count,
+                                latency,
+                                "explicit",
+                            ),
+                        )
                 else:
-                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}",
-                                       len(points))
+                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
     return batch
 
 
 def decode_json(body: bytes) -> MetricBatch:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
-    document = json_object(document, "ExportMetricsServiceRequest")
     batch = MetricBatch()
-    for r, resource_metrics in enumerate(json_list(document, "resourceMetrics", "request")):
-        where = f"resourceMetrics[{r}]"
-        resource_metrics = json_object(resource_metrics, where)
-        resource_doc = json_object(resource_metrics.get("resource") or {}, f"{where}.resource")
-        resource = Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))
+    for where, resource_metrics, resource in json_resources(
+        body, "ExportMetricsServiceRequest", "resourceMetrics"
+    ):
         for s, scope_metrics in enumerate(json_list(resource_metrics, "scopeMetrics", where)):
             scope_where = f"{where}.scopeMetrics[{s}]"
             scope_metrics = json_object(scope_metrics, scope_where)
@@ -190,8 +226,7 @@ def decode_json(body: bytes) -> MetricBatch:
                 if not resource.sidecar or metric.get("name") != SIDECAR_METRIC:
                     continue
                 if data not in ("exponentialHistogram", "histogram"):
-                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}",
-                                       len(points))
+                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
                     continue
                 temporality = body_.get("aggregationTemporality", 0)
                 if isinstance(temporality, str):
@@ -212,10 +247,12 @@ def _json_exponential(resource: Resource, p: dict[str, Any], temporality: int) -
     positive = p.get("positive") or {}
     negative = p.get("negative") or {}
     latency = exponential_latency(
-        scale, json_int(p.get("zeroCount")),
+        scale,
+        json_int(p.get("zeroCount")),
         sum(json_int(c) for c in negative.get("bucketCounts") or ()),
         int(positive.get("offset", 0)),
-        [json_int(c) for c in positive.get("bucketCounts") or ()])
+        [json_int(c) for c in positive.get("bucketCounts") or ()],
+    )
     return _json_point(resource, p, temporality, latency, "exp")
 
 
@@ -225,11 +262,19 @@ def _json_explicit(resource: Resource, p: dict[str, Any], temporality: int) -> S
     return _json_point(resource, p, temporality, explicit_latency(bounds, counts), "explicit")
 
 
-def _json_point(resource: Resource, p: dict[str, Any], temporality: int,
-                latency: dict[int, int], kind: str) -> SidecarPoint | str:
-    return _point(resource, json_attributes(p.get("attributes"), "dataPoint"), temporality,
-                  json_int(p.get("startTimeUnixNano")), json_int(p.get("timeUnixNano")),
-                  json_int(p.get("count")), latency, kind)
+def _json_point(
+    resource: Resource, p: dict[str, Any], temporality: int, latency: dict[int, int], kind: str
+) -> SidecarPoint | str:
+    return _point(
+        resource,
+        json_attributes(p.get("attributes"), "dataPoint"),
+        temporality,
+        json_int(p.get("startTimeUnixNano")),
+        json_int(p.get("timeUnixNano")),
+        json_int(p.get("count")),
+        latency,
+        kind,
+    )
 
 
 def encode_response(batch: MetricBatch | Rejections, json: bool) -> bytes:
@@ -238,12 +283,11 @@ def encode_response(batch: MetricBatch | Rejections, json: bool) -> bytes:
     if json:
         if not rejected.count:
             return b"{}"
-        return orjson.dumps({"partialSuccess": {"rejectedDataPoints": str(rejected.count),
-                                                "errorMessage": rejected.message}})
+        return orjson.dumps(
+            {"partialSuccess": {"rejectedDataPoints": str(rejected.count), "errorMessage": rejected.message}}
+        )
     response = ExportMetricsServiceResponse()
     if rejected.count:
         response.partial_success.rejected_data_points = rejected.count
         response.partial_success.error_message = rejected.message
     return response.SerializeToString()
-
-

@@ -19,10 +19,10 @@ from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
     as_int,
-    json_attributes,
     json_int,
     json_list,
     json_object,
+    json_resources,
     json_value,
     pb_attributes,
 )
@@ -35,8 +35,12 @@ _SERVER_ADDRESS = "server.address"
 _WANTED = _HTTP_STATUS_KEYS | {_PEER_SERVICE, _SERVER_ADDRESS}
 
 _KIND_NAMES = {
-    "SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5,
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
 }
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _ZERO_TRACE = bytes(16)
@@ -86,31 +90,30 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                         elif key == _SERVER_ADDRESS:
                             peer = peer or value.string_value
                         else:
-                            http_status = (value.int_value if value.HasField("int_value")
-                                           else as_int(value.string_value))
+                            http_status = (
+                                value.int_value if value.HasField("int_value") else as_int(value.string_value)
+                            )
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                spans.append(Span(
-                    trace_id, span_id, parent, span.kind,
-                    (end - start) / 1e6 if end > start else 0.0,
-                    span.status.code == 2, http_status, peer,
-                ))
+                spans.append(
+                    Span(
+                        trace_id,
+                        span_id,
+                        parent,
+                        span.kind,
+                        (end - start) / 1e6 if end > start else 0.0,
+                        span.status.code == 2,
+                        http_status,
+                        peer,
+                    )
+                )
         if spans:
             batch.groups.append(group)
     return batch
 
 
 def decode_json(body: bytes) -> TraceBatch:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
-    document = json_object(document, "ExportTraceServiceRequest")
     batch = TraceBatch()
-    for r, resource_spans in enumerate(json_list(document, "resourceSpans", "request")):
-        where = f"resourceSpans[{r}]"
-        resource_spans = json_object(resource_spans, where)
-        resource_doc = json_object(resource_spans.get("resource") or {}, f"{where}.resource")
-        resource = Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))
+    for where, resource_spans, resource in json_resources(body, "ExportTraceServiceRequest", "resourceSpans"):
         group = SpanGroup(resource.service, resource.version, resource.sidecar)
         for s, scope_spans in enumerate(json_list(resource_spans, "scopeSpans", where)):
             scope_where = f"{where}.scopeSpans[{s}]"
@@ -160,8 +163,16 @@ def _json_span(span: dict[str, Any]) -> Span | str:
                 http_status = as_int(value)
     start = json_int(span.get("startTimeUnixNano"))
     end = json_int(span.get("endTimeUnixNano"))
-    return Span(trace_id, span_id, parent, int(kind), (end - start) / 1e6 if end > start else 0.0,
-                code == 2, http_status, peer)
+    return Span(
+        trace_id,
+        span_id,
+        parent,
+        int(kind),
+        (end - start) / 1e6 if end > start else 0.0,
+        code == 2,
+        http_status,
+        peer,
+    )
 
 
 def encode_response(batch: TraceBatch, json: bool) -> bytes:
@@ -170,8 +181,9 @@ def encode_response(batch: TraceBatch, json: bool) -> bytes:
     if json:
         if not rejected.count:
             return b"{}"
-        return orjson.dumps({"partialSuccess": {"rejectedSpans": str(rejected.count),
-                                                "errorMessage": rejected.message}})
+        return orjson.dumps(
+            {"partialSuccess": {"rejectedSpans": str(rejected.count), "errorMessage": rejected.message}}
+        )
     response = ExportTraceServiceResponse()
     if rejected.count:
         response.partial_success.rejected_spans = rejected.count
