@@ -181,6 +181,35 @@ def wrk(port: int, connections: int, seconds: float) -> tuple[float, float, int]
     return float(p50[1]) * _UNITS[p50[2]], float(rps[1]), int(total[1])
 
 
+Target = tuple[int, "subprocess.Popen | None"]
+
+
+def measure(targets: dict[str, Target], rounds: int, seconds: float) -> dict[str, dict[str, list[float]]]:
+    """Interleaved rounds over ``targets`` (name -> (port, proxy process or None)).
+
+    Per round and target: p50 at concurrency 1 (µs), then rps at concurrency 50 and the
+    proxy's CPU µs per request over that saturation run.
+    """
+    for port, _ in targets.values():  # warm up: pools, caches and allocators
+        wrk(port, 10, 1)
+    results: dict[str, dict[str, list[float]]] = {name: {"p50": [], "rps": [], "cpu": []} for name in targets}
+    for round_no in range(1, rounds + 1):
+        for name, (port, proc) in targets.items():
+            p50, _, _ = wrk(port, 1, seconds)
+            before = cpu_ticks(proc.pid) if proc else 0
+            _, rps, total = wrk(port, 50, seconds)
+            used = (cpu_ticks(proc.pid) - before) / TICKS if proc else 0.0
+            results[name]["p50"].append(p50)
+            results[name]["rps"].append(rps)
+            results[name]["cpu"].append(used / total * 1e6 if proc else 0.0)
+            print(
+                f"round {round_no} {name:10s} p50(c1) {p50:7.1f} µs  rps(c50) {rps:9.0f}"
+                + (f"  cpu {used / total * 1e6:5.1f} µs/req" if proc else ""),
+                flush=True,
+            )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -217,25 +246,7 @@ def main() -> None:
         for port in (up_port, sink_port, sc_out, envoy_port):
             wait_port(port)
         targets = {"direct": (up_port, None), "sidecar": (sc_out, sidecar), "envoy": (envoy_port, envoy)}
-        for port, _ in targets.values():  # warm up: pools, JIT-free but caches and allocators
-            wrk(port, 10, 1)
-        results: dict[str, dict[str, list[float]]] = {
-            name: {"p50": [], "rps": [], "cpu": []} for name in targets
-        }
-        for round_no in range(1, args.rounds + 1):
-            for name, (port, proc) in targets.items():
-                p50, _, _ = wrk(port, 1, args.seconds)
-                before = cpu_ticks(proc.pid) if proc else 0
-                _, rps, total = wrk(port, 50, args.seconds)
-                used = (cpu_ticks(proc.pid) - before) / TICKS if proc else 0.0
-                results[name]["p50"].append(p50)
-                results[name]["rps"].append(rps)
-                results[name]["cpu"].append(used / total * 1e6 if proc else 0.0)
-                print(
-                    f"round {round_no} {name:8s} p50(c1) {p50:7.1f} µs  rps(c50) {rps:9.0f}"
-                    + (f"  cpu {used / total * 1e6:5.1f} µs/req" if proc else ""),
-                    flush=True,
-                )
+        results = measure(targets, args.rounds, args.seconds)
         rss = {"sidecar": rss_mb(sidecar.pid), "envoy": rss_mb(envoy.pid)}
         try:
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{sc_admin}/metrics", timeout=2).read()

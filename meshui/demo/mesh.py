@@ -200,12 +200,14 @@ class Mesh:
         for index, instance in enumerate(config.instances):
             ports = config.ports(index)
             name = f"{instance.service}-{instance.version}"
-            self.supervisor.start(f"app-{name}", [
+            behaviour = [] if instance.failure_rate is None else [
+                "--failure-rate", str(instance.failure_rate)]
+            self.supervisor.start(f"app-{name}-{index}", [
                 PYTHON, "-m", "meshui.demo.shop", "--service", instance.service,
                 "--version", instance.version, "--host", config.host, "--port", str(ports.app),
-                "--proxy", f"http://{config.host}:{ports.outbound}",
+                "--proxy", f"http://{config.host}:{ports.outbound}", *behaviour,
             ], self.child_env(), cwd=PROJECT_ROOT)
-            sidecars.append(self.supervisor.start(f"sidecar-{name}", [
+            sidecars.append(self.supervisor.start(f"sidecar-{name}-{index}", [
                 PYTHON, "-m", "proxies", "--service", instance.service, "--version", instance.version,
                 "--proxy-id", f"{name}-{index}",
                 "--app", f"{config.host}:{ports.app}",

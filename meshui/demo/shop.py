@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -126,8 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--proxy", help="the sidecar's outbound listener, e.g. http://127.0.0.1:15002")
+    parser.add_argument("--failure-rate", type=float, default=None,
+                        help="share of requests answered 503 (overrides the service's default)")
     args = parser.parse_args(argv)
-    app = ShopApp(args.service, args.version, args.proxy)
+    behaviour = Behaviour.for_instance(args.service, args.version)
+    if args.failure_rate is not None:
+        behaviour = replace(behaviour, failure_rate=args.failure_rate)
+    app = ShopApp(args.service, args.version, args.proxy, behaviour)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -26,6 +26,7 @@ class Route:
 class Instance:
     service: str
     version: str
+    failure_rate: float | None = None  # overrides the service's usual behaviour (tests, demos)
 
 
 ROUTES: dict[str, tuple[Route, ...]] = {
