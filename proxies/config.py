@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxies.endpoints import EndpointsError, parse_address
+from proxies.policy import Policy, PolicyError, load_policy_file
 
 ENV_PREFIX = "MESHUI_SIDECAR_"
 
@@ -28,6 +29,10 @@ class SidecarConfig:
     proxy_id: str | None
     advertise: str | None
     log_level: str
+    policy_file: str | None = None
+    # The traffic policy the sidecar starts with (docs/policy.md): the --policy file, already
+    # validated, or every default. A control channel `config` revision replaces it.
+    policy: Policy = field(default_factory=Policy)
 
 
 def _flags() -> list[tuple[str, dict]]:
@@ -46,6 +51,7 @@ def _flags() -> list[tuple[str, dict]]:
         ("--proxy-id", {"help": "proxy id (default: <service>-<version>-<random>)"}),
         ("--advertise", {"help": "host:port other sidecars dial (default: --inbound)"}),
         ("--log-level", {"default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR"}),
+        ("--policy", {"help": "traffic policy file, YAML or JSON (docs/policy.md)"}),
     ]
 
 
@@ -93,6 +99,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error("--service must be a lower-case ASCII name")
     if args.advertise:
         address("--advertise", args.advertise)
+    policy = Policy()
+    if args.policy:
+        try:
+            policy = load_policy_file(args.policy)
+        except PolicyError as exc:
+            parser.error(f"--policy {args.policy}: {exc}")
     return SidecarConfig(
         service=args.service,
         version=args.version,
@@ -108,4 +120,6 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         proxy_id=args.proxy_id or None,
         advertise=args.advertise or None,
         log_level=args.log_level.upper(),
+        policy_file=args.policy or None,
+        policy=policy,
     )

@@ -21,6 +21,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from proxies.endpoints import EndpointRegistry, EndpointsError
+from proxies.policy import PolicyError
+from proxies.policy_store import PolicyStore, known_versions
 
 log = logging.getLogger("proxies.control")
 
@@ -48,6 +50,7 @@ class ControlClient:
         *,
         backoff_min: float = BACKOFF_MIN_S,
         backoff_max: float = BACKOFF_MAX_S,
+        policy_store: PolicyStore | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -61,7 +64,9 @@ class ControlClient:
         self.connected_since: float | None = None
         self.heartbeat_interval: float | None = None
         self.config_revision: int | None = None
-        self.config_policy: Any = None
+        self.config_policy: Any = None  # the last accepted document, as sent
+        self.config_rejected: dict[str, Any] | None = None
+        self.policy_store = policy_store if policy_store is not None else PolicyStore()
         self.endpoints_rejected: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -85,6 +90,7 @@ class ControlClient:
             "proxy_id": self.hello.get("proxy_id"),
             "heartbeat_interval": self.heartbeat_interval,
             "last_rejected_endpoints": self.endpoints_rejected,
+            "last_rejected_config": self.config_rejected,
             "config": {"revision": self.config_revision, "policy": self.config_policy},
         }
 
@@ -209,21 +215,39 @@ class ControlClient:
             )
             await ws.send(_reply("ack", "endpoints", version))
         elif kind == "config":
-            revision = message.get("revision")
-            if not isinstance(revision, int) or isinstance(revision, bool):
-                await ws.send(_reply("nack", "config", revision, "revision: must be an integer"))
-                return
-            # Policy is applied by a later issue; until then we keep and show it.
-            self.config_revision = revision
-            self.config_policy = message.get("policy")
-            log.info("config revision %d received (stored; policy not applied yet)", revision)
-            await ws.send(_reply("ack", "config", revision))
+            await self._apply_config(ws, message)
         elif kind == "error":
             log.warning("control plane could not understand a frame: %s", message.get("reason"))
         elif kind == "welcome":
             pass
         else:
             log.warning("control plane sent an unknown message type %r; ignored", kind)
+
+    async def _apply_config(self, ws: Any, message: dict[str, Any]) -> None:
+        """Validate and swap in a policy revision; NACK with the field at fault otherwise."""
+        revision = message.get("revision")
+        document = message.get("policy")
+        reason = None
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            reason = "revision: must be an integer"
+        elif not isinstance(document, dict):
+            reason = "policy: must be an object"
+        else:
+            try:
+                policy = self.policy_store.apply(
+                    {**document, "revision": revision}, known_versions(self.registry.snapshot)
+                )
+            except PolicyError as exc:
+                reason = str(exc)
+        if reason is not None:
+            self.config_rejected = {"revision": revision, "reason": reason}
+            log.warning("rejected config revision %r: %s (previous policy stays)", revision, reason)
+            await ws.send(_reply("nack", "config", revision, reason))
+            return
+        self.config_revision = revision
+        self.config_policy = document
+        log.info("policy revision %d in force (%d services)", revision, len(policy.services))
+        await ws.send(_reply("ack", "config", revision))
 
 
 def _decode(frame: str | bytes) -> dict[str, Any] | None:

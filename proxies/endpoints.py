@@ -3,8 +3,10 @@
 A new state (from the control channel or a static file) is validated, built into a new
 ``EndpointSnapshot`` and swapped in by one reference assignment; a request keeps the
 snapshot it started with, so a swap never changes the instances of a request in flight.
-Per-endpoint counters (outstanding, failures, cool-off) live on ``Endpoint`` objects that
-are carried over to the next snapshot when the same instance is still there.
+Per-endpoint counters (outstanding, failures, cool-off, the peak-EWMA estimate, the
+outlier detector's counters and ejection) live on ``Endpoint`` objects that are carried
+over to the next snapshot when the same instance is still there, so a config or endpoints
+swap neither forgets a latency estimate nor lets an ejected instance back early.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class Endpoint:
         "requests_total",
         "failures",
         "cooloff_until",
+        # proxies/balancer.py (peak-EWMA): the RTT estimate in seconds (None until the
+        # balancer first looks at the instance) and when it was last updated (clock seconds).
+        "ewma_s",
+        "ewma_stamp",
+        # proxies/outlier.py (Envoy's outlier detection), see OutlierDetector.
+        "consecutive_5xx",
+        "consecutive_gateway",
+        "ejected_until",  # 0.0 = not ejected; else when the sweep may return it
+        "times_ejected",  # Envoy's ejection-time multiplier: +1 per ejection, -1 per healthy sweep
+        "ejections",  # ejections ever, for the admin port
     )
 
     def __init__(self, service: str, instance: str, version: str, host: str, port: int) -> None:
@@ -50,6 +62,13 @@ class Endpoint:
         self.requests_total = 0
         self.failures = 0
         self.cooloff_until = 0.0
+        self.ewma_s: float | None = None
+        self.ewma_stamp = 0.0
+        self.consecutive_5xx = 0
+        self.consecutive_gateway = 0
+        self.ejected_until = 0.0
+        self.times_ejected = 0
+        self.ejections = 0
 
     @property
     def key(self) -> tuple[str, str, str, str]:
