@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -80,7 +79,7 @@ class AdminProtocol(asyncio.Protocol):
         if path == b"/config":
             return _json(sidecar.config_view())
         if path == b"/endpoints":
-            return _json(sidecar.endpoints_view(time.monotonic()))
+            return _json(sidecar.endpoints_view(sidecar.clock()))
         return http1.simple_response(
             404, b"text/plain", b"not found; try /ready /metrics /config /endpoints\n"
         )

@@ -1,23 +1,40 @@
-"""What the data path shares across connections: identity, endpoints, pools, counters, telemetry."""
+"""What the data path shares across connections: identity, endpoints, policy, pools, counters.
+
+The traffic policy in force (``PolicyStore``) and the endpoint set (``EndpointRegistry``)
+are compiled into one table of ``Destination`` snapshots (``proxies.destination``), rebuilt
+and swapped by reference whenever either changes. A background task (``run``) does what
+no request triggers: the outlier detectors' sweeps, idle timeouts, and the active health
+checks of destinations that configure them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from proxies.destination import Destination, compile_destinations
 from proxies.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
+from proxies.healthcheck import HealthChecker
 from proxies.http1 import host_name, split_target
 from proxies.listener import Listener
 from proxies.metrics import ProxyMetrics
-from proxies.upstream import ConnectionPool
+from proxies.policy import Policy
+from proxies.policy_store import PolicyStore
+from proxies.upstream import ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:
     from proxies.exchange import Exchange
+    from proxies.tries import PolicyTries
 
 log = logging.getLogger("proxies.dataplane")
+
+DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see Exchange._route)
+SWEEP_S = 1.0  # background tick: outlier sweeps are due every interval_s, idle timeouts counted in ticks
 
 
 class DataPlane:
@@ -36,6 +53,17 @@ class DataPlane:
         "trace_sample",
         "span_factory",
         "outbound_extra",
+        "policies",
+        "destinations",
+        "clock",
+        "rng",
+        "upstreams",
+        "clients",
+        "health",
+        "next_sweep",
+        "deadlines",
+        "_deadline_timer",
+        "_task",
     )
 
     def __init__(
@@ -50,12 +78,28 @@ class DataPlane:
         span_factory: Callable[..., Any] | None = None,
         registry: EndpointRegistry | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        policies: PolicyStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.service = service
         self.version = version
         self.registry = registry or EndpointRegistry()
         self.registry.on_swap(self._prune_pools)
+        self.registry.on_swap(self._endpoints_swapped)
+        self.policies = policies or PolicyStore()
+        self.policies.subscribe(self._policy_swapped)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.upstreams: set[UpstreamConnection] = set()
+        self.clients: set[Listener] = set()
+        self.health: dict[str, HealthChecker] = {}
+        self.next_sweep: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.deadlines: dict[PolicyTries, float] = {}  # in-flight requests with a long timeout
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self.destinations: dict[bytes, Destination] = {}
         self.app_endpoint = Endpoint(service, "local-app", version, app[0], app[1])
         self.pools: dict[str, ConnectionPool] = {}
         self.metrics = ProxyMetrics()
@@ -64,6 +108,7 @@ class DataPlane:
         self.trace_sample = trace_sample
         self.span_factory = span_factory
         self.outbound_extra = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
+        self.rebuild()
 
     def listener_factory(self, outbound: bool) -> Callable[[], Listener]:
         return lambda: Listener(self, outbound)
@@ -71,8 +116,122 @@ class DataPlane:
     def pool_for(self, endpoint: Endpoint) -> ConnectionPool:
         pool = self.pools.get(endpoint.address)
         if pool is None or pool.closed:
-            pool = self.pools[endpoint.address] = ConnectionPool(self, endpoint.host, endpoint.port)
+            pool = self.pools[endpoint.address] = ConnectionPool(
+                self, endpoint.host, endpoint.port, service=endpoint.service
+            )
         return pool
+
+    # policy -------------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Compile the policy in force over the endpoints in force; swap the table in."""
+        self.destinations = compile_destinations(
+            self.policies.policy, self.registry.snapshot, self.destinations, self.clock, self.rng
+        )
+        self._sync_health_checks()
+
+    def _endpoints_swapped(self, old: EndpointSnapshot, new: EndpointSnapshot) -> None:
+        self.rebuild()
+
+    def _policy_swapped(self, old: Policy, new: Policy) -> None:
+        self.rebuild()
+        log.info("policy revision %d in force", new.revision)
+
+    def destination(self, name: str) -> Destination | None:
+        return self.destinations.get(name.encode("ascii"))
+
+    def _sync_health_checks(self) -> None:
+        """One active health checker per destination whose policy asks for one."""
+        wanted: dict[str, HealthChecker] = {}
+        for dest in self.destinations.values():
+            config = dest.policy.outlier_detection.health_check
+            if config is None:
+                continue
+            current = self.health.get(dest.name)
+            if current is not None and current.detector is dest.outlier and current.config == config:
+                wanted[dest.name] = current
+            else:
+                wanted[dest.name] = HealthChecker(dest.outlier, config)
+        for name, checker in self.health.items():
+            if wanted.get(name) is not checker and checker.task is not None:
+                checker.task.cancel()
+                checker.task = None
+        self.health = wanted
+        if self._task is not None:
+            for checker in wanted.values():
+                checker.start()
+
+    # background ---------------------------------------------------------------------------
+
+    def watch_deadline(self, exchange: PolicyTries, timeout_s: float) -> None:
+        """Time ``exchange`` out after ``timeout_s`` (to within DEADLINE_TICK_S) unless it ends first."""
+        loop = self.loop
+        self.deadlines[exchange] = loop.time() + timeout_s
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_later(DEADLINE_TICK_S, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        deadlines = self.deadlines
+        now = self.loop.time()
+        expired = [exchange for exchange, at in deadlines.items() if at <= now]
+        for exchange in expired:
+            del deadlines[exchange]
+            exchange.on_request_timeout()
+        if deadlines:
+            self._deadline_timer = self.loop.call_later(DEADLINE_TICK_S, self._check_deadlines)
+
+    def start(self) -> None:
+        """Start the periodic sweep and the health checks (needs the running loop)."""
+        if self._task is None:
+            self._task = self.loop.create_task(self.run(), name="dataplane-sweep")
+            for checker in self.health.values():
+                checker.start()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                self.sweep()
+            except Exception:  # loop boundary: one bad sweep must not end them all
+                log.exception("data plane sweep failed")
+
+    def sweep(self) -> None:
+        """One tick: outlier sweeps that are due, then idle timeouts."""
+        now = self.clock()
+        due = self.next_sweep
+        for dest in self.destinations.values():
+            at = due.get(dest.name)
+            if at is None:
+                due[dest.name] = now + dest.policy.outlier_detection.interval_s
+            elif now >= at:
+                due[dest.name] = now + dest.policy.outlier_detection.interval_s
+                dest.outlier.sweep()
+        self.sweep_idle()
+
+    def sweep_idle(self) -> None:
+        """Close connections with no traffic for their idle timeout; a waiting request gets 504."""
+        by_name = {d.name: d.idle_s for d in self.destinations.values()}
+        for conn in list(self.upstreams):
+            idle_s = by_name.get(conn.pool.service)
+            if idle_s is None:
+                continue
+            conn.idle_ticks += 1
+            if conn.idle_ticks * SWEEP_S >= idle_s:
+                exchange = conn.exchange
+                if exchange is not None:
+                    exchange.on_idle_timeout()
+                else:
+                    conn.close()
+        client_idle = self.policies.policy.default.timeouts.idle_s
+        if client_idle is None:
+            return
+        ticks = math.ceil(client_idle / SWEEP_S)
+        for listener in list(self.clients):
+            listener.idle_ticks += 1
+            if listener.idle_ticks >= ticks and listener.idle():
+                self.metrics.count_timeout("idle")
+                listener.close_idle()
 
     def _prune_pools(self, old: EndpointSnapshot, new: EndpointSnapshot) -> None:
         """Close idle connections to addresses that left the endpoint set."""
@@ -82,6 +241,16 @@ class DataPlane:
             self.pools.pop(address).close()
 
     def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        for checker in self.health.values():
+            if checker.task is not None:
+                checker.task.cancel()
+                checker.task = None
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
@@ -112,6 +281,7 @@ class DataPlane:
                     "destination.version": exchange.destination_version,
                 },
                 error=error,
+                **({"events": tuple(exchange.events)} if exchange.events else {}),
             )
             self.telemetry.record_span(span)
         except Exception:

@@ -8,7 +8,11 @@ mesh's callers read it: 4xx means this request will fail again as sent (permanen
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from http import HTTPStatus
+
+from proxies import http1
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,7 @@ class LocalError:
     code: str  # the x-meshui-error header: stable, for programs
     message: str  # the text/plain body: for people
     close: bool = False  # the request cannot be skipped safely: close the client connection
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # extra fields (x-meshui-timeout, retry-after)
 
 
 # Permanent: the request itself is unusable; the client connection is closed because the
@@ -56,6 +61,53 @@ def upstream_connect_failure(service: str, instance: str, address: str, reason: 
     return LocalError(
         503, "upstream-connect-failure", f"{service} instance {instance} at {address}: {reason}"
     )
+
+
+def timed_out(kind: str, service: str) -> LocalError:
+    """Transient: ``kind`` is connect, request, per-try or idle (the x-meshui-timeout header)."""
+    return LocalError(
+        504, "timeout", f"{service}: {kind} timeout", headers=((b"x-meshui-timeout", kind.encode("ascii")),)
+    )
+
+
+def overflow(service: str, limit: str) -> LocalError:
+    """Transient: a circuit-breaker limit is reached; the request failed fast, never queued."""
+    return LocalError(
+        503,
+        "overflow",
+        f"{service}: circuit breaker {limit} reached",
+        headers=((b"x-meshui-overflow", limit.encode("ascii")),),
+    )
+
+
+def rate_limited(service: str, scope: str, wait_s: float) -> LocalError:
+    """Transient: the local token bucket of ``scope`` (destination or source) is empty."""
+    retry_after = max(1, math.ceil(wait_s)) if math.isfinite(wait_s) else 3600
+    return LocalError(
+        429,
+        "rate-limited",
+        f"{service}: rate limited ({scope})",
+        headers=((b"retry-after", b"%d" % retry_after), (b"x-meshui-ratelimited", scope.encode("ascii"))),
+    )
+
+
+def fault_abort(status: int) -> LocalError:
+    """Injected by policy (a route's abort fault): the status is whatever the policy says."""
+    return LocalError(status, "fault-injected", "fault injected", headers=((b"x-meshui-fault", b"abort"),))
+
+
+def encode(error: LocalError, *, head_only: bool, close: bool) -> bytes:
+    """The bytes of a sidecar-made response, with the error's extra fields after the status line."""
+    data = http1.error_response(error.status, error.code, error.message, head_only=head_only, close=close)
+    if not error.headers:
+        return data
+    try:
+        phrase = HTTPStatus(error.status).phrase.encode("ascii")
+    except ValueError:
+        phrase = b"Unknown"
+    _, rest = data.split(b"\r\n", 1)
+    fields = b"".join(b"%b: %b\r\n" % pair for pair in error.headers)
+    return http1.status_line(error.status, phrase) + fields + rest
 
 
 def must_close(error: LocalError, request_done: bool, expect_continue: bool, client_keep_alive: bool) -> bool:

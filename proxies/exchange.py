@@ -1,10 +1,18 @@
 """One request/response carried through the sidecar, from client connection to upstream and back.
 
-The listener parses the request and creates the ``Exchange``; the exchange picks the
-upstream, borrows a pooled connection (or opens one), streams the request body up and the
-response body down, retries when it safely can (the decisions: ``proxies.retry``), answers
-with a sidecar-made error response when it cannot (``proxies.errors``), and records the
-outcome (telemetry, sampled span) when the response ends.
+The listener parses the request and creates the ``Exchange``; the exchange applies the
+destination's traffic policy (``proxies.destination``) in the order docs/policy.md gives:
+rate limit -> route -> fault -> circuit breaker -> pick (outlier-eligible instances, then
+the balancer) -> try, with a per-try timeout -> on a retryable outcome, within the retry
+budget and the breaker's ``max_retries``, back off and try another instance. It borrows a
+pooled connection (or opens one), streams the request body up and the response body
+down, answers with a sidecar-made error response when it must (``proxies.errors``), and
+records the outcome (telemetry, sampled span with its events) when the response ends.
+
+The exchange is a callback state machine: a try begins in ``_start_try`` and ends in
+``_end_try`` (response head, connect failure, reset, per-try timeout), which is where the
+balancer and outlier detector hear about it. Timers (request, per-try, backoff, fault
+delay) are loop timers cancelled when the exchange records its outcome.
 
 Writes are coalesced: bytes for a peer are appended to a pending list during a parser
 feed and written once at its end, so a small request or response costs one syscall
@@ -18,14 +26,23 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import balancer, errors, http1
+from proxies import errors, http1
+from proxies.circuit import MAX_CONNECTIONS, MAX_PENDING_REQUESTS
 from proxies.errors import LocalError
-from proxies.retry import REPLAY_LIMIT, next_instance, retry_on_fresh_connection
+from proxies.retry import (
+    CONNECT_FAILURE,
+    REPLAY_LIMIT,
+    RESET,
+    retry_condition,
+    retry_on_fresh_connection,
+)
+from proxies.tries import PolicyTries
 
 if TYPE_CHECKING:
-    from proxies.endpoints import Endpoint, ServiceEndpoints
+    from proxies.destination import Destination
+    from proxies.endpoints import Endpoint
     from proxies.listener import Listener
-    from proxies.upstream import UpstreamConnection
+    from proxies.upstream import ConnectionPool, UpstreamConnection
 
 log = logging.getLogger("proxies.exchange")
 
@@ -33,7 +50,6 @@ DRAIN_LIMIT = 1024 * 1024  # request body discarded after an early response befo
 PAUSE_CONNECT = 1
 
 _perf = time.perf_counter
-_monotonic = time.monotonic
 _HEAD = b"HEAD"
 _NO_BODY_STATUS = (204, 304)
 _TRACESTATE = b"tracestate: "
@@ -45,7 +61,7 @@ _TRACESTATE = b"tracestate: "
 UNREGISTERED = "unregistered"
 
 
-class Exchange:
+class Exchange(PolicyTries):
     """State of one request/response through the proxy."""
 
     __slots__ = (
@@ -57,6 +73,7 @@ class Exchange:
         "host",
         "head",
         "chunked_req",
+        "has_body",
         "retry_ok",
         "expect_continue",
         "client_keep_alive",
@@ -67,15 +84,18 @@ class Exchange:
         "source_sidecar",
         "destination",
         "destination_version",
-        "entry",
+        "dest",
+        "version",
         "endpoint",
         "conn",
         "conn_reused",
         "attempts",
+        "tried",
         "retried_fresh",
         "up_pending",
         "replay",
         "replay_size",
+        "replay_limit",
         "down_pending",
         "request_done",
         "response_started",
@@ -86,6 +106,16 @@ class Exchange:
         "drained",
         "finished",
         "start_ns",
+        "events",
+        "admitted",
+        "started",
+        "holds_retry",
+        "try_t0",
+        "try_gen",
+        "try_timer",
+        "request_timer",
+        "deadline",
+        "waiting",
     )
 
     def __init__(
@@ -113,13 +143,16 @@ class Exchange:
         self.host = host
         self.head = head
         self.chunked_req = chunked_req
+        self.has_body = has_body
         self.retry_ok = not has_body or method in http1.IDEMPOTENT_METHODS  # see proxies.retry
         self.expect_continue = expect_continue
         self.client_keep_alive = client_keep_alive
         self.http10 = http10
         self.trace = trace
         self.t0 = _perf()
-        self.start_ns = time.time_ns() if trace.sampled else 0
+        sampled = trace.sampled
+        self.start_ns = time.time_ns() if sampled else 0
+        self.events: list[tuple[int, str, dict[str, Any]]] | None = [] if sampled else None
         self.source = source
         self.source_sidecar = source_sidecar
         if self.outbound:
@@ -128,15 +161,18 @@ class Exchange:
         else:
             self.destination = plane.service
             self.destination_version = plane.version
-        self.entry: ServiceEndpoints | None = None
+        self.dest: Destination | None = None
+        self.version: str | None = None
         self.endpoint: Endpoint | None = None
         self.conn: UpstreamConnection | None = None
         self.conn_reused = False
         self.attempts = 1
+        self.tried: list[Endpoint] | None = None
         self.retried_fresh = False
         self.up_pending: list[bytes] = []
         self.replay: list[bytes] | None = [] if self.retry_ok else None
         self.replay_size = 0
+        self.replay_limit = REPLAY_LIMIT
         self.down_pending: list[bytes] = []
         self.request_done = False
         self.response_started = False
@@ -146,6 +182,15 @@ class Exchange:
         self.status = 0
         self.drained = 0
         self.finished = False
+        self.admitted = False  # holds a circuit-breaker request slot
+        self.started = False  # the balancer was told a try started (on_start)
+        self.holds_retry = False  # holds a circuit-breaker retry slot
+        self.try_t0 = 0.0
+        self.try_gen = 0  # bumped when a try ends, so a late connect knows it is stale
+        self.try_timer: asyncio.TimerHandle | None = None
+        self.request_timer: asyncio.TimerHandle | None = None
+        self.deadline = False  # watched by the plane's coarse deadline tick
+        self.waiting: asyncio.TimerHandle | None = None  # backoff or fault delay
 
     # routing -----------------------------------------------------------------------------
 
@@ -166,27 +211,27 @@ class Exchange:
             self.host = authority
             lines = http1.drop_named_fields(lines, {b"host"}, 1)
             lines += (b"host", http1.HEADER_SEP, authority, http1.CRLF)
+            self.head = lines
+        dest = None
         if self.outbound:
             if self.host is None:
                 self.respond_local(errors.NO_DESTINATION)
                 return
             name = http1.host_name(self.host)
-            snapshot = plane.registry.snapshot
-            entry = snapshot.by_host.get(name)
-            if entry is None:
+            dest = plane.destinations.get(name)
+            if dest is None:
+                snapshot = plane.registry.snapshot
                 self.respond_local(errors.unknown_service(name.decode("latin-1"), snapshot.known))
                 return
-            self.destination = entry.name
-            self.entry = entry
-            endpoint = balancer.pick(entry, _monotonic())
-            if endpoint is None:
-                self.respond_local(errors.no_healthy_upstream(entry.name))
+            self.destination = dest.name
+            self.dest = dest
+            fault = self._route(dest, origin)  # reads self.head: before the fields we add
+            if self.finished or self.response_started:
                 return
-            self.destination_version = endpoint.version
             lines += plane.outbound_extra
         else:
-            endpoint = plane.app_endpoint
-        self.endpoint = endpoint
+            fault = None
+            self.endpoint = plane.app_endpoint
         lines[0] = b"%b %b HTTP/1.1\r\n" % (self.method, origin)
         trace = self.trace
         lines += (b"traceparent: ", trace.traceparent().encode("latin-1"), http1.CRLF)
@@ -197,35 +242,62 @@ class Exchange:
         if self.chunked_req:
             lines.append(http1.TRANSFER_CHUNKED)
         lines.append(http1.CRLF)
-        self.up_pending.insert(0, b"".join(lines))
+        head = b"".join(lines)
+        self.up_pending.insert(0, head)
         self.head = lines
-        self._dispatch(False)
+        if dest is None:
+            self._dispatch(False)
+            return
+        self.replay_limit = dest.retries.max_buffered_body_bytes + len(head)
+        if fault is not None:
+            self._inject(dest, fault)
+        else:
+            self._admit(dest)
 
     def _dispatch(self, fresh: bool) -> None:
         endpoint = self.endpoint
         assert endpoint is not None
-        pool = self.plane.pool_for(endpoint)
+        plane = self.plane
+        pool = plane.pool_for(endpoint)
         conn = None if fresh else pool.take_idle()
         if conn is not None:
             self._attach(conn, True)
             return
+        dest = self.dest
+        if dest is not None:
+            # Envoy's pool limits, failing fast instead of queueing past them.
+            breaker = dest.breaker
+            if not breaker.try_pending():
+                self._overflow(MAX_PENDING_REQUESTS)
+                return
+            if not breaker.try_connection():
+                breaker.end_pending()
+                self._overflow(MAX_CONNECTIONS)
+                return
+            pool.connect_timeout_s = dest.connect_s
         self.listener.pause(PAUSE_CONNECT)
-        self.plane.loop.create_task(self._connect(pool))
+        plane.loop.create_task(self._connect(pool, self.try_gen))
 
-    async def _connect(self, pool: Any) -> None:
+    async def _connect(self, pool: ConnectionPool, gen: int) -> None:
+        dest = self.dest
         try:
             try:
                 conn = await pool.connect()
             except (TimeoutError, OSError) as exc:
-                if not self.finished:
+                if dest is not None:
+                    dest.breaker.end_pending()
+                    dest.breaker.end_connection()
+                if not self.finished and gen == self.try_gen:
                     self.listener.resume(PAUSE_CONNECT)
-                    reason = (
-                        "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
-                    )
-                    self._instance_failed(f"connect failed: {reason}")
+                    timed_out = isinstance(exc, asyncio.TimeoutError)
+                    reason = "timed out" if timed_out else (exc.strerror or str(exc))
+                    self._connect_failed(f"connect failed: {reason}", timed_out)
                 return
-            if self.finished:
-                pool.release(conn)
+            if dest is not None:
+                dest.breaker.end_pending()
+                conn.breaker = dest.breaker  # the connection holds its slot until it closes
+            if self.finished or gen != self.try_gen:
+                pool.release(conn)  # the try is over (timed out); the connection is still good
                 return
             self.listener.resume(PAUSE_CONNECT)
             self._attach(conn, False)
@@ -237,7 +309,14 @@ class Exchange:
         self.conn = conn
         self.conn_reused = reused
         conn.exchange = self
-        self.endpoint.outstanding += 1  # type: ignore[union-attr]
+        endpoint = self.endpoint
+        assert endpoint is not None
+        dest = self.dest
+        if dest is None:
+            endpoint.outstanding += 1
+        elif not self.started:
+            self.started = True
+            dest.balancer.on_start(endpoint)
         if not self.listener.feeding:
             self.flush_up()
 
@@ -246,7 +325,8 @@ class Exchange:
         if conn is not None:
             self.conn = None
             conn.exchange = None
-            self.endpoint.outstanding -= 1  # type: ignore[union-attr]
+            if self.dest is None:
+                self.endpoint.outstanding -= 1  # type: ignore[union-attr]
             self.listener.resume(4)  # PAUSE_UPSTREAM_FULL no longer applies
         return conn
 
@@ -262,10 +342,11 @@ class Exchange:
         replay = self.replay
         if replay is not None:
             self.replay_size += len(data)
-            if self.replay_size > REPLAY_LIMIT:
-                self.replay = None
+            if self.replay_size > self.replay_limit:
+                self.replay = None  # too big to keep: this request is no longer retryable
             else:
                 replay.append(data)
+        conn.idle_ticks = 0
         transport = conn.transport
         if not transport.is_closing():
             transport.write(data)
@@ -299,17 +380,34 @@ class Exchange:
         chunked: bool,
         tokens: list[bytes] | None,
     ) -> None:
+        if status < 200:
+            # Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients only.
+            if not self.http10:
+                lines[0] = http1.status_line(status, reason)
+                lines.append(http1.CRLF)
+                self.down_pending.append(b"".join(lines))
+            return
+        dest = self.dest
+        if dest is not None:
+            # The try ends at the response head (Linkerd's peak-EWMA measures to the head).
+            ok = status < 500
+            self._end_try(ok)
+            ejection = dest.outlier.on_result(self.endpoint, status, False)  # type: ignore[arg-type]
+            if ejection is not None:
+                self._ejected(ejection)
+            if not ok or dest.retries.statuses:
+                condition = retry_condition(status, None, dest.retries)
+                if condition is not None and self._retry_allowed():
+                    conn = self._detach()
+                    if conn is not None:
+                        conn.abort()  # its body is of no use; a fresh connection is cheaper to reason about
+                    self._schedule_retry(condition)
+                    return
         if tokens:
             named = {t for t in tokens if t not in (b"close", b"keep-alive")}
             if named:
                 lines = http1.drop_named_fields(lines, named, 1)
         lines[0] = http1.status_line(status, reason)
-        if status < 200:
-            # Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients only.
-            if not self.http10:
-                lines.append(http1.CRLF)
-                self.down_pending.append(b"".join(lines))
-            return
         self.status = status
         self.response_started = True
         if self.method == _HEAD or status in _NO_BODY_STATUS:
@@ -349,10 +447,7 @@ class Exchange:
         self.flush_down()
         self.response_done = True
         conn = self._detach()
-        endpoint = self.endpoint
-        endpoint.requests_total += 1  # type: ignore[union-attr]
-        if endpoint.cooloff_until:  # type: ignore[union-attr]
-            balancer.mark_succeeded(endpoint)  # type: ignore[arg-type]
+        self.endpoint.requests_total += 1  # type: ignore[union-attr]
         if conn is not None:
             if upstream_keep_alive and self.request_done and not self.eof_body:
                 conn.pool.release(conn)
@@ -378,21 +473,34 @@ class Exchange:
             self.listener.abort()
             return
         if conn.received:
+            if self.dest is not None:
+                self._end_try(False)
             self.respond_local(errors.UPSTREAM_INCOMPLETE)
             return
         replayable = self.replay is not None
         if retry_on_fresh_connection(self.conn_reused, self.retried_fresh, self.retry_ok, replayable):
+            # A pooled connection the upstream had closed: the request never reached an
+            # application. Same try, fresh connection to the same instance.
             self.retried_fresh = True
             self._resend()
             self._dispatch(True)
             return
-        self._instance_failed("connection closed before any response")
+        if self.dest is None:
+            self._app_unavailable("connection closed before any response")
+            return
+        self._try_failed(RESET, "connection closed before any response")
 
     def on_upstream_error(self, conn: UpstreamConnection, reason: str) -> None:
         if self.conn is conn:
             self._detach()
         if self.finished or self.response_done:
             return
+        dest = self.dest
+        if dest is not None and not self.response_started:
+            self._end_try(False)
+            ejection = dest.outlier.on_result(self.endpoint, 502, True)  # type: ignore[arg-type]
+            if ejection is not None:
+                self._ejected(ejection)
         if self.response_started:
             self.flush_down()
             self._record(True)
@@ -406,31 +514,21 @@ class Exchange:
         self.replay = []
         self.replay_size = 0
 
-    def _instance_failed(self, reason: str) -> None:
+    def _connect_failed(self, reason: str, timed_out: bool) -> None:
         endpoint = self.endpoint
         assert endpoint is not None
         plane = self.plane
         direction = "outbound" if self.outbound else "inbound"
         plane.metrics.count_connect_error(direction, self.destination, endpoint.address)
-        if not self.outbound:
-            self.respond_local(errors.local_app_unavailable(endpoint.address, reason))
+        if self.dest is None:
+            self._app_unavailable(reason)
             return
-        entry = self.entry
-        assert entry is not None  # outbound exchanges reach an instance through their entry
-        now = _monotonic()
-        balancer.mark_failed(endpoint, now)
-        following = next_instance(entry, endpoint, now, self.attempts, self.retry_ok, self.replay is not None)
-        if following is not None:
-            self.attempts += 1
-            self.endpoint = following
-            self.destination_version = following.version
-            self._resend()
-            self._dispatch(False)
-            return
-        self.destination_version = ""  # no instance answered (docs/telemetry.md)
-        self.respond_local(
-            errors.upstream_connect_failure(self.destination, endpoint.instance, endpoint.address, reason)
-        )
+        if timed_out:
+            plane.metrics.count_timeout("connect")
+        self._try_failed(CONNECT_FAILURE, reason, "connect" if timed_out else None)
+
+    def _app_unavailable(self, reason: str) -> None:
+        self.respond_local(errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
 
     # endings --------------------------------------------------------------------------------
 
@@ -448,11 +546,7 @@ class Exchange:
         status = self.status = error.status
         self.response_started = True
         self.response_done = True
-        self.listener.write(
-            http1.error_response(
-                status, error.code, error.message, head_only=self.method == _HEAD, close=close
-            )
-        )
+        self.listener.write(errors.encode(error, head_only=self.method == _HEAD, close=close))
         self._record(status >= 500)
         self._after_response()
 
@@ -484,6 +578,8 @@ class Exchange:
 
     def _record(self, error: bool) -> None:
         plane = self.plane
+        if self.dest is not None:
+            self._release()
         status = self.status
         end = _perf()
         plane.telemetry.record_request(

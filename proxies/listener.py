@@ -55,6 +55,7 @@ class Listener(asyncio.Protocol):
         "parser",
         "feeding",
         "closed",
+        "idle_ticks",
         "_paused",
         "_close_after",
         "_active",
@@ -82,6 +83,7 @@ class Listener(asyncio.Protocol):
         self.parser = http1.RequestParser(self)
         self.feeding = False
         self.closed = False
+        self.idle_ticks = 0  # sweeps since bytes last arrived (DataPlane.sweep_idle)
         self._paused = 0
         self._close_after = False
         self._active: Exchange | None = None
@@ -95,11 +97,15 @@ class Listener(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.plane.metrics.active_connections[self.direction] += 1
+        plane = self.plane
+        plane.metrics.active_connections[self.direction] += 1
+        plane.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.plane.metrics.active_connections[self.direction] -= 1
+        plane = self.plane
+        plane.metrics.active_connections[self.direction] -= 1
+        plane.clients.discard(self)
         active, self._active = self._active, None
         if active is not None:
             active.client_gone()
@@ -108,6 +114,7 @@ class Listener(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.feeding = True
+        self.idle_ticks = 0
         try:
             self.parser.feed_data(data)
         except http1.UpgradeRequest as exc:
@@ -279,6 +286,14 @@ class Listener(asyncio.Protocol):
             self._paused &= ~reason
             if not self._paused and not self.closed:
                 self.transport.resume_reading()
+
+    def idle(self) -> bool:
+        """No request in progress or queued: the connection may be closed without loss."""
+        return self._active is None and not self._queue and self._reading is None
+
+    def close_idle(self) -> None:
+        """Close a keep-alive connection that sat idle past the idle timeout."""
+        self._close()
 
     def close_after_response(self) -> None:
         self._close_after = True

@@ -1,5 +1,6 @@
 """In-process counters for the admin port's Prometheus text: connect errors, rejected requests,
-open connections.
+open connections, and what traffic policy did (retries, overflow, ejections, timeouts,
+faults, rate limiting).
 
 Requests are counted once, by telemetry (``meshui_proxy_requests_total``, rendered by
 ``proxies.telemetry.prometheus``); these are what telemetry does not see. Rendering
@@ -13,6 +14,10 @@ from collections.abc import Iterable
 # What the listener answers itself while parsing (the x-meshui-error codes): these requests
 # never become an exchange, so telemetry does not count them.
 REJECT_REASONS = ("bad-request", "too-many-headers", "internal-error")
+OVERFLOW_LIMITS = ("max_connections", "max_pending_requests", "max_requests", "max_retries")
+TIMEOUT_KINDS = ("connect", "request", "per-try", "idle")
+FAULT_KINDS = ("delay", "abort")
+RATE_LIMIT_SCOPES = ("destination", "source")
 
 
 def _label(value: str) -> str:
@@ -22,7 +27,18 @@ def _label(value: str) -> str:
 class ProxyMetrics:
     """Connect errors, requests rejected while parsing, and open connections by side."""
 
-    __slots__ = ("connect_errors", "rejected", "active_connections")
+    __slots__ = (
+        "connect_errors",
+        "rejected",
+        "active_connections",
+        "retries_total",
+        "retry_budget_exhausted",
+        "ejections_total",
+        "overflow",
+        "timeouts",
+        "faults",
+        "rate_limited",
+    )
 
     def __init__(self) -> None:
         self.connect_errors: dict[tuple[str, str, str], int] = {}
@@ -31,6 +47,25 @@ class ProxyMetrics:
             (direction, reason): 0 for direction in ("inbound", "outbound") for reason in REJECT_REASONS
         }
         self.active_connections = {"inbound": 0, "outbound": 0, "upstream": 0}
+        self.retries_total = 0
+        self.retry_budget_exhausted = 0
+        self.ejections_total = 0
+        self.overflow = dict.fromkeys(OVERFLOW_LIMITS, 0)
+        self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
+        self.faults = dict.fromkeys(FAULT_KINDS, 0)
+        self.rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
+
+    def count_overflow(self, limit: str) -> None:
+        self.overflow[limit] = self.overflow.get(limit, 0) + 1
+
+    def count_timeout(self, kind: str) -> None:
+        self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
+
+    def count_fault(self, kind: str) -> None:
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def count_rate_limited(self, scope: str) -> None:
+        self.rate_limited[scope] = self.rate_limited.get(scope, 0) + 1
 
     def count_connect_error(self, direction: str, destination: str, address: str) -> None:
         key = (direction, destination, address)
@@ -66,5 +101,38 @@ class ProxyMetrics:
         ]
         for side, n in sorted(self.active_connections.items()):
             out.append(f'meshui_proxy_active_connections{{side="{side}"}} {n}')
+        out += [
+            "# HELP meshui_proxy_retries_total Retries sent after a retryable outcome.",
+            "# TYPE meshui_proxy_retries_total counter",
+            f"meshui_proxy_retries_total {self.retries_total}",
+            "# HELP meshui_proxy_retry_budget_exhausted_total Retries refused: the retry budget was spent.",
+            "# TYPE meshui_proxy_retry_budget_exhausted_total counter",
+            f"meshui_proxy_retry_budget_exhausted_total {self.retry_budget_exhausted}",
+        ]
+        out += _family(
+            "meshui_proxy_overflow_total",
+            "Requests or retries failed fast by a circuit-breaker limit.",
+            "limit",
+            self.overflow,
+        )
+        out += [
+            "# HELP meshui_proxy_ejections_total Instances ejected by outlier detection.",
+            "# TYPE meshui_proxy_ejections_total counter",
+            f"meshui_proxy_ejections_total {self.ejections_total}",
+        ]
+        out += _family("meshui_proxy_timeouts_total", "Timeouts by kind.", "kind", self.timeouts)
+        out += _family("meshui_proxy_faults_total", "Faults injected by kind.", "kind", self.faults)
+        out += _family(
+            "meshui_proxy_rate_limited_total",
+            "Requests answered 429 by a local rate limit, by bucket scope.",
+            "scope",
+            self.rate_limited,
+        )
         out.extend(line for line in extra if line)
         return "\n".join(out) + "\n"
+
+
+def _family(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    lines += [f'{name}{{{label}="{_label(key)}"}} {n}' for key, n in sorted(values.items())]
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from proxies.admin import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.endpoints import EndpointRegistry, EndpointsError
+from proxies.policy import policy_as_dict
+from proxies.policy_store import PolicyStore
 
 log = logging.getLogger("proxies.sidecar")
 
@@ -42,8 +45,16 @@ class Sidecar:
         trace_incoming: Callable[..., Any],
         span_factory: Callable[..., Any] | None = None,
         proxy_id: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock
+        self.rng = rng
+        # The --policy file (validated by parse_config) or every default, until the control
+        # channel sends a config revision.
+        self.policies = PolicyStore(config.policy, config.policy_file or "defaults")
         self.telemetry = telemetry
         self.proxy_id = proxy_id or config.proxy_id or default_proxy_id(config)
         self.registry = EndpointRegistry()
@@ -69,7 +80,11 @@ class Sidecar:
             span_factory=self.span_factory,
             registry=self.registry,
             loop=loop,
+            policies=self.policies,
+            clock=self.clock,
+            rng=self.rng,
         )
+        self.plane.start()
         if config.endpoints_file:
             try:
                 version, services = load_endpoints_file(config.endpoints_file)
@@ -106,6 +121,7 @@ class Sidecar:
                 },
                 self.registry,
                 self.heartbeat_state,
+                policy_store=self.policies,
             )
             self.control.start()
         log.info(
@@ -176,16 +192,24 @@ class Sidecar:
             "control": self.control.view() if self.control is not None else None,
             "trace_sample": config.trace_sample,
             "otlp": config.otlp,
+            "policy": {
+                "revision": self.policies.policy.revision,
+                "source": self.policies.source,
+                "in_force": policy_as_dict(self.policies.policy),
+            },
         }
 
     def endpoints_view(self, now: float) -> dict[str, Any]:
         snapshot = self.registry.snapshot
         assert self.plane is not None
+        destinations = {d.name: d for d in self.plane.destinations.values()}
+        idle = {address: len(pool.idle) for address, pool in self.plane.pools.items()}
         return {
             "version": snapshot.version,
+            "policy_revision": self.policies.policy.revision,
             "destinations": {
-                name: [e.as_dict(now) for e in entry.endpoints]
-                for name, entry in sorted(snapshot.services.items())
+                name: destinations[name].view(now, idle) if name in destinations else {"endpoints": []}
+                for name in sorted(snapshot.services)
             },
             "local_app": self.plane.app_endpoint.as_dict(now),
         }
@@ -193,7 +217,7 @@ class Sidecar:
     def heartbeat_state(self) -> dict[str, Any]:
         return {
             "endpoints_version": self.registry.snapshot.version,
-            "config_revision": None,
+            "config_revision": self.policies.policy.revision if self.policies.source == "control" else None,
             "requests_total": self.telemetry.requests_total,
             "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),

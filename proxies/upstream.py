@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from proxies import http1
 
 if TYPE_CHECKING:
+    from proxies.circuit import CircuitBreaker
     from proxies.dataplane import DataPlane
     from proxies.exchange import Exchange
 
@@ -32,6 +33,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "pool",
+        "breaker",
+        "idle_ticks",
         "transport",
         "parser",
         "exchange",
@@ -49,6 +52,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
+        self.breaker: CircuitBreaker | None = None  # holds a max_connections slot until closed
+        self.idle_ticks = 0  # sweeps since bytes last arrived (DataPlane.sweep_idle)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = http1.ResponseParser(self)
         self.exchange: Exchange | None = None
@@ -68,10 +73,18 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.pool.plane.metrics.active_connections["upstream"] += 1
+        plane = self.pool.plane
+        plane.metrics.active_connections["upstream"] += 1
+        plane.upstreams.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.pool.plane.metrics.active_connections["upstream"] -= 1
+        plane = self.pool.plane
+        plane.metrics.active_connections["upstream"] -= 1
+        plane.upstreams.discard(self)
+        breaker = self.breaker
+        if breaker is not None:
+            self.breaker = None
+            breaker.end_connection()
         self.broken = True
         self.pool.discard(self)
         ex = self.exchange
@@ -87,6 +100,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.received = True
+        self.idle_ticks = 0
         try:
             self.parser.feed_data(data)
         except http1.UpgradeRequest:
@@ -201,10 +215,24 @@ class UpstreamConnection(asyncio.Protocol):
 class ConnectionPool:
     """Idle keep-alive connections to one upstream address, most recently used first."""
 
-    __slots__ = ("plane", "host", "port", "address", "idle", "max_idle", "closed")
+    __slots__ = (
+        "plane",
+        "service",
+        "host",
+        "port",
+        "address",
+        "idle",
+        "max_idle",
+        "closed",
+        "connect_timeout_s",
+    )
 
-    def __init__(self, plane: DataPlane, host: str, port: int, max_idle: int = MAX_IDLE_PER_ADDRESS) -> None:
+    def __init__(
+        self, plane: DataPlane, host: str, port: int, max_idle: int = MAX_IDLE_PER_ADDRESS, service: str = ""
+    ) -> None:
         self.plane = plane
+        self.service = service  # whose idle timeout applies
+        self.connect_timeout_s = CONNECT_TIMEOUT_S  # the destination's, set before each connect
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
@@ -224,7 +252,7 @@ class ConnectionPool:
         loop = self.plane.loop
         _, conn = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
-            CONNECT_TIMEOUT_S,
+            self.connect_timeout_s,
         )
         return conn
 
@@ -238,6 +266,7 @@ class ConnectionPool:
         if self.closed or conn.broken or len(self.idle) >= self.max_idle:
             conn.close()
         else:
+            conn.idle_ticks = 0
             self.idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:

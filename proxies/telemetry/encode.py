@@ -223,6 +223,12 @@ def encode_spans(resource: ResourceProto, spans: Sequence[SpanData]) -> bytes:
         proto.end_time_unix_nano = span.end_ns
         if span.attributes:
             _set_attributes(proto.attributes, span.attributes.items())
+        for time_ns, name, attributes in span.events:
+            event = proto.events.add()
+            event.time_unix_nano = time_ns
+            event.name = name
+            if attributes:
+                _set_attributes(event.attributes, attributes.items())
         if span.error:
             proto.status.code = Status.STATUS_CODE_ERROR
     return request.SerializeToString()

@@ -29,3 +29,6 @@ class SpanData:
     end_ns: int
     attributes: dict[str, AttributeValue]
     error: bool
+    # (time_unix_nano, name, attributes): what happened during the request (a retry, an
+    # instance skipped because ejected, a fault injected, ...), exported as OTLP span events.
+    events: tuple[tuple[int, str, dict[str, AttributeValue]], ...] = ()

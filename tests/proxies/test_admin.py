@@ -90,17 +90,29 @@ async def test_config_and_endpoints_show_the_set_in_force(telemetry):
         config = orjson.loads(body)
         assert config["endpoints"]["version"] == 1
         assert config["endpoints"]["services"]["catalog"][0]["version"] == "v2"
+        assert config["policy"]["revision"] == 0 and config["policy"]["source"] == "defaults"
+        assert config["policy"]["in_force"]["default"]["load_balancer"] == "peak_ewma"
         _, body = await get(sidecar.ports["admin"], "/endpoints")
-        endpoint = orjson.loads(body)["destinations"]["catalog"][0]
-        assert endpoint == {
-            "instance": "c1",
-            "address": "127.0.0.1:1",
-            "version": "v2",
-            "outstanding": 0,
-            "requests_total": 0,
-            "failures": 0,
-            "cooloff_remaining_s": 0.0,
-        }
+        catalog = orjson.loads(body)["destinations"]["catalog"]
+        assert catalog["pool"]["max_requests"] == {"active": 0, "limit": 1024}
+        assert catalog["endpoints"] == [
+            {
+                "instance": "c1",
+                "address": "127.0.0.1:1",
+                "version": "v2",
+                "outstanding": 0,
+                "requests_total": 0,
+                "ewma_ms": 30.0,
+                "idle_connections": 0,
+                "consecutive_5xx": 0,
+                "consecutive_gateway": 0,
+                "ejected": False,
+                "ejected_until": None,
+                "ejected_remaining_s": 0.0,
+                "times_ejected": 0,
+                "ejections": 0,
+            }
+        ]
         status, _ = await get(sidecar.ports["admin"], "/nope")
         assert status.startswith(b"HTTP/1.1 404")
     finally:
@@ -165,6 +177,13 @@ async def test_every_metrics_family_has_one_help_and_one_type_line(servers):
             "meshui_proxy_upstream_connect_errors_total",
             "meshui_proxy_rejected_requests_total",
             "meshui_proxy_active_connections",
+            "meshui_proxy_retries_total",
+            "meshui_proxy_retry_budget_exhausted_total",
+            "meshui_proxy_overflow_total",
+            "meshui_proxy_ejections_total",
+            "meshui_proxy_timeouts_total",
+            "meshui_proxy_faults_total",
+            "meshui_proxy_rate_limited_total",
             "meshui_proxy_endpoints_version",
             "meshui_proxy_control_connected",
             "meshui_telemetry_dropped_total",

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from proxies.policy import parse_policy
 from tests.proxies.conftest import client_of, until
+
+
+@pytest.fixture(autouse=True)
+def round_robin(request):
+    """These tests name the instance each request reaches: make the choice deterministic."""
+    if "plane" in request.fixturenames:
+        plane = request.getfixturevalue("plane")
+        plane.policies.replace(parse_policy({"default": {"load_balancer": "round_robin"}}), "test")
 
 
 async def send(listener, fakes, data: bytes, n: int = 1):
@@ -90,7 +101,7 @@ async def test_it_reuses_the_upstream_connection_for_the_next_keep_alive_request
     conn, _ = await send(listener, fake_upstreams, b"GET /1 HTTP/1.1\r\nHost: catalog\r\n\r\n")
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
     # The next request from any client to the same instance takes the idle connection.
-    plane.registry.snapshot.services["catalog"].cursor = 0
+    plane.destination("catalog").balancer.cursor = 0
     other, client2 = client_of(plane)
     other.data_received(b"GET /2 HTTP/1.1\r\nHost: catalog\r\n\r\n")
     assert len(fake_upstreams.connections) == 1
@@ -103,7 +114,7 @@ async def test_a_head_response_has_no_body_and_the_connection_stays_usable(plane
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
     assert client.take() == b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
     assert conn in conn.pool.idle
-    plane.registry.snapshot.services["catalog"].cursor = 0
+    plane.destination("catalog").balancer.cursor = 0
     listener.data_received(b"GET /b HTTP/1.1\r\nHost: catalog\r\n\r\n")
     assert conn.transport.take().startswith(b"GET /b ")
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
@@ -153,7 +164,7 @@ async def test_a_dead_pooled_connection_is_retried_once_on_a_fresh_one(plane, fa
     conn, _ = await send(listener, fake_upstreams, b"GET /1 HTTP/1.1\r\nHost: catalog\r\n\r\n")
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
     client.take()
-    plane.registry.snapshot.services["catalog"].cursor = 0
+    plane.destination("catalog").balancer.cursor = 0
     listener.data_received(b"GET /2 HTTP/1.1\r\nHost: catalog\r\n\r\n")
     assert conn.transport.take().startswith(b"GET /2 ")
     conn.connection_lost(ConnectionResetError())  # the upstream had closed it meanwhile
