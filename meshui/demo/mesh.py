@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meshui.demo import topology
-from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe
+from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe, tcp_probe
 from meshui.env import env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +46,7 @@ class MeshConfig:
     run_load: bool = True
     run_celery: bool = True
     trace_sample: float = 0.05
+    policy_file: Path | None = None  # traffic policy every sidecar starts with (docs/policy.md)
     log_dir: Path = PROJECT_ROOT / "var" / "log"
     demo_user: str = "demo"
     demo_password: str = "meshui-demo"
@@ -196,17 +197,17 @@ class Mesh:
     def _start_services(self) -> str:
         config = self.config
         control = f"ws://{config.host}:{config.meshui_port}/api/v1/control"
-        sidecars = []
+        apps, sidecars = [], []
         for index, instance in enumerate(config.instances):
             ports = config.ports(index)
             name = f"{instance.service}-{instance.version}"
             behaviour = [] if instance.failure_rate is None else [
                 "--failure-rate", str(instance.failure_rate)]
-            self.supervisor.start(f"app-{name}-{index}", [
+            apps.append(self.supervisor.start(f"app-{name}-{index}", [
                 PYTHON, "-m", "meshui.demo.shop", "--service", instance.service,
                 "--version", instance.version, "--host", config.host, "--port", str(ports.app),
                 "--proxy", f"http://{config.host}:{ports.outbound}", *behaviour,
-            ], self.child_env(), cwd=PROJECT_ROOT)
+            ], self.child_env(), cwd=PROJECT_ROOT))
             sidecars.append(self.supervisor.start(f"sidecar-{name}-{index}", [
                 PYTHON, "-m", "proxies", "--service", instance.service, "--version", instance.version,
                 "--proxy-id", f"{name}-{index}",
@@ -216,9 +217,12 @@ class Mesh:
                 "--admin", f"{config.host}:{ports.admin}",
                 "--control", control, "--token", config.control_token,
                 "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
+                *(["--policy", str(config.policy_file)] if config.policy_file else []),
             ], self.child_env(), cwd=PROJECT_ROOT))
-        for index, sidecar in enumerate(sidecars):
+        # Both halves of every instance: a sidecar is ready before its app may be listening.
+        for index, (app, sidecar) in enumerate(zip(apps, sidecars, strict=True)):
             ports = config.ports(index)
+            self.supervisor.wait_ready(app, tcp_probe(config.host, ports.app))
             self.supervisor.wait_ready(sidecar, http_probe(f"http://{config.host}:{ports.admin}/ready"))
         names = ", ".join(f"{i.service} {i.version}" for i in config.instances)
         return names

@@ -1,0 +1,86 @@
+"""Outlier detection through real sidecars: a payments instance that always fails is ejected.
+
+checkout calls payments, which runs two instances; one answers 503 to everything. Retries
+are off for payments so the caller sees exactly what ejection does: five consecutive 5xx
+eject the bad instance (Envoy's default), and while it is out the caller's error rate is
+zero and the instance gets no traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from meshui.demo.mesh import Mesh, MeshConfig
+from meshui.demo.processes import free_port, free_port_block
+from meshui.demo.topology import Instance
+
+POLICY = """
+services:
+  payments:
+    retries: {attempts: 0}
+"""
+BAD = "payments-v1-2"  # proxy ids are <service>-<version>-<index>
+
+
+@pytest.fixture(scope="module")
+def mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    workdir = tmp_path_factory.mktemp("resilience")
+    redis_url = f"{redis_server_url}/12"
+    redis.Redis.from_url(redis_url).flushdb()
+    (workdir / "policy.yaml").write_text(POLICY)
+    config = replace(
+        MeshConfig(),
+        meshui_port=free_port(), collector_port=free_port(), base_port=free_port_block(30),
+        redis_url=redis_url, database_url=f"sqlite:///{workdir / 'meshui.sqlite3'}",
+        instances=(Instance("checkout", "v1"), Instance("payments", "v1", failure_rate=0.0),
+                   Instance("payments", "v1", failure_rate=1.0)),
+        run_load=False, run_celery=False, trace_sample=0.0, log_dir=workdir / "log",
+        policy_file=workdir / "policy.yaml",
+    )  # fmt: skip
+    mesh = Mesh(config, say=lambda line: None)
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        mesh.stop()
+
+
+def checkout(mesh: Mesh, count: int) -> list[int]:
+    url = mesh.config.inbound_url("checkout") + "/orders"
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        return [client.post(url, headers={"host": "checkout"}).status_code for _ in range(count)]
+
+
+def payments_endpoints(mesh: Mesh) -> dict[str, dict]:
+    """The checkout sidecar's view of the payments instances, by instance id."""
+    admin = f"http://{mesh.config.host}:{mesh.config.ports(0).admin}/endpoints"
+    view = httpx.get(admin, timeout=5, trust_env=False).json()
+    return {e["instance"]: e for e in view["destinations"]["payments"]["endpoints"]}
+
+
+def test_an_always_failing_instance_is_ejected_and_the_caller_stops_seeing_errors(mesh: Mesh) -> None:
+    assert set(payments_endpoints(mesh)) == {"payments-v1-1", BAD}
+
+    before = checkout(mesh, 40)
+
+    # Five consecutive 5xx from the bad instance eject it; each of those five reached the caller.
+    assert before.count(502) == 5, before
+    assert set(before) == {200, 502}
+    state = payments_endpoints(mesh)
+    assert state[BAD]["ejected"] is True
+    assert 25 < state[BAD]["ejected_remaining_s"] <= 30  # base ejection time, first ejection
+    assert state["payments-v1-1"]["ejected"] is False
+    served_by_bad = state[BAD]["requests_total"]
+
+    after = checkout(mesh, 40)
+
+    assert after == [200] * 40
+    state = payments_endpoints(mesh)
+    assert state[BAD]["ejected"] is True
+    assert state[BAD]["requests_total"] == served_by_bad
