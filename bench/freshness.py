@@ -106,7 +106,7 @@ def main() -> None:
     config = replace(
         MeshConfig(), meshui_port=free_port(), collector_port=free_port(), base_port=free_port_block(30),
         instances=(Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("inventory", "v1")),
-        run_load=False, run_celery=False, trace_sample=0.0, log_dir=workdir / "log",
+        run_load=False, run_celery=False, trace_sample=0.0, log_dir=workdir / "log", policy_file=None,
         database_url=f"sqlite:///{workdir / 'meshui.sqlite3'}",
     )
     mesh = Mesh(config, say=lambda line: print(line, file=sys.stderr))

@@ -20,6 +20,7 @@ from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe, tcp
 from meshui.env import env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO_POLICY = Path(__file__).resolve().parent / "policy.yaml"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class MeshConfig:
     run_load: bool = True
     run_celery: bool = True
     trace_sample: float = 0.05
-    policy_file: Path | None = None  # traffic policy every sidecar starts with (docs/policy.md)
+    policy_file: Path | None = DEMO_POLICY  # traffic policy every sidecar starts with (docs/policy.md)
     log_dir: Path = PROJECT_ROOT / "var" / "log"
     demo_user: str = "demo"
     demo_password: str = "meshui-demo"
