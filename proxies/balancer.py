@@ -21,10 +21,6 @@ on the ``Endpoint`` so it survives an endpoints or policy swap.
 
 ``exclude`` is a preference (Envoy's ``previous_hosts`` retry predicate): a retry goes to
 an instance it has not tried when one exists, and to a tried one only when none is left.
-
-The module functions ``pick``, ``mark_failed`` and ``mark_succeeded`` are the pre-policy
-API still used by proxies/exchange.py and proxies/retry.py until they move to
-``Balancer``; they will be removed then.
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from proxies.endpoints import Endpoint, ServiceEndpoints
+from proxies.endpoints import Endpoint
 from proxies.policy import LoadBalancer, PeakEwma
 
 Clock = Callable[[], float]
@@ -202,45 +198,3 @@ BALANCERS: dict[str, Callable[[PeakEwma, Clock, random.Random], Balancer]] = {
 def make_balancer(kind: LoadBalancer, config: PeakEwma, clock: Clock, rng: random.Random) -> Balancer:
     """The balancer ``kind`` for one destination (kinds are checked by parse_policy)."""
     return BALANCERS[kind](config, clock, rng)
-
-
-# Pre-policy API, kept until proxies/exchange.py and proxies/retry.py move to Balancer. ---------
-
-COOLOFF_S = 5.0
-
-
-def pick(entry: ServiceEndpoints, now: float, exclude: Endpoint | None = None) -> Endpoint | None:
-    """The next instance round robin that is not cooling off (and is not ``exclude``).
-
-    When every instance is cooling off we still pick one (Envoy's "panic mode"): failing
-    every request would hide an instance that has come back; trying one costs a refused
-    connect at worst.
-    """
-    endpoints = entry.endpoints
-    n = len(endpoints)
-    if n == 0:
-        return None
-    start = entry.cursor
-    fallback = None
-    for i in range(n):
-        candidate = endpoints[(start + i) % n]
-        if candidate is exclude:
-            continue
-        if candidate.cooloff_until <= now:
-            entry.cursor = (start + i + 1) % n
-            return candidate
-        if fallback is None or candidate.cooloff_until < fallback.cooloff_until:
-            fallback = candidate
-    if fallback is not None:
-        entry.cursor = (endpoints.index(fallback) + 1) % n
-    return fallback
-
-
-def mark_failed(endpoint: Endpoint, now: float) -> None:
-    """Count a failure and keep round robin away from the instance for COOLOFF_S."""
-    endpoint.failures += 1
-    endpoint.cooloff_until = now + COOLOFF_S
-
-
-def mark_succeeded(endpoint: Endpoint) -> None:
-    endpoint.cooloff_until = 0.0

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxies.endpoints import EndpointsError, parse_address
-from proxies.policy import Policy, PolicyError, load_policy_file
+from proxies.policy import Policy, PolicyError
+from proxies.policy_parser import load_policy_file
 
 ENV_PREFIX = "MESHUI_SIDECAR_"
 

@@ -25,6 +25,7 @@ from proxies.listener import Listener
 from proxies.metrics import ProxyMetrics
 from proxies.policy import Policy
 from proxies.policy_store import PolicyStore
+from proxies.ratelimit import RateLimiter, limiter_for
 from proxies.upstream import ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class DataPlane:
         "outbound_extra",
         "policies",
         "destinations",
+        "inbound_limiter",
         "clock",
         "rng",
         "upstreams",
@@ -100,6 +102,7 @@ class DataPlane:
         self.deadlines: dict[PolicyTries, float] = {}  # in-flight requests with a long timeout
         self._deadline_timer: asyncio.TimerHandle | None = None
         self.destinations: dict[bytes, Destination] = {}
+        self.inbound_limiter: RateLimiter | None = None  # the local service's own rate_limit
         self.app_endpoint = Endpoint(service, "local-app", version, app[0], app[1])
         self.pools: dict[str, ConnectionPool] = {}
         self.metrics = ProxyMetrics()
@@ -124,10 +127,14 @@ class DataPlane:
     # policy -------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Compile the policy in force over the endpoints in force; swap the table in."""
+        """Compile the policy in force over the endpoints in force; swap the table and the inbound limiter."""
+        policy = self.policies.policy
         self.destinations = compile_destinations(
-            self.policies.policy, self.registry.snapshot, self.destinations, self.clock, self.rng
+            policy, self.registry.snapshot, self.destinations, self.clock, self.rng
         )
+        # Inbound, the local service applies its own policy's rate limit to its callers.
+        own = policy.for_service(self.service).rate_limit
+        self.inbound_limiter = limiter_for(own, self.inbound_limiter, self.clock)
         self._sync_health_checks()
 
     def _endpoints_swapped(self, old: EndpointSnapshot, new: EndpointSnapshot) -> None:

@@ -26,7 +26,7 @@ from proxies.circuit import CircuitBreaker
 from proxies.endpoints import Endpoint, EndpointSnapshot, ServiceEndpoints
 from proxies.outlier import OutlierDetector
 from proxies.policy import Policy, ServicePolicy
-from proxies.ratelimit import RateLimiter
+from proxies.ratelimit import RateLimiter, limiter_for
 from proxies.retry import RetryBudget
 from proxies.router import Router
 
@@ -124,13 +124,9 @@ class Destination:
         else:
             self.budget = RetryBudget(retries.budget, clock)
 
-        limits = policy.rate_limit
-        if limits.total is None and limits.per_source is None:
-            self.limiter = None
-        elif previous is not None and old is not None and old.rate_limit == limits:
-            self.limiter = previous.limiter
-        else:
-            self.limiter = RateLimiter(limits, clock)
+        self.limiter = limiter_for(
+            policy.rate_limit, previous.limiter if previous is not None else None, clock
+        )
 
         if previous is not None:
             self.breaker = previous.breaker

@@ -3,7 +3,7 @@
 A new state (from the control channel or a static file) is validated, built into a new
 ``EndpointSnapshot`` and swapped in by one reference assignment; a request keeps the
 snapshot it started with, so a swap never changes the instances of a request in flight.
-Per-endpoint counters (outstanding, failures, cool-off, the peak-EWMA estimate, the
+Per-endpoint counters (outstanding requests, the peak-EWMA estimate, the
 outlier detector's counters and ejection) live on ``Endpoint`` objects that are carried
 over to the next snapshot when the same instance is still there, so a config or endpoints
 swap neither forgets a latency estimate nor lets an ejected instance back early.
@@ -37,8 +37,6 @@ class Endpoint:
         "port",
         "outstanding",
         "requests_total",
-        "failures",
-        "cooloff_until",
         # proxies/balancer.py (peak-EWMA): the RTT estimate in seconds (None until the
         # balancer first looks at the instance) and when it was last updated (clock seconds).
         "ewma_s",
@@ -60,8 +58,6 @@ class Endpoint:
         self.address = f"{host}:{port}"
         self.outstanding = 0
         self.requests_total = 0
-        self.failures = 0
-        self.cooloff_until = 0.0
         self.ewma_s: float | None = None
         self.ewma_stamp = 0.0
         self.consecutive_5xx = 0
@@ -74,27 +70,24 @@ class Endpoint:
     def key(self) -> tuple[str, str, str, str]:
         return (self.service, self.instance, self.version, self.address)
 
-    def as_dict(self, now: float) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "instance": self.instance,
             "address": self.address,
             "version": self.version,
             "outstanding": self.outstanding,
             "requests_total": self.requests_total,
-            "failures": self.failures,
-            "cooloff_remaining_s": round(max(0.0, self.cooloff_until - now), 3),
         }
 
 
 class ServiceEndpoints:
-    """The instances of one service in a snapshot, plus its round-robin cursor."""
+    """The instances of one service in a snapshot."""
 
-    __slots__ = ("name", "endpoints", "cursor")
+    __slots__ = ("name", "endpoints")
 
     def __init__(self, name: str, endpoints: tuple[Endpoint, ...]) -> None:
         self.name = name
         self.endpoints = endpoints
-        self.cursor = 0
 
 
 class EndpointSnapshot:

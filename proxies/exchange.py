@@ -4,7 +4,9 @@ The listener parses the request and creates the ``Exchange``; the exchange appli
 destination's traffic policy (``proxies.destination``) in the order docs/policy.md gives:
 rate limit -> route -> fault -> circuit breaker -> pick (outlier-eligible instances, then
 the balancer) -> try, with a per-try timeout -> on a retryable outcome, within the retry
-budget and the breaker's ``max_retries``, back off and try another instance. It borrows a
+budget and the breaker's ``max_retries``, back off and try another instance. An inbound
+request meets only the local service's own rate limit (per calling service and in total)
+before it goes to the local app. It borrows a
 pooled connection (or opens one), streams the request body up and the response body
 down, answers with a sidecar-made error response when it must (``proxies.errors``), and
 records the outcome (telemetry, sampled span with its events) when the response ends.
@@ -231,6 +233,9 @@ class Exchange(PolicyTries):
             lines += plane.outbound_extra
         else:
             fault = None
+            limiter = plane.inbound_limiter
+            if limiter is not None and self._rate_limited(limiter, plane.service, False):
+                return
             self.endpoint = plane.app_endpoint
         lines[0] = b"%b %b HTTP/1.1\r\n" % (self.method, origin)
         trace = self.trace

@@ -38,6 +38,7 @@ class ProxyMetrics:
         "timeouts",
         "faults",
         "rate_limited",
+        "inbound_rate_limited",
     )
 
     def __init__(self) -> None:
@@ -53,7 +54,10 @@ class ProxyMetrics:
         self.overflow = dict.fromkeys(OVERFLOW_LIMITS, 0)
         self.timeouts = dict.fromkeys(TIMEOUT_KINDS, 0)
         self.faults = dict.fromkeys(FAULT_KINDS, 0)
+        # Outbound (this sidecar's limit per destination) and inbound (the local service's own
+        # limit on its callers) are one family told apart by a direction label.
         self.rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
+        self.inbound_rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
 
     def count_overflow(self, limit: str) -> None:
         self.overflow[limit] = self.overflow.get(limit, 0) + 1
@@ -64,8 +68,9 @@ class ProxyMetrics:
     def count_fault(self, kind: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
 
-    def count_rate_limited(self, scope: str) -> None:
-        self.rate_limited[scope] = self.rate_limited.get(scope, 0) + 1
+    def count_rate_limited(self, scope: str, outbound: bool = True) -> None:
+        counts = self.rate_limited if outbound else self.inbound_rate_limited
+        counts[scope] = counts.get(scope, 0) + 1
 
     def count_connect_error(self, direction: str, destination: str, address: str) -> None:
         key = (direction, destination, address)
@@ -122,12 +127,16 @@ class ProxyMetrics:
         ]
         out += _family("meshui_proxy_timeouts_total", "Timeouts by kind.", "kind", self.timeouts)
         out += _family("meshui_proxy_faults_total", "Faults injected by kind.", "kind", self.faults)
-        out += _family(
-            "meshui_proxy_rate_limited_total",
-            "Requests answered 429 by a local rate limit, by bucket scope.",
-            "scope",
-            self.rate_limited,
-        )
+        name = "meshui_proxy_rate_limited_total"
+        out += [
+            f"# HELP {name} Requests answered 429 by a local rate limit, by listener and bucket scope.",
+            f"# TYPE {name} counter",
+        ]
+        for direction, counts in (("inbound", self.inbound_rate_limited), ("outbound", self.rate_limited)):
+            out += [
+                f'{name}{{direction="{direction}",scope="{_label(scope)}"}} {n}'
+                for scope, n in sorted(counts.items())
+            ]
         out.extend(line for line in extra if line)
         return "\n".join(out) + "\n"
 

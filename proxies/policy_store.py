@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from proxies.endpoints import EndpointSnapshot
-from proxies.policy import Policy, parse_policy
+from proxies.policy import Policy
+from proxies.policy_parser import parse_policy
 
 log = logging.getLogger("proxies.policy")
 

@@ -84,6 +84,7 @@ class RateLimiter:
     """
 
     __slots__ = (
+        "spec",
         "_clock",
         "_total",
         "_per_source",
@@ -95,6 +96,7 @@ class RateLimiter:
     )
 
     def __init__(self, spec: RateLimit, clock: Callable[[], float], max_sources: int = MAX_SOURCES) -> None:
+        self.spec = spec
         self._clock = clock
         self._total = TokenBucket(spec.total, clock) if spec.total is not None else None
         self._per_source = spec.per_source
@@ -140,3 +142,18 @@ class RateLimiter:
     def sources(self) -> int:
         """How many per-source buckets are kept."""
         return len(self._sources)
+
+
+def limiter_for(
+    spec: RateLimit, previous: RateLimiter | None, clock: Callable[[], float]
+) -> RateLimiter | None:
+    """The limiter for ``spec``: None when it limits nothing, ``previous`` when its spec is unchanged.
+
+    Carrying the limiter over keeps its buckets (and its callers' buckets) across a policy
+    swap that does not touch the rate limit; a changed limit starts with full buckets.
+    """
+    if spec.total is None and spec.per_source is None:
+        return None
+    if previous is not None and previous.spec == spec:
+        return previous
+    return RateLimiter(spec, clock)

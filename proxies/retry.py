@@ -2,12 +2,10 @@
 
 Two layers live here, both pure (values in, a decision out; the exchange acts on it):
 
-The transport-level retries the sidecar always had, before any response byte arrived:
-
-- a pooled keep-alive connection that the upstream had already closed: the request never
-  reached an application, so it goes once more on a fresh connection to the same instance;
-- a failed connect to an instance of an outbound service: it goes to another instance,
-  at most ``MAX_ATTEMPTS`` in all, so a dead instance costs one extra connect, not a storm.
+The transport-level retry the sidecar always had, before any response byte arrived: a
+pooled keep-alive connection that the upstream had already closed means the request never
+reached an application, so it goes once more on a fresh connection to the same instance
+(``retry_on_fresh_connection``).
 
 The policy-level retries of issue 3 (``policy.Retries``, docs/policy.md):
 
@@ -29,13 +27,10 @@ import math
 import random
 from collections.abc import Callable
 
-from proxies import balancer
-from proxies.endpoints import Endpoint, ServiceEndpoints
 from proxies.policy import IDEMPOTENT_METHODS, Retries
 from proxies.policy import RetryBudget as RetryBudgetConfig
 
 REPLAY_LIMIT = 64 * 1024  # request bytes kept for a retry; past this a retry is impossible
-MAX_ATTEMPTS = 2  # instances tried for one request after connect failures
 
 # What went wrong when there is no response status: the ``error`` retry_condition takes.
 CONNECT_FAILURE = "connect-failure"  # the TCP connect failed or timed out
@@ -57,20 +52,6 @@ def retry_on_fresh_connection(
 ) -> bool:
     """Whether a request whose pooled connection closed before any response goes again."""
     return conn_reused and not retried_fresh and retry_ok and replayable
-
-
-def next_instance(
-    entry: ServiceEndpoints,
-    failed: Endpoint,
-    now: float,
-    attempts: int,
-    retry_ok: bool,
-    replayable: bool,
-) -> Endpoint | None:
-    """The instance to try after a connect to ``failed`` failed, or None to give up."""
-    if not (retry_ok and attempts < MAX_ATTEMPTS and replayable):
-        return None
-    return balancer.pick(entry, now, exclude=failed)
 
 
 def retry_condition(status: int | None, error: str | None, retries: Retries) -> str | None:

@@ -17,7 +17,7 @@ from proxies.admin import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.endpoints import EndpointRegistry, EndpointsError
-from proxies.policy import policy_as_dict
+from proxies.policy_parser import policy_as_dict
 from proxies.policy_store import PolicyStore
 
 log = logging.getLogger("proxies.sidecar")
@@ -211,7 +211,7 @@ class Sidecar:
                 name: destinations[name].view(now, idle) if name in destinations else {"endpoints": []}
                 for name in sorted(snapshot.services)
             },
-            "local_app": self.plane.app_endpoint.as_dict(now),
+            "local_app": self.plane.app_endpoint.as_dict(),
         }
 
     def heartbeat_state(self) -> dict[str, Any]:

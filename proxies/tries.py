@@ -1,12 +1,12 @@
 """An outbound request's tries under its destination's traffic policy (docs/policy.md).
 
 Methods of ``Exchange`` that apply the policy, kept apart from the byte streaming in
-``proxies.exchange``: rate limit, route and fault (``_route``, ``_inject``), the circuit
-breaker (``_admit``), each try's start and end (``_start_try``, ``_end_try``: the
-balancer's and outlier detector's feedback), retries (condition, replayability, budget,
-``max_retries``, backoff with full jitter, another instance) and the request, per-try and
-idle timeouts. Decisions are the pure modules' (router, faults, retry, circuit, outlier,
-balancer); these methods only act on them.
+``proxies.exchange``: rate limit (``_rate_limited``, also used inbound), route and fault
+(``_route``, ``_inject``), the circuit breaker (``_admit``), each try's start and end
+(``_start_try``, ``_end_try``: the balancer's and outlier detector's feedback), retries
+(condition, replayability, budget, ``max_retries``, backoff with full jitter, another
+instance) and the request, per-try and idle timeouts. Decisions are the pure modules'
+(router, faults, retry, circuit, outlier, balancer); these methods only act on them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from proxies.errors import LocalError
     from proxies.listener import Listener
     from proxies.outlier import Ejection
+    from proxies.ratelimit import RateLimiter
     from proxies.upstream import UpstreamConnection
 
 PAUSE_CONNECT = 1
@@ -84,14 +85,8 @@ class PolicyTries:
         """Rate limit, then route: the version to use and the fault to inject (or None)."""
         plane = self.plane
         limiter = dest.limiter
-        if limiter is not None:
-            wait = limiter.admit(self.source)
-            if wait:
-                scope = limiter.rejected_scope or "destination"
-                plane.metrics.count_rate_limited(scope)
-                self._event("rate_limited", {"scope": scope, "retry_after_s": wait})
-                self.respond_local(errors.rate_limited(dest.name, scope, wait))
-                return None
+        if limiter is not None and self._rate_limited(limiter, dest.name, True):
+            return None
         request_s = dest.request_s
         if request_s is not None:
             if request_s < EXACT_TIMER_BELOW_S:
@@ -114,6 +109,22 @@ class PolicyTries:
         retry_ok = self.retry_ok = retriable and may_replay(self.method, self.has_body, True, dest.retries)
         self.replay = [] if retry_ok else None
         return fault
+
+    def _rate_limited(self, limiter: RateLimiter, service: str, outbound: bool) -> bool:
+        """Take a token for this request's caller; without one, answer 429 and say so.
+
+        Outbound: this sidecar's limit on what it sends to ``service`` (the caller is always
+        the local service). Inbound: the local service's own limit on its callers, keyed by
+        their ``x-meshui-source`` ("unknown" without one), before the local app sees it.
+        """
+        wait = limiter.admit(self.source)
+        if not wait:
+            return False
+        scope = limiter.rejected_scope or "destination"
+        self.plane.metrics.count_rate_limited(scope, outbound)
+        self._event("rate_limited", {"scope": scope, "retry_after_s": wait})
+        self.respond_local(errors.rate_limited(service, scope, wait))
+        return True
 
     def _header(self, name: bytes) -> bytes | None:
         """A request field by lower-case name, for header match rules (off the common path)."""

@@ -117,7 +117,9 @@ async def test_a_config_message_is_acked_and_kept(meshui):
     client.start()
     try:
         await until(lambda: client.state == "connected")
-        await meshui.send({"type": "config", "revision": 4, "policy": {"default": {"retries": {"attempts": 2}}}})
+        await meshui.send(
+            {"type": "config", "revision": 4, "policy": {"default": {"retries": {"attempts": 2}}}}
+        )
         await until(lambda: meshui.of_type("ack"))
         assert meshui.of_type("ack")[0] == {"type": "ack", "kind": "config", "version": 4}
         assert client.view()["config"] == {"revision": 4, "policy": {"default": {"retries": {"attempts": 2}}}}

@@ -1,10 +1,9 @@
-"""Endpoint snapshots, their validation, and the round-robin balancer."""
+"""Endpoint snapshots and their validation (and config flags from the environment)."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxies import balancer
 from proxies.config import parse_config
 from proxies.endpoints import EndpointRegistry, EndpointsError
 
@@ -44,24 +43,6 @@ def test_a_malformed_set_is_rejected_naming_the_key_and_the_old_one_stays(servic
     with pytest.raises(EndpointsError, match=key.replace("[", r"\[").replace(".", r"\.")):
         registry.apply(2, services)
     assert registry.snapshot.version == 1
-
-
-def test_round_robin_skips_an_instance_cooling_off_until_it_expires():
-    entry = EndpointRegistry().apply(1, SET).services["catalog"]
-    a, b, c = entry.endpoints
-    assert [balancer.pick(entry, 0.0) for _ in range(3)] == [a, b, c]
-    balancer.mark_failed(b, now=100.0)
-    assert [balancer.pick(entry, 101.0) for _ in range(3)] == [a, c, a]
-    assert [balancer.pick(entry, 106.0) for _ in range(2)] == [b, c]
-
-
-def test_when_every_instance_cools_off_the_soonest_back_is_tried():
-    entry = EndpointRegistry().apply(1, SET).services["catalog"]
-    a, b, c = entry.endpoints
-    balancer.mark_failed(a, now=1.0)
-    balancer.mark_failed(b, now=0.0)
-    balancer.mark_failed(c, now=2.0)
-    assert balancer.pick(entry, 3.0) is b
 
 
 def test_every_flag_can_come_from_the_environment():

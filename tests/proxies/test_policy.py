@@ -16,10 +16,8 @@ from proxies.policy import (
     PolicyError,
     ServicePolicy,
     TokenBucketSpec,
-    load_policy_file,
-    parse_policy,
-    policy_as_dict,
 )
+from proxies.policy_parser import load_policy_file, parse_policy, policy_as_dict
 
 PAYMENTS = {"payments": frozenset({"v1", "v2"})}
 

@@ -15,7 +15,7 @@ import orjson
 
 from proxies import tracecontext
 from proxies.config import SidecarConfig
-from proxies.policy import parse_policy
+from proxies.policy_parser import parse_policy
 from proxies.sidecar import Sidecar
 from tests.proxies.conftest import free_port, read_response, until
 
@@ -36,11 +36,12 @@ async def start(
     policy: dict[str, Any],
     clock: Callable[[], float] | None = None,
     trace_sample: float = 0.0,
+    app_port: int | None = None,
 ) -> Sidecar:
     config = SidecarConfig(
         service="frontend",
         version="v1",
-        app=("127.0.0.1", free_port()),
+        app=("127.0.0.1", app_port or free_port()),
         inbound=("127.0.0.1", 0),
         outbound=("127.0.0.1", 0),
         admin=("127.0.0.1", 0),
@@ -260,6 +261,90 @@ async def test_the_rate_limit_answers_429_with_retry_after(servers, telemetry):
         clock.now += 1.0
         assert (await get(out))[0].startswith(b"HTTP/1.1 200")
         assert sidecar.plane.metrics.rate_limited["destination"] == 1
+    finally:
+        await sidecar.stop()
+
+
+async def call_inbound(sidecar: Sidecar, caller: bytes | None) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One request to the sidecar's inbound listener, as the sidecar of ``caller`` sends it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["inbound"])
+    try:
+        source = b"x-meshui-source: %b\r\n" % caller if caller is not None else b""
+        writer.write(b"GET / HTTP/1.1\r\nHost: frontend\r\n%b\r\n" % source)
+        return await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+
+
+async def test_inbound_limits_each_calling_service_on_its_own_bucket(servers, telemetry):
+    app = await upstream(servers)
+    clock = Clock()
+    policy = {
+        "services": {"frontend": {"rate_limit": {"per_source": {"requests_per_second": 1, "burst": 1}}}}
+    }
+    sidecar = await start(telemetry, {"catalog": []}, policy, clock, trace_sample=1.0, app_port=app.port)
+    try:
+        assert (await call_inbound(sidecar, b"checkout"))[0].startswith(b"HTTP/1.1 200")
+        status, headers, _ = await call_inbound(sidecar, b"checkout")
+        assert status.startswith(b"HTTP/1.1 429 Too Many Requests")
+        assert headers[b"retry-after"] == b"1" and headers[b"x-meshui-ratelimited"] == b"source"
+        # Another caller has a bucket of its own, and so do callers without a sidecar ("unknown").
+        assert (await call_inbound(sidecar, b"search"))[0].startswith(b"HTTP/1.1 200")
+        assert (await call_inbound(sidecar, None))[0].startswith(b"HTTP/1.1 200")
+        assert (await call_inbound(sidecar, b"search"))[0].startswith(b"HTTP/1.1 429")
+        assert app.hits == 3  # the refused requests never reached the local app
+        clock.now += 1.0
+        assert (await call_inbound(sidecar, b"checkout"))[0].startswith(b"HTTP/1.1 200")
+        metrics = sidecar.plane.metrics
+        assert metrics.inbound_rate_limited == {"destination": 0, "source": 2}
+        assert metrics.rate_limited == {"destination": 0, "source": 0}
+        text = (await admin(sidecar, "/metrics")).decode()
+        assert 'meshui_proxy_rate_limited_total{direction="inbound",scope="source"} 2' in text
+        assert 'meshui_proxy_rate_limited_total{direction="outbound",scope="source"} 0' in text
+        refused = [
+            s
+            for s in telemetry.spans
+            if s["kind"] == "server" and s["attributes"]["http.response.status_code"] == 429
+        ]
+        assert [e[1:] for s in refused for e in s["events"]] == [
+            ("rate_limited", {"scope": "source", "retry_after_s": 1.0}),
+        ] * 2
+    finally:
+        await sidecar.stop()
+
+
+async def test_inbound_total_limit_caps_every_caller_together(servers, telemetry):
+    app = await upstream(servers)
+    clock = Clock()
+    limits = {
+        "total": {"requests_per_second": 1, "burst": 2},
+        "per_source": {"requests_per_second": 1, "burst": 1},
+    }
+    policy = {"services": {"frontend": {"rate_limit": limits}}}
+    sidecar = await start(telemetry, {"catalog": []}, policy, clock, app_port=app.port)
+    try:
+        assert (await call_inbound(sidecar, b"checkout"))[0].startswith(b"HTTP/1.1 200")
+        assert (await call_inbound(sidecar, b"search"))[0].startswith(b"HTTP/1.1 200")
+        # A third caller's own bucket is full, but the shared one is empty.
+        status, headers, _ = await call_inbound(sidecar, b"cart")
+        assert status.startswith(b"HTTP/1.1 429")
+        assert headers[b"x-meshui-ratelimited"] == b"destination"
+        assert app.hits == 2
+        clock.now += 1.0
+        assert (await call_inbound(sidecar, b"cart"))[0].startswith(b"HTTP/1.1 200")
+        assert sidecar.plane.metrics.inbound_rate_limited == {"destination": 1, "source": 0}
+    finally:
+        await sidecar.stop()
+
+
+async def test_a_rate_limit_for_another_service_leaves_inbound_alone(servers, telemetry):
+    app = await upstream(servers)
+    policy = {"services": {"catalog": {"rate_limit": {"total": {"requests_per_second": 1, "burst": 1}}}}}
+    sidecar = await start(telemetry, {"catalog": []}, policy, Clock(), app_port=app.port)
+    try:
+        assert sidecar.plane.inbound_limiter is None
+        for _ in range(3):
+            assert (await call_inbound(sidecar, b"checkout"))[0].startswith(b"HTTP/1.1 200")
     finally:
         await sidecar.stop()
 
