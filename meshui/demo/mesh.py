@@ -69,6 +69,8 @@ class MeshConfig:
             trace_sample=env_float("DEMO_TRACE_SAMPLE", 0.05, minimum=0, maximum=1),
             demo_password=env_str("DEMO_PASSWORD", "meshui-demo"),
             log_dir=Path(env_str("DEMO_LOG_DIR") or PROJECT_ROOT / "var" / "log"),
+            # A path, or empty for none (every sidecar on the defaults).
+            policy_file=Path(policy) if (policy := env_str("DEMO_POLICY", str(DEMO_POLICY))) else None,
         )
         if env_str("MESHUI_CONTROL_TOKEN"):
             config = replace(config, control_token=env_str("MESHUI_CONTROL_TOKEN"))

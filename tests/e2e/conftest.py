@@ -100,6 +100,9 @@ def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -
         "DEMO_LOG_DIR": str(workdir / "log"),
         "DEMO_PAYMENTS_FAILURE_RATE": "0",
         "DEMO_PAYMENTS_SLOW_RATE": "0",
+        # No traffic policy: versions balance together, so a dead instance has a live peer
+        # (the demo's canary split pins versions; tests/e2e/test_resilience.py covers policy).
+        "DEMO_POLICY": "",
         "REDIS_URL": redis_url,
         "MESHUI_CONTROL_TOKEN": token,
         "PYTHONUNBUFFERED": "1",
