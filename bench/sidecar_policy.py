@@ -29,12 +29,12 @@ from pathlib import Path
 
 from sidecar_hop import (  # type: ignore[import-not-found]
     ENVOY,
-    HCM_TYPE,
     LOAD_CPU,
     OTLP_SINK,
     PROXY_CPU,
     PY,
     UPSTREAM,
+    envoy_config,
     free_port,
     measure,
     rss_mb,
@@ -67,40 +67,13 @@ ENVOY_CLUSTER = """
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
 """
 
-ENVOY_CONFIG = """
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: hop
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {hcm_type}
-          stat_prefix: hop
-          generate_request_id: false
-          codec_type: HTTP1
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route:
+ENVOY_ROUTE = """
                   weighted_clusters:
                     clusters:
-                    - {{name: v1, weight: 90}}
-                    - {{name: v2, weight: 10}}
-                  retry_policy: {{retry_on: "connect-failure,refused-stream,gateway-error", num_retries: 2}}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-              dynamic_stats: false
-  clusters:{clusters}
-"""
+                    - {name: v1, weight: 90}
+                    - {name: v2, weight: 10}
+                  retry_policy: {retry_on: "connect-failure,refused-stream,gateway-error", num_retries: 2}"""
+
 
 
 def sidecar(
@@ -136,8 +109,7 @@ def main() -> None:
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
     clusters = "".join(ENVOY_CLUSTER.format(name=n, port=p) for n, p in (("v1", v1), ("v2", v2)))
-    (tmp / "envoy.yaml").write_text(ENVOY_CONFIG.format(
-        admin=envoy_admin, port=envoy_port, hcm_type=HCM_TYPE, clusters=clusters))
+    (tmp / "envoy.yaml").write_text(envoy_config(envoy_admin, envoy_port, ENVOY_ROUTE, clusters))
     procs: list[subprocess.Popen] = []
     try:
         procs += [spawn(LOAD_CPU, PY, "-c", UPSTREAM, str(port)) for port in (v1, v2)]
