@@ -9,6 +9,8 @@ exactly. Fields (``\\x1f`` separates parts, since service names may hold any pri
     e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see collector.histogram)
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
+    r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
+                           ``EDGE_EVENTS`` names them: retries, ejections, ...)
 
 A graph over the last ``window`` seconds reads ``window`` hashes and adds them up. The
 reading half is pure (``build_graph``); ``fetch_graph``/``afetch_graph`` do the I/O for the
@@ -31,6 +33,17 @@ MAX_WINDOW = 3600
 # Keep a little more than the widest window so a query never reads a half-expired hash.
 KEY_TTL = MAX_WINDOW + 60
 UNKNOWN = "unknown"
+# The traffic-policy events an edge carries (docs/collector.md); every edge shows all of
+# them, zero when nothing happened.
+EDGE_EVENTS = (
+    "retries",
+    "ejections",
+    "overflows",
+    "timeouts",
+    "faults",
+    "rate_limited",
+    "retry_budget_exhausted",
+)
 
 
 class TrafficJSON(TypedDict):
@@ -51,9 +64,22 @@ class NodeJSON(TrafficJSON):
     versions: list[str]
 
 
+class EdgeEventsJSON(TypedDict):
+    """How often traffic policy acted on an edge's requests over the window."""
+
+    retries: int
+    ejections: int
+    overflows: int
+    timeouts: int
+    faults: int
+    rate_limited: int
+    retry_budget_exhausted: int
+
+
 class EdgeJSON(TrafficJSON):
     source: str
     target: str
+    events: EdgeEventsJSON
 
 
 class GraphJSON(TypedDict):
@@ -115,11 +141,15 @@ def _summary(stats: _Stats, window: int) -> dict[str, Any]:
     }
 
 
-def build_graph(
-    hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int, now: float
-) -> GraphJSON:
+def _events(counts: Mapping[str, int] | None) -> EdgeEventsJSON:
+    found = counts or {}
+    return {name: found.get(name, 0) for name in EDGE_EVENTS}  # type: ignore[return-value]
+
+
+def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int, now: float) -> GraphJSON:
     """Add up per-second hashes into the graph the API and the dashboard show."""
     edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
+    events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     nodes: dict[str, _Stats] = defaultdict(_Stats)
     versions: dict[str, set[str]] = defaultdict(set)
     for fields in hashes:
@@ -132,6 +162,12 @@ def build_graph(
                 nodes[parts[1]].add(parts[2], value)
             elif parts[0] == "v" and len(parts) == 3:
                 versions[parts[1]].add(parts[2])
+            elif parts[0] == "r" and len(parts) == 4 and parts[3] in EDGE_EVENTS:
+                counts = events[(parts[1], parts[2])]
+                counts[parts[3]] = counts.get(parts[3], 0) + value
+    for pair in events:  # an edge known only by its events (no request ended yet) is shown too
+        if pair not in edges:
+            edges[pair] = _Stats()
     services = set(nodes) | {name for pair in edges for name in pair}
     return {
         "window": window,
@@ -146,7 +182,12 @@ def build_graph(
             for name in sorted(services)
         ],
         "edges": [
-            {"source": src, "target": dst, **_summary(stats, window)}  # type: ignore[typeddict-item]
+            {
+                "source": src,
+                "target": dst,
+                **_summary(stats, window),  # type: ignore[typeddict-item]
+                "events": _events(events.get((src, dst))),
+            }
             for (src, dst), stats in sorted(edges.items())
         ],
     }
@@ -185,8 +226,9 @@ class GraphWriter:
         return self._pending[int(self._clock())]
 
     @staticmethod
-    def _add(bucket: dict[str, int], prefix: str, requests: int, errors: int,
-             latency: Mapping[int, int]) -> None:
+    def _add(
+        bucket: dict[str, int], prefix: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
         if requests:
             bucket[prefix + "n"] += requests
         if errors:
@@ -195,18 +237,25 @@ class GraphWriter:
             if count:
                 bucket[f"{prefix}h{index}"] += count
 
-    def add_edge(self, source: str, target: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None:
+    def add_edge(
+        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
         """Count calls from ``source`` to ``target`` as the caller saw them."""
         self._add(self._bucket(), f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
 
-    def add_node(self, service: str, version: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None:
+    def add_node(
+        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
         """Count requests that ``service`` (at ``version``) served."""
         bucket = self._bucket()
         self._add(bucket, f"n{SEP}{service}{SEP}", requests, errors, latency)
         if version:
             bucket[f"v{SEP}{service}{SEP}{version}"] += requests or 0
+
+    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
+        """Count ``value`` policy events ``name`` (one of ``EDGE_EVENTS``) on ``source -> target``."""
+        if value:
+            self._bucket()[f"r{SEP}{source}{SEP}{target}{SEP}{name}"] += value
 
     @property
     def pending(self) -> bool:

@@ -1,7 +1,9 @@
-"""Decode OTLP metric exports (protobuf or JSON), keeping the sidecars' request histogram.
+"""Decode OTLP metric exports (protobuf or JSON), keeping the sidecars' request histogram
+and traffic-policy counters.
 
-Only ``meshui.proxy.request.duration`` from resources with ``meshui.sidecar=true`` feeds the
-graph (docs/telemetry.md); every other metric is counted as received and otherwise ignored.
+Only ``meshui.proxy.request.duration`` and the policy counters (``SIDECAR_COUNTERS``, delta
+sums) from resources with ``meshui.sidecar=true`` feed the graph (docs/telemetry.md); every
+other metric is counted as received and otherwise ignored.
 Exponential histograms of any scale and explicit-bucket histograms are remapped onto
 ``collector.histogram``'s buckets here, delta or cumulative (the connector differences
 cumulative points).
@@ -37,10 +39,21 @@ from collector.records import (
     TEMPORALITY_DELTA,
     MetricBatch,
     Rejections,
+    SidecarCounter,
     SidecarPoint,
 )
 
 SIDECAR_METRIC = "meshui.proxy.request.duration"
+# Policy counter -> the key it has in an edge's ``events`` (collector.graphstore.EDGE_EVENTS).
+SIDECAR_COUNTERS = {
+    "meshui.proxy.retries": "retries",
+    "meshui.proxy.retry_budget.exhausted": "retry_budget_exhausted",
+    "meshui.proxy.overflows": "overflows",
+    "meshui.proxy.ejections": "ejections",
+    "meshui.proxy.timeouts": "timeouts",
+    "meshui.proxy.faults": "faults",
+    "meshui.proxy.rate_limited": "rate_limited",
+}
 # OTLP allows scales -10..20 (https://opentelemetry.io/docs/specs/otel/metrics/data-model/#exponential-scale).
 MIN_SCALE, MAX_SCALE = -10, 20
 _TEMPORALITY_NAMES = {"AGGREGATION_TEMPORALITY_DELTA": 1, "AGGREGATION_TEMPORALITY_CUMULATIVE": 2}
@@ -132,11 +145,39 @@ def _point(
     )
 
 
-def _keep(batch: MetricBatch, point: SidecarPoint | str) -> None:
+def _keep(batch: MetricBatch, point: SidecarPoint | SidecarCounter | str) -> None:
     if isinstance(point, str):
         batch.rejected.add(point)
+    elif isinstance(point, SidecarCounter):
+        batch.counters.append(point)
     else:
         batch.points.append(point)
+
+
+def _counter(name: str, attributes: dict[str, Any], value: int | float) -> SidecarCounter | str:
+    """A validated policy counter point, or why it was rejected."""
+    destination = attributes.get("destination.service")
+    if not isinstance(destination, str) or not destination:
+        return f"{name}: destination.service is missing"
+    source = attributes.get("source.service")
+    if not isinstance(source, str) or not source:
+        source = "unknown"
+    if isinstance(value, float):
+        if not value.is_integer():
+            return f"{name}: value must be a whole number, got {value!r}"
+        value = int(value)
+    if value < 0:
+        return f"{name}: value must not be negative"
+    return SidecarCounter(source, destination, SIDECAR_COUNTERS[name], value)
+
+
+def _counter_problem(name: str, data: str, temporality: int) -> str | None:
+    """Why a policy counter metric cannot be used as a whole, or None."""
+    if data != "sum":
+        return f"{name} must be a sum, got {data}"
+    if temporality != TEMPORALITY_DELTA:
+        return f"{name}: aggregation temporality must be delta"
+    return None
 
 
 def decode_protobuf(body: bytes) -> MetricBatch:
@@ -154,7 +195,19 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                     continue
                 points = getattr(metric, data).data_points
                 batch.point_count += len(points)
-                if not resource.sidecar or metric.name != SIDECAR_METRIC:
+                if not resource.sidecar:
+                    continue
+                if metric.name in SIDECAR_COUNTERS:
+                    temporality = metric.sum.aggregation_temporality if data == "sum" else 0
+                    problem = _counter_problem(metric.name, data, temporality)
+                    if problem is not None:
+                        batch.rejected.add(problem, len(points))
+                        continue
+                    for p in points:
+                        value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                        _keep(batch, _counter(metric.name, pb_attributes(p.attributes), value))
+                    continue
+                if metric.name != SIDECAR_METRIC:
                     continue
                 if data == "exponential_histogram":
                     temporality = metric.exponential_histogram.aggregation_temporality
@@ -223,14 +276,26 @@ def decode_json(body: bytes) -> MetricBatch:
                 body_ = json_object(metric[data], f"{metric_where}.{data}")
                 points = json_list(body_, "dataPoints", f"{metric_where}.{data}")
                 batch.point_count += len(points)
-                if not resource.sidecar or metric.get("name") != SIDECAR_METRIC:
-                    continue
-                if data not in ("exponentialHistogram", "histogram"):
-                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
+                name = metric.get("name")
+                if not resource.sidecar or (name != SIDECAR_METRIC and name not in SIDECAR_COUNTERS):
                     continue
                 temporality = body_.get("aggregationTemporality", 0)
                 if isinstance(temporality, str):
                     temporality = _TEMPORALITY_NAMES.get(temporality, 0)
+                if name in SIDECAR_COUNTERS:
+                    problem = _counter_problem(name, data, temporality if isinstance(temporality, int) else 0)
+                    if problem is not None:
+                        batch.rejected.add(problem, len(points))
+                        continue
+                    for p, point in enumerate(points):
+                        try:
+                            _keep(batch, _json_counter(name, point))
+                        except (TypeError, ValueError, AttributeError, InvalidRequest) as exc:
+                            batch.rejected.add(f"{metric_where}.dataPoints[{p}]: {exc}")
+                    continue
+                if data not in ("exponentialHistogram", "histogram"):
+                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
+                    continue
                 convert = _json_exponential if data == "exponentialHistogram" else _json_explicit
                 for p, point in enumerate(points):
                     try:
@@ -238,6 +303,12 @@ def decode_json(body: bytes) -> MetricBatch:
                     except (TypeError, ValueError, AttributeError, InvalidRequest) as exc:
                         batch.rejected.add(f"{metric_where}.dataPoints[{p}]: {exc}")
     return batch
+
+
+def _json_counter(name: str, p: dict[str, Any]) -> SidecarCounter | str:
+    attributes = json_attributes(p.get("attributes"), "dataPoint")
+    value: int | float = float(p["asDouble"]) if "asDouble" in p else json_int(p.get("asInt"))
+    return _counter(name, attributes, value)
 
 
 def _json_exponential(resource: Resource, p: dict[str, Any], temporality: int) -> SidecarPoint | str:

@@ -25,11 +25,28 @@ UNKNOWN_SERVICE = "unknown_service"
 class Span:
     """One span, reduced to what pairing needs. Hot: one per received span."""
 
-    __slots__ = ("trace_id", "span_id", "parent_span_id", "kind", "duration_ms", "failed",
-                 "http_status", "peer")
+    __slots__ = (
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "kind",
+        "duration_ms",
+        "failed",
+        "http_status",
+        "peer",
+    )
 
-    def __init__(self, trace_id: bytes, span_id: bytes, parent_span_id: bytes, kind: int,
-                 duration_ms: float, failed: bool, http_status: int, peer: str) -> None:
+    def __init__(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_span_id: bytes,
+        kind: int,
+        duration_ms: float,
+        failed: bool,
+        http_status: int,
+        peer: str,
+    ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
@@ -96,22 +113,38 @@ class SidecarPoint:
     latency: dict[int, int]
 
 
+@dataclass(frozen=True, slots=True)
+class SidecarCounter:
+    """One data point of a sidecar's policy counters (``meshui.proxy.retries``, ...): how
+    many times ``event`` happened on the edge source -> destination in one interval (delta)."""
+
+    source: str
+    destination: str
+    event: str  # the edge's ``events`` key: "retries", "ejections", ...
+    value: int
+
+
 @dataclass(slots=True)
 class MetricBatch:
     points: list[SidecarPoint] = field(default_factory=list)
     point_count: int = 0
     rejected: Rejections = field(default_factory=Rejections)
+    counters: list[SidecarCounter] = field(default_factory=list)
 
     @property
     def items(self) -> int:
-        return len(self.points)
+        return len(self.points) + len(self.counters)
 
 
 class GraphSink(Protocol):
     """Where connectors put graph increments (``graphstore.GraphWriter`` is one)."""
 
-    def add_edge(self, source: str, target: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None: ...
+    def add_edge(
+        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None: ...
 
-    def add_node(self, service: str, version: str, requests: int, errors: int,
-                 latency: Mapping[int, int]) -> None: ...
+    def add_node(
+        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None: ...
+
+    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None: ...

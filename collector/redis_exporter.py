@@ -92,6 +92,9 @@ class RedisGraphExporter:
     ) -> None:
         self.writer.add_node(service, version, requests, errors, latency)
 
+    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
+        self.writer.add_edge_counter(source, target, name, value)
+
     def refusal(self) -> Refusal | None:
         """Why new exports should be refused with 503 now, or None."""
         if not self.availability.available:

@@ -1,4 +1,4 @@
-"""Service graph from the sidecars' ``meshui.proxy.request.duration`` histograms.
+"""Service graph from the sidecars' request histograms and traffic-policy counters.
 
 Mapping (docs/telemetry.md): an ``outbound`` point is the edge source -> destination; an
 ``inbound`` point is node stats of the destination (and its version), and also the edge
@@ -9,6 +9,9 @@ Delta points are added as they are. Cumulative points are differenced against th
 point of the same stream, as the collector-contrib cumulativetodelta processor does: a new
 start time or a falling count is a reset (the new value is all new), and the first point
 of a stream counts in full only if the stream started after this collector did.
+
+Policy counters (``meshui.proxy.retries`` and the rest, delta sums) are added to their
+edge's ``events`` as they are (``GraphSink.add_edge_counter``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ class SidecarMetricsConfig:
 
     def validate(self) -> None:
         if self.max_cumulative_streams < 1:
-            raise ConfigError("sidecar_metrics.max_cumulative_streams",
-                              f"must be >= 1, got {self.max_cumulative_streams}")
+            raise ConfigError(
+                "sidecar_metrics.max_cumulative_streams", f"must be >= 1, got {self.max_cumulative_streams}"
+            )
 
 
 class _Last:
@@ -45,8 +49,13 @@ class _Last:
 class SidecarMetricsConnector:
     """Metrics in, graph increments out."""
 
-    def __init__(self, sink: GraphSink, config: SidecarMetricsConfig | None = None,
-                 stats: CollectorStats | None = None, started_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        sink: GraphSink,
+        config: SidecarMetricsConfig | None = None,
+        stats: CollectorStats | None = None,
+        started_ns: int | None = None,
+    ) -> None:
         self.config = config or SidecarMetricsConfig()
         self.config.validate()
         self.sink = sink
@@ -69,10 +78,12 @@ class SidecarMetricsConnector:
             if point.direction == "outbound":
                 self.sink.add_edge(point.source, point.destination, count, errors, latency)
             else:
-                self.sink.add_node(point.destination, point.destination_version, count, errors,
-                                   latency)
+                self.sink.add_node(point.destination, point.destination_version, count, errors, latency)
                 if not point.source_sidecar:
                     self.sink.add_edge(point.source, point.destination, count, errors, latency)
+        for counter in batch.counters:
+            if counter.value > 0:
+                self.sink.add_edge_counter(counter.source, counter.destination, counter.event, counter.value)
 
     def _delta(self, point: SidecarPoint) -> tuple[int, dict[int, int]] | None:
         """What a cumulative point adds since the last one of its stream (None: nothing)."""

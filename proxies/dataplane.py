@@ -105,7 +105,9 @@ class DataPlane:
         self.inbound_limiter: RateLimiter | None = None  # the local service's own rate_limit
         self.app_endpoint = Endpoint(service, "local-app", version, app[0], app[1])
         self.pools: dict[str, ConnectionPool] = {}
-        self.metrics = ProxyMetrics()
+        # Policy events per edge go where the telemetry export takes them from; a stand-in
+        # telemetry without them (tests) leaves them in ProxyMetrics' own bounded counters.
+        self.metrics = ProxyMetrics(getattr(telemetry, "edge_counters", None))
         self.telemetry = telemetry
         self.trace_incoming = trace_incoming
         self.trace_sample = trace_sample

@@ -529,7 +529,7 @@ class Exchange(PolicyTries):
             self._app_unavailable(reason)
             return
         if timed_out:
-            plane.metrics.count_timeout("connect")
+            plane.metrics.count_timeout("connect", self.source, self.destination)
         self._try_failed(CONNECT_FAILURE, reason, "connect" if timed_out else None)
 
     def _app_unavailable(self, reason: str) -> None:

@@ -4,12 +4,16 @@ faults, rate limiting).
 
 Requests are counted once, by telemetry (``meshui_proxy_requests_total``, rendered by
 ``proxies.telemetry.prometheus``); these are what telemetry does not see. Rendering
-happens only on scrape.
+happens only on scrape. Policy events are also counted per edge in ``edges``, which the
+metrics export sends over OTLP (``proxies.telemetry.counters``, docs/telemetry.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from proxies.telemetry import counters
+from proxies.telemetry.counters import EdgeCounters
 
 # What the listener answers itself while parsing (the x-meshui-error codes): these requests
 # never become an exchange, so telemetry does not count them.
@@ -39,9 +43,12 @@ class ProxyMetrics:
         "faults",
         "rate_limited",
         "inbound_rate_limited",
+        "edges",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, edges: EdgeCounters | None = None) -> None:
+        # Policy events per edge since the last export; telemetry takes them (see module doc).
+        self.edges = edges if edges is not None else EdgeCounters()
         self.connect_errors: dict[tuple[str, str, str], int] = {}
         # Every series exists from the start, so rate() sees the first rejection.
         self.rejected = {
@@ -59,18 +66,47 @@ class ProxyMetrics:
         self.rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
         self.inbound_rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
 
-    def count_overflow(self, limit: str) -> None:
+    # Policy events: the lifetime total for the admin port, and the edge for the export.
+    # source/destination are the exchange's (outbound: this service -> the destination;
+    # inbound: the caller -> this service).
+
+    def count_retry(self, source: str, destination: str) -> None:
+        self.retries_total += 1
+        self.edges.add(counters.RETRIES, source, destination)
+
+    def count_retry_budget_exhausted(self, source: str, destination: str) -> None:
+        self.retry_budget_exhausted += 1
+        self.edges.add(counters.RETRY_BUDGET_EXHAUSTED, source, destination)
+
+    def count_ejection(self, source: str, destination: str) -> None:
+        self.ejections_total += 1
+        self.edges.add(counters.EJECTIONS, source, destination)
+
+    def count_overflow(self, limit: str, source: str, destination: str) -> None:
         self.overflow[limit] = self.overflow.get(limit, 0) + 1
+        self.edges.add(counters.OVERFLOWS, source, destination, (("meshui.limit", limit),))
 
-    def count_timeout(self, kind: str) -> None:
+    def count_timeout(self, kind: str, source: str | None = None, destination: str | None = None) -> None:
+        """Count a timeout; without an edge (a client connection idle between requests) it
+        is on the admin port only."""
         self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
+        if source is not None and destination is not None:
+            self.edges.add(counters.TIMEOUTS, source, destination, (("meshui.kind", kind),))
 
-    def count_fault(self, kind: str) -> None:
+    def count_fault(self, kind: str, source: str, destination: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
+        self.edges.add(counters.FAULTS, source, destination, (("meshui.kind", kind),))
 
-    def count_rate_limited(self, scope: str, outbound: bool = True) -> None:
+    def count_rate_limited(self, scope: str, outbound: bool, source: str, destination: str) -> None:
         counts = self.rate_limited if outbound else self.inbound_rate_limited
         counts[scope] = counts.get(scope, 0) + 1
+        direction = "outbound" if outbound else "inbound"
+        self.edges.add(
+            counters.RATE_LIMITED,
+            source,
+            destination,
+            (("meshui.scope", scope), ("meshui.direction", direction)),
+        )
 
     def count_connect_error(self, direction: str, destination: str, address: str) -> None:
         key = (direction, destination, address)

@@ -121,7 +121,7 @@ class PolicyTries:
         if not wait:
             return False
         scope = limiter.rejected_scope or "destination"
-        self.plane.metrics.count_rate_limited(scope, outbound)
+        self.plane.metrics.count_rate_limited(scope, outbound, self.source, service)
         self._event("rate_limited", {"scope": scope, "retry_after_s": wait})
         self.respond_local(errors.rate_limited(service, scope, wait))
         return True
@@ -141,7 +141,7 @@ class PolicyTries:
             return
         metrics = self.plane.metrics
         if decision.delay_s:
-            metrics.count_fault("delay")
+            metrics.count_fault("delay", self.source, self.destination)
             self._event("fault_injected", {"kind": "delay", "delay_s": decision.delay_s})
             self.listener.pause(PAUSE_CONNECT)
             self.waiting = self.plane.loop.call_later(
@@ -156,7 +156,7 @@ class PolicyTries:
         if self.finished or self.response_started:
             return
         if abort_status is not None:
-            self.plane.metrics.count_fault("abort")
+            self.plane.metrics.count_fault("abort", self.source, self.destination)
             self._event("fault_injected", {"kind": "abort", "status": abort_status})
             self.respond_local(errors.fault_abort(abort_status))
             return
@@ -172,7 +172,7 @@ class PolicyTries:
         self._start_try()
 
     def _overflow(self, limit: str) -> None:
-        self.plane.metrics.count_overflow(limit)
+        self.plane.metrics.count_overflow(limit, self.source, self.destination)
         self._event("overflow", {"limit": limit})
         self.respond_local(errors.overflow(self.destination, limit))
 
@@ -250,11 +250,11 @@ class PolicyTries:
         if self.attempts > dest.retries.attempts:
             return False
         if not dest.budget.can_retry():
-            self.plane.metrics.retry_budget_exhausted += 1
+            self.plane.metrics.count_retry_budget_exhausted(self.source, self.destination)
             self._event("retry_budget_exhausted", {"attempt": self.attempts})
             return False
         if not dest.breaker.try_retry():
-            self.plane.metrics.count_overflow(MAX_RETRIES)
+            self.plane.metrics.count_overflow(MAX_RETRIES, self.source, self.destination)
             self._event("overflow", {"limit": MAX_RETRIES})
             return False
         self.holds_retry = True
@@ -265,7 +265,7 @@ class PolicyTries:
         assert dest is not None and self.endpoint is not None
         plane = self.plane
         dest.budget.on_retry()
-        plane.metrics.retries_total += 1
+        plane.metrics.count_retry(self.source, self.destination)
         tried = self.tried
         if tried is None:
             self.tried = [self.endpoint]
@@ -287,7 +287,7 @@ class PolicyTries:
         self._start_try()
 
     def _ejected(self, ejection: Ejection) -> None:
-        self.plane.metrics.ejections_total += 1
+        self.plane.metrics.count_ejection(self.source, self.destination)
         self._event(
             "ejected",
             {
@@ -308,7 +308,7 @@ class PolicyTries:
         self.try_timer = None
         if self.finished or self.response_started:
             return
-        self.plane.metrics.count_timeout("per-try")
+        self.plane.metrics.count_timeout("per-try", self.source, self.destination)
         conn = self._detach()
         if conn is not None:
             conn.abort()
@@ -320,14 +320,14 @@ class PolicyTries:
         self.deadline = False
         if self.finished or self.response_done:
             return
-        self.plane.metrics.count_timeout("request")
+        self.plane.metrics.count_timeout("request", self.source, self.destination)
         self._time_out("request")
 
     def on_idle_timeout(self) -> None:
         """The upstream sent nothing for the idle timeout while this exchange waited on it."""
         if self.finished or self.response_done:
             return
-        self.plane.metrics.count_timeout("idle")
+        self.plane.metrics.count_timeout("idle", self.source, self.destination)
         self._time_out("idle")
 
     def _time_out(self, kind: str) -> None:

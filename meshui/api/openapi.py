@@ -21,6 +21,26 @@ _STATS: dict[str, Any] = {
     "p99_ms": NUMBER_OR_NULL,
 }
 
+# Counts of sidecar policy events on an edge (collector.graphstore.EDGE_EVENTS).
+_EDGE_EVENTS: dict[str, Any] = {
+    "retries": {"type": "integer", "description": "retries sent"},
+    "ejections": {"type": "integer", "description": "target instances ejected by outlier detection"},
+    "overflows": {
+        "type": "integer",
+        "description": "requests or retries failed fast by a circuit-breaker limit",
+    },
+    "timeouts": {"type": "integer", "description": "connect, request, per-try and idle timeouts"},
+    "faults": {"type": "integer", "description": "faults injected (delays and aborts)"},
+    "rate_limited": {
+        "type": "integer",
+        "description": "requests answered 429 by a rate limit (caller's or callee's sidecar)",
+    },
+    "retry_budget_exhausted": {
+        "type": "integer",
+        "description": "retries refused because the retry budget was spent",
+    },
+}
+
 _ERROR_RESPONSE = {"$ref": "#/components/responses/Error"}
 
 OPENAPI: dict[str, Any] = {
@@ -39,14 +59,20 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "getGraph",
                 "summary": "The live service graph over the last `window` seconds",
-                "parameters": [{
-                    "name": "window", "in": "query", "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 60},
-                    "description": "seconds to add up, ending now",
-                }],
+                "parameters": [
+                    {
+                        "name": "window",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 60},
+                        "description": "seconds to add up, ending now",
+                    }
+                ],
                 "responses": {
-                    "200": {"description": "the graph", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Graph"}}}},
+                    "200": {
+                        "description": "the graph",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Graph"}}},
+                    },
                     "400": _ERROR_RESPONSE,
                     "401": _ERROR_RESPONSE,
                 },
@@ -57,8 +83,12 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "listServices",
                 "summary": "Registered services with their instances and live versions",
                 "responses": {
-                    "200": {"description": "services by name", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/ServiceList"}}}},
+                    "200": {
+                        "description": "services by name",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ServiceList"}}
+                        },
+                    },
                     "401": _ERROR_RESPONSE,
                 },
             }
@@ -68,9 +98,12 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "listInstances",
                 "summary": "Every sidecar instance with its connection and sync state",
                 "responses": {
-                    "200": {"description": "instances by service, then proxy id",
-                            "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/InstanceList"}}}},
+                    "200": {
+                        "description": "instances by service, then proxy id",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/InstanceList"}}
+                        },
+                    },
                     "401": _ERROR_RESPONSE,
                 },
             }
@@ -101,9 +134,10 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["error", "detail"],
                 "properties": {
-                    "error": {"type": "string", "enum": [
-                        "invalid_parameter", "unauthenticated", "method_not_allowed",
-                        "csrf_failed"]},
+                    "error": {
+                        "type": "string",
+                        "enum": ["invalid_parameter", "unauthenticated", "method_not_allowed", "csrf_failed"],
+                    },
                     "detail": {"type": "string"},
                     "parameter": {"type": "string", "description": "the offending parameter"},
                 },
@@ -121,10 +155,22 @@ OPENAPI: dict[str, Any] = {
             },
             "Edge": {
                 "type": "object",
-                "required": ["source", "target", *_STATS],
-                "properties": {"source": {"type": "string"}, "target": {"type": "string"},
-                               **_STATS},
+                "required": ["source", "target", *_STATS, "events"],
+                "properties": {
+                    "source": {"type": "string"},
+                    "target": {"type": "string"},
+                    **_STATS,
+                    "events": {"$ref": "#/components/schemas/EdgeEvents"},
+                },
                 "description": "calls from source to target as the caller saw them",
+            },
+            "EdgeEvents": {
+                "type": "object",
+                "required": list(_EDGE_EVENTS),
+                "properties": _EDGE_EVENTS,
+                "additionalProperties": False,
+                "description": "what the sidecars' traffic policy did to calls on the edge in "
+                "the window (every key always present, 0 when nothing happened)",
             },
             "Graph": {
                 "type": "object",
@@ -144,8 +190,7 @@ OPENAPI: dict[str, Any] = {
                     "version": {"type": "string"},
                     "address": {"type": "string"},
                     "connected": {"type": "boolean"},
-                    "live": {"type": "boolean",
-                             "description": "connected and heartbeat within 3 intervals"},
+                    "live": {"type": "boolean", "description": "connected and heartbeat within 3 intervals"},
                 },
             },
             "Service": {
@@ -154,24 +199,38 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time"},
-                    "versions": {"type": "array", "items": {"type": "string"},
-                                 "description": "versions of the live instances"},
+                    "versions": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "versions of the live instances",
+                    },
                     "live_instances": {"type": "integer"},
-                    "instances": {"type": "array",
-                                  "items": {"$ref": "#/components/schemas/ServiceInstance"}},
+                    "instances": {"type": "array", "items": {"$ref": "#/components/schemas/ServiceInstance"}},
                 },
             },
             "ServiceList": {
                 "type": "object",
                 "required": ["services"],
-                "properties": {"services": {"type": "array",
-                                            "items": {"$ref": "#/components/schemas/Service"}}},
+                "properties": {
+                    "services": {"type": "array", "items": {"$ref": "#/components/schemas/Service"}}
+                },
             },
             "Instance": {
                 "type": "object",
-                "required": ["proxy_id", "service", "version", "address", "admin_address", "pid",
-                             "connected", "connected_at", "last_seen", "endpoints_acked",
-                             "sync", "last_nack_reason"],
+                "required": [
+                    "proxy_id",
+                    "service",
+                    "version",
+                    "address",
+                    "admin_address",
+                    "pid",
+                    "connected",
+                    "connected_at",
+                    "last_seen",
+                    "endpoints_acked",
+                    "sync",
+                    "last_nack_reason",
+                ],
                 "properties": {
                     "proxy_id": {"type": "string"},
                     "service": {"type": "string"},
@@ -191,10 +250,11 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["endpoints_version", "instances"],
                 "properties": {
-                    "endpoints_version": {"type": ["integer", "null"],
-                                          "description": "the latest endpoints version sent"},
-                    "instances": {"type": "array",
-                                  "items": {"$ref": "#/components/schemas/Instance"}},
+                    "endpoints_version": {
+                        "type": ["integer", "null"],
+                        "description": "the latest endpoints version sent",
+                    },
+                    "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}},
                 },
             },
         },

@@ -69,7 +69,8 @@ class Interval:
         return sum(point.count for point in self.unique)
 
 
-def _text(value: object) -> str:
+def attribute_text(value: object) -> str:
+    """An attribute value as exported: a string of at most 256 characters, valid UTF-8."""
     text = "" if value is None else value if type(value) is str else str(value)
     if len(text) > MAX_ATTRIBUTE_LENGTH:
         text = text[:MAX_ATTRIBUTE_LENGTH]
@@ -92,10 +93,10 @@ def normalize(raw: tuple[object, ...]) -> AttributeSet | None:
     if not 0 <= code <= 999:
         return None
     return (
-        _text(direction),
-        _text(source),
-        _text(destination),
-        _text(version),
+        attribute_text(direction),
+        attribute_text(source),
+        attribute_text(destination),
+        attribute_text(version),
         code,
         bool(source_sidecar),
     )

@@ -22,11 +22,13 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     ExponentialHistogramDataPoint,
+    Metric,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceProto
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from proxies.telemetry.aggregate import AttributeSet, Point
+from proxies.telemetry.aggregate import AttributeSet, Point, attribute_text
+from proxies.telemetry.counters import COUNTERS, CounterKey
 from proxies.telemetry.model import AttributeValue, Resource, SpanData
 
 if TYPE_CHECKING:
@@ -108,13 +110,23 @@ class MetricsEncoder:
         self._resource = _field(1, resource.SerializeToString())
         self._attributes: dict[AttributeSet, bytes] = {}
 
-    def encode(self, points: Sequence[Point], start_ns: int, end_ns: int) -> bytes:
-        """One request: one delta exponential histogram data point per attribute set."""
+    def encode(
+        self,
+        points: Sequence[Point],
+        start_ns: int,
+        end_ns: int,
+        counts: Sequence[tuple[CounterKey, int]] = (),
+    ) -> bytes:
+        """One request: one delta exponential histogram data point per attribute set, then
+        the policy counters as delta monotonic sums (one metric per counter name)."""
+        scope_metrics = _SCOPE
         times = _pack_times(0x11, start_ns, 0x19, end_ns)
         data_points = [self._data_point(point, times) for point in points if point.count]
-        histogram = b"".join(data_points) + _AGGREGATION_DELTA
-        metric = _METRIC_HEADER + _field(10, histogram)
-        scope_metrics = _SCOPE + _field(2, metric)
+        if data_points or not counts:
+            histogram = b"".join(data_points) + _AGGREGATION_DELTA
+            scope_metrics += _field(2, _METRIC_HEADER + _field(10, histogram))
+        if counts:
+            scope_metrics += encode_counters(counts, start_ns, end_ns)
         resource_metrics = self._resource + _field(2, scope_metrics)
         return _field(1, resource_metrics)
 
@@ -160,6 +172,29 @@ class MetricsEncoder:
             self._attributes.clear()
         self._attributes[attributes] = encoded
         return encoded
+
+
+def encode_counters(counts: Sequence[tuple[CounterKey, int]], start_ns: int, end_ns: int) -> bytes:
+    """Policy counters as repeated ``Metric`` fields of a ScopeMetrics (off the hot path:
+    a handful of points per interval, so the generated classes are fast enough)."""
+    metrics: dict[str, Metric] = {}
+    for (name, source, destination, attributes), value in counts:
+        metric = metrics.get(name)
+        if metric is None:
+            metric = metrics[name] = Metric(name=name, description=COUNTERS.get(name, ""), unit="1")
+            metric.sum.aggregation_temporality = _DELTA
+            metric.sum.is_monotonic = True
+        point = metric.sum.data_points.add()
+        point.start_time_unix_nano = start_ns
+        point.time_unix_nano = end_ns
+        point.as_int = value
+        items = [
+            ("source.service", attribute_text(source)),
+            ("destination.service", attribute_text(destination)),
+            *((key, attribute_text(v)) for key, v in attributes),
+        ]
+        _set_attributes(point.attributes, items)
+    return b"".join(_field(2, metric.SerializeToString()) for metric in metrics.values())
 
 
 def _varint(value: int) -> bytes:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from proxies.telemetry.aggregate import AttributeSet, Interval, RequestAggregator
+from proxies.telemetry.counters import EdgeCounters
 from proxies.telemetry.encode import (
     MAX_POINTS_PER_REQUEST,
     MetricsEncoder,
@@ -77,6 +78,8 @@ class Telemetry:
         # The request path calls the aggregator's bound method directly: one Python call
         # less, 630 -> 450 ns per request (bench/telemetry_overhead.py). Same signature.
         self.record_request = self._aggregator.record  # type: ignore[method-assign]
+        # Policy events per edge (ProxyMetrics adds to them); exported with each interval.
+        self.edge_counters = EdgeCounters(max_attribute_sets)
         self._encoder = MetricsEncoder(resource_proto(resource))
         self._resource_proto = resource_proto(resource)
         self._spans: deque[SpanData] = deque()
@@ -163,6 +166,7 @@ class Telemetry:
                 pass
         self._task = None
         interval = self._aggregator.take(time.time_ns())
+        self.edge_counters.take()  # policy events of the unsent interval go with it
         self._dropped["metrics", "shutdown"] += self._metrics.pending_items() + interval.measurements
         self._fold_totals(interval)
         self._dropped["spans", "shutdown"] += self._traces.pending_items() + len(self._spans)
@@ -225,18 +229,26 @@ class Telemetry:
                 await asyncio.sleep(0)
 
     async def _close_interval(self) -> None:
-        """Swap the metrics interval out; queue it as requests of at most 100 data points."""
+        """Swap the metrics interval out; queue it as requests of at most 100 data points.
+
+        The interval's policy counters are taken in the same step and fill the requests
+        after the request histograms, so they share the backlog, retries and drops.
+        """
         interval = self._aggregator.take(time.time_ns())
+        counts = list(self.edge_counters.take().items())
         self._fold_totals(interval)
-        if self._client is None or not interval.unique:
+        if self._client is None or not (interval.unique or counts):
             return
         points = interval.unique
+        histograms = len(points)
         group: list[Batch] = []
-        for start in range(0, len(points), MAX_POINTS_PER_REQUEST):
+        for start in range(0, histograms + len(counts), MAX_POINTS_PER_REQUEST):
             if start:
                 await asyncio.sleep(0)  # let requests run between encodings
-            chunk = points[start : start + MAX_POINTS_PER_REQUEST]
-            body = self._encoder.encode(chunk, interval.start_ns, interval.end_ns)
+            end = start + MAX_POINTS_PER_REQUEST
+            chunk = points[start:end]
+            sums = counts[max(0, start - histograms) : max(0, end - histograms)]
+            body = self._encoder.encode(chunk, interval.start_ns, interval.end_ns, sums)
             group.append(Batch(body, sum(point.count for point in chunk)))
         backlog = self._metrics.backlog
         backlog.append(group)
@@ -352,14 +364,21 @@ class Telemetry:
     def dropped_total(self) -> int:
         """Telemetry lost before the collector, all signals and reasons summed."""
         aggregator = self._aggregator
-        return sum(self._dropped.values()) + aggregator.dropped_invalid + aggregator.dropped_cardinality
+        return (
+            sum(self._dropped.values())
+            + aggregator.dropped_invalid
+            + aggregator.dropped_cardinality
+            + self.edge_counters.dropped_cardinality
+        )
 
     def prometheus(self) -> str:
         """Prometheus text lines for the sidecar's admin port (telemetry health, requests)."""
         aggregator = self._aggregator
         dropped = dict(self._dropped)
         dropped["metrics", "invalid"] += aggregator.dropped_invalid
-        dropped["metrics", "cardinality_limit"] += aggregator.dropped_cardinality
+        dropped["metrics", "cardinality_limit"] += (
+            aggregator.dropped_cardinality + self.edge_counters.dropped_cardinality
+        )
         return prometheus_text(
             dropped,
             (self._metrics, self._traces),

@@ -70,3 +70,20 @@ def test_sidecar_metrics_golden_file_makes_the_expected_graph(encoding: str) -> 
     SidecarMetricsConnector(writer).consume(batch)
 
     check_golden("sidecar_metrics", graph_of(writer.take()))
+
+
+@pytest.mark.parametrize("encoding", ["pb", "json"])
+def test_sidecar_policy_counters_golden_file_puts_the_events_on_their_edges(encoding: str) -> None:
+    body = (GOLDEN / f"sidecar_policy_counters.{encoding}").read_bytes()
+    decode = otlp_metrics.decode_protobuf if encoding == "pb" else otlp_metrics.decode_json
+    batch = decode(body)
+    # 1 histogram + 12 counter points from sidecars + 1 from a non-sidecar resource.
+    assert batch.point_count == 14
+    assert len(batch.counters) == 9  # every delta counter point with a destination
+    assert batch.rejected.count == 2  # the cumulative retries, the fault with no destination
+    assert "aggregation temporality must be delta" in batch.rejected.message
+
+    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    SidecarMetricsConnector(writer).consume(batch)
+
+    check_golden("sidecar_policy_counters", graph_of(writer.take()))

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from collector import histogram
-from collector.graphstore import GraphWriter
+from collector.graphstore import EDGE_EVENTS, GraphWriter
 from meshui.api.openapi import OPENAPI
 
 pytestmark = pytest.mark.django_db
@@ -50,17 +50,52 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
         "window": 30,
         "generated_at": body["generated_at"],
         "nodes": [
-            {"id": "frontend", "service": "frontend", "versions": ["v1", "v2"],
-             "requests": 60, "errors": 3, "rps": 2.0, "error_rate": 0.05,
-             "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
-            {"id": "unknown", "service": "unknown", "versions": [],
-             "requests": 0, "errors": 0, "rps": 0.0, "error_rate": 0.0,
-             "p50_ms": None, "p95_ms": None, "p99_ms": None},
+            {
+                "id": "frontend",
+                "service": "frontend",
+                "versions": ["v1", "v2"],
+                "requests": 60,
+                "errors": 3,
+                "rps": 2.0,
+                "error_rate": 0.05,
+                "p50_ms": p[0.5],
+                "p95_ms": p[0.95],
+                "p99_ms": p[0.99],
+            },
+            {
+                "id": "unknown",
+                "service": "unknown",
+                "versions": [],
+                "requests": 0,
+                "errors": 0,
+                "rps": 0.0,
+                "error_rate": 0.0,
+                "p50_ms": None,
+                "p95_ms": None,
+                "p99_ms": None,
+            },
         ],
         "edges": [
-            {"source": "unknown", "target": "frontend", "requests": 60, "errors": 3,
-             "rps": 2.0, "error_rate": 0.05,
-             "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
+            {
+                "source": "unknown",
+                "target": "frontend",
+                "requests": 60,
+                "errors": 3,
+                "rps": 2.0,
+                "error_rate": 0.05,
+                "p50_ms": p[0.5],
+                "p95_ms": p[0.95],
+                "p99_ms": p[0.99],
+                "events": {
+                    "retries": 0,
+                    "ejections": 0,
+                    "overflows": 0,
+                    "timeouts": 0,
+                    "faults": 0,
+                    "rate_limited": 0,
+                    "retry_budget_exhausted": 0,
+                },
+            },
         ],
     }
 
@@ -79,11 +114,10 @@ def test_a_bad_window_is_a_400_naming_the_parameter(reader: Client, window: str)
     assert "window" in body["detail"]
 
 
-@pytest.mark.parametrize("path", ["/api/v1/graph", "/api/v1/services", "/api/v1/instances",
-                                  "/api/v1/openapi.json"])
-def test_reading_the_api_needs_a_login_unless_public_read(
-    meshui_settings: Any, path: str
-) -> None:
+@pytest.mark.parametrize(
+    "path", ["/api/v1/graph", "/api/v1/services", "/api/v1/instances", "/api/v1/openapi.json"]
+)
+def test_reading_the_api_needs_a_login_unless_public_read(meshui_settings: Any, path: str) -> None:
     anonymous = Client()
     meshui_settings.MESHUI_PUBLIC_READ = False
     response = anonymous.get(path)
@@ -147,3 +181,9 @@ def test_every_api_route_is_in_the_openapi_document(reader: Client) -> None:
     schemas = document["components"]["schemas"]
     graph = reader.get("/api/v1/graph").json()
     assert set(graph) == set(schemas["Graph"]["required"])
+
+
+def test_the_openapi_edge_events_are_exactly_the_ones_the_graph_carries() -> None:
+    schema = OPENAPI["components"]["schemas"]["EdgeEvents"]
+    assert list(schema["properties"]) == list(EDGE_EVENTS) == schema["required"]
+    assert "events" in OPENAPI["components"]["schemas"]["Edge"]["required"]

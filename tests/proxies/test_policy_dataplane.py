@@ -119,6 +119,12 @@ async def admin(sidecar: Sidecar, path: str) -> bytes:
 
 
 ROUND_ROBIN = {"load_balancer": "round_robin"}
+OUT = ("frontend", "catalog")
+
+
+def on_edges(sidecar: Sidecar) -> dict[tuple[Any, ...], int]:
+    """Policy events per edge as the OTLP export will take them (proxies.telemetry.counters)."""
+    return dict(sidecar.plane.metrics.edges.counts)
 
 
 async def test_a_per_try_timeout_then_a_retry_to_another_instance_succeeds(servers, telemetry):
@@ -131,6 +137,10 @@ async def test_a_per_try_timeout_then_a_retry_to_another_instance_succeeds(serve
         assert silent.hits == 1 and live.hits == 1
         assert sidecar.plane.metrics.timeouts["per-try"] == 1
         assert sidecar.plane.metrics.retries_total == 1
+        assert on_edges(sidecar) == {
+            ("meshui.proxy.timeouts", *OUT, (("meshui.kind", "per-try"),)): 1,
+            ("meshui.proxy.retries", *OUT, ()): 1,
+        }
     finally:
         await sidecar.stop()
 
@@ -199,6 +209,7 @@ async def test_pool_overflow_fails_fast_with_the_limit_in_a_header(servers, tele
         assert silent.hits == 1  # never queued, never sent
         text = (await admin(sidecar, "/metrics")).decode()
         assert 'meshui_proxy_overflow_total{limit="max_requests"} 1' in text
+        assert on_edges(sidecar) == {("meshui.proxy.overflows", *OUT, (("meshui.limit", "max_requests"),)): 1}
         held.close()
     finally:
         await sidecar.stop()
@@ -242,6 +253,7 @@ async def test_an_abort_fault_answers_for_the_upstream_with_a_header(servers, te
         status, _, _ = await get(sidecar.ports["outbound"])  # no header: the default route
         assert status.startswith(b"HTTP/1.1 200") and live.hits == 1
         assert sidecar.plane.metrics.faults["abort"] == 1
+        assert on_edges(sidecar) == {("meshui.proxy.faults", *OUT, (("meshui.kind", "abort"),)): 1}
     finally:
         await sidecar.stop()
 
@@ -261,6 +273,8 @@ async def test_the_rate_limit_answers_429_with_retry_after(servers, telemetry):
         clock.now += 1.0
         assert (await get(out))[0].startswith(b"HTTP/1.1 200")
         assert sidecar.plane.metrics.rate_limited["destination"] == 1
+        scope = (("meshui.scope", "destination"), ("meshui.direction", "outbound"))
+        assert on_edges(sidecar) == {("meshui.proxy.rate_limited", *OUT, scope): 1}
     finally:
         await sidecar.stop()
 
@@ -301,6 +315,12 @@ async def test_inbound_limits_each_calling_service_on_its_own_bucket(servers, te
         text = (await admin(sidecar, "/metrics")).decode()
         assert 'meshui_proxy_rate_limited_total{direction="inbound",scope="source"} 2' in text
         assert 'meshui_proxy_rate_limited_total{direction="outbound",scope="source"} 0' in text
+        # On the export, each refusal is on its caller's edge to this service.
+        scope = (("meshui.scope", "source"), ("meshui.direction", "inbound"))
+        assert on_edges(sidecar) == {
+            ("meshui.proxy.rate_limited", "checkout", "frontend", scope): 1,
+            ("meshui.proxy.rate_limited", "search", "frontend", scope): 1,
+        }
         refused = [
             s
             for s in telemetry.spans
@@ -364,6 +384,7 @@ async def test_a_failing_instance_is_ejected_after_five_5xx_and_gets_no_traffic_
             assert status.startswith(b"HTTP/1.1 200")
         assert failing.hits == 5 and live.hits == 15
         assert sidecar.plane.metrics.ejections_total == 1
+        assert on_edges(sidecar) == {("meshui.proxy.ejections", *OUT, ()): 1}
         view = orjson.loads(await admin(sidecar, "/endpoints"))["destinations"]["catalog"]
         ejected = view["endpoints"][0]
         assert ejected["ejected"] and ejected["ejected_until"] == clock.now + 30.0
@@ -415,6 +436,7 @@ async def test_an_idle_client_connection_is_closed_after_the_idle_timeout(server
         sidecar.plane.sweep_idle()
         assert await asyncio.wait_for(reader.read(), 2) == b""
         assert sidecar.plane.metrics.timeouts["idle"] == 1
+        assert on_edges(sidecar) == {}  # no request, no edge: on the admin port only
         writer.close()
     finally:
         await sidecar.stop()
