@@ -85,9 +85,27 @@ def node_hover(node: Mapping[str, Any], window: int) -> str:
     )
 
 
+EVENT_LABELS = (
+    ("retries", "retries"),
+    ("retry_budget_exhausted", "budget exhausted"),
+    ("ejections", "ejections"),
+    ("overflows", "overflows"),
+    ("timeouts", "timeouts"),
+    ("faults", "faults injected"),
+    ("rate_limited", "rate limited"),
+)
+
+
+def events_line(events: Mapping[str, int]) -> str | None:
+    """What the sidecars' traffic policy did on this edge, or None when it did nothing."""
+    parts = [f"{events[key]:,} {label}" for key, label in EVENT_LABELS if events.get(key)]
+    return " · ".join(parts) if parts else None
+
+
 def edge_hover(edge: Mapping[str, Any], window: int) -> str:
     title = f"<b>{edge['source']} → {edge['target']}</b>"
-    return "<br>".join([title, *_stats_lines(edge, window)])
+    events = events_line(edge.get("events") or {})
+    return "<br>".join([title, *_stats_lines(edge, window), *([events] if events else [])])
 
 
 def node_label(node: Mapping[str, Any]) -> str:

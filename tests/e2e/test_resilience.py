@@ -8,6 +8,7 @@ zero and the instance gets no traffic.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -85,3 +86,18 @@ def test_an_always_failing_instance_is_ejected_and_the_caller_stops_seeing_error
     state = payments_endpoints(mesh)
     assert state[BAD]["ejected"] is True
     assert state[BAD]["requests_total"] == served_by_bad
+
+
+def test_the_ejection_reaches_the_graph_as_an_edge_event(mesh: Mesh) -> None:
+    """The checkout sidecar exports the ejection over OTLP; the API shows it on the edge."""
+    api = f"{mesh.config.dashboard_url}api/v1/graph"
+    deadline = time.monotonic() + 15
+    events: dict = {}
+    while time.monotonic() < deadline:
+        edges = httpx.get(api, params={"window": 300}, timeout=5, trust_env=False).json()["edges"]
+        edge = next((e for e in edges if (e["source"], e["target"]) == ("checkout", "payments")), None)
+        events = edge["events"] if edge else {}
+        if events.get("ejections"):
+            break
+        time.sleep(0.1)
+    assert events.get("ejections") == 1, events

@@ -54,3 +54,15 @@ def test_every_service_is_a_labelled_node_with_its_versions() -> None:
 def test_the_summary_counts_requests_once_as_callers_saw_them() -> None:
     assert summary(GRAPH) == {"services": 2, "edges": 1, "rps": 10.0, "error_rate": 0.02,
                               "generated_at": 1.0}
+
+
+def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing() -> None:
+    from meshui.dashboard.figure import edge_hover
+
+    base = {"source": "checkout", "target": "payments", "rps": 1.0, "error_rate": 0.0,
+            "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0, "requests": 60, "errors": 0}
+    quiet = edge_hover({**base, "events": {"retries": 0, "ejections": 0}}, 60)
+    busy = edge_hover({**base, "events": {"retries": 7, "ejections": 1, "rate_limited": 0}}, 60)
+
+    assert "retries" not in quiet
+    assert busy.endswith("7 retries · 1 ejections")
