@@ -1,9 +1,10 @@
 """Exporter: write graph increments to Redis with ``graphstore.GraphWriter``.
 
 Connectors add increments in memory; a flush every ``flush_interval_s`` writes them with
-HINCRBY (so any number of collectors add up exactly). When Redis fails the increments are
-kept and retried, and the exporter reports itself unavailable so the receiver answers new
-exports with 503 (the senders retry later) instead of letting the backlog grow.
+HINCRBY (so any number of collectors add up exactly), as one batch that Redis applies at
+most once. When Redis fails the batch is kept and sent again under the same id, and the
+exporter reports itself unavailable so the receiver answers new exports with 503 (the
+senders retry later) instead of letting the backlog grow.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ class RedisExporterConfig:
 def redis_client(url: str, socket_timeout_s: float = 2.0, max_connections: int = 50) -> aredis.Redis:
     """An asyncio client that fails fast and never re-sends a command by itself.
 
-    redis-py 8 retries failed commands (and whole pipelines) with backoff by default; a
-    re-sent HINCRBY pipeline could count twice, and the flush loop retries anyway.
+    redis-py 8 retries failed commands (and whole pipelines) with backoff by default. The
+    flush loop already retries, with the same batch id, and the other callers (publisher
+    lock, pings) run again on their next round; a second retry policy would only hold a
+    round up while Redis is down.
     """
     return aredis.Redis.from_url(
         url,

@@ -13,6 +13,8 @@ class CuttableLink:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._lose_next_reply = False
+        self.replies_lost = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -27,6 +29,14 @@ class CuttableLink:
     def restore(self) -> None:
         self.up = True
 
+    def lose_next_reply(self) -> None:
+        """Drop the next bytes the target sends back, and cut that connection.
+
+        The request before them was delivered, so the target acted on it: the client just
+        never learns that it did (a reply lost to a timeout or a broken connection).
+        """
+        self._lose_next_reply = True
+
     async def close(self) -> None:
         self.cut()
         if self._server is not None:
@@ -40,11 +50,16 @@ class CuttableLink:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if replies and self._lose_next_reply:
+                        self._lose_next_reply = False
+                        self.replies_lost += 1
+                        up_writer.close()
+                        break
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))

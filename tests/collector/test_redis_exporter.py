@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import orjson
+import pytest
 import redis
+import redis.asyncio as aredis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector import graphstore
 from collector.publisher import LivePublisherConfig
-from collector.redis_exporter import RedisExporterConfig
+from collector.redis_exporter import RedisExporterConfig, redis_client
 from tests.collector.support import ahttp, eventually, running_collector
 from tests.collector.tcp_cut import CuttableLink
 
@@ -87,8 +90,6 @@ async def test_redis_down_gets_503_and_recovery_loses_no_counted_increment(redis
             # No publisher: its lock round would notice the cut on its own and could refuse the
             # 20 spans below before they are accepted (tested in the /health test instead).
             publisher=LivePublisherConfig(enabled=False),
-            # The default socket timeout: a short one can expire on a loaded box after Redis
-            # applied a MULTI/EXEC, and the retried increments would then count twice.
         ) as collector,
     ):
         url = f"http://127.0.0.1:{collector.port}/v1/traces"
@@ -115,6 +116,70 @@ async def test_redis_down_gets_503_and_recovery_loses_no_counted_increment(redis
         await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 35, wait)
     assert edge_requests(redis_url, "unknown", "api") == 35
     assert collector.stats.received_spans == 35  # the refused 5 counted once, when accepted
+
+
+async def test_a_flush_whose_reply_is_lost_after_redis_applied_it_is_retried_and_counted_once(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    wait = 30.0
+    caplog.set_level(logging.INFO, logger="collector.graphstore")
+    async with (
+        redis_through_a_link(redis_url) as (link, via_link),
+        # No publisher: only the writer talks to Redis, so the next reply is the flush's.
+        running_collector(via_link, publisher=LivePublisherConfig(enabled=False)) as collector,
+    ):
+        url = f"http://127.0.0.1:{collector.port}/v1/traces"
+        assert (await ahttp("POST", url, root_spans("api", 10, 1), PB))[0] == 200
+        await eventually(lambda: edge_requests(redis_url, "unknown", "api") == 10, wait)
+        await eventually(lambda: not collector.exporter.writer.pending, wait)
+
+        link.lose_next_reply()
+        assert (await ahttp("POST", url, root_spans("api", 20, 11), PB))[0] == 200
+        await eventually(lambda: link.replies_lost == 1, wait)
+        await eventually(lambda: not collector.exporter.writer.pending, wait)
+        assert collector.stats.redis_write_errors == 1
+        assert "was applied before (its reply was lost)" in caplog.text  # the retry reached Redis
+        assert edge_requests(redis_url, "unknown", "api") == 30
+    assert edge_requests(redis_url, "unknown", "api") == 30
+
+
+async def test_a_resent_batch_keeps_its_id_and_later_increments_go_into_the_next_batch(
+    redis_url: str,
+) -> None:
+    now = 1_800_000_000
+    requests_field = f"e{graphstore.SEP}web{graphstore.SEP}api{graphstore.SEP}n"
+    direct = aredis.Redis.from_url(redis_url)
+    async with redis_through_a_link(redis_url) as (link, via_link):
+        client = redis_client(via_link)
+        writer = graphstore.GraphWriter(clock=lambda: now)
+        try:
+            writer.add_edge("web", "api", 1, 0, {})
+            assert await writer.aflush(client) == 1  # loads the script, opens the connection
+
+            writer.add_edge("web", "api", 2, 0, {})
+            link.lose_next_reply()
+            with pytest.raises(redis.ConnectionError):
+                await writer.aflush(client)
+            lost = writer.unconfirmed_batch
+            assert lost is not None
+            assert lost.increments == {now: {requests_field: 2}}
+            assert await direct.hget(graphstore.key_for(now), requests_field) == b"3"  # applied
+            assert 0 < await direct.ttl(lost.marker_key) <= graphstore.FLUSH_MARKER_TTL
+
+            writer.add_edge("web", "api", 4, 0, {})
+            assert writer.unconfirmed_batch is lost  # the new increments did not join it
+            assert writer.pending_fields == 2
+
+            assert await writer.aflush(client) == 2  # the lost batch again, then a new one
+            assert await direct.hget(graphstore.key_for(now), requests_field) == b"7"
+            assert writer.unconfirmed_batch is None and not writer.pending
+            markers = {key async for key in direct.scan_iter(f"{graphstore.FLUSH_MARKER_PREFIX}*")}
+            assert markers == {
+                f"{graphstore.FLUSH_MARKER_PREFIX}{writer.instance_id}:{n}".encode() for n in (1, 2, 3)
+            }
+        finally:
+            await client.aclose()
+            await direct.aclose()
 
 
 async def test_health_shows_a_redis_outage_without_any_traffic(redis_url: str) -> None:
