@@ -26,7 +26,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results import write_section  # noqa: E402
-from collector import graphstore, otlp_traces  # noqa: E402
+from collector import graphwriter, otlp_traces  # noqa: E402
 from collector.servicegraph import ServiceGraphConnector  # noqa: E402
 
 SPANS_PER_EXPORT = 512  # the SDK's BatchSpanProcessor max_export_batch_size
@@ -118,7 +118,7 @@ def raw_json(body: bytes) -> int:
 
 
 def full(decode: Callable[[bytes], otlp_traces.TraceBatch]) -> Callable[[bytes], int]:
-    writer = graphstore.GraphWriter()
+    writer = graphwriter.GraphWriter()
     connector = ServiceGraphConnector(writer)
 
     def run(body: bytes) -> int:

@@ -2,8 +2,8 @@
 
 One Redis hash per wall-clock second, ``meshui:graph:<epoch second>``, holds integer
 counters that every collector increments with HINCRBY, so any number of collectors merge
-exactly. A collector writes in batches that Redis applies at most once (``FlushBatch``), so
-a batch resent after a lost reply is not counted twice. Fields (``\\x1f`` separates parts,
+exactly. Collectors write through ``collector.graphwriter`` in batches that Redis applies at
+most once, so a batch resent after a lost reply is not counted twice. Fields (``\\x1f`` separates parts,
 since service names may hold any printable):
 
     e␟<src>␟<dst>␟n        requests on the edge src -> dst (client side view)
@@ -21,12 +21,10 @@ sync (Django) and async (collector, consumers) callers.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -216,181 +214,3 @@ async def afetch_graph(redis_client: Any, window: int, now: float | None = None)
     for key in keys_for_window(validate_window(window), now):
         pipe.hgetall(key)
     return build_graph(await pipe.execute(), window, now)
-
-
-# Each flush is one batch with an id of its own (``<writer instance>:<sequence>``). The script
-# below applies a batch only if it can create the batch's marker key, so a batch sent again
-# after its reply was lost (timeout, cut connection) is applied at most once.
-FLUSH_MARKER_PREFIX = "meshui:flush:"
-# A batch counts only seconds up to the moment Redis first applied it, and a window reaches
-# back at most MAX_WINDOW seconds. So once a marker of that age has expired, a late resend could
-# only add to seconds no graph reads any more: the marker need not live longer.
-FLUSH_MARKER_TTL = MAX_WINDOW
-# KEYS[1] is the batch's marker, KEYS[2..] the per-second hashes. ARGV[1] is the marker TTL,
-# ARGV[2] the hashes' TTL, then for each hash in KEYS order: its number of fields, then
-# field, increment pairs. Returns 1 when applied, 0 when the batch had been applied before.
-FLUSH_SCRIPT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
-end
-local at = 3
-for k = 2, #KEYS do
-  local last = at + 2 * tonumber(ARGV[at])
-  for i = at + 1, last, 2 do
-    redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
-  end
-  redis.call('EXPIRE', KEYS[k], ARGV[2])
-  at = last + 1
-end
-return 1
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class FlushBatch:
-    """Increments sealed under one id: Redis applies them at most once, however often sent."""
-
-    id: str
-    increments: Mapping[int, Mapping[str, int]]
-
-    @property
-    def marker_key(self) -> str:
-        return f"{FLUSH_MARKER_PREFIX}{self.id}"
-
-    @property
-    def fields(self) -> int:
-        return sum(len(fields) for fields in self.increments.values())
-
-    def script_call(self) -> tuple[list[str], list[str | int]]:
-        """The ``KEYS`` and ``ARGV`` of ``FLUSH_SCRIPT`` for this batch."""
-        keys = [self.marker_key]
-        args: list[str | int] = [FLUSH_MARKER_TTL, KEY_TTL]
-        for second, fields in self.increments.items():
-            keys.append(key_for(second))
-            args.append(len(fields))
-            for name, value in fields.items():
-                args += (name, value)
-        return keys, args
-
-
-class GraphWriter:
-    """Accumulates counter increments per second in memory; ``aflush`` writes them.
-
-    Increments are applied with HINCRBY, so flushes from any number of collectors add up
-    exactly. Each flush seals the open increments into a ``FlushBatch`` with a new id, and
-    Redis applies a batch at most once (``FLUSH_SCRIPT``), so resending one whose outcome is
-    unknown is safe. The caller decides when to flush (a few times a second).
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time, instance_id: str | None = None) -> None:
-        self._clock = clock
-        self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        # Random per writer, so a restarted or second collector never reuses a batch id.
-        self.instance_id = instance_id or uuid.uuid4().hex
-        self._sequence = itertools.count(1)
-        # The batch sent last whose reply has not come back: it may or may not be applied.
-        self._unconfirmed: FlushBatch | None = None
-        self._script: Any = None
-
-    def _bucket(self) -> dict[str, int]:
-        return self._pending[int(self._clock())]
-
-    @staticmethod
-    def _add(
-        bucket: dict[str, int], prefix: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None:
-        if requests:
-            bucket[prefix + "n"] += requests
-        if errors:
-            bucket[prefix + "x"] += errors
-        for index, count in latency.items():
-            if count:
-                bucket[f"{prefix}h{index}"] += count
-
-    def add_edge(
-        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None:
-        """Count calls from ``source`` to ``target`` as the caller saw them."""
-        self._add(self._bucket(), f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
-
-    def add_node(
-        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None:
-        """Count requests that ``service`` (at ``version``) served."""
-        bucket = self._bucket()
-        self._add(bucket, f"n{SEP}{service}{SEP}", requests, errors, latency)
-        if version:
-            bucket[f"v{SEP}{service}{SEP}{version}"] += requests or 0
-
-    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
-        """Count ``value`` policy events ``name`` (one of ``EDGE_EVENTS``) on ``source -> target``."""
-        if value:
-            self._bucket()[f"r{SEP}{source}{SEP}{target}{SEP}{name}"] += value
-
-    @property
-    def pending(self) -> bool:
-        """Whether anything waits to be written: open increments or an unconfirmed batch."""
-        return bool(self._pending) or self._unconfirmed is not None
-
-    @property
-    def pending_fields(self) -> int:
-        """How many counter fields wait to be written (to bound memory while Redis is down)."""
-        open_fields = sum(len(fields) for fields in self._pending.values())
-        return open_fields + (self._unconfirmed.fields if self._unconfirmed else 0)
-
-    @property
-    def unconfirmed_batch(self) -> FlushBatch | None:
-        """The batch whose write failed or is in flight; the next flush sends it again."""
-        return self._unconfirmed
-
-    def take(self) -> dict[int, dict[str, int]]:
-        """Hand over the open increments and start afresh (an unconfirmed batch stays)."""
-        pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
-        return {second: dict(fields) for second, fields in pending.items()}
-
-    def _seal(self) -> FlushBatch | None:
-        increments = self.take()
-        if not increments:
-            return None
-        return FlushBatch(f"{self.instance_id}:{next(self._sequence)}", increments)
-
-    @staticmethod
-    def queue_writes(pipe: Any, increments: Mapping[int, Mapping[str, int]]) -> None:
-        """Queue plain HINCRBY/EXPIRE writes on ``pipe`` (for seeding a graph; not idempotent)."""
-        for second, fields in increments.items():
-            key = key_for(second)
-            for name, value in fields.items():
-                pipe.hincrby(key, name, value)
-            pipe.expire(key, KEY_TTL)
-
-    async def aflush(self, redis_client: Any) -> int:
-        """Write the unconfirmed batch, then the open increments as a new one; returns fields written.
-
-        When a write fails, or is cancelled, its batch stays unconfirmed and the next flush
-        sends it again under the same id: if Redis applied it and only the reply was lost, the
-        marker makes the resend a no-op. Increments added meanwhile never join that batch
-        (it may already be applied); they are sealed into the next one. Use a client without
-        automatic retries all the same: the caller's flush loop is the one retry policy.
-        """
-        written = 0
-        if self._unconfirmed is not None:
-            written += await self._send(redis_client, self._unconfirmed)
-        batch = self._seal()
-        if batch is not None:
-            written += await self._send(redis_client, batch)
-        return written
-
-    async def _send(self, redis_client: Any, batch: FlushBatch) -> int:
-        # Unconfirmed from before the request until its reply: a failure or a cancellation
-        # anywhere in between leaves it to be sent again.
-        self._unconfirmed = batch
-        if self._script is None:
-            self._script = redis_client.register_script(FLUSH_SCRIPT)
-        keys, args = batch.script_call()
-        # EVALSHA; on NOSCRIPT redis-py loads the script and sends EVALSHA again, which is
-        # safe: NOSCRIPT means nothing ran.
-        applied = await self._script(keys=keys, args=args, client=redis_client)
-        self._unconfirmed = None
-        if not applied:
-            log.info("graph batch %s was applied before (its reply was lost); not applied again", batch.id)
-        return batch.fields

@@ -137,7 +137,7 @@ class MetricBatch:
 
 
 class GraphSink(Protocol):
-    """Where connectors put graph increments (``graphstore.GraphWriter`` is one)."""
+    """Where connectors put graph increments (``graphwriter.GraphWriter`` is one)."""
 
     def add_edge(
         self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]

@@ -1,4 +1,4 @@
-"""Exporter: write graph increments to Redis with ``graphstore.GraphWriter``.
+"""Exporter: write graph increments to Redis with ``graphwriter.GraphWriter``.
 
 Connectors add increments in memory; a flush every ``flush_interval_s`` writes them with
 HINCRBY (so any number of collectors add up exactly), as one batch that Redis applies at
@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from collector.errors import ConfigError, Refusal
-from collector.graphstore import GraphWriter
+from collector.graphwriter import GraphWriter
 from collector.redis_availability import RedisAvailability
 from collector.stats import CollectorStats
 

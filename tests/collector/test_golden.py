@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from collector import graphstore, otlp_metrics, otlp_traces
+from collector import graphstore, graphwriter, otlp_metrics, otlp_traces
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConnector
 
@@ -46,7 +46,7 @@ def test_traces_golden_file_makes_the_expected_graph(encoding: str) -> None:
     assert "trace_id" in batch.rejected.message
 
     monotonic = Clock(0.0)
-    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=lambda: NOW)
     connector = ServiceGraphConnector(writer, ServiceGraphConfig(ttl_s=10), clock=monotonic)
     connector.consume(batch)
     assert connector.stats.pairs == 2
@@ -66,7 +66,7 @@ def test_sidecar_metrics_golden_file_makes_the_expected_graph(encoding: str) -> 
     assert batch.rejected.count == 1
     assert "meshui.direction" in batch.rejected.message
 
-    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=lambda: NOW)
     SidecarMetricsConnector(writer).consume(batch)
 
     check_golden("sidecar_metrics", graph_of(writer.take()))
@@ -83,7 +83,7 @@ def test_sidecar_policy_counters_golden_file_puts_the_events_on_their_edges(enco
     assert batch.rejected.count == 2  # the cumulative retries, the fault with no destination
     assert "aggregation temporality must be delta" in batch.rejected.message
 
-    writer = graphstore.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=lambda: NOW)
     SidecarMetricsConnector(writer).consume(batch)
 
     check_golden("sidecar_policy_counters", graph_of(writer.take()))

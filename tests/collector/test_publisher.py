@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio as aredis
 from channels_redis.core import RedisChannelLayer
 
-from collector import graphstore
+from collector import graphstore, graphwriter
 from collector.publisher import LAST_KEY, LOCK_KEY, LivePublisher, LivePublisherConfig
 
 
@@ -27,7 +27,7 @@ async def test_it_publishes_on_change_and_not_when_nothing_changed(redis_url: st
     await listener.group_add("graph", channel)
     clock = Clock(1_800_000_000.0)
     publisher = LivePublisher(client, layer, LivePublisherConfig(heartbeat_s=5.0), clock=clock)
-    writer = graphstore.GraphWriter(clock=clock)
+    writer = graphwriter.GraphWriter(clock=clock)
 
     async def tick() -> bool:
         await client.delete(LOCK_KEY)  # as if the last round's lock had expired
@@ -71,7 +71,7 @@ async def test_a_scan_of_graph_hashes_never_meets_the_publishers_keys(redis_url:
         async def group_send(self, group: str, message: object) -> None:
             return None
 
-    writer = graphstore.GraphWriter()
+    writer = graphwriter.GraphWriter()
     try:
         writer.add_edge("web", "api", 1, 0, {40: 1})
         await writer.aflush(client)

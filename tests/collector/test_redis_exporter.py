@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aredis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import graphstore
+from collector import graphstore, graphwriter
 from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisExporterConfig, redis_client
 from tests.collector.support import ahttp, eventually, running_collector
@@ -122,7 +122,7 @@ async def test_a_flush_whose_reply_is_lost_after_redis_applied_it_is_retried_and
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     wait = 30.0
-    caplog.set_level(logging.INFO, logger="collector.graphstore")
+    caplog.set_level(logging.INFO, logger="collector.graphwriter")
     async with (
         redis_through_a_link(redis_url) as (link, via_link),
         # No publisher: only the writer talks to Redis, so the next reply is the flush's.
@@ -151,7 +151,7 @@ async def test_a_resent_batch_keeps_its_id_and_later_increments_go_into_the_next
     direct = aredis.Redis.from_url(redis_url)
     async with redis_through_a_link(redis_url) as (link, via_link):
         client = redis_client(via_link)
-        writer = graphstore.GraphWriter(clock=lambda: now)
+        writer = graphwriter.GraphWriter(clock=lambda: now)
         try:
             writer.add_edge("web", "api", 1, 0, {})
             assert await writer.aflush(client) == 1  # loads the script, opens the connection
@@ -164,7 +164,7 @@ async def test_a_resent_batch_keeps_its_id_and_later_increments_go_into_the_next
             assert lost is not None
             assert lost.increments == {now: {requests_field: 2}}
             assert await direct.hget(graphstore.key_for(now), requests_field) == b"3"  # applied
-            assert 0 < await direct.ttl(lost.marker_key) <= graphstore.FLUSH_MARKER_TTL
+            assert 0 < await direct.ttl(lost.marker_key) <= graphwriter.FLUSH_MARKER_TTL
 
             writer.add_edge("web", "api", 4, 0, {})
             assert writer.unconfirmed_batch is lost  # the new increments did not join it
@@ -173,9 +173,9 @@ async def test_a_resent_batch_keeps_its_id_and_later_increments_go_into_the_next
             assert await writer.aflush(client) == 2  # the lost batch again, then a new one
             assert await direct.hget(graphstore.key_for(now), requests_field) == b"7"
             assert writer.unconfirmed_batch is None and not writer.pending
-            markers = {key async for key in direct.scan_iter(f"{graphstore.FLUSH_MARKER_PREFIX}*")}
+            markers = {key async for key in direct.scan_iter(f"{graphwriter.FLUSH_MARKER_PREFIX}*")}
             assert markers == {
-                f"{graphstore.FLUSH_MARKER_PREFIX}{writer.instance_id}:{n}".encode() for n in (1, 2, 3)
+                f"{graphwriter.FLUSH_MARKER_PREFIX}{writer.instance_id}:{n}".encode() for n in (1, 2, 3)
             }
         finally:
             await client.aclose()

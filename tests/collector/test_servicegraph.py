@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector import graphstore
+from collector import graphstore, graphwriter
 from collector.records import Span, SpanGroup, TraceBatch
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 
@@ -43,13 +43,13 @@ def batch(service: str, *spans: Span, version: str = "") -> TraceBatch:
     return TraceBatch([SpanGroup(service, version, False, list(spans))], len(spans))
 
 
-def setup(**config: object) -> tuple[ServiceGraphConnector, graphstore.GraphWriter, Clock]:
+def setup(**config: object) -> tuple[ServiceGraphConnector, graphwriter.GraphWriter, Clock]:
     clock = Clock()
-    writer = graphstore.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
     return ServiceGraphConnector(writer, ServiceGraphConfig(**config), clock=clock), writer, clock  # type: ignore[arg-type]
 
 
-def edges(writer: graphstore.GraphWriter) -> dict[tuple[str, str], tuple[int, int]]:
+def edges(writer: graphwriter.GraphWriter) -> dict[tuple[str, str], tuple[int, int]]:
     graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
     return {(e["source"], e["target"]): (e["requests"], e["errors"]) for e in graph["edges"]}
 

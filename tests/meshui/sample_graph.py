@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from collector import histogram
-from collector.graphstore import GraphWriter
+from collector.graphwriter import GraphWriter
 
 # (source, target, requests per second, error rate, median latency ms)
 EDGES = [

@@ -9,7 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from collector import histogram
-from collector.graphstore import EDGE_EVENTS, GraphWriter
+from collector.graphstore import EDGE_EVENTS
+from collector.graphwriter import GraphWriter
 from meshui.api.openapi import OPENAPI
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,8 @@ import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
 
-from collector.graphstore import GraphWriter, fetch_graph
+from collector.graphstore import fetch_graph
+from collector.graphwriter import GraphWriter
 from meshui.layers import channel_layers_for
 from tests.meshui.sample_graph import write_sample_graph
 
