@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from proxies import failures
 from proxies.destination import Destination, compile_destinations
 from proxies.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.healthcheck import HealthChecker
@@ -30,11 +31,11 @@ from proxies.upstream import ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:
     from proxies.exchange import Exchange
-    from proxies.tries import PolicyTries
+    from proxies.outbound import OutboundExchange
 
 log = logging.getLogger("proxies.dataplane")
 
-DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see Exchange._route)
+DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see OutboundExchange.begin)
 SWEEP_S = 1.0  # background tick: outlier sweeps are due every interval_s, idle timeouts counted in ticks
 
 
@@ -99,7 +100,7 @@ class DataPlane:
         self.health: dict[str, HealthChecker] = {}
         self.next_sweep: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self.deadlines: dict[PolicyTries, float] = {}  # in-flight requests with a long timeout
+        self.deadlines: dict[OutboundExchange, float] = {}  # in-flight requests with a long timeout
         self._deadline_timer: asyncio.TimerHandle | None = None
         self.destinations: dict[bytes, Destination] = {}
         self.inbound_limiter: RateLimiter | None = None  # the local service's own rate_limit
@@ -172,7 +173,7 @@ class DataPlane:
 
     # background ---------------------------------------------------------------------------
 
-    def watch_deadline(self, exchange: PolicyTries, timeout_s: float) -> None:
+    def watch_deadline(self, exchange: OutboundExchange, timeout_s: float) -> None:
         """Time ``exchange`` out after ``timeout_s`` (to within DEADLINE_TICK_S) unless it ends first."""
         loop = self.loop
         self.deadlines[exchange] = loop.time() + timeout_s
@@ -229,7 +230,7 @@ class DataPlane:
             if conn.idle_ticks * SWEEP_S >= idle_s:
                 exchange = conn.exchange
                 if exchange is not None:
-                    exchange.on_idle_timeout()
+                    failures.idle_timeout(exchange)
                 else:
                     conn.close()
         client_idle = self.policies.policy.default.timeouts.idle_s

@@ -1,20 +1,17 @@
 """One request/response carried through the sidecar, from client connection to upstream and back.
 
-The listener parses the request and creates the ``Exchange``; the exchange applies the
-destination's traffic policy (``proxies.destination``) in the order docs/policy.md gives:
-rate limit -> route -> fault -> circuit breaker -> pick (outlier-eligible instances, then
-the balancer) -> try, with a per-try timeout -> on a retryable outcome, within the retry
-budget and the breaker's ``max_retries``, back off and try another instance. An inbound
-request meets only the local service's own rate limit (per calling service and in total)
-before it goes to the local app. It borrows a
-pooled connection (or opens one), streams the request body up and the response body
-down, answers with a sidecar-made error response when it must (``proxies.errors``), and
-records the outcome (telemetry, sampled span with its events) when the response ends.
+The listener parses a request's head and creates an exchange for it: an ``Exchange`` on
+the inbound listener, an ``OutboundExchange`` (``proxies.outbound``, the destination's
+traffic policy) on the outbound one. This class is what both share, and is an inbound
+request as it stands: check the request-target, meet the local service's own rate limit
+(per calling service and in total), borrow a pooled connection to the local app (or open
+one), stream the request body up and the response body down, and record the outcome
+(telemetry, sampled span with its events) when the response ends.
 
-The exchange is a callback state machine: a try begins in ``_start_try`` and ends in
-``_end_try`` (response head, connect failure, reset, per-try timeout), which is where the
-balancer and outlier detector hear about it. Timers (request, per-try, backoff, fault
-delay) are loop timers cancelled when the exchange records its outcome.
+It is a callback state machine: the listener calls ``begin``, ``request_body`` and
+``request_complete``, the upstream connection the ``on_response_*`` methods. When
+something fails, ``proxies.failures`` ends the exchange (a sidecar-made error response, or
+a cut connection). ``OutboundExchange`` adds its steps in the "policy hooks" below.
 
 Writes are coalesced: bytes for a peer are appended to a pending list during a parser
 feed and written once at its end, so a small request or response costs one syscall
@@ -28,97 +25,47 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import errors, http1
-from proxies.circuit import MAX_CONNECTIONS, MAX_PENDING_REQUESTS
-from proxies.errors import LocalError
-from proxies.retry import (
-    CONNECT_FAILURE,
-    REPLAY_LIMIT,
-    RESET,
-    retry_condition,
-    retry_on_fresh_connection,
-)
-from proxies.tries import PolicyTries
+from proxies import errors, failures, http1
+from proxies.retry import REPLAY_LIMIT
 
 if TYPE_CHECKING:
-    from proxies.destination import Destination
     from proxies.endpoints import Endpoint
     from proxies.listener import Listener
+    from proxies.ratelimit import RateLimiter
     from proxies.upstream import ConnectionPool, UpstreamConnection
 
 log = logging.getLogger("proxies.exchange")
 
 DRAIN_LIMIT = 1024 * 1024  # request body discarded after an early response before closing
-PAUSE_CONNECT = 1
+PAUSE_CONNECT = 1  # the listener's pause reasons (proxies.listener)
+PAUSE_UPSTREAM_FULL = 4
 
 _perf = time.perf_counter
 _HEAD = b"HEAD"
 _NO_BODY_STATUS = (204, 304)
-_TRACESTATE = b"tracestate: "
-
-# The destination recorded for an outbound request that reached no registered service
-# (CONNECT, a bad request-target, no host, a host that is not in the endpoint set): one
-# node for "calls going nowhere", like Istio's BlackHoleCluster, instead of a self-edge or
-# one ghost node (and one label value) per typo or external host. docs/telemetry.md.
-UNREGISTERED = "unregistered"
 
 
-class Exchange(PolicyTries):
-    """State of one request/response through the proxy."""
+class Exchange:
+    """State of one request/response through the proxy (an inbound one, as it stands)."""
+
+    outbound = False
+    direction = "inbound"  # the telemetry label
 
     __slots__ = (
-        "listener",
-        "plane",
-        "outbound",
-        "method",
-        "target",
-        "host",
-        "head",
-        "chunked_req",
-        "has_body",
-        "retry_ok",
-        "expect_continue",
-        "client_keep_alive",
-        "http10",
-        "trace",
-        "t0",
-        "source",
-        "source_sidecar",
-        "destination",
-        "destination_version",
-        "dest",
-        "version",
-        "endpoint",
-        "conn",
-        "conn_reused",
-        "attempts",
-        "tried",
+        # the request as the client sent it
+        "listener", "plane", "method", "target", "host", "head", "chunked_req", "has_body",
+        "expect_continue", "client_keep_alive", "http10", "trace", "source", "source_sidecar",
+        # where it goes, and the connection of the current try
+        "destination", "destination_version", "endpoint", "conn", "conn_reused", "try_gen",
         "retried_fresh",
-        "up_pending",
-        "replay",
-        "replay_size",
-        "replay_limit",
-        "down_pending",
-        "request_done",
-        "response_started",
-        "response_done",
-        "chunk_resp",
-        "eof_body",
-        "status",
-        "drained",
+        # the request body: pending writes, and what is kept to send it again
+        "up_pending", "retry_ok", "replay", "replay_size", "replay_limit", "request_done", "drained",
+        # the response
+        "down_pending", "response_started", "response_done", "chunk_resp", "eof_body", "status",
         "finished",
-        "start_ns",
-        "events",
-        "admitted",
-        "started",
-        "holds_retry",
-        "try_t0",
-        "try_gen",
-        "try_timer",
-        "request_timer",
-        "deadline",
-        "waiting",
-    )
+        # telemetry
+        "t0", "start_ns", "events",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -139,7 +86,6 @@ class Exchange(PolicyTries):
         plane = listener.plane
         self.listener = listener
         self.plane = plane
-        self.outbound = listener.outbound
         self.method = method
         self.target = target
         self.host = host
@@ -157,19 +103,12 @@ class Exchange(PolicyTries):
         self.events: list[tuple[int, str, dict[str, Any]]] | None = [] if sampled else None
         self.source = source
         self.source_sidecar = source_sidecar
-        if self.outbound:
-            self.destination = UNREGISTERED  # until routing finds a registered service
-            self.destination_version = ""
-        else:
-            self.destination = plane.service
-            self.destination_version = plane.version
-        self.dest: Destination | None = None
-        self.version: str | None = None
+        self.destination = plane.service
+        self.destination_version = plane.version
         self.endpoint: Endpoint | None = None
         self.conn: UpstreamConnection | None = None
         self.conn_reused = False
-        self.attempts = 1
-        self.tried: list[Endpoint] | None = None
+        self.try_gen = 0  # bumped when a try ends, so a late connect knows it is stale
         self.retried_fresh = False
         self.up_pending: list[bytes] = []
         self.replay: list[bytes] | None = [] if self.retry_ok else None
@@ -184,82 +123,67 @@ class Exchange(PolicyTries):
         self.status = 0
         self.drained = 0
         self.finished = False
-        self.admitted = False  # holds a circuit-breaker request slot
-        self.started = False  # the balancer was told a try started (on_start)
-        self.holds_retry = False  # holds a circuit-breaker retry slot
-        self.try_t0 = 0.0
-        self.try_gen = 0  # bumped when a try ends, so a late connect knows it is stale
-        self.try_timer: asyncio.TimerHandle | None = None
-        self.request_timer: asyncio.TimerHandle | None = None
-        self.deadline = False  # watched by the plane's coarse deadline tick
-        self.waiting: asyncio.TimerHandle | None = None  # backoff or fault delay
 
-    # routing -----------------------------------------------------------------------------
+    # the request head ----------------------------------------------------------------------
 
     def begin(self) -> None:
-        """Route and dispatch; called when this exchange becomes the connection's active one."""
-        plane = self.plane
-        if self.method == b"CONNECT":
-            self.respond_local(errors.CONNECT_NOT_SUPPORTED)
+        """Rate limit, then go to the local app; called when this exchange becomes the active one."""
+        origin = self._origin_form()
+        if origin is None:
             return
+        plane = self.plane
+        limiter = plane.inbound_limiter
+        if limiter is not None and self._rate_limited(limiter, plane.service, False):
+            return
+        self.endpoint = plane.app_endpoint
+        trace = self.trace
+        head = http1.request_head(
+            self.head, self.method, origin, trace.traceparent(), trace.tracestate, self.chunked_req
+        )
+        self.up_pending.insert(0, head)
+        self.dispatch(False)
+
+    def _origin_form(self) -> bytes | None:
+        """The request-target in origin-form (Host taken from absolute-form), or None: answered."""
+        if self.method == b"CONNECT":
+            failures.answer(self, errors.CONNECT_NOT_SUPPORTED)
+            return None
         split = http1.split_target(self.target)
         if split is None:
-            self.respond_local(errors.BAD_REQUEST_TARGET)
-            return
+            failures.answer(self, errors.BAD_REQUEST_TARGET)
+            return None
         authority, origin = split
-        lines = self.head
         if authority is not None:
-            # RFC 9112 §3.2.2: with absolute-form the URI's authority replaces Host.
             self.host = authority
-            lines = http1.drop_named_fields(lines, {b"host"}, 1)
-            lines += (b"host", http1.HEADER_SEP, authority, http1.CRLF)
-            self.head = lines
-        dest = None
-        if self.outbound:
-            if self.host is None:
-                self.respond_local(errors.NO_DESTINATION)
-                return
-            name = http1.host_name(self.host)
-            dest = plane.destinations.get(name)
-            if dest is None:
-                snapshot = plane.registry.snapshot
-                self.respond_local(errors.unknown_service(name.decode("latin-1"), snapshot.known))
-                return
-            self.destination = dest.name
-            self.dest = dest
-            fault = self._route(dest, origin)  # reads self.head: before the fields we add
-            if self.finished or self.response_started:
-                return
-            lines += plane.outbound_extra
-        else:
-            fault = None
-            limiter = plane.inbound_limiter
-            if limiter is not None and self._rate_limited(limiter, plane.service, False):
-                return
-            self.endpoint = plane.app_endpoint
-        lines[0] = b"%b %b HTTP/1.1\r\n" % (self.method, origin)
-        trace = self.trace
-        lines += (b"traceparent: ", trace.traceparent().encode("latin-1"), http1.CRLF)
-        if trace.tracestate is not None:
-            # W3C Trace Context 3.3.1.1: tracestate travels only with a valid traceparent;
-            # the TraceContext kept it only if the incoming traceparent was valid.
-            lines += (_TRACESTATE, trace.tracestate.encode("latin-1"), http1.CRLF)
-        if self.chunked_req:
-            lines.append(http1.TRANSFER_CHUNKED)
-        lines.append(http1.CRLF)
-        head = b"".join(lines)
-        self.up_pending.insert(0, head)
-        self.head = lines
-        if dest is None:
-            self._dispatch(False)
-            return
-        self.replay_limit = dest.retries.max_buffered_body_bytes + len(head)
-        if fault is not None:
-            self._inject(dest, fault)
-        else:
-            self._admit(dest)
+            self.head = http1.with_host(self.head, authority)
+        return origin
 
-    def _dispatch(self, fresh: bool) -> None:
+    def _rate_limited(self, limiter: RateLimiter, service: str, outbound: bool) -> bool:
+        """Take a token for this request's caller; without one, answer 429 and say so.
+
+        Outbound: this sidecar's limit on what it sends to ``service`` (the caller is always
+        the local service). Inbound: the local service's own limit on its callers, keyed by
+        their ``x-meshui-source`` ("unknown" without one), before the local app sees it.
+        """
+        wait = limiter.admit(self.source)
+        if not wait:
+            return False
+        scope = limiter.rejected_scope or "destination"
+        self.plane.metrics.count_rate_limited(scope, outbound, self.source, service)
+        self.event("rate_limited", {"scope": scope, "retry_after_s": wait})
+        failures.answer(self, errors.rate_limited(service, scope, wait))
+        return True
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None:
+        """Add an event to the request's span, when it is sampled."""
+        events = self.events
+        if events is not None:
+            events.append((time.time_ns(), name, attributes))
+
+    # the upstream connection ---------------------------------------------------------------
+
+    def dispatch(self, fresh: bool) -> None:
+        """Send on an idle pooled connection to ``endpoint``, or open one (``fresh``: always)."""
         endpoint = self.endpoint
         assert endpoint is not None
         plane = self.plane
@@ -268,39 +192,24 @@ class Exchange(PolicyTries):
         if conn is not None:
             self._attach(conn, True)
             return
-        dest = self.dest
-        if dest is not None:
-            # Envoy's pool limits, failing fast instead of queueing past them.
-            breaker = dest.breaker
-            if not breaker.try_pending():
-                self._overflow(MAX_PENDING_REQUESTS)
-                return
-            if not breaker.try_connection():
-                breaker.end_pending()
-                self._overflow(MAX_CONNECTIONS)
-                return
-            pool.connect_timeout_s = dest.connect_s
+        if not self._reserve_connect(pool):
+            return
         self.listener.pause(PAUSE_CONNECT)
         plane.loop.create_task(self._connect(pool, self.try_gen))
 
     async def _connect(self, pool: ConnectionPool, gen: int) -> None:
-        dest = self.dest
         try:
             try:
                 conn = await pool.connect()
             except (TimeoutError, OSError) as exc:
-                if dest is not None:
-                    dest.breaker.end_pending()
-                    dest.breaker.end_connection()
+                self._connect_settled(None)
                 if not self.finished and gen == self.try_gen:
                     self.listener.resume(PAUSE_CONNECT)
                     timed_out = isinstance(exc, asyncio.TimeoutError)
                     reason = "timed out" if timed_out else (exc.strerror or str(exc))
-                    self._connect_failed(f"connect failed: {reason}", timed_out)
+                    failures.connect_failed(self, f"connect failed: {reason}", timed_out)
                 return
-            if dest is not None:
-                dest.breaker.end_pending()
-                conn.breaker = dest.breaker  # the connection holds its slot until it closes
+            self._connect_settled(conn)
             if self.finished or gen != self.try_gen:
                 pool.release(conn)  # the try is over (timed out); the connection is still good
                 return
@@ -311,29 +220,34 @@ class Exchange(PolicyTries):
             self.listener.abort()
 
     def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
+        """Bind ``conn`` to this exchange; the local app's load counts while it is bound."""
         self.conn = conn
         self.conn_reused = reused
         conn.exchange = self
         endpoint = self.endpoint
         assert endpoint is not None
-        dest = self.dest
-        if dest is None:
-            endpoint.outstanding += 1
-        elif not self.started:
-            self.started = True
-            dest.balancer.on_start(endpoint)
+        endpoint.outstanding += 1
         if not self.listener.feeding:
             self.flush_up()
 
-    def _detach(self) -> UpstreamConnection | None:
+    def detach(self) -> UpstreamConnection | None:
+        """Unbind the current connection and return it (for the caller to release or close)."""
         conn = self.conn
         if conn is not None:
             self.conn = None
             conn.exchange = None
-            if self.dest is None:
-                self.endpoint.outstanding -= 1  # type: ignore[union-attr]
-            self.listener.resume(4)  # PAUSE_UPSTREAM_FULL no longer applies
+            self.endpoint.outstanding -= 1  # type: ignore[union-attr]
+            listener = self.listener
+            if listener.paused & PAUSE_UPSTREAM_FULL:  # no longer applies (rare: skip the call)
+                listener.resume(PAUSE_UPSTREAM_FULL)
         return conn
+
+    def resend(self) -> None:
+        """Queue what was sent so far again, for another connection or try."""
+        replay = self.replay or []
+        self.up_pending[:0] = replay
+        self.replay = []
+        self.replay_size = 0
 
     # request side (called by the listener) ------------------------------------------------
 
@@ -392,22 +306,6 @@ class Exchange(PolicyTries):
                 lines.append(http1.CRLF)
                 self.down_pending.append(b"".join(lines))
             return
-        dest = self.dest
-        if dest is not None:
-            # The try ends at the response head (Linkerd's peak-EWMA measures to the head).
-            ok = status < 500
-            self._end_try(ok)
-            ejection = dest.outlier.on_result(self.endpoint, status, False)  # type: ignore[arg-type]
-            if ejection is not None:
-                self._ejected(ejection)
-            if not ok or dest.retries.statuses:
-                condition = retry_condition(status, None, dest.retries)
-                if condition is not None and self._retry_allowed():
-                    conn = self._detach()
-                    if conn is not None:
-                        conn.abort()  # its body is of no use; a fresh connection is cheaper to reason about
-                    self._schedule_retry(condition)
-                    return
         if tokens:
             named = {t for t in tokens if t not in (b"close", b"keep-alive")}
             if named:
@@ -451,144 +349,61 @@ class Exchange(PolicyTries):
             self.down_pending.append(http1.LAST_CHUNK)
         self.flush_down()
         self.response_done = True
-        conn = self._detach()
+        conn = self.detach()
         self.endpoint.requests_total += 1  # type: ignore[union-attr]
         if conn is not None:
             if upstream_keep_alive and self.request_done and not self.eof_body:
                 conn.pool.release(conn)
             else:
                 conn.close()
-        self._record(False)
-        self._after_response()
+        self.record(False)
+        self.after_response()
 
-    def on_upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
-        """The upstream connection closed while this exchange was using it."""
-        if self.conn is conn:
-            self._detach()
-        if self.finished or self.response_done:
-            return
-        if self.response_started:
-            if self.eof_body and exc is None:
-                self.on_response_complete(False)
-                return
-            # Headers are gone already: the only honest signal left is to cut the client.
-            self.flush_down()
-            self.status = self.status or 502
-            self._record(True)
-            self.listener.abort()
-            return
-        if conn.received:
-            if self.dest is not None:
-                self._end_try(False)
-            self.respond_local(errors.UPSTREAM_INCOMPLETE)
-            return
-        replayable = self.replay is not None
-        if retry_on_fresh_connection(self.conn_reused, self.retried_fresh, self.retry_ok, replayable):
-            # A pooled connection the upstream had closed: the request never reached an
-            # application. Same try, fresh connection to the same instance.
-            self.retried_fresh = True
-            self._resend()
-            self._dispatch(True)
-            return
-        if self.dest is None:
-            self._app_unavailable("connection closed before any response")
-            return
-        self._try_failed(RESET, "connection closed before any response")
+    # policy hooks: OutboundExchange applies the destination's policy in these --------------
 
-    def on_upstream_error(self, conn: UpstreamConnection, reason: str) -> None:
-        if self.conn is conn:
-            self._detach()
-        if self.finished or self.response_done:
-            return
-        dest = self.dest
-        if dest is not None and not self.response_started:
-            self._end_try(False)
-            ejection = dest.outlier.on_result(self.endpoint, 502, True)  # type: ignore[arg-type]
-            if ejection is not None:
-                self._ejected(ejection)
-        if self.response_started:
-            self.flush_down()
-            self._record(True)
-            self.listener.abort()
-            return
-        self.respond_local(errors.upstream_protocol_error(reason))
+    def _reserve_connect(self, pool: ConnectionPool) -> bool:
+        """Whether a new connection may be opened (the local app has no pool limits)."""
+        return True
 
-    def _resend(self) -> None:
-        replay = self.replay or []
-        self.up_pending[:0] = replay
-        self.replay = []
-        self.replay_size = 0
+    def _connect_settled(self, conn: UpstreamConnection | None) -> None:
+        """A connect ended, opened (``conn``) or failed (None): give back what it held."""
 
-    def _connect_failed(self, reason: str, timed_out: bool) -> None:
-        endpoint = self.endpoint
-        assert endpoint is not None
-        plane = self.plane
-        direction = "outbound" if self.outbound else "inbound"
-        plane.metrics.count_connect_error(direction, self.destination, endpoint.address)
-        if self.dest is None:
-            self._app_unavailable(reason)
-            return
-        if timed_out:
-            plane.metrics.count_timeout("connect", self.source, self.destination)
-        self._try_failed(CONNECT_FAILURE, reason, "connect" if timed_out else None)
+    def end_try(self, ok: bool) -> None:
+        """The current try is over: a connection still being opened for it is stale."""
+        self.try_gen += 1
 
-    def _app_unavailable(self, reason: str) -> None:
-        self.respond_local(errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
+    def tell_outlier_detector(self, status: int | None, gateway_error: bool) -> None:
+        """Count the try's outcome against its instance (the local app has no outlier detection)."""
+
+    def try_failed(self, error: str, reason: str, timeout_kind: str | None = None) -> None:
+        """A try got no response (``error``, a ``proxies.retry`` name): the app is unavailable."""
+        failures.answer(self, errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
 
     # endings --------------------------------------------------------------------------------
 
-    def respond_local(self, error: LocalError) -> None:
-        """Answer with a sidecar-made error response (text/plain, x-meshui-error)."""
-        conn = self._detach()
-        if conn is not None:
-            conn.close()
-        if self.response_started:
-            self.listener.abort()
-            return
-        close = errors.must_close(error, self.request_done, self.expect_continue, self.client_keep_alive)
-        if close:
-            self.client_keep_alive = False
-        status = self.status = error.status
-        self.response_started = True
-        self.response_done = True
-        self.listener.write(errors.encode(error, head_only=self.method == _HEAD, close=close))
-        self._record(status >= 500)
-        self._after_response()
-
-    def _after_response(self) -> None:
+    def after_response(self) -> None:
+        """The response is out: the exchange is finished, unless request body is still to come."""
+        listener = self.listener
         if not self.client_keep_alive:
-            self.listener.close_after_response()
-        if self.request_done:
-            self._finish()
-        elif not self.client_keep_alive:
-            self._finish()
+            listener.close_after_response()
+        elif not self.request_done:
+            return  # finished by request_complete, once the rest is read (or drained)
+        if not self.finished:  # _finish, inlined: this runs once per request
+            self.finished = True
+            listener.exchange_finished(self)
 
     def _finish(self) -> None:
         if not self.finished:
             self.finished = True
             self.listener.exchange_finished(self)
 
-    def client_gone(self) -> None:
-        """The client connection closed; drop the upstream side and count what happened."""
-        if self.finished:
-            return
-        self.finished = True
-        conn = self._detach()
-        if conn is not None:
-            conn.abort()
-        if not self.response_done and self.t0:
-            if not self.response_started:
-                self.status = 499  # nginx's "client closed request"
-            self._record(True)
-
-    def _record(self, error: bool) -> None:
+    def record(self, error: bool) -> None:
+        """Report the request: telemetry always, the span when sampled."""
         plane = self.plane
-        if self.dest is not None:
-            self._release()
         status = self.status
         end = _perf()
         plane.telemetry.record_request(
-            "outbound" if self.outbound else "inbound",
+            self.direction,
             self.source,
             self.destination,
             self.destination_version,

@@ -39,6 +39,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 HEADER_SEP = b": "
 TRANSFER_CHUNKED = b"transfer-encoding: chunked\r\n"
 CONNECTION_CLOSE = b"connection: close\r\n"
+_TRACESTATE = b"tracestate: "
 
 MAX_HEADERS = 256  # more than this is answered with 431
 MAX_TARGET = 16384  # bytes of request-target; longer is 414
@@ -109,6 +110,43 @@ def split_target(target: bytes) -> tuple[bytes | None, bytes] | None:
             path = b"/" + path
         return authority, path
     return None
+
+
+def with_host(lines: list[bytes], authority: bytes) -> list[bytes]:
+    """The request's fields with Host replaced by an absolute-form target's authority.
+
+    RFC 9112 §3.2.2: with absolute-form the URI's authority replaces Host.
+    """
+    lines = drop_named_fields(lines, {b"host"}, 1)
+    lines += (b"host", HEADER_SEP, authority, CRLF)
+    return lines
+
+
+def field_value(lines: list[bytes], name: bytes) -> bytes | None:
+    """A field's value by lower-case name in a flat [name, ": ", value, CRLF] list, or None."""
+    for i in range(1, len(lines) - 3, 4):
+        if lines[i].lower() == name:
+            return lines[i + 2]
+    return None
+
+
+def request_head(
+    lines: list[bytes], method: bytes, origin: bytes, traceparent: str, tracestate: str | None, chunked: bool
+) -> bytes:
+    """The forwarded request head: origin-form request line, our trace fields, the framing.
+
+    ``lines`` is the flat field list with a placeholder first (it is completed in place).
+    W3C Trace Context 3.3.1.1: tracestate travels only with a valid traceparent; the
+    caller passes it only if the incoming traceparent was valid.
+    """
+    lines[0] = b"%b %b HTTP/1.1\r\n" % (method, origin)
+    lines += (b"traceparent: ", traceparent.encode("latin-1"), CRLF)
+    if tracestate is not None:
+        lines += (_TRACESTATE, tracestate.encode("latin-1"), CRLF)
+    if chunked:
+        lines.append(TRANSFER_CHUNKED)
+    lines.append(CRLF)
+    return b"".join(lines)
 
 
 def host_name(authority: bytes) -> bytes:

@@ -3,8 +3,9 @@
 Used by both data listeners: ``inbound`` (other sidecars or outside callers -> the local
 app) and ``outbound`` (the local app -> other services). It parses requests with the
 codec, strips hop-by-hop fields while the headers stream in, and hands each request to an
-``Exchange``. Requests are answered in order: a pipelined request waits, with reading
-paused, until the one before it has been answered.
+``Exchange`` (an ``OutboundExchange``, with the traffic policy, on the outbound listener).
+Requests are answered in order: a pipelined request waits, with reading paused, until the
+one before it has been answered.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from proxies import http1
+from proxies import failures, http1
 from proxies.exchange import Exchange
+from proxies.outbound import OutboundExchange
 
 if TYPE_CHECKING:
     from proxies.dataplane import DataPlane
@@ -56,7 +58,8 @@ class Listener(asyncio.Protocol):
         "feeding",
         "closed",
         "idle_ticks",
-        "_paused",
+        "_exchange_type",
+        "paused",
         "_close_after",
         "_active",
         "_reading",
@@ -79,12 +82,13 @@ class Listener(asyncio.Protocol):
         self.plane = plane
         self.outbound = outbound
         self.direction = "outbound" if outbound else "inbound"
+        self._exchange_type: type[Exchange] = OutboundExchange if outbound else Exchange
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = http1.RequestParser(self)
         self.feeding = False
         self.closed = False
         self.idle_ticks = 0  # sweeps since bytes last arrived (DataPlane.sweep_idle)
-        self._paused = 0
+        self.paused = 0  # PAUSE_* reasons reading is paused for (a bit set)
         self._close_after = False
         self._active: Exchange | None = None
         self._reading: Exchange | None = None
@@ -108,9 +112,9 @@ class Listener(asyncio.Protocol):
         plane.clients.discard(self)
         active, self._active = self._active, None
         if active is not None:
-            active.client_gone()
+            failures.client_gone(active)
         while self._queue:
-            self._queue.popleft().client_gone()
+            failures.client_gone(self._queue.popleft())
 
     def data_received(self, data: bytes) -> None:
         self.feeding = True
@@ -236,7 +240,7 @@ class Listener(asyncio.Protocol):
             source_name, source_sidecar = source.decode("latin-1"), True
         else:
             source_name, source_sidecar = "unknown", False
-        exchange = Exchange(
+        exchange = self._exchange_type(
             self,
             parser.get_method(),
             self._url,
@@ -277,14 +281,14 @@ class Listener(asyncio.Protocol):
             transport.write(data)
 
     def pause(self, reason: int) -> None:
-        if not self._paused and not self.closed:
+        if not self.paused and not self.closed:
             self.transport.pause_reading()
-        self._paused |= reason
+        self.paused |= reason
 
     def resume(self, reason: int) -> None:
-        if self._paused & reason:
-            self._paused &= ~reason
-            if not self._paused and not self.closed:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
                 self.transport.resume_reading()
 
     def idle(self) -> bool:
@@ -330,7 +334,7 @@ class Listener(asyncio.Protocol):
                 self._bad_request = True
                 self.pause(PAUSE_PIPELINE)
                 return
-            active.client_gone()
+            failures.client_gone(active)
             self.abort()
             return
         self._close_after = True

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from proxies import http1
+from proxies import failures, http1
 
 if TYPE_CHECKING:
     from proxies.circuit import CircuitBreaker
@@ -90,7 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            ex.on_upstream_lost(self, exc)
+            failures.upstream_lost(ex, self, exc)
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
@@ -194,7 +194,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         self.broken = True
         self.close()
-        ex.on_upstream_error(self, reason)
+        failures.upstream_error(ex, self, reason)
 
     def close(self) -> None:
         self.broken = True
