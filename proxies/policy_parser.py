@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from proxies.policy import (
     LOAD_BALANCERS,
     RETRY_ON_CONDITIONS,
@@ -83,6 +81,10 @@ def parse_policy(
 
 def load_policy_file(path: str, known_versions: Mapping[str, frozenset[str]] | None = None) -> Policy:
     """Read a policy file, YAML or JSON (``yaml.safe_load`` reads both); PolicyError on any fault."""
+    # Imported here, not at the top: PyYAML adds ~1.5 MB RSS and 40 ms of start-up to every
+    # sidecar, most of which never read a policy file (bench/RESULTS.md holds RSS to 0.5x Envoy).
+    import yaml
+
     try:
         with open(path, "rb") as f:
             document = yaml.safe_load(f)
