@@ -148,6 +148,18 @@ def spawn(cpu: str, *argv: str, log: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process, then SIGKILL any still there after 5 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime
@@ -268,14 +280,7 @@ def main() -> None:
         except OSError as exc:
             telemetry_note = f"admin metrics unavailable: {exc}"
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
     direct = med["direct"]["p50"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -39,6 +38,7 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     measure,
     rss_mb,
     spawn,
+    stop_all,
     wait_port,
     write_section,
 )
@@ -127,14 +127,7 @@ def main() -> None:
         }, args.rounds, args.seconds)  # fmt: skip
         rss = {"sidecar": rss_mb(full.pid), "envoy": rss_mb(envoy.pid)}
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
     direct = med["direct"]["p50"]
