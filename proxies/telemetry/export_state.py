@@ -10,10 +10,15 @@ from proxies.telemetry.retry import Backoff
 
 @dataclass(slots=True)
 class Batch:
-    """One encoded export request and how many items (measurements or spans) it carries."""
+    """One encoded export request and how many items (measurements or spans) it carries.
+
+    ``events`` counts the traffic-policy increments (retries, ejections, ...) it carries
+    beside them, so a dropped batch counts those too, in their own unit.
+    """
 
     body: bytes
     items: int
+    events: int = 0
 
 
 @dataclass(slots=True)
@@ -35,3 +40,6 @@ class SignalExport:
 
     def pending_items(self) -> int:
         return sum(batch.items for group in self.backlog for batch in group)
+
+    def pending_events(self) -> int:
+        return sum(batch.events for group in self.backlog for batch in group)

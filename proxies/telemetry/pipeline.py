@@ -41,6 +41,8 @@ CONTENT_TYPE = "application/x-protobuf"
 DROP_REASONS = {
     "metrics": ("invalid", "cardinality_limit", "rejected", "backlog_full", "shutdown"),
     "spans": ("queue_full", "rejected", "shutdown", "no_endpoint"),
+    # Traffic-policy increments travel inside metrics batches; lost with one, counted here.
+    "events": ("rejected", "backlog_full", "shutdown"),
 }
 MAX_REQUEST_SERIES = 10_000  # distinct label sets kept for meshui_proxy_requests_total
 _CRASH_LOG_EVERY_S = 60.0
@@ -166,8 +168,9 @@ class Telemetry:
                 pass
         self._task = None
         interval = self._aggregator.take(time.time_ns())
-        self.edge_counters.take()  # policy events of the unsent interval go with it
+        unsent_events = sum(self.edge_counters.take().values())
         self._dropped["metrics", "shutdown"] += self._metrics.pending_items() + interval.measurements
+        self._dropped["events", "shutdown"] += self._metrics.pending_events() + unsent_events
         self._fold_totals(interval)
         self._dropped["spans", "shutdown"] += self._traces.pending_items() + len(self._spans)
         self._metrics.backlog.clear()
@@ -249,12 +252,13 @@ class Telemetry:
             chunk = points[start:end]
             sums = counts[max(0, start - histograms) : max(0, end - histograms)]
             body = self._encoder.encode(chunk, interval.start_ns, interval.end_ns, sums)
-            group.append(Batch(body, sum(point.count for point in chunk)))
+            group.append(Batch(body, sum(point.count for point in chunk), sum(n for _, n in sums)))
         backlog = self._metrics.backlog
         backlog.append(group)
         while len(backlog) > self._metrics.max_groups:
             dropped = backlog.popleft()
             self._dropped["metrics", "backlog_full"] += sum(batch.items for batch in dropped)
+            self._dropped["events", "backlog_full"] += sum(batch.events for batch in dropped)
 
     def _stage_spans(self, force: bool) -> bool:
         """Encode the next span batch when one is due and none is waiting; True if staged."""
@@ -307,6 +311,8 @@ class Telemetry:
         signal.errors += 1
         if outcome is Outcome.REJECTED:
             self._dropped[signal.name, "rejected"] += batch.items
+            if batch.events:
+                self._dropped["events", "rejected"] += batch.events
             self._set_state(
                 "rejecting",
                 f"collector at {self.otlp_endpoint} rejects {signal.name} with HTTP "

@@ -151,3 +151,36 @@ def test_edges_past_the_series_limit_are_dropped_and_counted() -> None:
     assert dropped(telemetry, "metrics", "cardinality_limit") == 1
     assert telemetry.dropped_total == 1
     assert metrics.retries_total == 3  # the admin port counts every one
+
+
+async def test_policy_events_lost_at_shutdown_are_counted_in_their_own_unit() -> None:
+    # Nothing listens on port 9: every export fails, so everything is still pending at stop.
+    telemetry = Telemetry(RESOURCE, "http://127.0.0.1:9", 0.01, export_interval=3600.0, stop_timeout=0.5)
+    metrics = ProxyMetrics(telemetry.edge_counters)
+    await telemetry.start()
+    telemetry.record_request("outbound", "frontend", "catalog", "v1", 200, True, 0.01)
+    metrics.count_retry("frontend", "catalog")
+    metrics.count_ejection("frontend", "catalog")
+    await telemetry._close_interval()  # one batch in the backlog carrying both events
+    metrics.count_retry("frontend", "catalog")  # and one more never encoded
+
+    await telemetry.stop()
+
+    assert dropped(telemetry, "events", "shutdown") == 3
+    assert dropped(telemetry, "metrics", "shutdown") == 1
+    assert 'meshui_telemetry_dropped_total{signal="events",reason="shutdown"} 3' in telemetry.prometheus()
+
+
+async def test_policy_events_in_a_batch_evicted_from_a_full_backlog_are_counted() -> None:
+    telemetry = Telemetry(
+        RESOURCE, "http://127.0.0.1:9", 0.01, export_interval=3600.0, max_metric_intervals=1
+    )
+    metrics = ProxyMetrics(telemetry.edge_counters)
+    metrics.count_retry("frontend", "catalog")
+    metrics.count_retry("frontend", "catalog")
+    await telemetry._close_interval()
+    metrics.count_retry("frontend", "catalog")
+
+    await telemetry._close_interval()  # the backlog holds one interval: the first goes
+
+    assert dropped(telemetry, "events", "backlog_full") == 2
