@@ -218,7 +218,9 @@ class Mesh:
                 "--inbound", f"{config.host}:{ports.inbound}",
                 "--outbound", f"{config.host}:{ports.outbound}",
                 "--admin", f"{config.host}:{ports.admin}",
-                "--control", control, "--token", config.control_token,
+                # The token travels in MESHUI_CONTROL_TOKEN (child_env), not argv: argv is
+                # visible to every user in ps, and a token starting with "-" reads as a flag.
+                "--control", control,
                 "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
                 *(["--policy", str(config.policy_file)] if config.policy_file else []),
             ], self.child_env(), cwd=PROJECT_ROOT))

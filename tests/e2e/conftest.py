@@ -85,7 +85,9 @@ class RunningMesh:
 @pytest.fixture(scope="session")
 def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
     workdir = tmp_path_factory.mktemp("mesh")
-    token = f"e2e-{secrets.token_hex(8)}"
+    # Starts with "-" on purpose: token_urlsafe() makes such tokens, and a token passed as a
+    # command-line argument would then read as a flag (it once failed a CI run that way).
+    token = f"-e2e-{secrets.token_hex(8)}"
     redis_url = f"{redis_server_url}/11"
     import redis
 

@@ -64,3 +64,4 @@ def test_a_failed_one_off_command_raises(tmp_path: Path) -> None:
 
     with pytest.raises(StartupError, match="code 3"):
         supervisor.run_to_completion("migrate", [sys.executable, "-c", "raise SystemExit(3)"])
+
