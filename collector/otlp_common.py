@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from collector.errors import InvalidRequest
-from collector.records import UNKNOWN_SERVICE
+from collector.records import UNKNOWN_SERVICE, Rejections
 
 
 def json_value(value: Any) -> Any:
@@ -140,3 +140,24 @@ def json_resources(body: bytes, message: str, key: str) -> Iterator[tuple[str, d
         entry = json_object(entry, where)
         resource_doc = json_object(entry.get("resource") or {}, f"{where}.resource")
         yield where, entry, Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))
+
+
+def encode_export_response(rejected: Rejections, json: bool, response: Any, count_field: str) -> bytes:
+    """An Export*ServiceResponse in the request's encoding, with partial success if any rejected.
+
+    ``response`` is an empty response message of the signal; ``count_field`` its rejected-count
+    field (``rejected_spans``, ``rejected_data_points``). JSON spells it in camelCase and int64
+    as a string, as OTLP/JSON does.
+    """
+    if json:
+        if not rejected.count:
+            return b"{}"
+        head, *rest = count_field.split("_")
+        json_field = head + "".join(word.title() for word in rest)
+        return orjson.dumps(
+            {"partialSuccess": {json_field: str(rejected.count), "errorMessage": rejected.message}}
+        )
+    if rejected.count:
+        setattr(response.partial_success, count_field, rejected.count)
+        response.partial_success.error_message = rejected.message
+    return bytes(response.SerializeToString())

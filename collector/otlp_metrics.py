@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -26,6 +25,7 @@ from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
     as_int,
+    encode_export_response,
     is_true,
     json_attributes,
     json_int,
@@ -209,9 +209,13 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                     continue
                 if metric.name != SIDECAR_METRIC:
                     continue
-                if data == "exponential_histogram":
-                    temporality = metric.exponential_histogram.aggregation_temporality
-                    for p in points:
+                if data not in ("exponential_histogram", "histogram"):
+                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
+                    continue
+                exponential = data == "exponential_histogram"
+                temporality = getattr(metric, data).aggregation_temporality
+                for p in points:
+                    if exponential:
                         if not MIN_SCALE <= p.scale <= MAX_SCALE:
                             batch.rejected.add(f"{SIDECAR_METRIC}: scale {p.scale} is out of range")
                             continue
@@ -222,38 +226,19 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                             p.positive.offset,
                             p.positive.bucket_counts,
                         )
-                        _keep(
-                            batch,
-                            _point(
-                                resource,
-                                pb_attributes(p.attributes),
-                                temporality,
-                                p.start_time_unix_nano,
-                                p.time_unix_nano,
-                                p.count,
-                                latency,
-                                "exp",
-                            ),
-                        )
-                elif data == "histogram":
-                    temporality = metric.histogram.aggregation_temporality
-                    for p in points:
+                    else:
                         latency = explicit_latency(p.explicit_bounds, p.bucket_counts)
-                        _keep(
-                            batch,
-                            _point(
-                                resource,
-                                pb_attributes(p.attributes),
-                                temporality,
-                                p.start_time_unix_nano,
-                                p.time_unix_nano,
-                                p.count,
-                                latency,
-                                "explicit",
-                            ),
-                        )
-                else:
-                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
+                    point = _point(
+                        resource,
+                        pb_attributes(p.attributes),
+                        temporality,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                        p.count,
+                        latency,
+                        "exp" if exponential else "explicit",
+                    )
+                    _keep(batch, point)
     return batch
 
 
@@ -351,14 +336,4 @@ def _json_point(
 def encode_response(batch: MetricBatch | Rejections, json: bool) -> bytes:
     """ExportMetricsServiceResponse in the request's encoding."""
     rejected = batch.rejected if isinstance(batch, MetricBatch) else batch
-    if json:
-        if not rejected.count:
-            return b"{}"
-        return orjson.dumps(
-            {"partialSuccess": {"rejectedDataPoints": str(rejected.count), "errorMessage": rejected.message}}
-        )
-    response = ExportMetricsServiceResponse()
-    if rejected.count:
-        response.partial_success.rejected_data_points = rejected.count
-        response.partial_success.error_message = rejected.message
-    return response.SerializeToString()
+    return encode_export_response(rejected, json, ExportMetricsServiceResponse(), "rejected_data_points")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -19,6 +18,7 @@ from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
     as_int,
+    encode_export_response,
     json_int,
     json_list,
     json_object,
@@ -177,15 +177,4 @@ def _json_span(span: dict[str, Any]) -> Span | str:
 
 def encode_response(batch: TraceBatch, json: bool) -> bytes:
     """ExportTraceServiceResponse in the request's encoding (partial success if any rejected)."""
-    rejected = batch.rejected
-    if json:
-        if not rejected.count:
-            return b"{}"
-        return orjson.dumps(
-            {"partialSuccess": {"rejectedSpans": str(rejected.count), "errorMessage": rejected.message}}
-        )
-    response = ExportTraceServiceResponse()
-    if rejected.count:
-        response.partial_success.rejected_spans = rejected.count
-        response.partial_success.error_message = rejected.message
-    return response.SerializeToString()
+    return encode_export_response(batch.rejected, json, ExportTraceServiceResponse(), "rejected_spans")

@@ -117,3 +117,22 @@ async def test_health_and_metrics_show_the_counters(redis_url: str) -> None:
         assert 'meshui_collector_received_total{signal="traces"} 10' in text
         assert 'meshui_collector_rejected_total{signal="metrics"} 1' in text
         assert "meshui_collector_redis_write_errors_total 0" in text
+
+
+def test_a_metrics_partial_success_names_rejected_data_points_in_both_encodings() -> None:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceResponse,
+    )
+
+    from collector.otlp_metrics import encode_response
+    from collector.records import Rejections
+
+    rejected = Rejections()
+    rejected.add("meshui.proxy.request.duration must be a histogram, got gauge", 3)
+
+    as_json = orjson.loads(encode_response(rejected, json=True))
+    as_pb = ExportMetricsServiceResponse.FromString(encode_response(rejected, json=False))
+
+    assert as_json == {"partialSuccess": {"rejectedDataPoints": "3", "errorMessage": rejected.message}}
+    assert as_pb.partial_success.rejected_data_points == 3
+    assert encode_response(Rejections(), json=True) == b"{}"
