@@ -106,7 +106,6 @@ class ServiceGraphConnector:
         sink, stats, store = self.sink, self.stats, self._store
         client_kinds, server_kinds = self._client_kinds, self._server_kinds
         expires = self.clock() + self.config.ttl_s
-        max_items = self.config.max_items
         for group in batch.groups:
             if group.sidecar:
                 # Sidecars' edges come from their metrics; pairing their sampled spans too
@@ -124,22 +123,16 @@ class ServiceGraphConnector:
                         sink.add_edge(UNKNOWN, service, 1, int(failed), latency)
                         continue
                     key = (span.trace_id, span.parent_span_id)
-                    half = store.get(key)
+                    half = self._half(key, expires)
                     if half is None:
-                        if len(store) >= max_items:
-                            stats.dropped["pairing_store_full"] += 1
-                            continue
-                        half = store[key] = _HalfPair(expires)
+                        continue
                     half.server_service = service
                     half.server_failed = failed
                 elif kind in client_kinds:
                     key = (span.trace_id, span.span_id)
-                    half = store.get(key)
+                    half = self._half(key, expires)
                     if half is None:
-                        if len(store) >= max_items:
-                            stats.dropped["pairing_store_full"] += 1
-                            continue
-                        half = store[key] = _HalfPair(expires)
+                        continue
                     half.client_service = service
                     half.client_ms = span.duration_ms
                     half.client_failed = span.failed
@@ -191,6 +184,16 @@ class ServiceGraphConnector:
             stats.dropped["pairing_shutdown"] += dropped
         stats.pending_pairs = 0
         return dropped
+
+    def _half(self, key: tuple[bytes, bytes], expires: float) -> _HalfPair | None:
+        """The waiting half-pair for ``key``, new if none; None (counted) when the store is full."""
+        half = self._store.get(key)
+        if half is None:
+            if len(self._store) >= self.config.max_items:
+                self.stats.dropped["pairing_store_full"] += 1
+                return None
+            half = self._store[key] = _HalfPair(expires)
+        return half
 
     def _virtual_edge(self, half: _HalfPair) -> bool:
         """Count an unpaired client half that names its peer as an edge to that peer."""
