@@ -1,33 +1,14 @@
-"""Shared helpers for collector tests: run a real collector, poll with deadlines."""
+"""Shared helpers for collector tests: run a real collector, talk HTTP to it."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from collector.receiver import ReceiverConfig
 from collector.service import Collector, CollectorConfig
-
-T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 5.0,
-                     interval: float = 0.02) -> T:
-    """Poll ``check`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
 
 
 @asynccontextmanager

@@ -10,7 +10,8 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from collector.receiver import ReceiverConfig
-from tests.collector.support import ahttp, eventually, running_collector
+from tests.collector.support import ahttp, running_collector
+from tests.polling import eventually
 
 GOLDEN = Path(__file__).parent / "golden"
 PB = {"Content-Type": "application/x-protobuf"}

@@ -16,8 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector import graphstore, graphwriter
 from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisExporterConfig, redis_client
-from tests.collector.support import ahttp, eventually, running_collector
+from tests.collector.support import ahttp, running_collector
 from tests.collector.tcp_cut import CuttableLink
+from tests.polling import eventually
 
 PB = {"Content-Type": "application/x-protobuf"}
 Response = tuple[int, dict[str, str], bytes]

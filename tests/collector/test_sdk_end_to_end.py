@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from collector import graphstore
-from tests.collector.support import eventually, running_collector
+from tests.collector.support import running_collector
+from tests.polling import eventually
 
 N = 250
 

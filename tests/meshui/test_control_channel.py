@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from meshui.registry.tasks import sweep_stale_instances
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import CONTROL_TOKEN
 from tests.meshui.websocket import WebsocketCommunicator
+from tests.polling import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,10 +65,7 @@ async def register(communicator: WebsocketCommunicator, frame: dict[str, Any]
 
 
 async def until(condition: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not await database_sync_to_async(condition)():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(0.02)
+    await eventually(database_sync_to_async(condition), timeout, interval=0.02)
 
 
 async def test_a_wrong_token_is_refused_at_the_handshake_and_logged(

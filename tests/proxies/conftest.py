@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.sidecar import Sidecar
 from proxies.upstream import ConnectionPool, UpstreamConnection
+from tests.polling import eventually
 
 
 class RecordingTelemetry:
@@ -93,15 +93,8 @@ class FakeTransport:
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
-    """Poll ``predicate`` on the loop until it is truthy (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.001)
+    """Poll ``predicate`` on the loop until it is truthy (tight: these are loopback waits)."""
+    return await eventually(predicate, timeout, interval=0.001)
 
 
 class FakeUpstreams:

@@ -7,7 +7,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httptools
@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from proxies.telemetry import Resource, SpanData, Telemetry
+from tests.polling import eventually
 
 RESOURCE = Resource(service="frontend", version="v1", instance_id="frontend-1")
 
@@ -100,14 +101,6 @@ async def sink() -> AsyncIterator[Sink]:
     async with server:
         yield stand_in
         server.close()
-
-
-async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        await asyncio.sleep(0.01)
 
 
 def counter(telemetry: Telemetry, line_start: str) -> float:
