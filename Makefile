@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REAL_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 REAL_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: demo test install browser lint bench
+.PHONY: demo test install browser lint bench fuzz wrk
 
 $(STAMP): pyproject.toml requirements.lock
 	@echo "==> Installing pinned dependencies into $(VENV)"
@@ -39,5 +39,15 @@ ifeq ($(CI),true)
 	@DATABASE_URL=$(REAL_DATABASE_URL) REDIS_URL=$(REAL_REDIS_URL) $(BIN)/python -m pytest
 endif
 
-bench: install
+# The load generator of the benchmarks, from Debian, as `browser` installs chromium.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "==> Installing Debian's wrk for the benchmarks"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+
+bench: install wrk
 	@$(BIN)/python bench/sidecar_hop.py
+
+# A million property-based cases across every fuzz target (not in CI: it takes a while).
+fuzz: install
+	@env -u REDIS_URL -u DATABASE_URL $(BIN)/python -m tests.fuzzing

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests import fuzzing  # registers and loads the hypothesis profiles before collection
+
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
@@ -39,3 +41,17 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the fuzz targets' outcome tally (and add it to FUZZ_REPORT, for make fuzz)."""
+    if not fuzzing.OUTCOMES:
+        return
+    report = os.environ.get("FUZZ_REPORT")
+    if report:
+        from pathlib import Path
+
+        fuzzing.write_report(Path(report))
+    terminalreporter.section("fuzz cases by target and outcome")
+    for line in fuzzing.summary_lines(fuzzing.OUTCOMES):
+        terminalreporter.write_line(line)
