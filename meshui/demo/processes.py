@@ -150,6 +150,18 @@ class Supervisor:
         if code != 0:
             raise StartupError(f"{name} failed with code {code}:\n{child.log_tail()}")
 
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL a child's process group at once (no grace) and forget it."""
+        self._signal(child, signal.SIGKILL)
+        child.process.wait(timeout=5)
+        self.children.remove(child)
+
     def exited(self) -> list[Child]:
         return [child for child in self.children if child.process.poll() is not None]
 

@@ -78,6 +78,25 @@ class RunningMesh:
             time.sleep(0.1)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
 
+    def settled(self, read, quiet: float = 3.0, timeout: float = 30.0):
+        """``read()`` once it returned the same value for ``quiet`` seconds, and that value.
+
+        Read a baseline count only through this: sidecars export every second and the
+        collector flushes in batches, so the previous test's telemetry may still be landing
+        (a baseline read too early once made an exact count off by one in CI). ``quiet``
+        spans more than two export intervals.
+        """
+        deadline = time.monotonic() + timeout
+        value, since = read(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = read()
+            if now != value:
+                value, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return value
+        raise AssertionError(f"counts still changing after {timeout} s; last {value!r}")
+
     def frontend(self) -> str:
         return self.config.inbound_url("frontend")
 

@@ -29,7 +29,7 @@ def send(mesh: RunningMesh, count: int, method: str = "GET", path: str = "/produ
 
 
 def test_counted_requests_appear_as_exact_edge_counts(demo_mesh: RunningMesh) -> None:
-    before = {edge: demo_mesh.edge_count(*edge) for edge in PRODUCT_EDGES}
+    before = demo_mesh.settled(lambda: {edge: demo_mesh.edge_count(*edge) for edge in PRODUCT_EDGES})
 
     statuses = send(demo_mesh, 40)
 
@@ -59,7 +59,7 @@ def test_graph_nodes_carry_versions_and_latency(demo_mesh: RunningMesh) -> None:
 
 
 def test_failing_payments_show_as_edge_errors(demo_mesh: RunningMesh) -> None:
-    before = demo_mesh.edge_count("checkout", "payments")
+    before = demo_mesh.settled(lambda: demo_mesh.edge_count("checkout", "payments"))
 
     statuses = send(demo_mesh, 5, method="POST", path="/checkout")
 

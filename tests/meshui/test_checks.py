@@ -39,15 +39,23 @@ def test_a_missing_control_token_warns_w002(settings: Any) -> None:
     assert check_control_token() == []
 
 
-def test_ensure_user_creates_then_updates_a_superuser(
-    db: Any, monkeypatch: Any
-) -> None:
-    from django.contrib.auth import authenticate
+def test_ensure_user_creates_then_updates_an_ordinary_user(db: Any, monkeypatch: Any) -> None:
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     monkeypatch.setenv("MESHUI_USER_PASSWORD", "first")
-    call_command("ensure_user", "demo")
+    call_command("ensure_user", "demo", superuser=True)
     monkeypatch.setenv("MESHUI_USER_PASSWORD", "second")
     call_command("ensure_user", "demo")
-    user = authenticate(username="demo", password="second")
-    assert user is not None and user.is_superuser
+    user = get_user_model().objects.get(username="demo")
+    assert user.check_password("second") and not user.check_password("first")
+    assert user.is_active and not user.is_superuser and not user.is_staff
+
+
+def test_ensure_user_makes_a_superuser_only_when_asked(db: Any, monkeypatch: Any) -> None:
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    monkeypatch.setenv("MESHUI_USER_PASSWORD", "pw")
+    call_command("ensure_user", "admin", superuser=True)
+    assert get_user_model().objects.get(username="admin").is_superuser

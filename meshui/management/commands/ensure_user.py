@@ -1,4 +1,7 @@
-"""``manage.py ensure_user NAME``: create or update a superuser, idempotently (the demo uses it).
+"""``manage.py ensure_user NAME [--superuser]``: create or update a user, idempotently (the demo uses it).
+
+Without ``--superuser`` the user is an ordinary one (no staff or superuser rights, taken
+away if an earlier run gave them): the demo's printed login must not own the whole site.
 
 The password comes from ``MESHUI_USER_PASSWORD`` (never from the command line, which other
 users of the machine can read in the process list).
@@ -14,17 +17,20 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Create or update a superuser whose password is MESHUI_USER_PASSWORD."
+    help = "Create or update a user whose password is MESHUI_USER_PASSWORD."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
+        parser.add_argument("--superuser", action="store_true", help="make it a superuser")
 
-    def handle(self, *args: Any, username: str, **options: Any) -> None:
+    def handle(self, *args: Any, username: str, superuser: bool = False, **options: Any) -> None:
         password = os.environ.get("MESHUI_USER_PASSWORD", "")
         if not password:
             raise CommandError("MESHUI_USER_PASSWORD must be set to the user's password")
         user, created = get_user_model().objects.get_or_create(username=username)
-        user.is_staff = user.is_superuser = True
+        user.is_staff = user.is_superuser = superuser
+        user.is_active = True
         user.set_password(password)
         user.save()
-        self.stdout.write(f"{'created' if created else 'updated'} superuser {username}")
+        kind = "superuser" if superuser else "user"
+        self.stdout.write(f"{'created' if created else 'updated'} {kind} {username}")
