@@ -9,6 +9,7 @@ SQLite unless ``DATABASE_URL`` is set).
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -149,9 +150,9 @@ class Mesh:
             detail = step()
             self.say(f"      ready in {time.monotonic() - started:.1f} s  {detail}")
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one part ("meshui", "collector", ...) as a crash would (the chaos tests)."""
-        self.supervisor.kill(self.supervisor.child(name))
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> None:
+        """Stop one part ("meshui", "collector", ...): a crash by default (the chaos tests)."""
+        self.supervisor.kill(self.supervisor.child(name), signum)
 
     def start_again(self, name: str) -> None:
         """Start a killed part again, the way the demo first started it, and wait until ready."""

@@ -156,10 +156,10 @@ class Supervisor:
                 return child
         raise KeyError(name)
 
-    def kill(self, child: Child) -> None:
-        """SIGKILL a child's process group at once (no grace) and forget it."""
-        self._signal(child, signal.SIGKILL)
-        child.process.wait(timeout=5)
+    def kill(self, child: Child, signum: int = signal.SIGKILL) -> None:
+        """Signal a child's process group (SIGKILL: a crash; SIGTERM: a clean stop), wait, forget it."""
+        self._signal(child, signum)
+        child.process.wait(timeout=15)
         self.children.remove(child)
 
     def exited(self) -> list[Child]:
