@@ -143,9 +143,9 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def spawn(cpu: str, *argv: str, log: Path | None = None) -> subprocess.Popen:
+def spawn(cpu: str, *argv: str, log: Path | None = None, cwd: Path = ROOT) -> subprocess.Popen:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    return subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def stop_all(procs: list[subprocess.Popen]) -> None:
