@@ -8,7 +8,8 @@ its midpoint that carries the hover (Plotly cannot hover annotations).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshui.dashboard.layout import Position, layered_layout
@@ -25,6 +26,23 @@ FONT = "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 
 # Reverse edges (a -> b and b -> a) are drawn side by side, this far apart (data units).
 PARALLEL_OFFSET = 0.07
+
+
+# Plotly renders a subset of HTML in text and hover text (<a>, <span style>, <b>, <br> ...),
+# turns newlines into <br>, reads $...$ as LaTeX and decodes HTML entities inside text runs
+# (plotly.js src/lib/svg_text_utils.js). A service name, a version, anything that came from
+# the network, is text: every character Plotly could interpret is written as a numeric entity,
+# which Plotly decodes back into that literal character and never into markup.
+_PLOTLY_SPECIAL = re.compile(r"[&<>\"'$\r\n]")
+
+
+def plotly_text(value: object) -> str:
+    """``value`` as literal Plotly text: no tag, entity, line break or TeX can come from it."""
+    return _PLOTLY_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", str(value))
+
+
+def _joined(values: Iterable[object], separator: str) -> str:
+    return separator.join(plotly_text(v) for v in values)
 
 
 def health_color(requests: int, error_rate: float) -> str:
@@ -79,9 +97,9 @@ def _stats_lines(stats: Mapping[str, Any], window: int) -> list[str]:
 
 
 def node_hover(node: Mapping[str, Any], window: int) -> str:
-    versions = ", ".join(node["versions"]) or "–"
+    versions = _joined(node["versions"], ", ") or "–"
     return "<br>".join(
-        [f"<b>{node['service']}</b>", f"versions: {versions}", *_stats_lines(node, window)]
+        [f"<b>{plotly_text(node['service'])}</b>", f"versions: {versions}", *_stats_lines(node, window)]
     )
 
 
@@ -103,14 +121,14 @@ def events_line(events: Mapping[str, int]) -> str | None:
 
 
 def edge_hover(edge: Mapping[str, Any], window: int) -> str:
-    title = f"<b>{edge['source']} → {edge['target']}</b>"
+    title = f"<b>{plotly_text(edge['source'])} → {plotly_text(edge['target'])}</b>"
     events = events_line(edge.get("events") or {})
     return "<br>".join([title, *_stats_lines(edge, window), *([events] if events else [])])
 
 
 def node_label(node: Mapping[str, Any]) -> str:
-    versions = " · ".join(node["versions"])
-    label = f"<b>{node['service']}</b>"
+    versions = _joined(node["versions"], " · ")
+    label = f"<b>{plotly_text(node['service'])}</b>"
     if versions:
         label += f"<br><span style='font-size:11px;color:{MUTED}'>{versions}</span>"
     return label

@@ -1,8 +1,26 @@
 from __future__ import annotations
 
+import html
+import re
+from itertools import pairwise
 from typing import Any
 
-from meshui.dashboard.figure import AMBER, GREEN, GREY, RED, build_figure, health_color, summary
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshui.dashboard.figure import (
+    AMBER,
+    GREEN,
+    GREY,
+    MUTED,
+    RED,
+    build_figure,
+    health_color,
+    plotly_text,
+    summary,
+)
+from tests.fuzzing import examples, outcome
 
 
 def stats(requests: int, errors: int, window: int = 60) -> dict[str, Any]:
@@ -66,3 +84,82 @@ def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing(
 
     assert "retries" not in quiet
     assert busy.endswith("7 retries · 1 ejections")
+
+
+# Names a hostile OTLP client can put in service.name / service.version.
+HOSTILE = [
+    "<a href='https://evil.example'>click</a>",
+    '<span style="font-size:90px">big</span>',
+    "<img src=x onerror=alert(1)>",
+    "</script><script>alert(1)</script>",
+    "\"quoted\" & 'single'",
+    "$\\frac{1}{2}$",
+    "line\nbreak\r\nagain",
+    "&lt;b&gt;entity&lt;/b&gt; &#60;i&#62;",
+]
+OUR_TAGS = {"<b>", "</b>", "<br>", f"<span style='font-size:11px;color:{MUTED}'>", "</span>"}
+TAG = re.compile(r"<[^<>]*>")
+
+
+def plotly_reading(text: str) -> tuple[set[str], list[str]]:
+    """What Plotly makes of ``text``: the tags it interprets, and the text runs it shows.
+
+    As plotly.js' svg_text_utils does: newlines become <br>, the string is split on tags,
+    and entities are decoded inside the text runs only.
+    """
+    text = re.sub(r"\r\n?|\n", "<br>", text)
+    return set(TAG.findall(text)), [html.unescape(run) for run in TAG.split(text)]
+
+
+def hostile_graph(names: list[str]) -> dict[str, Any]:
+    nodes = [{"id": n, "service": n, "versions": [n, "v1"], **stats(60, 1)} for n in names]
+    edges = [{"source": a, "target": b, **stats(60, 1)} for a, b in pairwise(names)]
+    return {"window": 60, "generated_at": 1.0, "nodes": nodes, "edges": edges}
+
+
+def every_text(figure: dict[str, Any]) -> list[str]:
+    return [t for trace in figure["data"] for key in ("text", "hovertext")
+            for t in trace.get(key, [])]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_name_is_plain_text_in_every_label_and_hover(name: str) -> None:
+    figure = build_figure(hostile_graph([name, "frontend"]))
+    nodes, edges = figure["data"][1], figure["data"][0]
+
+    for text in every_text(figure):
+        tags, _ = plotly_reading(text)
+        assert tags <= OUR_TAGS, text
+        assert "$" not in text  # Plotly reads $...$ as LaTeX
+    _, label = plotly_reading(nodes["text"][0])
+    assert label[1] == name and label[4] == f"{name} · v1"
+    _, hover = plotly_reading(nodes["hovertext"][0])
+    assert hover[1] == name and hover[3] == f"versions: {name}, v1"
+    _, edge = plotly_reading(edges["text"][0])
+    assert edge[1] == f"{name} → frontend"
+    assert nodes["customdata"][0] == name  # ids stay raw: data, never markup
+
+
+def test_plotly_text_leaves_ordinary_names_alone() -> None:
+    assert plotly_text("checkout-v2.payments_1 · ünïcode") == "checkout-v2.payments_1 · ünïcode"
+
+
+@pytest.mark.fuzz
+@examples()
+@given(names=st.lists(
+    st.one_of(
+        st.text(min_size=1, max_size=40),
+        st.builds("".join, st.lists(st.sampled_from(
+            ["<", ">", "&", "'", '"', "$", "\n", "\r", "<a href=x>", "</span>", "<br>", "&lt;",
+             "&#60;", "&amp;", "<b>", "svc", " ", "%{x}"]), min_size=1, max_size=12)),
+    ),
+    min_size=1, max_size=5, unique=True))
+def test_fuzz_no_name_turns_into_plotly_markup(names: list[str]) -> None:
+    figure = build_figure(hostile_graph(names))
+    for text in every_text(figure):
+        tags, _ = plotly_reading(text)
+        assert tags <= OUR_TAGS, text
+        assert "$" not in text
+    for name, label in zip(names, figure["data"][1]["text"], strict=True):
+        assert plotly_reading(label)[1][1] == name
+    outcome("dashboard.figure", "ok")
