@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from collector.graphstore import fetch_graph, validate_window
+from collector.graphstore import validate_window
 from meshui.access import api_view, json_error
 from meshui.api.openapi import OPENAPI
-from meshui.redis import get_redis
+from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, read_graph
 from meshui.registry.endpoints import current_version
 from meshui.registry.models import Instance, Service
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 60
 
@@ -38,7 +41,18 @@ def graph(request: HttpRequest) -> JsonResponse:
         window = parse_window(request.GET.get("window"))
     except ValueError as exc:
         return json_error(400, "invalid_parameter", str(exc), parameter="window")
-    return JsonResponse(fetch_graph(get_redis(), window))
+    try:
+        graph = read_graph(window)
+    except DATA_SOURCE_ERRORS as exc:
+        # Transient: Redis is down or restarting. 503 + Retry-After, never a 500 (issue 6).
+        logger.warning("GET /api/v1/graph: Redis unavailable: %s", exc)
+        response = json_error(
+            503, "data_source_unavailable",
+            f"the live graph store (Redis) is unavailable ({type(exc).__name__}); "
+            f"retry in {RETRY_AFTER} s")
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
+    return JsonResponse(graph)
 
 
 def _instance_json(instance: Instance, endpoints_version: int | None) -> dict[str, Any]:

@@ -254,6 +254,13 @@ def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
     )
 
 
+def with_hidden(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """``graph`` with ``hidden`` always present: zeros when nothing was left out, or when the
+    graph came from a reader without the node cap (collector.graphstore before issue 6)."""
+    hidden = graph.get("hidden") or {}
+    return {**graph, "hidden": {key: int(hidden.get(key, 0)) for key in ("nodes", "edges")}}
+
+
 def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers of the summary bar: services, edges, calls per second, error rate.
 
@@ -268,10 +275,12 @@ def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
         "rps": round(requests / graph["window"], 3) if graph["window"] else 0.0,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
         "generated_at": graph["generated_at"],
+        "hidden": with_hidden(graph)["hidden"],
     }
 
 
 def page_payload(graph: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the graph page draws from: the graph, its figure and its summary."""
+    graph = with_hidden(graph)
     return {"type": "graph", "graph": graph, "figure": build_figure(graph),
             "summary": summary(graph)}

@@ -44,10 +44,13 @@ def test_ensure_user_creates_then_updates_a_superuser(
 ) -> None:
     from django.contrib.auth import authenticate
     from django.core.management import call_command
+    from django.test import RequestFactory
 
     monkeypatch.setenv("MESHUI_USER_PASSWORD", "first")
     call_command("ensure_user", "demo")
     monkeypatch.setenv("MESHUI_USER_PASSWORD", "second")
     call_command("ensure_user", "demo")
-    user = authenticate(username="demo", password="second")
+    # django-axes' backend needs the request (it counts failures per username + address).
+    user = authenticate(RequestFactory().post("/accounts/login/"), username="demo",
+                        password="second")
     assert user is not None and user.is_superuser

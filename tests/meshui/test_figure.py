@@ -17,6 +17,7 @@ from meshui.dashboard.figure import (
     RED,
     build_figure,
     health_color,
+    page_payload,
     plotly_text,
     summary,
 )
@@ -71,7 +72,14 @@ def test_every_service_is_a_labelled_node_with_its_versions() -> None:
 
 def test_the_summary_counts_requests_once_as_callers_saw_them() -> None:
     assert summary(GRAPH) == {"services": 2, "edges": 1, "rps": 10.0, "error_rate": 0.02,
-                              "generated_at": 1.0}
+                              "generated_at": 1.0, "hidden": {"nodes": 0, "edges": 0}}
+
+
+def test_the_summary_carries_what_the_node_cap_left_out() -> None:
+    capped = {**GRAPH, "hidden": {"nodes": 140, "edges": 310}}
+    assert summary(capped)["hidden"] == {"nodes": 140, "edges": 310}
+    assert page_payload(capped)["graph"]["hidden"] == {"nodes": 140, "edges": 310}
+    assert page_payload(GRAPH)["graph"]["hidden"] == {"nodes": 0, "edges": 0}
 
 
 def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing() -> None:
