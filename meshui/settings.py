@@ -62,6 +62,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it also sees the responses made further out: WhiteNoise's static files
+    # and the 400 of a disallowed Host.
+    "meshui.security.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,7 +73,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "meshui.security.SecurityHeadersMiddleware",
     # Last, as django-axes asks: it turns a lockout raised by its backend into the response.
     "axes.middleware.AxesMiddleware",
 ]
