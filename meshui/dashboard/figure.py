@@ -41,6 +41,16 @@ def plotly_text(value: object) -> str:
     return _PLOTLY_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", str(value))
 
 
+# Longest label drawn under a node, in characters: longer names would run over their
+# neighbours. The hover and the side tables show the whole name.
+LABEL_CHARS = 24
+
+
+def clip(value: str, limit: int = LABEL_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def _joined(values: Iterable[object], separator: str) -> str:
     return separator.join(plotly_text(v) for v in values)
 
@@ -127,8 +137,8 @@ def edge_hover(edge: Mapping[str, Any], window: int) -> str:
 
 
 def node_label(node: Mapping[str, Any]) -> str:
-    versions = _joined(node["versions"], " · ")
-    label = f"<b>{plotly_text(node['service'])}</b>"
+    versions = plotly_text(clip(" · ".join(node["versions"]), LABEL_CHARS + 4))
+    label = f"<b>{plotly_text(clip(node['service']))}</b>"
     if versions:
         label += f"<br><span style='font-size:11px;color:{MUTED}'>{versions}</span>"
     return label

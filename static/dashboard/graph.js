@@ -54,7 +54,7 @@
       const h = health(e.requests, e.error_rate);
       return `<tr data-edge="${escapeHtml(e.source + "->" + e.target)}" data-requests="${e.requests}"
                   data-errors="${e.errors}">
-        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(e.source)}<span class="arrow">→</span>${escapeHtml(e.target)}</td>
+        <td class="name" title="${escapeHtml(e.source + " → " + e.target)}"><i class="health dot ${h}"></i>${escapeHtml(e.source)}<span class="arrow">→</span>${escapeHtml(e.target)}</td>
         <td class="num">${rate(e.rps)}</td>
         <td class="num ${h}">${percent(e.error_rate)}</td>
         <td class="num">${ms(e.p95_ms)}</td></tr>`;
@@ -70,7 +70,7 @@
       const h = health(n.requests, n.error_rate);
       const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
-        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
+        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
         <td class="num">${rate(n.rps)}</td>
         <td class="num ${n.requests ? h : "idle"}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;

@@ -15,7 +15,9 @@ from meshui.dashboard.figure import (
     GREY,
     MUTED,
     RED,
+    LABEL_CHARS,
     build_figure,
+    clip,
     health_color,
     page_payload,
     plotly_text,
@@ -140,12 +142,21 @@ def test_a_hostile_name_is_plain_text_in_every_label_and_hover(name: str) -> Non
         assert tags <= OUR_TAGS, text
         assert "$" not in text  # Plotly reads $...$ as LaTeX
     _, label = plotly_reading(nodes["text"][0])
-    assert label[1] == name and label[4] == f"{name} · v1"
+    assert label[1] == clip(name) and label[4] == clip(f"{name} · v1", LABEL_CHARS + 4)
     _, hover = plotly_reading(nodes["hovertext"][0])
     assert hover[1] == name and hover[3] == f"versions: {name}, v1"
     _, edge = plotly_reading(edges["text"][0])
     assert edge[1] == f"{name} → frontend"
     assert nodes["customdata"][0] == name  # ids stay raw: data, never markup
+
+
+def test_a_long_name_is_clipped_under_its_node_but_whole_in_the_hover() -> None:
+    name = "recommendations-service-eu-west-1-canary"
+    nodes = build_figure(hostile_graph([name]))["data"][1]
+    assert plotly_reading(nodes["text"][0])[1][1] == "recommendations-service…"
+    assert len("recommendations-service…") == LABEL_CHARS
+    assert plotly_reading(nodes["hovertext"][0])[1][1] == name
+    assert clip("short") == "short"
 
 
 def test_plotly_text_leaves_ordinary_names_alone() -> None:
@@ -169,5 +180,5 @@ def test_fuzz_no_name_turns_into_plotly_markup(names: list[str]) -> None:
         assert tags <= OUR_TAGS, text
         assert "$" not in text
     for name, label in zip(names, figure["data"][1]["text"], strict=True):
-        assert plotly_reading(label)[1][1] == name
+        assert plotly_reading(label)[1][1] == clip(name)
     outcome("dashboard.figure", "ok")
