@@ -111,6 +111,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "401": _ERROR_RESPONSE,
+                    "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             }
         },

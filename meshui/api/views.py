@@ -44,15 +44,19 @@ def graph(request: HttpRequest) -> JsonResponse:
     try:
         graph = read_graph(window)
     except DATA_SOURCE_ERRORS as exc:
-        # Transient: Redis is down or restarting. 503 + Retry-After, never a 500 (issue 6).
-        logger.warning("GET /api/v1/graph: Redis unavailable: %s", exc)
-        response = json_error(
-            503, "data_source_unavailable",
-            f"the live graph store (Redis) is unavailable ({type(exc).__name__}); "
-            f"retry in {RETRY_AFTER} s")
-        response["Retry-After"] = str(RETRY_AFTER)
-        return response
+        return unavailable(request, exc)
     return JsonResponse(graph)
+
+
+def unavailable(request: HttpRequest, exc: BaseException) -> JsonResponse:
+    """Redis is down or restarting: transient, so 503 + Retry-After, never a 500 (issue 6)."""
+    logger.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
+    response = json_error(
+        503, "data_source_unavailable",
+        f"the live graph store (Redis) is unavailable ({type(exc).__name__}); "
+        f"retry in {RETRY_AFTER} s")
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _instance_json(instance: Instance, endpoints_version: int | None) -> dict[str, Any]:
@@ -94,7 +98,10 @@ def services(request: HttpRequest) -> JsonResponse:
 
 @api_view("GET")
 def instances(request: HttpRequest) -> JsonResponse:
-    version = current_version()
+    try:
+        version = current_version()  # the endpoints version lives in Redis
+    except DATA_SOURCE_ERRORS as exc:
+        return unavailable(request, exc)
     return JsonResponse({
         "endpoints_version": version,
         "instances": [_instance_json(i, version) for i in Instance.objects.for_listing()],

@@ -62,6 +62,19 @@ def test_the_graph_api_is_503_with_retry_after_while_redis_is_down_then_200(
     assert asyncio.run(eventually(answers, timeout=RECOVERY, interval=0.1)) == 200
 
 
+@pytest.mark.django_db
+def test_the_instances_endpoint_is_503_too_while_redis_is_down(
+    outage_settings: Any, stoppable_redis: StoppableRedis
+) -> None:
+    outage_settings.MESHUI_PUBLIC_READ = True
+    assert Client().get("/api/v1/instances").status_code == 200
+    stoppable_redis.stop()
+    response = Client().get("/api/v1/instances")
+    assert response.status_code == 503 and response["Retry-After"] == str(RETRY_AFTER)
+    assert response.json()["error"] == "data_source_unavailable"
+    assert Client().get("/api/v1/services").status_code == 200  # the database only
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_the_socket_says_the_source_is_down_keeps_open_and_resumes_when_it_is_back(
     outage_settings: Any, stoppable_redis: StoppableRedis
