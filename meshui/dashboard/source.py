@@ -24,20 +24,25 @@ RETRY_AFTER = 2
 # restarting (BusyLoadingError) or unreachable; OSError covers a failure below redis-py.
 DATA_SOURCE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
-# The collector's cardinality cap (issue 6) adds ``max_nodes=`` to fetch_graph; pass it when
-# the installed graphstore takes it, so this works on both sides of that change.
-_TAKES_MAX_NODES = "max_nodes" in inspect.signature(fetch_graph).parameters
+def _takes_max_nodes(reader: Any) -> bool:
+    """The collector's cardinality cap (issue 6) adds ``max_nodes=`` to the graph readers;
+    pass it when the installed graphstore takes it, so this works before and after it."""
+    return "max_nodes" in inspect.signature(reader).parameters
 
 
-def _cap() -> dict[str, Any]:
-    return {"max_nodes": settings.MESHUI_GRAPH_MAX_NODES} if _TAKES_MAX_NODES else {}
+_SYNC_CAP = _takes_max_nodes(fetch_graph)
+_ASYNC_CAP = _takes_max_nodes(afetch_graph)
+
+
+def _cap(supported: bool) -> dict[str, Any]:
+    return {"max_nodes": settings.MESHUI_GRAPH_MAX_NODES} if supported else {}
 
 
 def read_graph(window: int) -> dict[str, Any]:
     """The graph of the last ``window`` seconds; raises one of ``DATA_SOURCE_ERRORS``."""
-    return with_hidden(fetch_graph(get_redis(), window, **_cap()))
+    return with_hidden(fetch_graph(get_redis(), window, **_cap(_SYNC_CAP)))
 
 
 async def aread_graph(window: int) -> dict[str, Any]:
     """``read_graph`` for async callers (the socket)."""
-    return with_hidden(await afetch_graph(get_async_redis(), window, **_cap()))
+    return with_hidden(await afetch_graph(get_async_redis(), window, **_cap(_ASYNC_CAP)))

@@ -232,3 +232,22 @@ def test_fuzz_the_graph_window_is_200_or_a_400_naming_it(reader: Client, window:
         assert response.json()["parameter"] == "window"
     else:
         assert 1 <= response.json()["window"] <= 3600
+
+
+def test_the_node_cap_setting_reaches_a_graph_reader_that_takes_it(
+    meshui_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshui.dashboard import source
+
+    seen: dict[str, Any] = {}
+
+    def capped_reader(client: Any, window: int, max_nodes: int = 100) -> dict[str, Any]:
+        seen["max_nodes"] = max_nodes
+        return {"window": window, "generated_at": 1.0, "nodes": [], "edges": [],
+                "hidden": {"nodes": 3, "edges": 4}}
+
+    meshui_settings.MESHUI_GRAPH_MAX_NODES = 7
+    monkeypatch.setattr(source, "fetch_graph", capped_reader)
+    monkeypatch.setattr(source, "_SYNC_CAP", source._takes_max_nodes(capped_reader))
+    assert source.read_graph(60)["hidden"] == {"nodes": 3, "edges": 4}
+    assert seen == {"max_nodes": 7}
