@@ -136,7 +136,7 @@ AXES_FAILURE_LIMIT = env_int("MESHUI_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum
 AXES_COOLOFF_TIME = timedelta(
     seconds=env_int("MESHUI_LOGIN_COOLOFF", 900, minimum=1, maximum=7 * 24 * 3600))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_LOCKOUT_CALLABLE = "meshui.access.login_lockout"
+AXES_LOCKOUT_CALLABLE = "meshui.lockout.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
 # Tries made while locked out do not push the end of the lockout back: the time the login
 # page promises holds.
@@ -145,7 +145,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # The peer address, never X-Forwarded-For (a client could rotate it to dodge the limit);
 # behind a reverse proxy, run uvicorn with --proxy-headers --forwarded-allow-ips=<proxy>.
-AXES_CLIENT_IP_CALLABLE = "meshui.access.client_ip"
+AXES_CLIENT_IP_CALLABLE = "meshui.lockout.client_ip"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "graph"
