@@ -139,3 +139,30 @@ def test_the_retry_wording_names_a_time_and_a_wait() -> None:
     assert retry_wording(now + timedelta(seconds=30), now) == "after 14:00:30 UTC (in 30 seconds)"
     assert retry_wording(now + timedelta(seconds=1), now) == "after 14:00:01 UTC (in 1 second)"
     assert retry_wording(now - timedelta(seconds=5), now) == "after 13:59:55 UTC (in 0 seconds)"
+
+
+def settings_in_a_fresh_process(**env: str) -> Any:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, django; django.setup(); from django.conf import settings as s; "
+            "print(json.dumps([s.AXES_ENABLED, s.AXES_FAILURE_LIMIT, "
+            "s.AXES_COOLOFF_TIME.total_seconds(), s.MESHUI_GRAPH_MAX_NODES]))")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "meshui.settings", **env})
+    return result.returncode, (json.loads(result.stdout) if result.returncode == 0
+                               else result.stderr)
+
+
+def test_the_lockout_and_node_cap_settings_come_from_the_environment() -> None:
+    assert settings_in_a_fresh_process() == (0, [True, 5, 900.0, 100])
+    assert settings_in_a_fresh_process(
+        MESHUI_LOGIN_LOCKOUT="off", MESHUI_LOGIN_FAILURE_LIMIT="3", MESHUI_LOGIN_COOLOFF="60",
+        MESHUI_GRAPH_MAX_NODES="25") == (0, [False, 3, 60.0, 25])
+    code, error = settings_in_a_fresh_process(MESHUI_LOGIN_FAILURE_LIMIT="five")
+    assert code != 0 and "MESHUI_LOGIN_FAILURE_LIMIT must be an integer, got 'five'" in error
+    code, error = settings_in_a_fresh_process(MESHUI_GRAPH_MAX_NODES="0")
+    assert code != 0 and "MESHUI_GRAPH_MAX_NODES must be at least 1, got 0" in error
