@@ -2,7 +2,9 @@
 
 Reading (GET pages, GET API, the graph socket) is open to anyone when
 ``MESHUI_PUBLIC_READ`` is true and to logged-in users otherwise; changing anything always
-needs a logged-in user (plus CSRF for session auth, enforced by Django's middleware).
+needs a logged-in user, plus a CSRF token. The API checks the login first and CSRF second
+(as DRF's SessionAuthentication does), so an anonymous write is a 401 saying "log in", not
+a 403 about a token the caller could not have had (docs/api.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -33,8 +37,19 @@ def json_error(status: int, error: str, detail: str, **extra: Any) -> JsonRespon
     return JsonResponse({"error": error, "detail": detail, **extra}, status=status)
 
 
+def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Django's own CSRF check, run by hand after the login check (None when it passes).
+
+    The middleware already read the cookie in ``process_request``; the view is exempt from
+    its ``process_view`` only so that this runs after authentication. A refusal goes
+    through ``CSRF_FAILURE_VIEW`` (the JSON ``csrf_failed`` below).
+    """
+    check = CsrfViewMiddleware(lambda request: HttpResponse())
+    return check.process_view(request, None, (), {})
+
+
 def api_view(*methods: str) -> Callable[[View], View]:
-    """Guard a JSON API view: auth rules first (401), then the allowed methods (405)."""
+    """Guard a JSON API view: login (401), then CSRF on writes (403), then methods (405)."""
     allowed = {m.upper() for m in methods or ("GET",)}
     if "GET" in allowed:
         allowed.add("HEAD")
@@ -45,6 +60,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
             reading = request.method in SAFE_METHODS
             if not (can_read(request.user) if reading else can_write(request.user)):
                 return json_error(401, "unauthenticated", "log in to use this endpoint")
+            if not reading:
+                refusal = _csrf_refusal(request)
+                if refusal is not None:
+                    return refusal
             if request.method not in allowed:
                 response = json_error(
                     405, "method_not_allowed", f"{request.method} is not allowed here"
@@ -53,7 +72,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return response
             return view(request, *args, **kwargs)
 
-        return wrapper
+        return csrf_exempt(wrapper)
 
     return decorator
 
@@ -77,3 +96,4 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as default
 
     return default(request, reason)
+

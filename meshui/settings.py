@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -41,6 +42,9 @@ MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
 MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
 
 REDIS_URL = env_str("REDIS_URL")
+# The graph API, page and socket show at most this many services, the busiest first; the
+# rest are counted in the graph's ``hidden`` (docs/api.md).
+MESHUI_GRAPH_MAX_NODES = env_int("MESHUI_GRAPH_MAX_NODES", 100, minimum=1, maximum=10000)
 MESHUI_REDIS_MAX_CONNECTIONS = env_int("MESHUI_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
 
 INSTALLED_APPS = [
@@ -51,12 +55,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "meshui.apps.MeshuiConfig",
     "meshui.registry",
     "meshui.dashboard",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it also sees the responses made further out: WhiteNoise's static files
+    # and the 400 of a disallowed Host.
+    "meshui.security.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised by its backend into the response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "meshui.urls"
@@ -111,9 +121,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username+address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed-login rate limiting (issue 6): after MESHUI_LOGIN_FAILURE_LIMIT failures for one
+# username from one address, that pair is refused (429, the login page says until when) for
+# MESHUI_LOGIN_COOLOFF seconds after its last failure. Every failure is counted in axes'
+# AccessAttempt / AccessFailureLog tables (the admin shows them; `manage.py axes_reset`).
+MESHUI_LOGIN_LOCKOUT = env_bool("MESHUI_LOGIN_LOCKOUT", True)
+AXES_ENABLED = MESHUI_LOGIN_LOCKOUT
+AXES_FAILURE_LIMIT = env_int("MESHUI_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(
+    seconds=env_int("MESHUI_LOGIN_COOLOFF", 900, minimum=1, maximum=7 * 24 * 3600))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_CALLABLE = "meshui.lockout.login_lockout"
+AXES_HTTP_RESPONSE_CODE = 429
+# Tries made while locked out do not push the end of the lockout back: the time the login
+# page promises holds.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# The peer address, never X-Forwarded-For (a client could rotate it to dodge the limit);
+# behind a reverse proxy, run uvicorn with --proxy-headers --forwarded-allow-ips=<proxy>.
+AXES_CLIENT_IP_CALLABLE = "meshui.lockout.client_ip"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "graph"
 LOGOUT_REDIRECT_URL = "graph"
+
+# Browser hardening. Content-Security-Policy and Permissions-Policy come from
+# meshui.security; these are Django's own (SecurityMiddleware, XFrameOptionsMiddleware).
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -42,6 +42,11 @@ _EDGE_EVENTS: dict[str, Any] = {
 }
 
 _ERROR_RESPONSE = {"$ref": "#/components/responses/Error"}
+# Every error code the API answers with (docs/api.md, "Errors").
+ERROR_CODES = [
+    "invalid_parameter", "unauthenticated", "csrf_failed", "method_not_allowed",
+    "data_source_unavailable",
+]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -75,6 +80,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": _ERROR_RESPONSE,
                     "401": _ERROR_RESPONSE,
+                    "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             }
         },
@@ -105,6 +111,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "401": _ERROR_RESPONSE,
+                    "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             }
         },
@@ -127,7 +134,14 @@ OPENAPI: dict[str, Any] = {
             "Error": {
                 "description": "an error; `error` is a stable code, `detail` says what to fix",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }
+            },
+            "Unavailable": {
+                "description": "`data_source_unavailable`: Redis, which holds the live graph, "
+                "cannot be reached; transient, retry after `Retry-After` seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                            "description": "seconds to wait before retrying"}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
         },
         "schemas": {
             "Error": {
@@ -136,7 +150,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "error": {
                         "type": "string",
-                        "enum": ["invalid_parameter", "unauthenticated", "method_not_allowed", "csrf_failed"],
+                        "enum": ERROR_CODES,
                     },
                     "detail": {"type": "string"},
                     "parameter": {"type": "string", "description": "the offending parameter"},
@@ -174,13 +188,27 @@ OPENAPI: dict[str, Any] = {
             },
             "Graph": {
                 "type": "object",
-                "required": ["window", "generated_at", "nodes", "edges"],
+                "required": ["window", "generated_at", "nodes", "edges", "hidden"],
                 "properties": {
                     "window": {"type": "integer"},
                     "generated_at": {"type": "number", "description": "epoch seconds"},
                     "nodes": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}},
                     "edges": {"type": "array", "items": {"$ref": "#/components/schemas/Edge"}},
+                    "hidden": {"$ref": "#/components/schemas/Hidden"},
                 },
+            },
+            "Hidden": {
+                "type": "object",
+                "required": ["nodes", "edges"],
+                "properties": {
+                    "nodes": {"type": "integer", "minimum": 0,
+                              "description": "services left out (beyond MESHUI_GRAPH_MAX_NODES, "
+                              "the least busy first)"},
+                    "edges": {"type": "integer", "minimum": 0,
+                              "description": "edges left out because an end was left out"},
+                },
+                "additionalProperties": False,
+                "description": "what the graph does not show; zeros when it shows everything",
             },
             "ServiceInstance": {
                 "type": "object",

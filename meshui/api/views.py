@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from collector.graphstore import fetch_graph, validate_window
+from collector.graphstore import validate_window
 from meshui.access import api_view, json_error
 from meshui.api.openapi import OPENAPI
-from meshui.redis import get_redis
+from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, read_graph
 from meshui.registry.endpoints import current_version
 from meshui.registry.models import Instance, Service
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 60
 
@@ -38,7 +41,22 @@ def graph(request: HttpRequest) -> JsonResponse:
         window = parse_window(request.GET.get("window"))
     except ValueError as exc:
         return json_error(400, "invalid_parameter", str(exc), parameter="window")
-    return JsonResponse(fetch_graph(get_redis(), window))
+    try:
+        graph = read_graph(window)
+    except DATA_SOURCE_ERRORS as exc:
+        return unavailable(request, exc)
+    return JsonResponse(graph)
+
+
+def unavailable(request: HttpRequest, exc: BaseException) -> JsonResponse:
+    """Redis is down or restarting: transient, so 503 + Retry-After, never a 500 (issue 6)."""
+    logger.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
+    response = json_error(
+        503, "data_source_unavailable",
+        f"the live graph store (Redis) is unavailable ({type(exc).__name__}); "
+        f"retry in {RETRY_AFTER} s")
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _instance_json(instance: Instance, endpoints_version: int | None) -> dict[str, Any]:
@@ -80,7 +98,10 @@ def services(request: HttpRequest) -> JsonResponse:
 
 @api_view("GET")
 def instances(request: HttpRequest) -> JsonResponse:
-    version = current_version()
+    try:
+        version = current_version()  # the endpoints version lives in Redis
+    except DATA_SOURCE_ERRORS as exc:
+        return unavailable(request, exc)
     return JsonResponse({
         "endpoints_version": version,
         "instances": [_instance_json(i, version) for i in Instance.objects.for_listing()],

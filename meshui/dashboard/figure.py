@@ -8,7 +8,8 @@ its midpoint that carries the hover (Plotly cannot hover annotations).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshui.dashboard.layout import Position, layered_layout
@@ -25,6 +26,33 @@ FONT = "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 
 # Reverse edges (a -> b and b -> a) are drawn side by side, this far apart (data units).
 PARALLEL_OFFSET = 0.07
+
+
+# Plotly renders a subset of HTML in text and hover text (<a>, <span style>, <b>, <br> ...),
+# turns newlines into <br>, reads $...$ as LaTeX and decodes HTML entities inside text runs
+# (plotly.js src/lib/svg_text_utils.js). A service name, a version, anything that came from
+# the network, is text: every character Plotly could interpret is written as a numeric entity,
+# which Plotly decodes back into that literal character and never into markup.
+_PLOTLY_SPECIAL = re.compile(r"[&<>\"'$\r\n]")
+
+
+def plotly_text(value: object) -> str:
+    """``value`` as literal Plotly text: no tag, entity, line break or TeX can come from it."""
+    return _PLOTLY_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", str(value))
+
+
+# Longest label drawn under a node, in characters: longer names would run over their
+# neighbours. The hover and the side tables show the whole name.
+LABEL_CHARS = 24
+
+
+def clip(value: str, limit: int = LABEL_CHARS) -> str:
+    """``value`` cut to ``limit`` characters, the last one an ellipsis when it was cut."""
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _joined(values: Iterable[object], separator: str) -> str:
+    return separator.join(plotly_text(v) for v in values)
 
 
 def health_color(requests: int, error_rate: float) -> str:
@@ -79,9 +107,9 @@ def _stats_lines(stats: Mapping[str, Any], window: int) -> list[str]:
 
 
 def node_hover(node: Mapping[str, Any], window: int) -> str:
-    versions = ", ".join(node["versions"]) or "–"
+    versions = _joined(node["versions"], ", ") or "–"
     return "<br>".join(
-        [f"<b>{node['service']}</b>", f"versions: {versions}", *_stats_lines(node, window)]
+        [f"<b>{plotly_text(node['service'])}</b>", f"versions: {versions}", *_stats_lines(node, window)]
     )
 
 
@@ -103,14 +131,14 @@ def events_line(events: Mapping[str, int]) -> str | None:
 
 
 def edge_hover(edge: Mapping[str, Any], window: int) -> str:
-    title = f"<b>{edge['source']} → {edge['target']}</b>"
+    title = f"<b>{plotly_text(edge['source'])} → {plotly_text(edge['target'])}</b>"
     events = events_line(edge.get("events") or {})
     return "<br>".join([title, *_stats_lines(edge, window), *([events] if events else [])])
 
 
 def node_label(node: Mapping[str, Any]) -> str:
-    versions = " · ".join(node["versions"])
-    label = f"<b>{node['service']}</b>"
+    versions = plotly_text(clip(" · ".join(node["versions"]), LABEL_CHARS + 4))
+    label = f"<b>{plotly_text(clip(node['service']))}</b>"
     if versions:
         label += f"<br><span style='font-size:11px;color:{MUTED}'>{versions}</span>"
     return label
@@ -236,6 +264,13 @@ def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
     )
 
 
+def with_hidden(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """``graph`` with ``hidden`` always present: zeros when nothing was left out, or when the
+    graph came from a reader without the node cap (collector.graphstore before issue 6)."""
+    hidden = graph.get("hidden") or {}
+    return {**graph, "hidden": {key: int(hidden.get(key, 0)) for key in ("nodes", "edges")}}
+
+
 def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers of the summary bar: services, edges, calls per second, error rate.
 
@@ -250,10 +285,12 @@ def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
         "rps": round(requests / graph["window"], 3) if graph["window"] else 0.0,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
         "generated_at": graph["generated_at"],
+        "hidden": with_hidden(graph)["hidden"],
     }
 
 
 def page_payload(graph: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the graph page draws from: the graph, its figure and its summary."""
+    graph = with_hidden(graph)
     return {"type": "graph", "graph": graph, "figure": build_figure(graph),
             "summary": summary(graph)}

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from collector.graphstore import fetch_graph
 from meshui.access import page_view
 from meshui.dashboard.consumers import WINDOW
 from meshui.dashboard.figure import page_payload
-from meshui.redis import get_redis
+from meshui.dashboard.source import DATA_SOURCE_ERRORS, read_graph
 
 logger = logging.getLogger(__name__)
 
 
 @page_view
 def graph(request: HttpRequest) -> HttpResponse:
-    """The live service graph; the first frame is rendered in, the socket keeps it live."""
+    """The live service graph; the first frame is rendered in, the socket keeps it live.
+
+    Without Redis the page still renders (200), with the "data source down" banner shown;
+    the socket reports the outage too and fills the page once Redis is back.
+    """
     try:
-        initial = page_payload(fetch_graph(get_redis(), WINDOW))
-    except redis.RedisError:
-        logger.exception("graph page: Redis unavailable; the socket will fill the page")
+        initial = page_payload(read_graph(WINDOW))
+    except DATA_SOURCE_ERRORS as exc:
+        logger.warning("graph page: Redis unavailable: %s", exc)
         initial = None
-    return render(request, "dashboard/graph.html", {"initial": initial, "nav": "graph"})
+    return render(request, "dashboard/graph.html",
+                  {"initial": initial, "source_down": initial is None, "nav": "graph"})

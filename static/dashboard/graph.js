@@ -6,6 +6,8 @@
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
   const statusEl = document.getElementById("status");
+  const sourceDownEl = document.getElementById("source-down");
+  const hiddenEl = document.getElementById("hidden-note");
   const edgesBody = document.querySelector("#edges tbody");
   const nodesBody = document.querySelector("#nodes tbody");
   const PLOTLY_CONFIG = { displayModeBar: false, responsive: true };
@@ -52,7 +54,7 @@
       const h = health(e.requests, e.error_rate);
       return `<tr data-edge="${escapeHtml(e.source + "->" + e.target)}" data-requests="${e.requests}"
                   data-errors="${e.errors}">
-        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(e.source)}<span class="arrow">→</span>${escapeHtml(e.target)}</td>
+        <td class="name" title="${escapeHtml(e.source + " → " + e.target)}"><i class="health dot ${h}"></i>${escapeHtml(e.source)}<span class="arrow">→</span>${escapeHtml(e.target)}</td>
         <td class="num">${rate(e.rps)}</td>
         <td class="num ${h}">${percent(e.error_rate)}</td>
         <td class="num">${ms(e.p95_ms)}</td></tr>`;
@@ -68,7 +70,7 @@
       const h = health(n.requests, n.error_rate);
       const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
-        <td class="name"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
+        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
         <td class="num">${rate(n.rps)}</td>
         <td class="num ${n.requests ? h : "idle"}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;
@@ -86,6 +88,16 @@
       new Date(summary.generated_at * 1000).toLocaleTimeString([], { hour12: false });
   }
 
+  // More services than the server's node cap: the figure shows the busiest, say how many not.
+  function renderHidden(graph) {
+    const hidden = (graph.hidden && graph.hidden.nodes) || 0;
+    hiddenEl.hidden = hidden <= 0;
+    if (hidden > 0) {
+      hiddenEl.textContent = `${hidden} more service${hidden === 1 ? "" : "s"} hidden`
+        + ` (showing the busiest ${graph.nodes.length})`;
+    }
+  }
+
   function render(payload) {
     if (!payload) return;
     const empty = payload.graph.nodes.length === 0;
@@ -96,6 +108,7 @@
     renderEdges(payload.graph.edges);
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
+    renderHidden(payload.graph);
     document.body.dataset.generatedAt = payload.graph.generated_at;
   }
 
@@ -104,15 +117,31 @@
     statusEl.textContent = text;
   }
 
+  // The server's status frames: {"type": "status", "source": "down" | "up"} (docs/api.md).
+  function setSource(message) {
+    const down = message.source === "down";
+    sourceDownEl.hidden = !down;
+    document.body.dataset.source = message.source;
+    setStatus(down ? "down" : "live", down ? "data source down" : "live");
+  }
+
   // Reconnect with exponential backoff and jitter: 0.5 s, 1 s, 2 s ... at most 15 s.
   let attempt = 0;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + location.host + "/ws/graph");
-    socket.onopen = () => { attempt = 0; setStatus("live", "live"); };
+    socket.onopen = () => {
+      attempt = 0;
+      if (sourceDownEl.hidden) setStatus("live", "live");
+    };
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "graph") render(message);
+      if (message.type === "status") setSource(message);
+      if (message.type === "graph") {
+        // A fresh graph means the data source answers again.
+        if (!sourceDownEl.hidden) setSource({ source: "up" });
+        render(message);
+      }
     };
     socket.onclose = () => {
       const delay = Math.min(15000, 500 * 2 ** attempt) * (0.8 + Math.random() * 0.4);

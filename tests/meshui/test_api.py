@@ -7,11 +7,14 @@ import pytest
 import redis
 from django.contrib.auth.models import User
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector import histogram
 from collector.graphstore import EDGE_EVENTS
 from collector.graphwriter import GraphWriter
 from meshui.api.openapi import OPENAPI
+from tests.fuzzing import examples, outcome
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +101,7 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
                 },
             },
         ],
+        "hidden": {"nodes": 0, "edges": 0},
     }
 
 
@@ -188,3 +192,62 @@ def test_the_openapi_edge_events_are_exactly_the_ones_the_graph_carries() -> Non
     schema = OPENAPI["components"]["schemas"]["EdgeEvents"]
     assert list(schema["properties"]) == list(EDGE_EVENTS) == schema["required"]
     assert "events" in OPENAPI["components"]["schemas"]["Edge"]["required"]
+
+
+def test_every_error_code_the_api_answers_with_is_in_the_openapi_document() -> None:
+    import re
+    from pathlib import Path
+
+    from meshui.api.openapi import ERROR_CODES
+
+    root = Path(__file__).resolve().parents[2] / "meshui"
+    used = set()
+    for source in (root / "access.py", root / "api" / "views.py"):
+        used |= set(re.findall(r'json_error\(\s*\d+,\s*"(\w+)"', source.read_text()))
+    assert used == set(ERROR_CODES)
+    assert OPENAPI["components"]["schemas"]["Error"]["properties"]["error"]["enum"] == ERROR_CODES
+    graph_responses = OPENAPI["paths"]["/graph"]["get"]["responses"]
+    assert graph_responses["503"] == {"$ref": "#/components/responses/Unavailable"}
+    assert "Retry-After" in OPENAPI["components"]["responses"]["Unavailable"]["headers"]
+    assert OPENAPI["components"]["schemas"]["Graph"]["properties"]["hidden"] == {
+        "$ref": "#/components/schemas/Hidden"}
+
+
+WINDOWS = st.one_of(
+    st.integers(min_value=-5, max_value=3605).map(str),
+    st.sampled_from(["", " 60", "60 ", "1e3", "0x10", "٣", "60.0", "-0", "+60", "9" * 40,
+                     "\x00", "NaN", "inf"]),
+    st.text(max_size=12),
+)
+
+
+@pytest.mark.fuzz
+@examples()
+@given(window=WINDOWS)
+def test_fuzz_the_graph_window_is_200_or_a_400_naming_it(reader: Client, window: str) -> None:
+    response = reader.get("/api/v1/graph", {"window": window})
+    outcome("api.graph.window", response.status_code)
+    assert response.status_code in (200, 400), (window, response.content)
+    if response.status_code == 400:
+        assert response.json()["parameter"] == "window"
+    else:
+        assert 1 <= response.json()["window"] <= 3600
+
+
+def test_the_node_cap_setting_reaches_a_graph_reader_that_takes_it(
+    meshui_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshui.dashboard import source
+
+    seen: dict[str, Any] = {}
+
+    def capped_reader(client: Any, window: int, max_nodes: int = 100) -> dict[str, Any]:
+        seen["max_nodes"] = max_nodes
+        return {"window": window, "generated_at": 1.0, "nodes": [], "edges": [],
+                "hidden": {"nodes": 3, "edges": 4}}
+
+    meshui_settings.MESHUI_GRAPH_MAX_NODES = 7
+    monkeypatch.setattr(source, "fetch_graph", capped_reader)
+    monkeypatch.setattr(source, "_SYNC_CAP", source._takes_max_nodes(capped_reader))
+    assert source.read_graph(60)["hidden"] == {"nodes": 3, "edges": 4}
+    assert seen == {"max_nodes": 7}

@@ -1,8 +1,29 @@
 from __future__ import annotations
 
+import html
+import re
+from itertools import pairwise
 from typing import Any
 
-from meshui.dashboard.figure import AMBER, GREEN, GREY, RED, build_figure, health_color, summary
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meshui.dashboard.figure import (
+    AMBER,
+    GREEN,
+    GREY,
+    LABEL_CHARS,
+    MUTED,
+    RED,
+    build_figure,
+    clip,
+    health_color,
+    page_payload,
+    plotly_text,
+    summary,
+)
+from tests.fuzzing import examples, outcome
 
 
 def stats(requests: int, errors: int, window: int = 60) -> dict[str, Any]:
@@ -53,7 +74,14 @@ def test_every_service_is_a_labelled_node_with_its_versions() -> None:
 
 def test_the_summary_counts_requests_once_as_callers_saw_them() -> None:
     assert summary(GRAPH) == {"services": 2, "edges": 1, "rps": 10.0, "error_rate": 0.02,
-                              "generated_at": 1.0}
+                              "generated_at": 1.0, "hidden": {"nodes": 0, "edges": 0}}
+
+
+def test_the_summary_carries_what_the_node_cap_left_out() -> None:
+    capped = {**GRAPH, "hidden": {"nodes": 140, "edges": 310}}
+    assert summary(capped)["hidden"] == {"nodes": 140, "edges": 310}
+    assert page_payload(capped)["graph"]["hidden"] == {"nodes": 140, "edges": 310}
+    assert page_payload(GRAPH)["graph"]["hidden"] == {"nodes": 0, "edges": 0}
 
 
 def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing() -> None:
@@ -66,3 +94,91 @@ def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing(
 
     assert "retries" not in quiet
     assert busy.endswith("7 retries · 1 ejections")
+
+
+# Names a hostile OTLP client can put in service.name / service.version.
+HOSTILE = [
+    "<a href='https://evil.example'>click</a>",
+    '<span style="font-size:90px">big</span>',
+    "<img src=x onerror=alert(1)>",
+    "</script><script>alert(1)</script>",
+    "\"quoted\" & 'single'",
+    "$\\frac{1}{2}$",
+    "line\nbreak\r\nagain",
+    "&lt;b&gt;entity&lt;/b&gt; &#60;i&#62;",
+]
+OUR_TAGS = {"<b>", "</b>", "<br>", f"<span style='font-size:11px;color:{MUTED}'>", "</span>"}
+TAG = re.compile(r"<[^<>]*>")
+
+
+def plotly_reading(text: str) -> tuple[set[str], list[str]]:
+    """What Plotly makes of ``text``: the tags it interprets, and the text runs it shows.
+
+    As plotly.js' svg_text_utils does: newlines become <br>, the string is split on tags,
+    and entities are decoded inside the text runs only.
+    """
+    text = re.sub(r"\r\n?|\n", "<br>", text)
+    return set(TAG.findall(text)), [html.unescape(run) for run in TAG.split(text)]
+
+
+def hostile_graph(names: list[str]) -> dict[str, Any]:
+    nodes = [{"id": n, "service": n, "versions": [n, "v1"], **stats(60, 1)} for n in names]
+    edges = [{"source": a, "target": b, **stats(60, 1)} for a, b in pairwise(names)]
+    return {"window": 60, "generated_at": 1.0, "nodes": nodes, "edges": edges}
+
+
+def every_text(figure: dict[str, Any]) -> list[str]:
+    return [t for trace in figure["data"] for key in ("text", "hovertext")
+            for t in trace.get(key, [])]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_name_is_plain_text_in_every_label_and_hover(name: str) -> None:
+    figure = build_figure(hostile_graph([name, "frontend"]))
+    nodes, edges = figure["data"][1], figure["data"][0]
+
+    for text in every_text(figure):
+        tags, _ = plotly_reading(text)
+        assert tags <= OUR_TAGS, text
+        assert "$" not in text  # Plotly reads $...$ as LaTeX
+    _, label = plotly_reading(nodes["text"][0])
+    assert label[1] == clip(name) and label[4] == clip(f"{name} · v1", LABEL_CHARS + 4)
+    _, hover = plotly_reading(nodes["hovertext"][0])
+    assert hover[1] == name and hover[3] == f"versions: {name}, v1"
+    _, edge = plotly_reading(edges["text"][0])
+    assert edge[1] == f"{name} → frontend"
+    assert nodes["customdata"][0] == name  # ids stay raw: data, never markup
+
+
+def test_a_long_name_is_clipped_under_its_node_but_whole_in_the_hover() -> None:
+    name = "recommendations-service-eu-west-1-canary"
+    nodes = build_figure(hostile_graph([name]))["data"][1]
+    assert plotly_reading(nodes["text"][0])[1][1] == "recommendations-service…"
+    assert len("recommendations-service…") == LABEL_CHARS
+    assert plotly_reading(nodes["hovertext"][0])[1][1] == name
+    assert clip("short") == "short"
+
+
+def test_plotly_text_leaves_ordinary_names_alone() -> None:
+    assert plotly_text("checkout-v2.payments_1 · ünïcode") == "checkout-v2.payments_1 · ünïcode"
+
+
+@pytest.mark.fuzz
+@examples()
+@given(names=st.lists(
+    st.one_of(
+        st.text(min_size=1, max_size=40),
+        st.builds("".join, st.lists(st.sampled_from(
+            ["<", ">", "&", "'", '"', "$", "\n", "\r", "<a href=x>", "</span>", "<br>", "&lt;",
+             "&#60;", "&amp;", "<b>", "svc", " ", "%{x}"]), min_size=1, max_size=12)),
+    ),
+    min_size=1, max_size=5, unique=True))
+def test_fuzz_no_name_turns_into_plotly_markup(names: list[str]) -> None:
+    figure = build_figure(hostile_graph(names))
+    for text in every_text(figure):
+        tags, _ = plotly_reading(text)
+        assert tags <= OUR_TAGS, text
+        assert "$" not in text
+    for name, label in zip(names, figure["data"][1]["text"], strict=True):
+        assert plotly_reading(label)[1][1] == clip(name)
+    outcome("dashboard.figure", "ok")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,64 +15,22 @@ from channels_redis.core import RedisChannelLayer
 from collector.graphstore import fetch_graph
 from collector.graphwriter import GraphWriter
 from meshui.layers import channel_layers_for
+from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, meshui_server
 from tests.meshui.sample_graph import write_sample_graph
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
 
 
 @pytest.fixture
 def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """uvicorn serving meshui.asgi on a free port, with a freshly migrated SQLite DB."""
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'meshui.sqlite3'}",
-        "MESHUI_PUBLIC_READ": "true",
-        "MESHUI_SECRET_KEY": "browser-test-secret",
-        "MESHUI_CONTROL_TOKEN": "browser-test-token",
-        "DJANGO_SETTINGS_MODULE": "meshui.settings",
-    }
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
-                   check=True, timeout=60)
-    port = free_port()
-    log = (tmp_path / "uvicorn.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "meshui.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/v1/openapi.json", timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
-            assert time.monotonic() < deadline, "uvicorn did not start in time"
-            time.sleep(0.05)
-    try:
+    with meshui_server(redis_url, tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
-def publish_graph_update(redis_url: str) -> None:
+def publish_graph_update(redis_url: str, **extra: Any) -> None:
     """What the collector does after a flush: the current graph to group ``graph``."""
     client = redis.Redis.from_url(redis_url)
-    graph = fetch_graph(client, 60)
+    graph = {**fetch_graph(client, 60), **extra}
     client.close()
     layer = RedisChannelLayer(**channel_layers_for(redis_url)["default"]["CONFIG"])
 

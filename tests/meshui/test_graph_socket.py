@@ -47,7 +47,9 @@ async def test_the_socket_sends_the_current_graph_then_forwards_updates(
     update = await browser.receive_json_from()
     assert update["graph"]["edges"][0]["requests"] == 42
     assert update["summary"] == {"services": 2, "edges": 1, "rps": 0.7, "error_rate": 0.0,
-                                 "generated_at": update["graph"]["generated_at"]}
+                                 "generated_at": update["graph"]["generated_at"],
+                                 "hidden": {"nodes": 0, "edges": 0}}
+    assert update["graph"]["hidden"] == {"nodes": 0, "edges": 0}  # added when missing
     assert update["figure"]["data"][0]["customdata"] == ["frontend->catalog"]
     await browser.disconnect()
 
