@@ -41,8 +41,8 @@ def meshui_server(redis_url: str, workdir: Path, **extra_env: str) -> Iterator[s
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
                    check=True, timeout=60)
     if "MESHUI_USER_PASSWORD" in env:
-        subprocess.run([sys.executable, "manage.py", "ensure_user", "admin"], cwd=ROOT, env=env,
-                       check=True, timeout=60)
+        subprocess.run([sys.executable, "manage.py", "ensure_user", "admin", "--superuser"],
+                       cwd=ROOT, env=env, check=True, timeout=60)
     port = free_port()
     log_path = workdir / "uvicorn.log"
     log = log_path.open("wb")
