@@ -61,6 +61,10 @@ class Pipeline(Protocol):
 
     def offer(self, batch: Any, items: int) -> bool: ...
 
+    def limit(self, batch: Any) -> None:
+        """Reject, in place and through the batch's partial success, what passes a cardinality limit."""
+        ...
+
 
 class _Reply(Exception):
     """Ends request handling with an error status (a control-flow shortcut, not a bug)."""
@@ -205,6 +209,8 @@ class OTLPHttpReceiver:
         # that can never be accepted gets its 400 rather than 503s forever, and so that the
         # items inside a refused request are known and counted.
         refusal = self.pipeline.refusal()
+        if refusal is None:
+            self.pipeline.limit(batch)
         if refusal is None and batch.items and not self.pipeline.offer(batch, batch.items):
             refusal = Refusal("queue_full", "the collector's queue is full; retry later")
         if refusal is not None:
