@@ -98,6 +98,7 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
                 },
             },
         ],
+        "hidden": {"nodes": 0, "edges": 0},
     }
 
 
