@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.errors import ConfigError
-from collector.records import SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, MetricBatch, TraceBatch
+from collector.graphstore import UNKNOWN
+from collector.records import SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_SERVER, MetricBatch, TraceBatch
 
 # The ``limit`` label of the counters, in the order they are checked.
 LIMITS = ("services", "edges", "series")
@@ -125,11 +126,15 @@ class CardinalityLimiter:
                 continue
             kept = []
             for span in group.spans:
-                if span.peer and span.kind in (SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER):
+                refused = None
+                if span.kind == SPAN_KIND_SERVER and not span.parent_span_id:
+                    # A root span is also the edge unknown -> service.
+                    refused = self.admit((UNKNOWN,), (UNKNOWN, group.service))
+                elif span.peer and span.kind in (SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER):
                     refused = self.admit((span.peer,))
-                    if refused is not None:
-                        self._reject(batch, refused, 1)
-                        continue
+                if refused is not None:
+                    self._reject(batch, refused, 1)
+                    continue
                 kept.append(span)
             group.spans = kept
         batch.groups = [group for group in batch.groups if group.spans]

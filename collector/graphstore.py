@@ -166,15 +166,19 @@ def _events(counts: Mapping[str, int] | None) -> EdgeEventsJSON:
 def _busiest(
     services: set[str], nodes: Mapping[str, _Stats], edges: Mapping[tuple[str, str], _Stats], max_nodes: int
 ) -> set[str]:
-    """The ``max_nodes`` busiest services: by requests served, then requests sent, then name."""
+    """The ``max_nodes`` busiest services: by requests served plus requests sent, then name.
+
+    Requests sent count too, so a caller-only node (``unknown``, a load generator) that
+    feeds the graph is not the first to go.
+    """
     if len(services) <= max_nodes:
         return services
-    sent: dict[str, int] = defaultdict(int)
+    traffic: dict[str, int] = defaultdict(int)
+    for name, stats in nodes.items():
+        traffic[name] += stats.requests
     for (source, _), stats in edges.items():
-        sent[source] += stats.requests
-    ranked = sorted(
-        services, key=lambda name: (-nodes[name].requests if name in nodes else 0, -sent[name], name)
-    )
+        traffic[source] += stats.requests
+    ranked = sorted(services, key=lambda name: (-traffic[name], name))
     return set(ranked[:max_nodes])
 
 
@@ -187,7 +191,7 @@ def build_graph(
 ) -> GraphJSON:
     """Add up per-second hashes into the graph the API and the dashboard show.
 
-    Only the ``max_nodes`` busiest services are kept (by requests served, then requests
+    Only the ``max_nodes`` busiest services are kept (by requests served plus requests
     sent, then name), with the edges between them; ``hidden`` says how many nodes and edges
     were cut, zeros when none were, so a page past the cardinality a browser can draw still
     says what it does not show.

@@ -1,0 +1,62 @@
+"""A header size limit for uvicorn's httptools protocol: 431 and a closed connection past it.
+
+httptools (llhttp) has no limit of its own on a request's head: it buffers a header's name
+and value, and uvicorn the URL, for as long as the client keeps sending, so a 64 MiB header
+costs 64 MiB (more, while the bytes are concatenated). uvicorn bounds the head only with the
+h11 protocol (``h11_max_incomplete_event_size``, answered with a 400). This subclass counts
+the bytes a request's head has taken so far, checked after each chunk the transport hands
+over, so memory stays below the limit plus one read (at most 256 KiB under uvloop). A
+request over it gets ``431 Request Header Fields Too Large`` and the connection is closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from collector.stats import CollectorStats
+
+_REASON = b"Request Header Fields Too Large"
+
+
+def header_limited_protocol(max_header_bytes: int, stats: CollectorStats) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a head limit of ``max_header_bytes`` (for ``Config(http=)``)."""
+
+    class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._head_bytes = 0
+            self._in_body = False
+
+        def on_headers_complete(self) -> None:
+            self._in_body = True
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            self._head_bytes = 0
+            super().on_message_complete()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # A chunk that ended the head switched to the body during the feed above: only
+            # chunks that leave the parser still inside a head count against the limit.
+            if self._in_body or self.transport is None or self.transport.is_closing():
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > max_header_bytes:
+                self._refuse()
+
+        def _refuse(self) -> None:
+            message = f"request head exceeds {max_header_bytes} bytes".encode()
+            stats.requests[431] += 1
+            self.transport.write(
+                b"HTTP/1.1 431 " + _REASON + b"\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"content-length: " + str(len(message)).encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + message
+            )
+            self.transport.close()
+
+    return HeaderLimitedHttpToolsProtocol
