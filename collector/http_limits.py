@@ -5,7 +5,7 @@ and value, and uvicorn the URL, for as long as the client keeps sending, so a 64
 costs 64 MiB (more, while the bytes are concatenated). uvicorn bounds the head only with the
 h11 protocol (``h11_max_incomplete_event_size``, answered with a 400). This subclass counts
 the bytes a request's head has taken so far, checked after each chunk the transport hands
-over, so memory stays below the limit plus one read (at most 256 KiB under uvloop). A
+over, so memory stays below the limit plus two reads (a read is at most 256 KiB under uvloop). A
 request over it gets ``431 Request Header Fields Too Large`` and the connection is closed.
 """
 
@@ -28,21 +28,23 @@ def header_limited_protocol(max_header_bytes: int, stats: CollectorStats) -> typ
             super().__init__(*args, **kwargs)
             self._head_bytes = 0
             self._in_body = False
+            self._crossed = False  # a head or a message ended during the current chunk
 
         def on_headers_complete(self) -> None:
-            self._in_body = True
+            self._in_body, self._crossed, self._head_bytes = True, True, 0
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._in_body = False
-            self._head_bytes = 0
+            self._in_body, self._crossed, self._head_bytes = False, True, 0
             super().on_message_complete()
 
         def data_received(self, data: bytes) -> None:
+            self._crossed = False
             super().data_received(data)
-            # A chunk that ended the head switched to the body during the feed above: only
-            # chunks that leave the parser still inside a head count against the limit.
-            if self._in_body or self.transport is None or self.transport.is_closing():
+            # Only a chunk that began and ended inside one head is all head: a chunk in which
+            # a head or a message ended also holds body bytes (or a next request's first
+            # bytes, which then go uncounted: one read more, still bounded).
+            if self._in_body or self._crossed or self.transport.is_closing():
                 return
             self._head_bytes += len(data)
             if self._head_bytes > max_header_bytes:
