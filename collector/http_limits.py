@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from collector.stats import CollectorStats
@@ -20,8 +21,17 @@ from collector.stats import CollectorStats
 _REASON = b"Request Header Fields Too Large"
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request whose head is over the limit."""
+
+
 def header_limited_protocol(max_header_bytes: int, stats: CollectorStats) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol with a head limit of ``max_header_bytes`` (for ``Config(http=)``)."""
+    """uvicorn's httptools protocol with a head limit of ``max_header_bytes`` (for ``Config(http=)``).
+
+    Two checks: while a head streams in, the bytes of every chunk that stays inside it are
+    added up (memory bound); when a head is complete, its size is measured (so a head that
+    came in one read is held to the same limit).
+    """
 
     class HeaderLimitedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -29,9 +39,15 @@ def header_limited_protocol(max_header_bytes: int, stats: CollectorStats) -> typ
             self._head_bytes = 0
             self._in_body = False
             self._crossed = False  # a head or a message ended during the current chunk
+            self._too_large = False
 
         def on_headers_complete(self) -> None:
             self._in_body, self._crossed, self._head_bytes = True, True, 0
+            # Request line and header lines as sent, give or take the method and version.
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) + 14
+            if size > max_header_bytes:
+                self._too_large = True
+                raise _HeadTooLarge  # stops the parser: no ASGI task starts for it
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -39,11 +55,29 @@ def header_limited_protocol(max_header_bytes: int, stats: CollectorStats) -> typ
             super().on_message_complete()
 
         def data_received(self, data: bytes) -> None:
+            # uvicorn's data_received, plus the refusal: its own would answer a callback's
+            # exception with a 400 and a warning.
+            self._unset_keepalive_if_required()
             self._crossed = False
-            super().data_received(data)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                if self._too_large:
+                    self._refuse()
+                    return
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+                return
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+                return
             # Only a chunk that began and ended inside one head is all head: a chunk in which
             # a head or a message ended also holds body bytes (or a next request's first
-            # bytes, which then go uncounted: one read more, still bounded).
+            # bytes, which then go uncounted until the head is complete).
             if self._in_body or self._crossed or self.transport.is_closing():
                 return
             self._head_bytes += len(data)
