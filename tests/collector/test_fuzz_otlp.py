@@ -152,6 +152,13 @@ def metrics_requests(draw: st.DrawFn) -> ExportMetricsServiceRequest:
     return request
 
 
+def ids(size: int) -> st.SearchStrategy[bytes]:
+    """Mostly valid ids of ``size`` bytes; one in five of the wrong length or all zero."""
+    good = st.integers(1, 6).map(lambda n: n.to_bytes(size, "big"))
+    bad = st.binary(max_size=size + 2) | st.just(bytes(size))
+    return st.integers(0, 4).flatmap(lambda roll: bad if roll == 0 else good)
+
+
 @st.composite
 def traces_requests(draw: st.DrawFn) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
@@ -165,21 +172,10 @@ def traces_requests(draw: st.DrawFn) -> ExportTraceServiceRequest:
         set_attributes(rs.resource.attributes, resource)
         spans = rs.scope_spans.add().spans
         for _ in range(draw(st.integers(1, 5))):
-            trace = draw(
-                st.one_of(st.integers(1, 3).map(lambda n: n.to_bytes(16, "big")), st.binary(max_size=20))
-            )
             span = spans.add(
-                trace_id=trace,
-                span_id=draw(
-                    st.one_of(st.integers(1, 6).map(lambda n: n.to_bytes(8, "big")), st.binary(max_size=10))
-                ),
-                parent_span_id=draw(
-                    st.one_of(
-                        st.just(b""),
-                        st.integers(1, 6).map(lambda n: n.to_bytes(8, "big")),
-                        st.binary(max_size=10),
-                    )
-                ),
+                trace_id=draw(ids(16)),
+                span_id=draw(ids(8)),
+                parent_span_id=draw(st.just(b"") | ids(8)),
                 kind=draw(st.one_of(st.sampled_from([2, 3, 1, 0]), st.integers(-5, 2**31 - 1))),
                 start_time_unix_nano=draw(st.one_of(st.just(T0), st.integers(0, U64))),
                 end_time_unix_nano=draw(st.one_of(st.just(T0 + 10**7), st.integers(0, U64))),
