@@ -184,7 +184,7 @@ def _json_metric(batch: MetricBatch, resource: Resource, metric: dict[str, Any],
         batch.rejected.add(str(exc), len(points))
         return
     if name in SIDECAR_COUNTERS:
-        problem = counter_problem(name, "sum" if data == "sum" else data, temporality)
+        problem = counter_problem(name, data, temporality)
         if problem is not None:
             batch.rejected.add(problem, len(points))
             return
