@@ -21,7 +21,7 @@ from collector.graphstore import MAX_WINDOW
 
 # Largest count (requests in one delta data point, one bucket, one policy counter) we accept.
 # A sidecar exports every few seconds; no real interval holds 4 billion requests, and a bound
-# this low leaves room for 2^31 such points in one per-second field before FIELD_LIMIT.
+# this low leaves room for over 500,000 such points in one per-second field before FIELD_LIMIT.
 MAX_POINT_COUNT = 2**32
 # A per-second hash field never grows past this, so 3600 of them still add up to an int64
 # (and it is below 2^53, so Redis' Lua doubles and JavaScript read it exactly).
