@@ -56,7 +56,7 @@ class CardinalityLimiter:
     ) -> None:
         self.config = config or CardinalityConfig()
         self.config.validate()
-        self._clock = clock
+        self.clock = clock
         self._window = -1
         self.services: set[str] = set()
         self.edges: set[tuple[str, str]] = set()
@@ -65,7 +65,7 @@ class CardinalityLimiter:
         self.dropped: Counter[str] = Counter()
 
     def _roll(self) -> None:
-        window = int(self._clock() // self.config.window_s)
+        window = int(self.clock() // self.config.window_s)
         if window != self._window:
             self._window = window
             self.services.clear()

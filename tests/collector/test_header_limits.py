@@ -40,7 +40,7 @@ def flood_header(port: int, total: int = 64 << 20) -> tuple[bytes, int]:
     """Stream one header of ``total`` bytes until the server stops us; (response, bytes sent)."""
     chunk = b"a" * (1 << 20)
     sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         try:
             sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Big: ")
             while sent < total:
