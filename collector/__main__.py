@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from collector.cardinality import CardinalityConfig
 from collector.errors import ConfigError
 from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
@@ -58,6 +59,30 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         help="largest accepted request body, also after gzip (env COLLECTOR_MAX_BODY_BYTES, default 8 MiB)",
     )
     parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=_env_int("COLLECTOR_MAX_HEADER_BYTES", 64 * 1024),
+        help="largest request head, more gets 431 (env COLLECTOR_MAX_HEADER_BYTES, default 64 KiB)",
+    )
+    parser.add_argument(
+        "--max-services",
+        type=int,
+        default=_env_int("COLLECTOR_MAX_SERVICES", 1_000),
+        help="distinct services written per window (env COLLECTOR_MAX_SERVICES, default 1000)",
+    )
+    parser.add_argument(
+        "--max-edges",
+        type=int,
+        default=_env_int("COLLECTOR_MAX_EDGES", 5_000),
+        help="distinct edges written per window (env COLLECTOR_MAX_EDGES, default 5000)",
+    )
+    parser.add_argument(
+        "--max-series",
+        type=int,
+        default=_env_int("COLLECTOR_MAX_SERIES", 250_000),
+        help="distinct graph fields written per window (env COLLECTOR_MAX_SERIES, default 250000)",
+    )
+    parser.add_argument(
         "--forward-otlp",
         default=os.environ.get("COLLECTOR_FORWARD_OTLP", ""),
         help="forward OTLP to another backend (not implemented yet)",
@@ -73,8 +98,16 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
     )
     config = CollectorConfig(
         redis_url=args.redis_url,
-        receiver=ReceiverConfig(host=args.host, port=args.http_port, max_body_bytes=args.max_body_bytes),
+        receiver=ReceiverConfig(
+            host=args.host,
+            port=args.http_port,
+            max_body_bytes=args.max_body_bytes,
+            max_header_bytes=args.max_header_bytes,
+        ),
         publisher=LivePublisherConfig(group=args.graph_group),
+        cardinality=CardinalityConfig(
+            max_services=args.max_services, max_edges=args.max_edges, max_series=args.max_series
+        ),
     )
     try:
         config.validate()

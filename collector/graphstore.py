@@ -87,11 +87,19 @@ class EdgeJSON(TrafficJSON):
     events: EdgeEventsJSON
 
 
+class HiddenJSON(TypedDict):
+    """What the node limit cut from the graph: services not shown, and edges touching them."""
+
+    nodes: int
+    edges: int
+
+
 class GraphJSON(TypedDict):
     window: int
     generated_at: float
     nodes: list[NodeJSON]
     edges: list[EdgeJSON]
+    hidden: HiddenJSON
 
 
 def key_for(second: int) -> str:
@@ -102,6 +110,10 @@ def keys_for_window(window: int, now: float) -> list[str]:
     """Keys of the ``window`` seconds ending with the current (partial) second."""
     last = int(now)
     return [key_for(second) for second in range(last - window + 1, last + 1)]
+
+
+# How many nodes a graph read returns unless told otherwise: the busiest ones.
+DEFAULT_MAX_NODES = 100
 
 
 def validate_window(window: int) -> int:
@@ -151,8 +163,41 @@ def _events(counts: Mapping[str, int] | None) -> EdgeEventsJSON:
     return {name: found.get(name, 0) for name in EDGE_EVENTS}  # type: ignore[return-value]
 
 
-def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int, now: float) -> GraphJSON:
-    """Add up per-second hashes into the graph the API and the dashboard show."""
+def _busiest(
+    services: set[str], nodes: Mapping[str, _Stats], edges: Mapping[tuple[str, str], _Stats], max_nodes: int
+) -> set[str]:
+    """The ``max_nodes`` busiest services: by requests served plus requests sent, then name.
+
+    Requests sent count too, so a caller-only node (``unknown``, a load generator) that
+    feeds the graph is not the first to go.
+    """
+    if len(services) <= max_nodes:
+        return services
+    traffic: dict[str, int] = defaultdict(int)
+    for name, stats in nodes.items():
+        traffic[name] += stats.requests
+    for (source, _), stats in edges.items():
+        traffic[source] += stats.requests
+    ranked = sorted(services, key=lambda name: (-traffic[name], name))
+    return set(ranked[:max_nodes])
+
+
+def build_graph(
+    hashes: Iterable[Mapping[bytes | str, bytes | str]],
+    window: int,
+    now: float,
+    *,
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> GraphJSON:
+    """Add up per-second hashes into the graph the API and the dashboard show.
+
+    Only the ``max_nodes`` busiest services are kept (by requests served plus requests
+    sent, then name), with the edges between them; ``hidden`` says how many nodes and edges
+    were cut, zeros when none were, so a page past the cardinality a browser can draw still
+    says what it does not show.
+    """
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
     events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     nodes: dict[str, _Stats] = defaultdict(_Stats)
@@ -160,7 +205,10 @@ def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int
     for fields in hashes:
         for raw_field, raw_value in fields.items():
             parts = _decode(raw_field).split(SEP)
-            value = int(raw_value)
+            try:
+                value = int(raw_value)
+            except ValueError:  # not written by a collector: nothing to add up
+                continue
             if parts[0] == "e" and len(parts) == 4:
                 edges[(parts[1], parts[2])].add(parts[3], value)
             elif parts[0] == "n" and len(parts) == 3:
@@ -174,6 +222,8 @@ def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int
         if pair not in edges:
             edges[pair] = _Stats()
     services = set(nodes) | {name for pair in edges for name in pair}
+    kept = _busiest(services, nodes, edges, max_nodes)
+    shown = {pair: stats for pair, stats in edges.items() if pair[0] in kept and pair[1] in kept}
     return {
         "window": window,
         "generated_at": round(now, 3),
@@ -184,7 +234,7 @@ def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int
                 "versions": sorted(versions.get(name, ())),
                 **_summary(nodes.get(name, _Stats()), window),  # type: ignore[typeddict-item]
             }
-            for name in sorted(services)
+            for name in sorted(kept)
         ],
         "edges": [
             {
@@ -193,24 +243,29 @@ def build_graph(hashes: Iterable[Mapping[bytes | str, bytes | str]], window: int
                 **_summary(stats, window),  # type: ignore[typeddict-item]
                 "events": _events(events.get((src, dst))),
             }
-            for (src, dst), stats in sorted(edges.items())
+            for (src, dst), stats in sorted(shown.items())
         ],
+        "hidden": {"nodes": len(services) - len(kept), "edges": len(edges) - len(shown)},
     }
 
 
-def fetch_graph(redis_client: Any, window: int, now: float | None = None) -> GraphJSON:
-    """Read the graph with a synchronous redis-py client."""
+def fetch_graph(
+    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES
+) -> GraphJSON:
+    """Read the graph with a synchronous redis-py client (the busiest ``max_nodes`` nodes)."""
     now = time.time() if now is None else now
     pipe = redis_client.pipeline(transaction=False)
     for key in keys_for_window(validate_window(window), now):
         pipe.hgetall(key)
-    return build_graph(pipe.execute(), window, now)
+    return build_graph(pipe.execute(), window, now, max_nodes=max_nodes)
 
 
-async def afetch_graph(redis_client: Any, window: int, now: float | None = None) -> GraphJSON:
-    """Read the graph with an asyncio redis-py client."""
+async def afetch_graph(
+    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES
+) -> GraphJSON:
+    """Read the graph with an asyncio redis-py client (the busiest ``max_nodes`` nodes)."""
     now = time.time() if now is None else now
     pipe = redis_client.pipeline(transaction=False)
     for key in keys_for_window(validate_window(window), now):
         pipe.hgetall(key)
-    return build_graph(await pipe.execute(), window, now)
+    return build_graph(await pipe.execute(), window, now, max_nodes=max_nodes)

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collector.cardinality import CardinalityLimiter
 from collector.graphstore import KEY_TTL, MAX_WINDOW, SEP, key_for
+from collector.validation import FIELD_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +32,60 @@ FLUSH_MARKER_PREFIX = "meshui:flush:"
 # only add to seconds no graph reads any more: the marker need not live longer.
 FLUSH_MARKER_TTL = MAX_WINDOW
 # KEYS[1] is the batch's marker, KEYS[2..] the per-second hashes. ARGV[1] is the marker TTL,
-# ARGV[2] the hashes' TTL, then for each hash in KEYS order: its number of fields, then
-# field, increment pairs. Returns 1 when applied, 0 when the batch had been applied before.
+# ARGV[2] the hashes' TTL, ARGV[3] the most a field may hold (FIELD_LIMIT), then for each
+# hash in KEYS order: its number of fields, then field, increment pairs. Returns
+# {applied, clipped}: applied is 1, or 0 when the batch had been applied before; clipped
+# counts the increments cut (or skipped) so that no field passes the limit.
+#
+# Redis does not roll a script back when a command in it fails: the writes before the error
+# stay. So the script first reads and checks every field (a failure there, e.g. WRONGTYPE,
+# aborts it before anything is written, the marker included: the batch stays unapplied and
+# is sent again), and only then sets the marker and writes. The writes cannot fail: each
+# field holds an integer and its increment was cut to keep it within the limit, which is
+# below 2^53, so the Lua doubles below are exact. A field that holds something else than an
+# integer (not written by us) is left alone and its increment counted as clipped.
 FLUSH_SCRIPT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, 0}
 end
-local at = 3
+local limit = tonumber(ARGV[3])
+local plan = {}
+local clipped = 0
+local at = 4
 for k = 2, #KEYS do
   local last = at + 2 * tonumber(ARGV[at])
   for i = at + 1, last, 2 do
-    redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+    local current = redis.call('HGET', KEYS[k], ARGV[i])
+    local increment = ARGV[i + 1]
+    local value = 0
+    if current then
+      if string.match(current, '^%-?%d+$') and string.len(current) <= 16 then
+        value = tonumber(current)
+      else
+        value = nil
+      end
+    end
+    if value == nil or value >= limit then
+      clipped = clipped + 1
+      increment = nil
+    elseif value + tonumber(increment) > limit then
+      clipped = clipped + 1
+      increment = string.format('%.0f', limit - value)
+    end
+    if increment then
+      plan[#plan + 1] = {KEYS[k], ARGV[i], increment}
+    end
   end
-  redis.call('EXPIRE', KEYS[k], ARGV[2])
   at = last + 1
 end
-return 1
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+for _, write in ipairs(plan) do
+  redis.call('HINCRBY', write[1], write[2], write[3])
+end
+for k = 2, #KEYS do
+  redis.call('EXPIRE', KEYS[k], ARGV[2])
+end
+return {1, clipped}
 """
 
 
@@ -67,7 +107,7 @@ class FlushBatch:
     def script_call(self) -> tuple[list[str], list[str | int]]:
         """The ``KEYS`` and ``ARGV`` of ``FLUSH_SCRIPT`` for this batch."""
         keys = [self.marker_key]
-        args: list[str | int] = [FLUSH_MARKER_TTL, KEY_TTL]
+        args: list[str | int] = [FLUSH_MARKER_TTL, KEY_TTL, FIELD_LIMIT]
         for second, fields in self.increments.items():
             keys.append(key_for(second))
             args.append(len(fields))
@@ -83,9 +123,18 @@ class GraphWriter:
     exactly. Each flush seals the open increments into a ``FlushBatch`` with a new id, and
     Redis applies a batch at most once (``FLUSH_SCRIPT``), so resending one whose outcome is
     unknown is safe. The caller decides when to flush (a few times a second).
+
+    With a ``limiter``, an update (one call of ``add_*``) that would pass a cardinality limit
+    is dropped whole and counted in ``limiter.dropped``. A field never holds more than
+    ``FIELD_LIMIT``; increments cut to keep it so are counted in ``clipped``.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time, instance_id: str | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        instance_id: str | None = None,
+        limiter: CardinalityLimiter | None = None,
+    ) -> None:
         self._clock = clock
         self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         # Random per writer, so a restarted or second collector never reuses a batch id.
@@ -94,41 +143,51 @@ class GraphWriter:
         # The batch sent last whose reply has not come back: it may or may not be applied.
         self._unconfirmed: FlushBatch | None = None
         self._script: Any = None
+        self.limiter = limiter
+        self.clipped = 0
 
-    def _bucket(self) -> dict[str, int]:
-        return self._pending[int(self._clock())]
+    def _update(
+        self, services: tuple[str, ...], edge: tuple[str, str] | None, increments: dict[str, int]
+    ) -> None:
+        """Add one update's increments, if the limiter admits all of it."""
+        increments = {name: value for name, value in increments.items() if value}
+        if not increments:
+            return
+        if self.limiter is not None:
+            refused = self.limiter.admit(services, edge, list(increments))
+            if refused is not None:
+                self.limiter.dropped[refused] += 1
+                return
+        bucket = self._pending[int(self._clock())]
+        for name, value in increments.items():
+            bucket[name] += value
 
     @staticmethod
-    def _add(
-        bucket: dict[str, int], prefix: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None:
-        if requests:
-            bucket[prefix + "n"] += requests
-        if errors:
-            bucket[prefix + "x"] += errors
+    def _stats(prefix: str, requests: int, errors: int, latency: Mapping[int, int]) -> dict[str, int]:
+        fields = {prefix + "n": requests, prefix + "x": errors}
         for index, count in latency.items():
-            if count:
-                bucket[f"{prefix}h{index}"] += count
+            fields[f"{prefix}h{index}"] = count
+        return fields
 
     def add_edge(
         self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
     ) -> None:
         """Count calls from ``source`` to ``target`` as the caller saw them."""
-        self._add(self._bucket(), f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
+        fields = self._stats(f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
+        self._update((source, target), (source, target), fields)
 
     def add_node(
         self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
     ) -> None:
         """Count requests that ``service`` (at ``version``) served."""
-        bucket = self._bucket()
-        self._add(bucket, f"n{SEP}{service}{SEP}", requests, errors, latency)
+        fields = self._stats(f"n{SEP}{service}{SEP}", requests, errors, latency)
         if version:
-            bucket[f"v{SEP}{service}{SEP}{version}"] += requests or 0
+            fields[f"v{SEP}{service}{SEP}{version}"] = requests
+        self._update((service,), None, fields)
 
     def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
         """Count ``value`` policy events ``name`` (one of ``EDGE_EVENTS``) on ``source -> target``."""
-        if value:
-            self._bucket()[f"r{SEP}{source}{SEP}{target}{SEP}{name}"] += value
+        self._update((source, target), (source, target), {f"r{SEP}{source}{SEP}{target}{SEP}{name}": value})
 
     @property
     def pending(self) -> bool:
@@ -155,6 +214,11 @@ class GraphWriter:
         increments = self.take()
         if not increments:
             return None
+        for fields in increments.values():
+            for name, value in fields.items():
+                if value > FIELD_LIMIT:  # the script would cut it anyway; keep ARGV exact
+                    fields[name] = FIELD_LIMIT
+                    self.clipped += 1
         return FlushBatch(f"{self.instance_id}:{next(self._sequence)}", increments)
 
     @staticmethod
@@ -192,8 +256,9 @@ class GraphWriter:
         keys, args = batch.script_call()
         # EVALSHA; on NOSCRIPT redis-py loads the script and sends EVALSHA again, which is
         # safe: NOSCRIPT means nothing ran.
-        applied = await self._script(keys=keys, args=args, client=redis_client)
+        applied, clipped = await self._script(keys=keys, args=args, client=redis_client)
         self._unconfirmed = None
+        self.clipped += int(clipped)
         if not applied:
             log.info("graph batch %s was applied before (its reply was lost); not applied again", batch.id)
         return batch.fields

@@ -22,9 +22,11 @@ MAX_INDEX = math.ceil(math.log2(3_600_000.0) * 2**SCALE) - 1
 
 
 def bucket_index(value_ms: float) -> int:
-    """The bucket holding ``value_ms`` (clamped to the supported range)."""
-    if value_ms <= 0.001:
+    """The bucket holding ``value_ms`` (clamped to the supported range; NaN -> the lowest)."""
+    if not value_ms > 0.001:
         return MIN_INDEX
+    if value_ms >= 3_600_000.0:  # also +inf, whose log cannot be rounded to an int
+        return MAX_INDEX
     index = math.ceil(math.log(value_ms) * _SCALE_FACTOR) - 1
     if index < MIN_INDEX:
         return MIN_INDEX
@@ -45,13 +47,14 @@ def rescale_index(index: int, scale: int) -> int:
     """Map an OTLP exponential-histogram bucket index at ``scale`` onto our scale.
 
     A finer scale maps exactly (shift right); a coarser one maps the bucket's geometric
-    midpoint, which is the best a merged histogram can know about it.
+    midpoint, which is the best a merged histogram can know about it. The midpoint is
+    worked out as a base-2 exponent, never as a value, so no index can overflow a float.
     """
     if scale >= SCALE:
         return max(MIN_INDEX, min(MAX_INDEX, index >> (scale - SCALE)))
-    base = 2.0 ** (2.0**-scale)
-    midpoint = base ** (index + 0.5)
-    return bucket_index(midpoint)
+    exponent = (index + 0.5) / 2.0**scale  # log2 of the midpoint
+    ours = math.ceil(exponent * 2**SCALE) - 1
+    return max(MIN_INDEX, min(MAX_INDEX, ours))
 
 
 def quantile(counts: Mapping[int, int], q: float) -> float | None:

@@ -12,19 +12,24 @@ from typing import Any
 
 import orjson
 
+from collector import validation
 from collector.errors import InvalidRequest
 from collector.records import UNKNOWN_SERVICE, Rejections
 
 
 def json_value(value: Any) -> Any:
-    """The Python value of an OTLP/JSON AnyValue (``{"stringValue": "x"}`` -> ``"x"``)."""
+    """The Python value of an OTLP/JSON AnyValue (``{"stringValue": "x"}`` -> ``"x"``).
+
+    Arrays, maps and bytes -> None (the graph reads scalars only); a malformed ``intValue``
+    raises ``Rejected``.
+    """
     if not isinstance(value, dict):
         return None
     for kind, inner in value.items():
         if kind == "stringValue" or kind == "boolValue" or kind == "doubleValue":
             return inner
         if kind == "intValue":
-            return int(inner)
+            return validation.json_int(inner, "intValue", -(2**63), 2**63 - 1)
     return None
 
 
@@ -42,29 +47,21 @@ def pb_value(value: Any) -> Any:
     return None
 
 
-def as_int(value: Any, default: int = 0) -> int:
-    """An int from an attribute that should be one (some SDKs send ``"500"``)."""
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return default
-
-
 def is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 class Resource:
-    """The resource attributes the graph needs."""
+    """The resource attributes the graph needs, and why its items are rejected (if they are).
 
-    __slots__ = ("service", "version", "instance", "sidecar")
+    ``problem`` is set when ``service.name`` or ``service.version`` cannot be stored (too
+    long, control characters): every span or data point of that resource is then rejected.
+    """
+
+    __slots__ = ("service", "version", "instance", "sidecar", "problem")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
+        self.problem = ""
         service = attributes.get("service.name")
         self.service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
         version = attributes.get("service.version")
@@ -72,6 +69,11 @@ class Resource:
         instance = attributes.get("service.instance.id")
         self.instance = instance if isinstance(instance, str) else ""
         self.sidecar = is_true(attributes.get("meshui.sidecar"))
+        try:
+            validation.name(self.service, "resource service.name")
+            validation.name(self.version, "resource service.version", required=False)
+        except validation.Rejected as exc:
+            self.problem = str(exc)
 
 
 def pb_attributes(attributes: Any) -> dict[str, Any]:
@@ -89,7 +91,7 @@ def json_attributes(attributes: Any, where: str) -> dict[str, Any]:
             raise InvalidRequest(f"{where}.attributes holds an entry without a string key")
         try:
             result[kv["key"]] = json_value(kv.get("value"))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidRequest(f"{where}.attributes[{kv['key']!r}]: {exc}") from None
     return result
 
@@ -110,25 +112,13 @@ def json_object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def json_int(value: Any) -> int:
-    """An OTLP/JSON int64/uint64 (a string or a number)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(value)
-    return int(value)
-
-
 def json_resources(body: bytes, message: str, key: str) -> Iterator[tuple[str, dict[str, Any], Resource]]:
     """Parse an OTLP/JSON export and walk its resource entries.
 
     Yields, per entry of ``key`` (``resourceSpans``/``resourceMetrics``), where it is in the
     document (for error messages), the entry itself and its ``Resource``. Malformed JSON or
-    shapes raise ``InvalidRequest`` naming the place.
+    shapes raise ``InvalidRequest`` naming the place; a malformed resource yields a
+    ``Resource`` whose ``problem`` says why its items are rejected.
     """
     try:
         document = orjson.loads(body)
@@ -138,8 +128,14 @@ def json_resources(body: bytes, message: str, key: str) -> Iterator[tuple[str, d
     for index, entry in enumerate(json_list(document, key, "request")):
         where = f"{key}[{index}]"
         entry = json_object(entry, where)
-        resource_doc = json_object(entry.get("resource") or {}, f"{where}.resource")
-        yield where, entry, Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))
+        try:
+            resource_doc = json_object(entry.get("resource") or {}, f"{where}.resource")
+            resource = Resource(json_attributes(resource_doc.get("attributes"), f"{where}.resource"))
+        except InvalidRequest as exc:
+            # Only this resource's items are unusable: they are rejected, the rest is kept.
+            resource = Resource({})
+            resource.problem = str(exc)
+        yield where, entry, resource
 
 
 def encode_export_response(rejected: Rejections, json: bool, response: Any, count_field: str) -> bytes:

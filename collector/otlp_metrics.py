@@ -3,15 +3,14 @@ and traffic-policy counters.
 
 Only ``meshui.proxy.request.duration`` and the policy counters (``SIDECAR_COUNTERS``, delta
 sums) from resources with ``meshui.sidecar=true`` feed the graph (docs/telemetry.md); every
-other metric is counted as received and otherwise ignored.
-Exponential histograms of any scale and explicit-bucket histograms are remapped onto
-``collector.histogram``'s buckets here, delta or cumulative (the connector differences
-cumulative points).
+other metric is counted as received and otherwise ignored. Both decoders read a point's
+fields into plain values and hand them to ``collector.sidecar_points``, which applies the
+same rules to either encoding: a point that breaks one is rejected on its own (partial
+success), the rest of the export is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -20,164 +19,60 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
-from collector import histogram
+from collector import validation
 from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
-    as_int,
     encode_export_response,
-    is_true,
     json_attributes,
-    json_int,
     json_list,
     json_object,
     json_resources,
     pb_attributes,
 )
-from collector.records import (
-    TEMPORALITY_CUMULATIVE,
-    TEMPORALITY_DELTA,
-    MetricBatch,
-    Rejections,
-    SidecarCounter,
-    SidecarPoint,
+from collector.records import MetricBatch, Rejections, SidecarCounter, SidecarPoint
+from collector.sidecar_points import (
+    SIDECAR_COUNTERS,
+    SIDECAR_METRIC,
+    counter_point,
+    counter_problem,
+    explicit_latency,
+    explicit_point,
+    exponential_latency,
+    exponential_point,
 )
+from collector.validation import MAX_SCALE, MIN_SCALE, Rejected
 
-SIDECAR_METRIC = "meshui.proxy.request.duration"
-# Policy counter -> the key it has in an edge's ``events`` (collector.graphstore.EDGE_EVENTS).
-SIDECAR_COUNTERS = {
-    "meshui.proxy.retries": "retries",
-    "meshui.proxy.retry_budget.exhausted": "retry_budget_exhausted",
-    "meshui.proxy.overflows": "overflows",
-    "meshui.proxy.ejections": "ejections",
-    "meshui.proxy.timeouts": "timeouts",
-    "meshui.proxy.faults": "faults",
-    "meshui.proxy.rate_limited": "rate_limited",
+__all__ = [
+    "MAX_SCALE",
+    "MIN_SCALE",
+    "SIDECAR_COUNTERS",
+    "SIDECAR_METRIC",
+    "decode_json",
+    "decode_protobuf",
+    "encode_response",
+    "explicit_latency",
+    "exponential_latency",
+]
+
+_TEMPORALITY_NAMES = {
+    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0,
+    "AGGREGATION_TEMPORALITY_DELTA": 1,
+    "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
 }
-# OTLP allows scales -10..20 (https://opentelemetry.io/docs/specs/otel/metrics/data-model/#exponential-scale).
-MIN_SCALE, MAX_SCALE = -10, 20
-_TEMPORALITY_NAMES = {"AGGREGATION_TEMPORALITY_DELTA": 1, "AGGREGATION_TEMPORALITY_CUMULATIVE": 2}
+# What a malformed OTLP/JSON point can raise while being read: it rejects that point only.
+_POINT_ERRORS = (InvalidRequest, TypeError, ValueError, AttributeError, OverflowError, KeyError)
 
 
-def exponential_latency(
-    scale: int, zero_count: int, negative_total: int, offset: int, counts: Sequence[int]
-) -> dict[int, int]:
-    """Remap an exponential histogram's buckets onto ours (values <= 0 -> the lowest bucket)."""
-    latency: dict[int, int] = {}
-    low = zero_count + negative_total
-    if low:
-        latency[histogram.MIN_INDEX] = low
-    for i, count in enumerate(counts):
-        if count:
-            index = histogram.rescale_index(offset + i, scale)
-            latency[index] = latency.get(index, 0) + count
-    return latency
-
-
-def explicit_latency(bounds: Sequence[float], counts: Sequence[int]) -> dict[int, int]:
-    """Remap an explicit-bucket histogram: each bucket is counted at its midpoint.
-
-    Bucket ``i`` holds ``(bounds[i-1], bounds[i]]``; the first and the overflow bucket have
-    no finite width, so they are counted at their one finite bound.
-    """
-    latency: dict[int, int] = {}
-    last = len(bounds)
-    for i, count in enumerate(counts):
-        if not count:
-            continue
-        if last == 0:
-            value = 0.0
-        elif i == 0:
-            value = bounds[0]
-        elif i >= last:
-            value = bounds[-1]
-        else:
-            value = (bounds[i - 1] + bounds[i]) / 2
-        index = histogram.bucket_index(value)
-        latency[index] = latency.get(index, 0) + count
-    return latency
-
-
-def _point(
-    resource: Resource,
-    attributes: dict[str, Any],
-    temporality: int,
-    start_ns: int,
-    time_ns: int,
-    count: int,
-    latency: dict[int, int],
-    kind: str,
-) -> SidecarPoint | str:
-    """A validated point, or why it was rejected."""
-    direction = attributes.get("meshui.direction")
-    if direction not in ("outbound", "inbound"):
-        return f"{SIDECAR_METRIC}: meshui.direction must be outbound or inbound, got {direction!r}"
-    destination = attributes.get("destination.service")
-    if not isinstance(destination, str) or not destination:
-        return f"{SIDECAR_METRIC}: destination.service is missing"
-    source = attributes.get("source.service")
-    if not isinstance(source, str) or not source:
-        source = "unknown"
-    version = attributes.get("destination.version")
-    if temporality not in (TEMPORALITY_DELTA, TEMPORALITY_CUMULATIVE):
-        return f"{SIDECAR_METRIC}: aggregation temporality must be delta or cumulative"
-    if count < 0:
-        return f"{SIDECAR_METRIC}: count must not be negative"
-    stream = (
-        resource.service,
-        resource.instance,
-        kind,
-        tuple(sorted((k, repr(v)) for k, v in attributes.items())),
-    )
-    return SidecarPoint(
-        stream=stream,
-        direction=direction,
-        source=source,
-        destination=destination,
-        destination_version=version if isinstance(version, str) else "",
-        status=as_int(attributes.get("http.response.status_code")),
-        source_sidecar=is_true(attributes.get("meshui.source.sidecar")),
-        temporality=temporality,
-        start_ns=start_ns,
-        time_ns=time_ns,
-        count=count,
-        latency=latency,
-    )
-
-
-def _keep(batch: MetricBatch, point: SidecarPoint | SidecarCounter | str) -> None:
-    if isinstance(point, str):
-        batch.rejected.add(point)
-    elif isinstance(point, SidecarCounter):
+def _keep(batch: MetricBatch, point: SidecarPoint | SidecarCounter) -> None:
+    if isinstance(point, SidecarCounter):
         batch.counters.append(point)
     else:
         batch.points.append(point)
 
 
-def _counter(name: str, attributes: dict[str, Any], value: int | float) -> SidecarCounter | str:
-    """A validated policy counter point, or why it was rejected."""
-    destination = attributes.get("destination.service")
-    if not isinstance(destination, str) or not destination:
-        return f"{name}: destination.service is missing"
-    source = attributes.get("source.service")
-    if not isinstance(source, str) or not source:
-        source = "unknown"
-    if isinstance(value, float):
-        if not value.is_integer():
-            return f"{name}: value must be a whole number, got {value!r}"
-        value = int(value)
-    if value < 0:
-        return f"{name}: value must not be negative"
-    return SidecarCounter(source, destination, SIDECAR_COUNTERS[name], value)
-
-
-def _counter_problem(name: str, data: str, temporality: int) -> str | None:
-    """Why a policy counter metric cannot be used as a whole, or None."""
-    if data != "sum":
-        return f"{name} must be a sum, got {data}"
-    if temporality != TEMPORALITY_DELTA:
-        return f"{name}: aggregation temporality must be delta"
-    return None
+def _extremes(p: Any) -> dict[str, float | None]:
+    return {name: getattr(p, name) if p.HasField(name) else None for name in ("sum", "min", "max")}
 
 
 def decode_protobuf(body: bytes) -> MetricBatch:
@@ -195,51 +90,56 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                     continue
                 points = getattr(metric, data).data_points
                 batch.point_count += len(points)
-                if not resource.sidecar:
+                name = metric.name
+                if not resource.sidecar or (name != SIDECAR_METRIC and name not in SIDECAR_COUNTERS):
                     continue
-                if metric.name in SIDECAR_COUNTERS:
+                if resource.problem:
+                    batch.rejected.add(resource.problem, len(points))
+                    continue
+                if name in SIDECAR_COUNTERS:
                     temporality = metric.sum.aggregation_temporality if data == "sum" else 0
-                    problem = _counter_problem(metric.name, data, temporality)
+                    problem = counter_problem(name, data, temporality)
                     if problem is not None:
                         batch.rejected.add(problem, len(points))
                         continue
                     for p in points:
                         value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
-                        _keep(batch, _counter(metric.name, pb_attributes(p.attributes), value))
-                    continue
-                if metric.name != SIDECAR_METRIC:
+                        try:
+                            _keep(batch, counter_point(name, pb_attributes(p.attributes), value))
+                        except Rejected as exc:
+                            batch.rejected.add(str(exc))
                     continue
                 if data not in ("exponential_histogram", "histogram"):
                     batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
                     continue
-                exponential = data == "exponential_histogram"
                 temporality = getattr(metric, data).aggregation_temporality
                 for p in points:
-                    if exponential:
-                        if not MIN_SCALE <= p.scale <= MAX_SCALE:
-                            batch.rejected.add(f"{SIDECAR_METRIC}: scale {p.scale} is out of range")
-                            continue
-                        latency = exponential_latency(
-                            p.scale,
-                            p.zero_count,
-                            sum(p.negative.bucket_counts),
-                            p.positive.offset,
-                            p.positive.bucket_counts,
-                        )
-                    else:
-                        latency = explicit_latency(p.explicit_bounds, p.bucket_counts)
-                    point = _point(
-                        resource,
-                        pb_attributes(p.attributes),
-                        temporality,
-                        p.start_time_unix_nano,
-                        p.time_unix_nano,
-                        p.count,
-                        latency,
-                        "exp" if exponential else "explicit",
-                    )
-                    _keep(batch, point)
+                    try:
+                        _keep(batch, _pb_histogram_point(resource, p, data, temporality))
+                    except Rejected as exc:
+                        batch.rejected.add(str(exc))
     return batch
+
+
+def _pb_histogram_point(resource: Resource, p: Any, data: str, temporality: int) -> SidecarPoint:
+    attributes = pb_attributes(p.attributes)
+    times = (p.start_time_unix_nano, p.time_unix_nano)
+    if data == "exponential_histogram":
+        return exponential_point(
+            resource,
+            attributes,
+            temporality,
+            times,
+            p.count,
+            p.scale,
+            p.zero_count,
+            (p.positive.offset, p.positive.bucket_counts),
+            (p.negative.offset, p.negative.bucket_counts),
+            _extremes(p),
+        )
+    return explicit_point(
+        resource, attributes, temporality, times, p.count, p.explicit_bounds, p.bucket_counts, _extremes(p)
+    )
 
 
 def decode_json(body: bytes) -> MetricBatch:
@@ -252,85 +152,109 @@ def decode_json(body: bytes) -> MetricBatch:
             scope_metrics = json_object(scope_metrics, scope_where)
             for m, metric in enumerate(json_list(scope_metrics, "metrics", scope_where)):
                 metric_where = f"{scope_where}.metrics[{m}]"
-                metric = json_object(metric, metric_where)
-                for data in ("exponentialHistogram", "histogram", "sum", "gauge", "summary"):
-                    if data in metric:
-                        break
-                else:
-                    continue
-                body_ = json_object(metric[data], f"{metric_where}.{data}")
-                points = json_list(body_, "dataPoints", f"{metric_where}.{data}")
-                batch.point_count += len(points)
-                name = metric.get("name")
-                if not resource.sidecar or (name != SIDECAR_METRIC and name not in SIDECAR_COUNTERS):
-                    continue
-                temporality = body_.get("aggregationTemporality", 0)
-                if isinstance(temporality, str):
-                    temporality = _TEMPORALITY_NAMES.get(temporality, 0)
-                if name in SIDECAR_COUNTERS:
-                    problem = _counter_problem(name, data, temporality if isinstance(temporality, int) else 0)
-                    if problem is not None:
-                        batch.rejected.add(problem, len(points))
-                        continue
-                    for p, point in enumerate(points):
-                        try:
-                            _keep(batch, _json_counter(name, point))
-                        except (TypeError, ValueError, AttributeError, InvalidRequest) as exc:
-                            batch.rejected.add(f"{metric_where}.dataPoints[{p}]: {exc}")
-                    continue
-                if data not in ("exponentialHistogram", "histogram"):
-                    batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
-                    continue
-                convert = _json_exponential if data == "exponentialHistogram" else _json_explicit
-                for p, point in enumerate(points):
-                    try:
-                        _keep(batch, convert(resource, point, int(temporality)))
-                    except (TypeError, ValueError, AttributeError, InvalidRequest) as exc:
-                        batch.rejected.add(f"{metric_where}.dataPoints[{p}]: {exc}")
+                _json_metric(batch, resource, json_object(metric, metric_where), metric_where)
     return batch
 
 
-def _json_counter(name: str, p: dict[str, Any]) -> SidecarCounter | str:
+def _json_metric(batch: MetricBatch, resource: Resource, metric: dict[str, Any], where: str) -> None:
+    for data in ("exponentialHistogram", "histogram", "sum", "gauge", "summary"):
+        if data in metric:
+            break
+    else:
+        return
+    body = json_object(metric[data], f"{where}.{data}")
+    points = json_list(body, "dataPoints", f"{where}.{data}")
+    batch.point_count += len(points)
+    name = metric.get("name", "")
+    if not isinstance(name, str):
+        batch.rejected.add(f"{where}.name must be a string, got {type(name).__name__}", len(points))
+        return
+    if not resource.sidecar or (name != SIDECAR_METRIC and name not in SIDECAR_COUNTERS):
+        return
+    if resource.problem:
+        batch.rejected.add(resource.problem, len(points))
+        return
+    try:
+        temporality = validation.json_enum(
+            body.get("aggregationTemporality", 0),
+            _TEMPORALITY_NAMES,
+            f"{where}.{data}.aggregationTemporality",
+        )
+    except Rejected as exc:
+        batch.rejected.add(str(exc), len(points))
+        return
+    if name in SIDECAR_COUNTERS:
+        problem = counter_problem(name, data, temporality)
+        if problem is not None:
+            batch.rejected.add(problem, len(points))
+            return
+        convert: Any = lambda p: _json_counter(name, p)  # noqa: E731
+    elif data not in ("exponentialHistogram", "histogram"):
+        batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
+        return
+    else:
+        exponential = data == "exponentialHistogram"
+        convert = lambda p: _json_histogram_point(resource, p, exponential, temporality)  # noqa: E731
+    for p, point in enumerate(points):
+        try:
+            _keep(batch, convert(json_object(point, "data point")))
+        except _POINT_ERRORS as exc:
+            batch.rejected.add(f"{where}.dataPoints[{p}]: {exc}")
+
+
+def _json_counter(name: str, p: dict[str, Any]) -> SidecarCounter:
     attributes = json_attributes(p.get("attributes"), "dataPoint")
-    value: int | float = float(p["asDouble"]) if "asDouble" in p else json_int(p.get("asInt"))
-    return _counter(name, attributes, value)
+    value: int | float
+    if "asDouble" in p:
+        value = validation.json_float(p["asDouble"], "asDouble")
+    else:
+        value = validation.json_int(p.get("asInt"), "asInt", -(2**63), 2**63 - 1)
+    return counter_point(name, attributes, value)
 
 
-def _json_exponential(resource: Resource, p: dict[str, Any], temporality: int) -> SidecarPoint | str:
-    scale = int(p.get("scale", 0))
-    if not MIN_SCALE <= scale <= MAX_SCALE:
-        return f"{SIDECAR_METRIC}: scale {scale} is out of range"
-    positive = p.get("positive") or {}
-    negative = p.get("negative") or {}
-    latency = exponential_latency(
-        scale,
-        json_int(p.get("zeroCount")),
-        sum(json_int(c) for c in negative.get("bucketCounts") or ()),
-        int(positive.get("offset", 0)),
-        [json_int(c) for c in positive.get("bucketCounts") or ()],
+def _json_buckets(side: Any, what: str) -> tuple[int, list[int]]:
+    side = side or {}
+    if not isinstance(side, dict):
+        raise Rejected(f"{what} must be an object")
+    offset = validation.json_int(side.get("offset"), f"{what}.offset", -(2**31), 2**31 - 1)
+    counts = side.get("bucketCounts") or []
+    if not isinstance(counts, list):
+        raise Rejected(f"{what}.bucketCounts must be an array")
+    return offset, [validation.json_int(c, f"{what}.bucketCounts") for c in counts]
+
+
+def _json_histogram_point(
+    resource: Resource, p: dict[str, Any], exponential: bool, temporality: int
+) -> SidecarPoint:
+    attributes = json_attributes(p.get("attributes"), "dataPoint")
+    times = (
+        validation.json_int(p.get("startTimeUnixNano"), "startTimeUnixNano"),
+        validation.json_int(p.get("timeUnixNano"), "timeUnixNano"),
     )
-    return _json_point(resource, p, temporality, latency, "exp")
-
-
-def _json_explicit(resource: Resource, p: dict[str, Any], temporality: int) -> SidecarPoint | str:
-    bounds = [float(b) for b in p.get("explicitBounds") or ()]
-    counts = [json_int(c) for c in p.get("bucketCounts") or ()]
-    return _json_point(resource, p, temporality, explicit_latency(bounds, counts), "explicit")
-
-
-def _json_point(
-    resource: Resource, p: dict[str, Any], temporality: int, latency: dict[int, int], kind: str
-) -> SidecarPoint | str:
-    return _point(
-        resource,
-        json_attributes(p.get("attributes"), "dataPoint"),
-        temporality,
-        json_int(p.get("startTimeUnixNano")),
-        json_int(p.get("timeUnixNano")),
-        json_int(p.get("count")),
-        latency,
-        kind,
-    )
+    count = validation.json_int(p.get("count"), "count")
+    extremes = {
+        k: None if p.get(k) is None else validation.json_float(p[k], k) for k in ("sum", "min", "max")
+    }
+    if exponential:
+        return exponential_point(
+            resource,
+            attributes,
+            temporality,
+            times,
+            count,
+            validation.json_int(p.get("scale"), "scale", -(2**31), 2**31 - 1),
+            validation.json_int(p.get("zeroCount"), "zeroCount"),
+            _json_buckets(p.get("positive"), "positive"),
+            _json_buckets(p.get("negative"), "negative"),
+            extremes,
+        )
+    raw_bounds = p.get("explicitBounds") or []
+    raw_counts = p.get("bucketCounts") or []
+    if not isinstance(raw_bounds, list) or not isinstance(raw_counts, list):
+        raise Rejected("explicitBounds and bucketCounts must be arrays")
+    bounds = [validation.json_float(b, "explicitBounds") for b in raw_bounds]
+    counts = [validation.json_int(c, "bucketCounts") for c in raw_counts]
+    return explicit_point(resource, attributes, temporality, times, count, bounds, counts, extremes)
 
 
 def encode_response(batch: MetricBatch | Rejections, json: bool) -> bytes:

@@ -14,19 +14,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from collector import validation
 from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
-    as_int,
     encode_export_response,
-    json_int,
+    json_attributes,
     json_list,
     json_object,
     json_resources,
-    json_value,
     pb_attributes,
+    pb_value,
 )
 from collector.records import Span, SpanGroup, TraceBatch
+from collector.validation import Rejected
 
 # Span attributes the graph reads. The old semconv name is accepted for status codes.
 _HTTP_STATUS_KEYS = frozenset({"http.response.status_code", "http.status_code"})
@@ -45,6 +46,8 @@ _KIND_NAMES = {
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
+# What a malformed OTLP/JSON span can raise while being read: it rejects that span only.
+_SPAN_ERRORS = (InvalidRequest, TypeError, ValueError, AttributeError, OverflowError, KeyError)
 
 
 def _check_ids(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
@@ -67,6 +70,11 @@ def decode_protobuf(body: bytes) -> TraceBatch:
     rejected = batch.rejected
     for resource_spans in request.resource_spans:
         resource = Resource(pb_attributes(resource_spans.resource.attributes))
+        if resource.problem:
+            spans_here = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+            batch.span_count += spans_here
+            rejected.add(resource.problem, spans_here)
+            continue
         group = SpanGroup(resource.service, resource.version, resource.sidecar)
         spans = group.spans
         for scope_spans in resource_spans.scope_spans:
@@ -81,18 +89,23 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                     continue
                 http_status = 0
                 peer = ""
-                for kv in span.attributes:
-                    key = kv.key
-                    if key in _WANTED:
-                        value = kv.value
-                        if key == _PEER_SERVICE:
-                            peer = value.string_value
-                        elif key == _SERVER_ADDRESS:
-                            peer = peer or value.string_value
-                        else:
-                            http_status = (
-                                value.int_value if value.HasField("int_value") else as_int(value.string_value)
-                            )
+                try:
+                    for kv in span.attributes:
+                        key = kv.key
+                        if key in _WANTED:
+                            value = kv.value
+                            if key == _PEER_SERVICE:
+                                peer = validation.name(value.string_value, "peer.service", required=False)
+                            elif key == _SERVER_ADDRESS:
+                                address = validation.name(
+                                    value.string_value, "server.address", required=False
+                                )
+                                peer = peer or address
+                            else:
+                                http_status = validation.http_status(pb_value(value), key)
+                except Rejected as exc:
+                    rejected.add(f"span attribute {exc}")
+                    continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 spans.append(
                     Span(
@@ -120,9 +133,12 @@ def decode_json(body: bytes) -> TraceBatch:
             scope_spans = json_object(scope_spans, scope_where)
             for span in json_list(scope_spans, "spans", scope_where):
                 batch.span_count += 1
+                if resource.problem:
+                    batch.rejected.add(resource.problem)
+                    continue
                 try:
-                    decoded = _json_span(span)
-                except (TypeError, ValueError, AttributeError, InvalidRequest) as exc:
+                    decoded = _json_span(json_object(span, "span"))
+                except _SPAN_ERRORS as exc:
                     batch.rejected.add(f"{scope_where}: invalid span: {exc}")
                     continue
                 if isinstance(decoded, str):
@@ -135,39 +151,36 @@ def decode_json(body: bytes) -> TraceBatch:
 
 
 def _json_span(span: dict[str, Any]) -> Span | str:
-    # bytes.fromhex raises ValueError on anything but hex, which also rejects base64 ids.
-    trace_id = bytes.fromhex(span.get("traceId") or "")
-    span_id = bytes.fromhex(span.get("spanId") or "")
-    parent = bytes.fromhex(span.get("parentSpanId") or "")
+    # Exactly 32 / 16 hex digits: bytes.fromhex alone would skip spaces, and base64 ids
+    # (what protobuf's json_format writes) are refused rather than misread.
+    trace_id = validation.json_hex_id(span.get("traceId"), 16, "traceId")
+    span_id = validation.json_hex_id(span.get("spanId"), 8, "spanId")
+    parent = validation.json_hex_id(span.get("parentSpanId"), 8, "parentSpanId")
     problem = _check_ids(trace_id, span_id, parent)
     if problem:
         return problem
-    kind = span.get("kind", 0)
-    if isinstance(kind, str):
-        kind = _KIND_NAMES.get(kind, 0)
+    kind = validation.json_enum(span.get("kind", 0), _KIND_NAMES, "kind")
     status = span.get("status") or {}
-    code = status.get("code", 0)
-    if isinstance(code, str):
-        code = _STATUS_NAMES.get(code, 0)
+    if not isinstance(status, dict):
+        raise Rejected("status must be an object")
+    code = validation.json_enum(status.get("code", 0), _STATUS_NAMES, "status.code")
+    attributes = json_attributes(span.get("attributes"), "span")
     http_status = 0
-    peer = ""
-    for kv in span.get("attributes") or ():
-        key = kv.get("key")
-        if key in _WANTED:
-            value = json_value(kv.get("value"))
-            if key == _PEER_SERVICE:
-                peer = value if isinstance(value, str) else peer
-            elif key == _SERVER_ADDRESS:
-                peer = peer or (value if isinstance(value, str) else "")
-            else:
-                http_status = as_int(value)
-    start = json_int(span.get("startTimeUnixNano"))
-    end = json_int(span.get("endTimeUnixNano"))
+    for key in ("http.status_code", "http.response.status_code"):  # the current name wins
+        if attributes.get(key) is not None:
+            http_status = validation.http_status(attributes[key], key)
+    peer = attributes.get(_PEER_SERVICE)
+    peer = validation.name(peer, _PEER_SERVICE, required=False) if isinstance(peer, str) else ""
+    if not peer:
+        address = attributes.get(_SERVER_ADDRESS)
+        peer = validation.name(address, _SERVER_ADDRESS, required=False) if isinstance(address, str) else ""
+    start = validation.json_int(span.get("startTimeUnixNano"), "startTimeUnixNano")
+    end = validation.json_int(span.get("endTimeUnixNano"), "endTimeUnixNano")
     return Span(
         trace_id,
         span_id,
         parent,
-        int(kind),
+        kind,
         (end - start) / 1e6 if end > start else 0.0,
         code == 2,
         http_status,

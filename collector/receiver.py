@@ -5,7 +5,8 @@ Implements https://opentelemetry.io/docs/specs/otlp/#otlphttp: POST /v1/traces a
 request's encoding (partial success when items were rejected); 400 with a google.rpc.Status
 for data that can never be accepted (not retryable); 503 + Retry-After when the pipeline is
 overloaded or Redis is down (retryable); 413 above the body limit, applied while reading and
-to the decompressed size (gzip bombs); 415 for other media types or encodings.
+to the decompressed size (gzip bombs); 431 (and a closed connection) above the header limit;
+415 for other media types or encodings.
 Also GET /health (JSON counters; 503 when degraded) and GET /metrics (Prometheus text).
 """
 
@@ -25,6 +26,7 @@ from google.rpc.status_pb2 import Status
 
 from collector import otlp_metrics, otlp_traces
 from collector.errors import ConfigError, InvalidRequest, Refusal
+from collector.http_limits import header_limited_protocol
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 4318
     max_body_bytes: int = 8 * 1024 * 1024  # also the limit after decompression
+    # Request line plus headers; past it 431 and the connection is closed (http_limits).
+    max_header_bytes: int = 64 * 1024
     retry_after_s: int = 1
 
     def validate(self) -> None:
@@ -48,6 +52,8 @@ class ReceiverConfig:
             raise ConfigError("receiver.port", f"must be 0..65535, got {self.port}")
         if self.max_body_bytes < 1:
             raise ConfigError("receiver.max_body_bytes", f"must be >= 1, got {self.max_body_bytes}")
+        if self.max_header_bytes < 1024:
+            raise ConfigError("receiver.max_header_bytes", f"must be >= 1024, got {self.max_header_bytes}")
         if self.retry_after_s < 0:
             raise ConfigError("receiver.retry_after_s", f"must be >= 0, got {self.retry_after_s}")
 
@@ -60,6 +66,10 @@ class Pipeline(Protocol):
     def health_problems(self) -> list[str]: ...
 
     def offer(self, batch: Any, items: int) -> bool: ...
+
+    def limit(self, batch: Any) -> None:
+        """Reject, in place and through the batch's partial success, what passes a cardinality limit."""
+        ...
 
 
 class _Reply(Exception):
@@ -205,6 +215,8 @@ class OTLPHttpReceiver:
         # that can never be accepted gets its 400 rather than 503s forever, and so that the
         # items inside a refused request are known and counted.
         refusal = self.pipeline.refusal()
+        if refusal is None:
+            self.pipeline.limit(batch)
         if refusal is None and batch.items and not self.pipeline.offer(batch, batch.items):
             refusal = Refusal("queue_full", "the collector's queue is full; retry later")
         if refusal is not None:
@@ -258,7 +270,7 @@ class OTLPHttpReceiver:
             log_level="warning",
             access_log=False,
             server_header=False,
-            http="httptools",
+            http=header_limited_protocol(self.config.max_header_bytes, self.stats),
             timeout_graceful_shutdown=5,
         )
         config.load()

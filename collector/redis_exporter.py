@@ -21,6 +21,7 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from collector.cardinality import CardinalityLimiter
 from collector.errors import ConfigError, Refusal
 from collector.graphwriter import GraphWriter
 from collector.redis_availability import RedisAvailability
@@ -74,13 +75,14 @@ class RedisGraphExporter:
         stats: CollectorStats | None = None,
         clock: Callable[[], float] = time.time,
         availability: RedisAvailability | None = None,
+        limiter: CardinalityLimiter | None = None,
     ) -> None:
         self.config = config or RedisExporterConfig()
         self.config.validate()
         self.redis = redis
         self.stats = stats or CollectorStats()
         self.availability = availability or RedisAvailability(self.stats)
-        self.writer = GraphWriter(clock=clock)
+        self.writer = GraphWriter(clock=clock, limiter=limiter)
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
@@ -136,6 +138,7 @@ class RedisGraphExporter:
                 return 0
             finally:
                 self.stats.pending_fields = self.writer.pending_fields
+                self.stats.clipped_increments = self.writer.clipped
             self.availability.succeeded()
             return written
 

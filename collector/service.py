@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.errors import ConfigError, Refusal
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
 from collector.queue import QueueConfig, QueueProcessor
@@ -52,6 +53,7 @@ class CollectorConfig:
     sidecar_metrics: SidecarMetricsConfig = field(default_factory=SidecarMetricsConfig)
     redis_exporter: RedisExporterConfig = field(default_factory=RedisExporterConfig)
     publisher: LivePublisherConfig = field(default_factory=LivePublisherConfig)
+    cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
 
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -63,6 +65,7 @@ class CollectorConfig:
             self.sidecar_metrics,
             self.redis_exporter,
             self.publisher,
+            self.cardinality,
         ):
             part.validate()
 
@@ -85,12 +88,17 @@ class Collector:
         self.redis = redis or redis_client(config.redis_url, config.redis_exporter.socket_timeout_s)
         # One reachability state: the exporter's writes and the publisher's lock both update it.
         self.redis_availability = RedisAvailability(self.stats)
+        # One limiter for the receiver (what an export names) and the writer (what pairing
+        # and the field layout reveal), so both count against the same window.
+        self.limiter = CardinalityLimiter(config.cardinality, clock=wall_clock)
+        self.stats.cardinality = self.limiter
         self.exporter = RedisGraphExporter(
             self.redis,
             config.redis_exporter,
             self.stats,
             clock=wall_clock,
             availability=self.redis_availability,
+            limiter=self.limiter,
         )
         self.publisher = LivePublisher(
             self.redis,
@@ -136,6 +144,12 @@ class Collector:
     def offer(self, batch: Any, items: int) -> bool:
         return self.queue.offer(batch, items)
 
+    def limit(self, batch: TraceBatch | MetricBatch) -> None:
+        if isinstance(batch, TraceBatch):
+            self.limiter.limit_traces(batch)
+        else:
+            self.limiter.limit_metrics(batch)
+
     @property
     def port(self) -> int | None:
         return self.receiver.port
@@ -171,8 +185,12 @@ class Collector:
             if not done:
                 stack = io.StringIO()
                 task.print_stack(file=stack)
-                log.error("shutting down %s took over %.0f s; going on without it:\n%s",
-                          name, COMPONENT_SHUTDOWN_TIMEOUT_S, stack.getvalue())
+                log.error(
+                    "shutting down %s took over %.0f s; going on without it:\n%s",
+                    name,
+                    COMPONENT_SHUTDOWN_TIMEOUT_S,
+                    stack.getvalue(),
+                )
                 task.cancel()
             elif task.exception() is not None:
                 log.error("shutting down %s failed", name, exc_info=task.exception())

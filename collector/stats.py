@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.cardinality import LIMITS, CardinalityLimiter
+
 
 @dataclass(slots=True)
 class CollectorStats:
@@ -34,6 +36,22 @@ class CollectorStats:
     redis_available: bool = True
     publishes: int = 0
     publish_errors: int = 0
+    # Increments cut so that no per-second field passes validation.FIELD_LIMIT.
+    clipped_increments: int = 0
+    # The collector's cardinality limiter, read for its counters (None: no limits).
+    cardinality: CardinalityLimiter | None = None
+
+    def _cardinality(self) -> dict[str, Any]:
+        limiter = self.cardinality
+        if limiter is None:
+            return {}
+        return {
+            "window_s": limiter.config.window_s,
+            "in_window": limiter.in_window(),
+            "limits": limiter.limits(),
+            "rejected": {limit: limiter.rejected.get(limit, 0) for limit in LIMITS},
+            "dropped": {limit: limiter.dropped.get(limit, 0) for limit in LIMITS},
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +80,8 @@ class CollectorStats:
             "redis_fields_written": self.redis_fields_written,
             "publishes": self.publishes,
             "publish_errors": self.publish_errors,
+            "clipped_increments": self.clipped_increments,
+            "cardinality": self._cardinality(),
         }
 
     def prometheus(self) -> str:
@@ -160,4 +180,36 @@ class CollectorStats:
         metric(
             "graph_publish_errors_total", "counter", "Failed live graph updates.", [("", self.publish_errors)]
         )
+        metric(
+            "clipped_increments_total",
+            "counter",
+            "Graph increments cut so that no per-second counter passes its limit.",
+            [("", self.clipped_increments)],
+        )
+        cardinality = self._cardinality()
+        if cardinality:
+            metric(
+                "cardinality",
+                "gauge",
+                "Distinct services, edges and series written in the current window.",
+                [(f'{{kind="{k}"}}', n) for k, n in cardinality["in_window"].items()],
+            )
+            metric(
+                "cardinality_limit",
+                "gauge",
+                "Most distinct services, edges and series written per window.",
+                [(f'{{kind="{k}"}}', n) for k, n in cardinality["limits"].items()],
+            )
+            metric(
+                "cardinality_rejected_total",
+                "counter",
+                "Spans and data points rejected (partial success) for passing a cardinality limit.",
+                [(f'{{limit="{k}"}}', n) for k, n in cardinality["rejected"].items()],
+            )
+            metric(
+                "cardinality_dropped_total",
+                "counter",
+                "Graph updates dropped after acceptance for passing a cardinality limit.",
+                [(f'{{limit="{k}"}}', n) for k, n in cardinality["dropped"].items()],
+            )
         return "\n".join(lines) + "\n"

@@ -18,3 +18,33 @@ def test_a_max_body_bytes_that_is_not_an_integer_stops_the_start(monkeypatch: py
     monkeypatch.setenv("COLLECTOR_MAX_BODY_BYTES", "8M")
     with pytest.raises(SystemExit, match="COLLECTOR_MAX_BODY_BYTES must be an integer"):
         parse_args(["--redis-url", "redis://127.0.0.1:6379/0"])
+
+
+def test_the_front_door_limits_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR_MAX_HEADER_BYTES", "4096")
+    monkeypatch.setenv("COLLECTOR_MAX_SERVICES", "50")
+    monkeypatch.setenv("COLLECTOR_MAX_EDGES", "60")
+    monkeypatch.setenv("COLLECTOR_MAX_SERIES", "70")
+    config = parse_args(["--redis-url", "redis://127.0.0.1:6379/0", "--max-edges", "61"])
+    assert config.receiver.max_header_bytes == 4096
+    assert (config.cardinality.max_services, config.cardinality.max_edges, config.cardinality.max_series) == (
+        50,
+        61,
+        70,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "key"),
+    [
+        (["--max-header-bytes", "100"], "receiver.max_header_bytes"),
+        (["--max-services", "0"], "cardinality.max_services"),
+        (["--max-series", "-1"], "cardinality.max_series"),
+    ],
+)
+def test_a_limit_out_of_range_stops_the_start_naming_its_key(
+    flags: list[str], key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--redis-url", "redis://127.0.0.1:6379/0", *flags])
+    assert key in capsys.readouterr().err

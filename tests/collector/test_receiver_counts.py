@@ -30,6 +30,9 @@ class Pipeline:
     def health_problems(self) -> list[str]:
         return self.problems
 
+    def limit(self, batch: Any) -> None:
+        return None  # no cardinality limits here (tests/collector/test_cardinality.py)
+
     def offer(self, batch: Any, items: int) -> bool:
         if self.queue_has_room:
             self.offered.append(batch)
