@@ -265,8 +265,8 @@ def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
 
 
 def with_hidden(graph: Mapping[str, Any]) -> dict[str, Any]:
-    """``graph`` with ``hidden`` always present: zeros when nothing was left out, or when the
-    graph came from a reader without the node cap (collector.graphstore before issue 6)."""
+    """``graph`` with ``hidden`` always present (collector.graphstore always sets it; a graph
+    built by hand, in tests or by an older collector's publisher, may not)."""
     hidden = graph.get("hidden") or {}
     return {**graph, "hidden": {key: int(hidden.get(key, 0)) for key in ("nodes", "edges")}}
 

@@ -7,14 +7,12 @@ graph and fail the same way: a Redis error is ``DATA_SOURCE_ERRORS``, answered 5
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import redis
 from django.conf import settings
 
 from collector.graphstore import afetch_graph, fetch_graph
-from meshui.dashboard.figure import with_hidden
 from meshui.redis import get_async_redis, get_redis
 
 # Seconds a client should wait before asking again while Redis is unreachable: the page and
@@ -24,25 +22,12 @@ RETRY_AFTER = 2
 # restarting (BusyLoadingError) or unreachable; OSError covers a failure below redis-py.
 DATA_SOURCE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
-def _takes_max_nodes(reader: Any) -> bool:
-    """The collector's cardinality cap (issue 6) adds ``max_nodes=`` to the graph readers;
-    pass it when the installed graphstore takes it, so this works before and after it."""
-    return "max_nodes" in inspect.signature(reader).parameters
-
-
-_SYNC_CAP = _takes_max_nodes(fetch_graph)
-_ASYNC_CAP = _takes_max_nodes(afetch_graph)
-
-
-def _cap(supported: bool) -> dict[str, Any]:
-    return {"max_nodes": settings.MESHUI_GRAPH_MAX_NODES} if supported else {}
-
 
 def read_graph(window: int) -> dict[str, Any]:
     """The graph of the last ``window`` seconds; raises one of ``DATA_SOURCE_ERRORS``."""
-    return with_hidden(fetch_graph(get_redis(), window, **_cap(_SYNC_CAP)))
+    return fetch_graph(get_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
 
 
 async def aread_graph(window: int) -> dict[str, Any]:
     """``read_graph`` for async callers (the socket)."""
-    return with_hidden(await afetch_graph(get_async_redis(), window, **_cap(_ASYNC_CAP)))
+    return await afetch_graph(get_async_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
