@@ -20,6 +20,9 @@ from typing import Any
 # The sidecar's WebSocket frame limit (websockets' max_size on the control connection): a
 # bigger frame closes the connection (1009). meshui keeps its endpoints messages below it.
 CONTROL_FRAME_MAX_BYTES = 1 << 20
+# The largest endpoints message meshui sends: the limit less some room, so a frame meshui
+# sends is never one the sidecar refuses (MESHUI_CONTROL_ENDPOINTS_MAX_BYTES may go lower).
+ENDPOINTS_MAX_BYTES = CONTROL_FRAME_MAX_BYTES - 1024
 
 # Service names are host names apps call (``Host: catalog``): an RFC 1123 DNS label,
 # lower case, as Kubernetes Service names are.
