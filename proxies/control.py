@@ -242,6 +242,9 @@ class ControlClient:
                 )
             except PolicyError as exc:
                 reason = str(exc)
+            except Exception as exc:  # a message boundary: a parser bug must not kill the channel
+                log.exception("config revision %r: the policy parser failed", revision)
+                reason = f"policy: could not be validated ({type(exc).__name__})"
         if reason is not None:
             self.config_rejected = {"revision": revision, "reason": reason}
             log.warning("rejected config revision %r: %s (previous policy stays)", revision, reason)

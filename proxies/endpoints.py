@@ -169,7 +169,7 @@ def validate_services(services: Any) -> dict[str, list[tuple[str, str, str, int]
                 if problem is not None:
                     raise EndpointsError(f"{where}.{key}: {problem}")
             host, port = split_address(spec["address"])
-            rows.append((instance, version, host, port))
+            rows.append((spec["instance"], spec["version"], host, port))  # checked: strings
         out[name] = rows
     return out
 

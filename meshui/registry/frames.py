@@ -102,7 +102,7 @@ def _checked(frame: dict[str, Any], name: str, check: Any, *, required: bool = T
     problem = check(value)
     if problem is not None:
         raise _bad(frame, name, problem)
-    return value  # type: ignore[no-any-return]
+    return value  # type: ignore[return-value]
 
 
 def _text(frame: dict[str, Any], name: str, limit: int) -> str:
