@@ -20,6 +20,7 @@ from meshui.registry.models import Instance, Service
 from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, ENDPOINTS_MAX_BYTES
 from proxies.endpoints import EndpointRegistry
 from tests.meshui.test_control_channel import hello, receive, receive_until, register, sidecar
+from tests.polling import eventually
 
 
 def test_meshui_s_bound_stays_below_the_sidecar_s_frame_limit() -> None:
@@ -83,7 +84,7 @@ async def test_a_mesh_outgrowing_the_bound_gets_an_error_status_and_no_frame(
         await sidecars[i].connect()
         await sidecars[i].send_json_to(hello(f"{LONG}-{i}", "catalog", port=9001 + i))
         assert (await receive(sidecars[i]))["type"] == "welcome"
-        await _until_status(status, TOO_LARGE)
+        await _until_status(status, TOO_LARGE, instances=i + 1)
     too_large = await status()
     assert too_large["limit"] == 1024 and too_large["bytes"] > 1024
     assert too_large["instances"] == 5
@@ -93,7 +94,7 @@ async def test_a_mesh_outgrowing_the_bound_gets_an_error_status_and_no_frame(
     # Back under the bound: the next push goes out again, with the whole set.
     await sidecars[4].disconnect()
     await sidecars[3].disconnect()
-    await _until_status(status, OK)
+    await _until_status(status, OK, instances=3)
     sizes: list[int] = []
 
     def endpoints_after_shrink(frame: dict[str, Any]) -> bool:
@@ -109,12 +110,10 @@ async def test_a_mesh_outgrowing_the_bound_gets_an_error_status_and_no_frame(
         await communicator.disconnect()
 
 
-async def _until_status(status: Any, state: str) -> None:
-    from tests.polling import eventually
+async def _until_status(status: Any, state: str, instances: int) -> None:
+    async def reached() -> bool:
+        current = await status()
+        return current is not None and (current["state"], current["instances"]) == (
+            state, instances)
 
-    await eventually(lambda: _state_is(status, state), timeout=5, interval=0.02)
-
-
-async def _state_is(status: Any, state: str) -> bool:
-    current = await status()
-    return current is not None and current["state"] == state
+    await eventually(reached, timeout=5, interval=0.02)
