@@ -11,7 +11,7 @@ from collector.graphstore import fetch_graph, validate_window
 from meshui.access import api_view, json_error
 from meshui.api.openapi import OPENAPI
 from meshui.redis import get_redis
-from meshui.registry.endpoints import current_version
+from meshui.registry.endpoints import current_version, endpoints_status
 from meshui.registry.models import Instance, Service
 
 DEFAULT_WINDOW = 60
@@ -83,6 +83,8 @@ def instances(request: HttpRequest) -> JsonResponse:
     version = current_version()
     return JsonResponse({
         "endpoints_version": version,
+        # Whether the last endpoints publish went out (docs/control-channel.md).
+        "endpoints_status": endpoints_status(),
         "instances": [_instance_json(i, version) for i in Instance.objects.for_listing()],
     })
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.test import Client
 from django.utils import timezone
 
 from meshui.registry.endpoints import (
@@ -90,6 +91,9 @@ async def test_a_mesh_outgrowing_the_bound_gets_an_error_status_and_no_frame(
     assert too_large["instances"] == 5
     assert "larger than 1024 bytes" in too_large["reason"]
     assert "larger than 1024 bytes" in caplog.text
+    meshui_settings.MESHUI_PUBLIC_READ = True  # and the instance list shows it
+    listing = await database_sync_to_async(lambda: Client().get("/api/v1/instances").json())()
+    assert listing["endpoints_status"]["state"] == TOO_LARGE
 
     # Back under the bound: the next push goes out again, with the whole set.
     await sidecars[4].disconnect()
