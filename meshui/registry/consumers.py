@@ -56,6 +56,8 @@ record_nack = database_sync_to_async(claims.record_nack)
 SERVICE_RESTART = 1012
 # Close code sent to a connection whose instance was taken over by a newer one.
 SUPERSEDED = 4409
+# Error frames logged per connection; later ones are only answered.
+LOGGED_ERRORS = 10
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
@@ -63,6 +65,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
 
     proxy_id: str | None = None
     endpoints_sent = 0
+    errors = 0  # error frames sent on this connection
 
     async def connect(self) -> None:
         token = bearer_token(self.scope)
@@ -104,9 +107,13 @@ class ControlConsumer(AsyncWebsocketConsumer):
                                self.proxy_id, frame.kind, frame.version, frame.reason)
                 await record_nack(self.proxy_id, self.channel_name, frame, timezone.now())
         except FrameError as exc:
-            if exc.code != HELLO_FIRST:
-                logger.warning("control channel: %s from %s: %s", exc.code,
-                               self.proxy_id or peer(self.scope), exc)
+            self.errors += 1
+            # Logged, but a peer sending garbage in a loop must not flood the log.
+            if self.errors <= LOGGED_ERRORS:
+                logger.warning("control channel: %s from %s: %s%s", exc.code,
+                               self.proxy_id or peer(self.scope), exc,
+                               " (further errors on this connection are not logged)"
+                               if self.errors == LOGGED_ERRORS else "")
             await self.send_json(exc.as_frame())
 
     async def on_hello(self, hello: Hello) -> None:
