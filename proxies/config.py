@@ -7,7 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from proxies.control_schema import proxy_id_problem, service_name_problem, version_problem
+from proxies.control_schema import (
+    address_problem,
+    proxy_id_problem,
+    service_name_problem,
+    version_problem,
+)
 from proxies.endpoints import EndpointsError, parse_address
 from proxies.policy import Policy, PolicyError
 from proxies.policy_parser import load_policy_file
@@ -108,6 +113,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
             parser.error(f"{flag} {problem}")
     if args.advertise:
         address("--advertise", args.advertise)
+        if (problem := address_problem(args.advertise)) is not None:
+            parser.error(f"--advertise {problem}")
     policy = Policy()
     if args.policy:
         try:

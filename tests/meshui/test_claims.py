@@ -88,7 +88,8 @@ def test_the_sidecar_s_endpoints_validator_uses_the_same_rules() -> None:
 
 
 @pytest.mark.parametrize(("flag", "value"), [
-    ("--service", "Evil:Name"), ("--version", "v 1"), ("--proxy-id", "a b")])
+    ("--service", "Evil:Name"), ("--version", "v 1"), ("--proxy-id", "a b"),
+    ("--advertise", "h_1:80")])
 def test_a_sidecar_refuses_to_start_with_a_name_meshui_would_refuse(
     flag: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
