@@ -15,7 +15,16 @@ from django.utils import timezone
 from meshui.broadcast import PROXIES_GROUP
 from meshui.registry import claims
 from meshui.registry.endpoints import apublish_endpoints
-from meshui.registry.frames import HELLO_FIRST, Ack, FrameError, Heartbeat, Hello, Nack, parse_frame
+from meshui.registry.frames import (
+    BAD_FIELD,
+    HELLO_FIRST,
+    Ack,
+    FrameError,
+    Heartbeat,
+    Hello,
+    Nack,
+    parse_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +127,8 @@ class ControlConsumer(AsyncWebsocketConsumer):
 
     async def on_hello(self, hello: Hello) -> None:
         if self.proxy_id is not None and self.proxy_id != hello.proxy_id:
-            raise FrameError("hello: this connection already belongs to " + self.proxy_id,
-                             field="proxy_id")
+            raise FrameError("hello: 'proxy_id' must stay the same on one connection; it "
+                             "belongs to " + self.proxy_id, BAD_FIELD, "proxy_id")
         verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
         logger.info("control channel: %s (%s %s) at %s from %s (%s)", hello.proxy_id,

@@ -255,3 +255,13 @@ async def test_a_server_restart_close_keeps_the_instance_registered(meshui_setti
     assert (await aget("catalog-1")).connected
     await assert_no_push_since(observer, mine["version"], 9100)
     await observer.disconnect()
+
+
+async def test_one_connection_cannot_speak_for_a_second_proxy_id(meshui_settings: Any) -> None:
+    communicator = sidecar()
+    await register(communicator, hello("frontend-1", "frontend"))
+    await communicator.send_json_to(hello("catalog-1", "catalog", port=9002))
+    error = await receive_until(communicator, lambda f: f["type"] == "error")
+    assert (error["code"], error["field"]) == ("bad_field", "proxy_id")
+    assert await aget("catalog-1") is None
+    await communicator.disconnect()

@@ -134,3 +134,14 @@ async def test_instances_that_left_before_the_restart_are_not_waited_for(
     frame = await receive_until(a, lambda f: f["type"] == "endpoints")
     assert hold.settled and [i["instance"] for i in frame["services"]["catalog"]] == ["a"]
     await a.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_evicts_nobody_when_no_instance_was_heard_from(meshui_settings: Any) -> None:
+    # meshui was down for 20 s: every heartbeat had nowhere to go.
+    left_by_previous_process("a", "b", silent_for=20)
+    assert sweep_stale() == []
+    assert Instance.objects.filter(connected=True).count() == 2
+    # Once one instance is heard from again, the silent one is stale, and swept.
+    Instance.objects.filter(proxy_id="a").update(last_seen=timezone.now())
+    assert sweep_stale() == ["b"]
