@@ -11,6 +11,7 @@ import dj_database_url
 
 from meshui.env import env_bool, env_int, env_list, env_str
 from meshui.layers import channel_layers_for
+from proxies.control_schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -40,6 +41,13 @@ MESHUI_PUBLIC_READ = env_bool("MESHUI_PUBLIC_READ", False)
 # Shared secret of the control channel (docs/control-channel.md); empty refuses every sidecar.
 MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
 MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
+# The largest endpoints message meshui sends (docs/control-channel.md); never above what a
+# sidecar accepts (proxies/control_schema.py), so a too-big mesh is an error here, not a
+# disconnect of every sidecar.
+MESHUI_CONTROL_ENDPOINTS_MAX_BYTES = env_int(
+    "MESHUI_CONTROL_ENDPOINTS_MAX_BYTES", ENDPOINTS_MAX_BYTES, minimum=1024,
+    maximum=ENDPOINTS_MAX_BYTES,
+)
 
 REDIS_URL = env_str("REDIS_URL")
 # The graph API, page and socket show at most this many services, the busiest first; the

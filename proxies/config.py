@@ -7,6 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from proxies.control_schema import (
+    address_problem,
+    proxy_id_problem,
+    service_name_problem,
+    version_problem,
+)
 from proxies.endpoints import EndpointsError, parse_address
 from proxies.policy import Policy, PolicyError
 from proxies.policy_parser import load_policy_file
@@ -96,10 +102,19 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error("--control needs --token (or MESHUI_SIDECAR_TOKEN / MESHUI_CONTROL_TOKEN)")
     if not args.control and not args.endpoints:
         parser.error("give --control (dynamic endpoints) or --endpoints FILE (static set)")
-    if args.service != args.service.lower() or not args.service.isascii():
-        parser.error("--service must be a lower-case ASCII name")
+    # The same rules meshui applies to a hello (control_schema): a sidecar never starts
+    # with a name the control plane would refuse.
+    for flag, value, check in (
+        ("--service", args.service, service_name_problem),
+        ("--version", args.version, version_problem),
+        ("--proxy-id", args.proxy_id, proxy_id_problem),
+    ):
+        if value is not None and (problem := check(value)) is not None:
+            parser.error(f"{flag} {problem}")
     if args.advertise:
         address("--advertise", args.advertise)
+        if (problem := address_problem(args.advertise)) is not None:
+            parser.error(f"--advertise {problem}")
     policy = Policy()
     if args.policy:
         try:

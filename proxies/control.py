@@ -20,6 +20,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX
 from proxies.endpoints import EndpointRegistry, EndpointsError
 from proxies.policy import PolicyError
 from proxies.policy_store import PolicyStore, known_versions
@@ -145,6 +146,8 @@ class ControlClient:
             proxy=None,  # never route the control channel through HTTP_PROXY (our own sidecar)
             open_timeout=WELCOME_TIMEOUT_S,
             compression=None,
+            # The frame limit meshui keeps its endpoints messages under (control_schema).
+            max_size=CONTROL_FRAME_MAX_BYTES,
         ) as ws:
             await ws.send(orjson.dumps({"type": "hello", **self.hello}).decode())
             welcome = await asyncio.wait_for(self._expect_welcome(ws), WELCOME_TIMEOUT_S)
@@ -239,6 +242,9 @@ class ControlClient:
                 )
             except PolicyError as exc:
                 reason = str(exc)
+            except Exception as exc:  # a message boundary: a parser bug must not kill the channel
+                log.exception("config revision %r: the policy parser failed", revision)
+                reason = f"policy: could not be validated ({type(exc).__name__})"
         if reason is not None:
             self.config_rejected = {"revision": revision, "reason": reason}
             log.warning("rejected config revision %r: %s (previous policy stays)", revision, reason)
@@ -261,5 +267,9 @@ def _decode(frame: str | bytes) -> dict[str, Any] | None:
 def _reply(kind: str, what: str, version: Any, reason: str | None = None) -> str:
     body: dict[str, Any] = {"type": kind, "kind": what, "version": version}
     if reason is not None:
+        # meshui keeps at most NACK_REASON_MAX characters of a reason: cut it here, so a
+        # huge rejected value never makes the NACK itself too big to be heard.
+        if len(reason) > NACK_REASON_MAX:
+            reason = reason[: NACK_REASON_MAX - 3] + "..."
         body["reason"] = reason
     return orjson.dumps(body).decode()

@@ -14,6 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from proxies.control_schema import (
+    address_problem,
+    proxy_id_problem,
+    service_name_problem,
+    shown,
+    split_address,
+    version_problem,
+)
+
 
 class EndpointSpec(TypedDict):
     instance: str
@@ -138,10 +147,11 @@ def validate_services(services: Any) -> dict[str, list[tuple[str, str, str, int]
         raise EndpointsError("services: must be an object of service name -> list of instances")
     out: dict[str, list[tuple[str, str, str, int]]] = {}
     for name, instances in services.items():
-        if not isinstance(name, str) or not name or not name.isascii() or ":" in name:
-            raise EndpointsError(f"services: bad service name {name!r}")
-        if name != name.lower():
-            raise EndpointsError(f"services.{name}: service names must be lower case")
+        # The names and addresses meshui accepts in a hello: one definition (control_schema).
+        problem = service_name_problem(name)
+        if problem is not None:
+            printable = isinstance(name, str) and name.isprintable() and len(name) <= 80
+            raise EndpointsError(f"services.{name if printable else shown(name)}: {problem}")
         if not isinstance(instances, list):
             raise EndpointsError(f"services.{name}: must be a list of instances")
         rows = []
@@ -150,12 +160,16 @@ def validate_services(services: Any) -> dict[str, list[tuple[str, str, str, int]
             if not isinstance(spec, dict):
                 raise EndpointsError(f"{where}: must be an object")
             instance, version = spec.get("instance"), spec.get("version")
-            if not isinstance(instance, str) or not instance:
-                raise EndpointsError(f"{where}.instance: must be a non-empty string")
-            if not isinstance(version, str):
-                raise EndpointsError(f"{where}.version: must be a string")
-            host, port = parse_address(spec.get("address"), f"{where}.address")
-            rows.append((instance, version, host, port))
+            for key, value, check in (
+                ("instance", instance, proxy_id_problem),
+                ("version", version, version_problem),
+                ("address", spec.get("address"), address_problem),
+            ):
+                problem = check(value)
+                if problem is not None:
+                    raise EndpointsError(f"{where}.{key}: {problem}")
+            host, port = split_address(spec["address"])
+            rows.append((spec["instance"], spec["version"], host, port))  # checked: strings
         out[name] = rows
     return out
 

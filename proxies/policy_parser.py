@@ -263,7 +263,7 @@ def _statuses(value: Any, where: str) -> frozenset[int]:
 def _retry_on(value: Any, where: str) -> frozenset[str]:
     conditions = _list(value, where)
     for i, condition in enumerate(conditions):
-        if condition not in RETRY_ON_CONDITIONS:
+        if not isinstance(condition, str) or condition not in RETRY_ON_CONDITIONS:
             known = ", ".join(sorted(RETRY_ON_CONDITIONS))
             raise PolicyError(f"{where}[{i}]", f"unknown condition {condition!r} (one of: {known})")
     return frozenset(conditions)

@@ -282,6 +282,12 @@ OPENAPI: dict[str, Any] = {
                         "type": ["integer", "null"],
                         "description": "the latest endpoints version sent",
                     },
+                    "endpoints_status": {
+                        "type": ["object", "null"],
+                        "description": "the last endpoints publish: state ok or too_large, "
+                                       "version, bytes, limit, services, instances, skipped, "
+                                       "reason, at (docs/control-channel.md)",
+                    },
                     "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}},
                 },
             },

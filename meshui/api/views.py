@@ -12,7 +12,7 @@ from collector.graphstore import validate_window
 from meshui.access import api_view, json_error
 from meshui.api.openapi import OPENAPI
 from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, read_graph
-from meshui.registry.endpoints import current_version
+from meshui.registry.endpoints import current_version, endpoints_status
 from meshui.registry.models import Instance, Service
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,14 @@ def services(request: HttpRequest) -> JsonResponse:
 @api_view("GET")
 def instances(request: HttpRequest) -> JsonResponse:
     try:
-        version = current_version()  # the endpoints version lives in Redis
+        version = current_version()  # the endpoints version and status live in Redis
+        status = endpoints_status()
     except DATA_SOURCE_ERRORS as exc:
         return unavailable(request, exc)
     return JsonResponse({
         "endpoints_version": version,
+        # Whether the last endpoints publish went out (docs/control-channel.md).
+        "endpoints_status": status,
         "instances": [_instance_json(i, version) for i in Instance.objects.for_listing()],
     })
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from meshui.broadcast import PROXIES_GROUP
+from meshui.registry import claims
 from meshui.registry.endpoints import apublish_endpoints
-from meshui.registry.frames import Ack, FrameError, Heartbeat, Hello, Nack, parse_frame
-from meshui.registry.models import Instance, Service
+from meshui.registry.frames import (
+    BAD_FIELD,
+    HELLO_FIRST,
+    Ack,
+    FrameError,
+    Heartbeat,
+    Hello,
+    Nack,
+    parse_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,76 +51,30 @@ def peer(scope: dict[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "unknown peer"
 
 
-# -- database work (runs in a thread through database_sync_to_async) -------------------
+claim = database_sync_to_async(claims.claim)
+release = database_sync_to_async(claims.release)
+touch = database_sync_to_async(claims.touch)
+record_ack = database_sync_to_async(claims.record_ack)
+record_nack = database_sync_to_async(claims.record_nack)
 
-
-def _register(hello: Hello, now: datetime) -> None:
-    with transaction.atomic():
-        service, _ = Service.objects.get_or_create(name=hello.service)
-        Instance.objects.update_or_create(
-            proxy_id=hello.proxy_id,
-            defaults={
-                "service": service,
-                "version": hello.version,
-                "address": hello.address,
-                "admin_address": hello.admin,
-                "pid": hello.pid,
-                "connected": True,
-                "connected_at": now,
-                "last_seen": now,
-                "endpoints_acked": None,
-                "last_nack_reason": "",
-            },
-        )
-
-
-def _mine(proxy_id: str, connected_at: datetime) -> Any:
-    # A sidecar that reconnected has a newer connected_at: the old socket's late
-    # disconnect or heartbeat must not touch the new connection's row.
-    return Instance.objects.filter(proxy_id=proxy_id, connected_at=connected_at)
-
-
-def _unregister(proxy_id: str, connected_at: datetime) -> bool:
-    return bool(_mine(proxy_id, connected_at).filter(connected=True).update(connected=False))
-
-
-def _heartbeat(proxy_id: str, connected_at: datetime, now: datetime) -> bool:
-    """Record the heartbeat; True when it revived an instance the sweep had marked stale."""
-    revived = _mine(proxy_id, connected_at).filter(connected=False).update(
-        connected=True, last_seen=now
-    )
-    if not revived:
-        _mine(proxy_id, connected_at).update(last_seen=now)
-    return bool(revived)
-
-
-def _record_ack(proxy_id: str, ack: Ack, now: datetime) -> None:
-    if ack.kind == "endpoints":
-        Instance.objects.filter(proxy_id=proxy_id).update(
-            endpoints_acked=ack.version, last_nack_reason="", last_seen=now
-        )
-
-
-def _record_nack(proxy_id: str, nack: Nack, now: datetime) -> None:
-    if nack.kind == "endpoints":
-        Instance.objects.filter(proxy_id=proxy_id).update(
-            last_nack_reason=f"version {nack.version}: {nack.reason}", last_seen=now
-        )
-
-
-register = database_sync_to_async(_register)
-unregister = database_sync_to_async(_unregister)
-heartbeat = database_sync_to_async(_heartbeat)
-record_ack = database_sync_to_async(_record_ack)
-record_nack = database_sync_to_async(_record_nack)
+# Close code a server sends when it restarts (uvicorn's shutdown delivers it to the app as
+# the disconnect code). The instance stays registered: it says hello to the next process,
+# which takes its row over, and the restart hold waits for it (settle.py); if it never
+# returns, the stale sweep evicts it. A client that sends 1012 itself only delays its own
+# eviction, as a half-dead socket would.
+SERVICE_RESTART = 1012
+# Close code sent to a connection whose instance was taken over by a newer one.
+SUPERSEDED = 4409
+# Error frames logged per connection; later ones are only answered.
+LOGGED_ERRORS = 10
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
     """Registers a sidecar, keeps its instance live, and pushes it every endpoints change."""
 
     proxy_id: str | None = None
-    connected_at: datetime | None = None
     endpoints_sent = 0
+    errors = 0  # error frames sent on this connection
 
     async def connect(self) -> None:
         token = bearer_token(self.scope)
@@ -127,10 +88,14 @@ class ControlConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.proxy_id is None or self.connected_at is None:
+        if self.proxy_id is None:
             return
         await self.channel_layer.group_discard(PROXIES_GROUP, self.channel_name)
-        if await unregister(self.proxy_id, self.connected_at):
+        if code == SERVICE_RESTART:
+            logger.info("control channel: %s left for a server restart; kept registered",
+                        self.proxy_id)
+            return
+        if await release(self.proxy_id, self.channel_name):
             logger.info("control channel: %s disconnected (code %s)", self.proxy_id, code)
             await apublish_endpoints()
 
@@ -140,27 +105,37 @@ class ControlConsumer(AsyncWebsocketConsumer):
             if isinstance(frame, Hello):
                 await self.on_hello(frame)
             elif self.proxy_id is None:
-                raise FrameError(f"send hello before {type(frame).__name__.lower()}")
+                raise FrameError(f"send hello before {type(frame).__name__.lower()}", HELLO_FIRST)
             elif isinstance(frame, Heartbeat):
-                if await heartbeat(self.proxy_id, self.connected_at, timezone.now()):
+                if await touch(self.proxy_id, self.channel_name, timezone.now()):
                     await apublish_endpoints()
             elif isinstance(frame, Ack):
-                await record_ack(self.proxy_id, frame, timezone.now())
+                await record_ack(self.proxy_id, self.channel_name, frame, timezone.now())
             elif isinstance(frame, Nack):
                 logger.warning("control channel: %s rejected %s %s: %s",
                                self.proxy_id, frame.kind, frame.version, frame.reason)
-                await record_nack(self.proxy_id, frame, timezone.now())
+                await record_nack(self.proxy_id, self.channel_name, frame, timezone.now())
         except FrameError as exc:
-            await self.send_json({"type": "error", "reason": str(exc)})
+            self.errors += 1
+            # Logged, but a peer sending garbage in a loop must not flood the log.
+            if self.errors <= LOGGED_ERRORS:
+                logger.warning("control channel: %s from %s: %s%s", exc.code,
+                               self.proxy_id or peer(self.scope), exc,
+                               " (further errors on this connection are not logged)"
+                               if self.errors == LOGGED_ERRORS else "")
+            await self.send_json(exc.as_frame())
 
     async def on_hello(self, hello: Hello) -> None:
         if self.proxy_id is not None and self.proxy_id != hello.proxy_id:
-            raise FrameError("hello: this connection already belongs to " + self.proxy_id)
-        self.connected_at = timezone.now()
+            raise FrameError("hello: 'proxy_id' must stay the same on one connection; it "
+                             "belongs to " + self.proxy_id, BAD_FIELD, "proxy_id")
+        verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
-        await register(hello, self.connected_at)
-        logger.info("control channel: %s (%s %s) at %s from %s", hello.proxy_id,
-                    hello.service, hello.version, hello.address, peer(self.scope))
+        logger.info("control channel: %s (%s %s) at %s from %s (%s)", hello.proxy_id,
+                    hello.service, hello.version, hello.address, peer(self.scope),
+                    verdict.reason)
+        if verdict.superseded:
+            await self.channel_layer.send(verdict.superseded, {"type": "control.superseded"})
         await self.send_json({
             "type": "welcome",
             "proxy_id": hello.proxy_id,
@@ -168,16 +143,21 @@ class ControlConsumer(AsyncWebsocketConsumer):
         })
         await self.channel_layer.group_add(PROXIES_GROUP, self.channel_name)
         # The new instance's own endpoints message arrives through the group like
-        # everybody else's.
+        # everybody else's (after the restart hold, settle.py, if one is on).
         await apublish_endpoints()
+
+    async def control_superseded(self, event: dict[str, Any]) -> None:
+        """A newer connection took our instance over: stop sending it anything."""
+        logger.info("control channel: %s superseded by a newer connection", self.proxy_id)
+        await self.channel_layer.group_discard(PROXIES_GROUP, self.channel_name)
+        self.proxy_id = None  # our close must not touch the row (it is not ours anyway)
+        await self.close(code=SUPERSEDED)
 
     async def endpoints_changed(self, event: dict[str, Any]) -> None:
         if event["version"] <= self.endpoints_sent:
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
-        await self.send_json(
-            {"type": "endpoints", "version": event["version"], "services": event["services"]}
-        )
+        await self.send(text_data=event["frame"])
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

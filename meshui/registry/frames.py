@@ -1,7 +1,10 @@
 """The control-channel frames a sidecar sends, parsed and validated (docs/control-channel.md).
 
-Pure functions: a frame dict in, a frozen dataclass out, or ``FrameError`` whose message
-names the offending field (it goes back to the sidecar as ``{type: error, reason}``).
+Pure functions: a frame's text in, a frozen dataclass out, or ``FrameError`` naming the
+field at fault (it goes back to the sidecar as ``{type: error, code, field, reason}``).
+Every name and address of a hello is checked with the sidecar's own rules
+(proxies/control_schema.py), so nothing meshui registers can make a sidecar NACK the
+endpoints message built from it (issue 6).
 """
 
 from __future__ import annotations
@@ -10,9 +13,46 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from proxies.control_schema import (
+    NACK_REASON_MAX,
+    address_problem,
+    proxy_id_problem,
+    service_name_problem,
+    shown,
+    version_problem,
+)
+
+# A sidecar's frames are small (a hello is ~250 bytes, a heartbeat ~150); the bounds stop a
+# hostile one from making meshui parse, store or echo megabytes.
+MAX_FRAME_BYTES = 64 * 1024
+MAX_FRAME_DEPTH = 8
+SIDECAR_VERSION_MAX = 64
+INT64_MAX = 2**63 - 1  # versions are stored in a BigIntegerField
+PID_MAX = 2**31 - 1  # an IntegerField
+
+# Error codes of the `error` frame (a public contract: docs/control-channel.md).
+BAD_FRAME = "bad_frame"  # not a JSON object with a string type, or a binary frame
+FRAME_TOO_LARGE = "frame_too_large"
+FRAME_TOO_DEEP = "frame_too_deep"
+UNKNOWN_TYPE = "unknown_type"
+BAD_FIELD = "bad_field"
+HELLO_FIRST = "hello_first"
+PROXY_ID_IN_USE = "proxy_id_in_use"
+
 
 class FrameError(ValueError):
-    """A frame meshui cannot understand; the connection stays open."""
+    """A frame meshui refuses; ``code`` is stable, ``field`` names the key at fault."""
+
+    def __init__(self, reason: str, code: str = BAD_FRAME, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.field = field
+
+    def as_frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "reason": str(self)}
+        if self.field is not None:
+            frame["field"] = self.field
+        return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,63 +88,119 @@ Frame = Hello | Ack | Nack | Heartbeat
 KINDS = ("endpoints", "config")
 
 
-def _str(frame: dict[str, Any], name: str, *, required: bool = True) -> str:
+def _bad(frame: dict[str, Any], name: str, problem: str) -> FrameError:
+    return FrameError(f"{frame['type']}: '{name}' {problem}", BAD_FIELD, name)
+
+
+def _checked(frame: dict[str, Any], name: str, check: Any, *, required: bool = True) -> str:
+    """A string field passing one of control_schema's checks ('' when optional and absent)."""
     value = frame.get(name)
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value):
-        raise FrameError(f"{frame.get('type')}: '{name}' must be a non-empty string")
+    if not required and value == "":
+        return ""
+    problem = check(value)
+    if problem is not None:
+        raise _bad(frame, name, problem)
+    return value  # type: ignore[return-value]
+
+
+def _text(frame: dict[str, Any], name: str, limit: int) -> str:
+    value = frame.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit or not value.isprintable():
+        raise _bad(frame, name, f"must be printable text of at most {limit} characters, "
+                                f"got {shown(value)}")
     return value
 
 
-def _int(frame: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+def _int(frame: dict[str, Any], name: str, low: int, high: int, *, required: bool = True
+         ) -> int | None:
     value = frame.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise FrameError(f"{frame.get('type')}: '{name}' must be an integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _bad(frame, name, f"must be an integer in {low}..{high}, got {shown(value)}")
     return value
 
 
 def _kind(frame: dict[str, Any]) -> str:
     kind = frame.get("kind")
     if kind not in KINDS:
-        raise FrameError(f"{frame.get('type')}: 'kind' must be one of {', '.join(KINDS)}")
-    return kind
+        raise _bad(frame, "kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
+    return kind  # type: ignore[return-value]
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def decode(text: str | None) -> dict[str, Any]:
+    """The frame's JSON object, bounded in size and depth."""
+    if text is None:
+        raise FrameError("binary frames are not supported; send JSON text frames")
+    if len(text) > MAX_FRAME_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame larger than {MAX_FRAME_BYTES} bytes", FRAME_TOO_LARGE)
+    try:
+        frame = json.loads(text)
+    except RecursionError:
+        raise FrameError(f"frame nested deeper than {MAX_FRAME_DEPTH} levels",
+                         FRAME_TOO_DEEP) from None
+    except ValueError as exc:
+        raise FrameError(f"invalid JSON: {exc}") from None
+    if depth_exceeds(frame, MAX_FRAME_DEPTH):
+        raise FrameError(f"frame nested deeper than {MAX_FRAME_DEPTH} levels", FRAME_TOO_DEEP)
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError("a frame must be a JSON object with a string 'type'")
+    return frame
+
+
+def parse_hello(frame: dict[str, Any]) -> Hello:
+    return Hello(
+        proxy_id=_checked(frame, "proxy_id", proxy_id_problem),
+        service=_checked(frame, "service", service_name_problem),
+        version=_checked(frame, "version", version_problem, required=False),
+        address=_checked(frame, "address", address_problem),
+        admin=_checked(frame, "admin", address_problem, required=False),
+        pid=_int(frame, "pid", 1, PID_MAX, required=False),
+        sidecar_version=_text(frame, "sidecar_version", SIDECAR_VERSION_MAX),
+    )
 
 
 def parse_frame(text: str | None) -> Frame:
-    """Decode one text frame into its dataclass."""
-    if text is None:
-        raise FrameError("binary frames are not supported; send JSON text frames")
-    try:
-        frame = json.loads(text)
-    except ValueError as exc:
-        raise FrameError(f"invalid JSON: {exc}") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise FrameError("a frame must be a JSON object with a string 'type'")
+    """Decode one text frame into its dataclass, or raise FrameError naming what is wrong."""
+    frame = decode(text)
     kind = frame["type"]
     if kind == "hello":
-        return Hello(
-            proxy_id=_str(frame, "proxy_id"),
-            service=_str(frame, "service"),
-            version=_str(frame, "version", required=False),
-            address=_str(frame, "address"),
-            admin=_str(frame, "admin", required=False),
-            pid=_int(frame, "pid", required=False),
-            sidecar_version=_str(frame, "sidecar_version", required=False),
-        )
+        return parse_hello(frame)
     if kind == "ack":
-        return Ack(kind=_kind(frame), version=_int(frame, "version"))  # type: ignore[arg-type]
+        return Ack(kind=_kind(frame), version=_int(frame, "version", 0, INT64_MAX))  # type: ignore[arg-type]
     if kind == "nack":
+        reason = frame.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise _bad(frame, "reason", f"must be a string, got {shown(reason)}")
         return Nack(
             kind=_kind(frame),
-            version=_int(frame, "version"),  # type: ignore[arg-type]
-            reason=_str(frame, "reason", required=False) or "(no reason given)",
+            version=_int(frame, "version", 0, INT64_MAX),  # type: ignore[arg-type]
+            reason=(reason or "(no reason given)")[:NACK_REASON_MAX],
         )
     if kind == "heartbeat":
         state = frame.get("state", {})
         if not isinstance(state, dict):
-            raise FrameError("heartbeat: 'state' must be an object")
+            raise _bad(frame, "state", "must be an object")
         return Heartbeat(state=state)
-    raise FrameError(f"unknown frame type {kind!r}")
+    raise FrameError(f"unknown frame type {shown(kind)}", UNKNOWN_TYPE, "type")

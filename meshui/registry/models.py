@@ -58,6 +58,10 @@ class Instance(models.Model):
     pid = models.IntegerField(null=True, blank=True)
     connected = models.BooleanField(default=False)
     connected_at = models.DateTimeField(null=True, blank=True)
+    # The Channels channel name of the control connection that owns this row (unique per
+    # connection across ASGI processes). Only that connection may update or evict the row,
+    # so a closing old socket never touches a row a newer connection took over (issue 6).
+    connection = models.CharField(max_length=200, blank=True, default="")
     last_seen = models.DateTimeField(null=True, blank=True)
     endpoints_acked = models.BigIntegerField(
         null=True, blank=True, help_text="the last endpoints version the sidecar acknowledged"

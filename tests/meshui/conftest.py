@@ -21,6 +21,10 @@ def meshui_settings(settings: Any, redis_url: str) -> Any:
     settings.MESHUI_CONTROL_TOKEN = CONTROL_TOKEN
     settings.MESHUI_PUBLIC_READ = False
     settings.MESHUI_HEARTBEAT_INTERVAL = 5
+    # A long-running meshui: its restart hold has ended (tests of the hold start their own).
+    from meshui.registry.settle import settled_hold
+
+    settled_hold()
     return settings
 
 

@@ -194,7 +194,8 @@ async def test_frames_before_hello_are_an_error(meshui_settings: Any) -> None:
     communicator = sidecar()
     await communicator.connect()
     await communicator.send_json_to({"type": "heartbeat", "state": {}})
-    assert (await receive(communicator)) == {"type": "error", "reason": "send hello before heartbeat"}
+    assert (await receive(communicator)) == {
+        "type": "error", "code": "hello_first", "reason": "send hello before heartbeat"}
     await communicator.disconnect()
 
 

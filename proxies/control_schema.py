@@ -1,0 +1,108 @@
+"""What may travel on the control channel: the one definition of a valid name and address.
+
+The sidecar checks an ``endpoints`` message (proxies/endpoints.py ``validate_services``) and
+its own flags (proxies/config.py) with these functions, and meshui checks every ``hello``
+with the very same ones (meshui/registry/frames.py), so meshui can never register a name
+that would make every sidecar NACK the next endpoints push (issue 6: one hello with service
+``Evil:Name`` did exactly that). Pure, no I/O, no imports beyond the standard library:
+meshui imports this module, and proxies never imports Django or meshui.
+
+Each ``*_problem`` function returns None for a good value, or what is wrong with it (the
+caller prefixes the field's path, so every error names the field).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+# The sidecar's WebSocket frame limit (websockets' max_size on the control connection): a
+# bigger frame closes the connection (1009). meshui keeps its endpoints messages below it.
+CONTROL_FRAME_MAX_BYTES = 1 << 20
+# The largest endpoints message meshui sends: the limit less some room, so a frame meshui
+# sends is never one the sidecar refuses (MESHUI_CONTROL_ENDPOINTS_MAX_BYTES may go lower).
+ENDPOINTS_MAX_BYTES = CONTROL_FRAME_MAX_BYTES - 1024
+
+# Service names are host names apps call (``Host: catalog``): an RFC 1123 DNS label,
+# lower case, as Kubernetes Service names are.
+SERVICE_NAME_MAX = 63
+_SERVICE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Versions label instances (``v1``, ``2.3.0-rc1``); empty means unversioned.
+VERSION_MAX = 63
+_VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+# Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
+PROXY_ID_MAX = 200
+_PROXY_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+# ``host:port``: the whole string at most 255 characters (the registry's column).
+ADDRESS_MAX = 255
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+# A NACK's reason as the sidecar sends it and meshui stores it (longer ones are cut).
+NACK_REASON_MAX = 1000
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr`` cut short: an error message never echoes a megabyte back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def service_name_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or _SERVICE.fullmatch(value) is None:
+        return (
+            f"must be a lower-case DNS label (a-z, 0-9 and '-', not at either end, "
+            f"1..{SERVICE_NAME_MAX} characters), got {shown(value)}"
+        )
+    return None
+
+
+def version_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or (value and _VERSION.fullmatch(value) is None):
+        return (
+            f"must be empty or letters, digits, '.', '_' and '-' (starting and ending with a "
+            f"letter or digit, at most {VERSION_MAX} characters), got {shown(value)}"
+        )
+    return None
+
+
+def proxy_id_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or _PROXY_ID.fullmatch(value) is None:
+        return (
+            f"must be letters, digits, '.', '_' and '-' (starting and ending with a letter or "
+            f"digit, 1..{PROXY_ID_MAX} characters), got {shown(value)}"
+        )
+    return None
+
+
+def _host_problem(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return True
+        return False
+    labels = host.split(".")
+    return len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def address_problem(value: Any) -> str | None:
+    """``host:port`` where host is a DNS name, an IPv4 address or ``[IPv6]``."""
+    message = (
+        f"must be 'host:port' (a DNS name, IPv4 or [IPv6] host; port 1..65535; at most "
+        f"{ADDRESS_MAX} characters), got {shown(value)}"
+    )
+    if not isinstance(value, str) or len(value) > ADDRESS_MAX or ":" not in value:
+        return message
+    host, _, port = value.rpartition(":")
+    if not host or _host_problem(host) or _PORT.fullmatch(port) is None:
+        return message
+    if not 0 < int(port) < 65536:
+        return message
+    return None
+
+
+def split_address(value: str) -> tuple[str, int]:
+    """A checked ``host:port`` (``address_problem`` is None) -> (host, port), IPv6 unbracketed."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
