@@ -17,7 +17,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from meshui.access import can_read
-from meshui.broadcast import GRAPH_GROUP
+from meshui.broadcast import GRAPH_GROUP, leave_group
 from meshui.dashboard.figure import page_payload
 from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, aread_graph
 from meshui.dashboard.throttle import LatestThrottle
@@ -134,7 +134,7 @@ class GraphConsumer(AsyncWebsocketConsumer):
         if self.throttle is not None:
             self.throttle.close()
             try:
-                await self.channel_layer.group_discard(GRAPH_GROUP, self.channel_name)
+                await leave_group(self.channel_layer, GRAPH_GROUP, self.channel_name, code)
             except DATA_SOURCE_ERRORS:
                 pass  # Redis is down; the membership expires with the group's TTL
 

@@ -12,7 +12,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from meshui.broadcast import PROXIES_GROUP
+from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.registry import claims
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
@@ -57,12 +57,11 @@ touch = database_sync_to_async(claims.touch)
 record_ack = database_sync_to_async(claims.record_ack)
 record_nack = database_sync_to_async(claims.record_nack)
 
-# Close code a server sends when it restarts (uvicorn's shutdown delivers it to the app as
-# the disconnect code). The instance stays registered: it says hello to the next process,
-# which takes its row over, and the restart hold waits for it (settle.py); if it never
-# returns, the stale sweep evicts it. A client that sends 1012 itself only delays its own
-# eviction, as a half-dead socket would.
-SERVICE_RESTART = 1012
+# A close with SERVICE_RESTART (meshui itself shutting down) leaves the instance
+# registered: it says hello to the next process, which takes its row over, and the restart
+# hold waits for it (settle.py); if it never returns, the stale sweep evicts it. A client
+# that sends 1012 itself only delays its own eviction, as a half-dead socket would.
+
 # Close code sent to a connection whose instance was taken over by a newer one.
 SUPERSEDED = 4409
 # Error frames logged per connection; later ones are only answered.
@@ -90,7 +89,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.proxy_id is None:
             return
-        await self.channel_layer.group_discard(PROXIES_GROUP, self.channel_name)
+        await leave_group(self.channel_layer, PROXIES_GROUP, self.channel_name, code)
         if code == SERVICE_RESTART:
             logger.info("control channel: %s left for a server restart; kept registered",
                         self.proxy_id)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,12 +170,18 @@ def rss_kib(pid: int) -> int:
     raise LookupError(pid)
 
 
-def all_synced(mesh: Mesh) -> bool:
+def all_synced(mesh: Mesh, since: datetime | None = None) -> bool:
+    """Every sidecar connected (with a hello after ``since``, if given) and SYNCED.
+
+    After a crash the rows still say connected and SYNCED to the old version; ``since``
+    makes the check mean "came back and acked what the new process sent".
+    """
     try:
         rows = api(mesh, "instances").json()["instances"]
     except (httpx.HTTPError, ValueError, KeyError):
         return False
-    live = {r["proxy_id"]: r["sync"] for r in rows if r["connected"]}
+    live = {r["proxy_id"]: r["sync"] for r in rows if r["connected"] and (
+        since is None or datetime.fromisoformat(r["connected_at"].replace("Z", "+00:00")) > since)}
     return PROXY_IDS <= set(live) and all(live[p] == "SYNCED" for p in PROXY_IDS)
 
 
@@ -284,14 +291,16 @@ async def test_meshui_killed_under_load_every_request_succeeds_and_no_partial_se
     observer = Observer(mesh)
     task = asyncio.create_task(observer.run())
     await eventually(lambda: any(PROXY_IDS <= s for s in observer.sets), timeout=15)
-    await eventually(lambda: all_synced(mesh), timeout=15)
+    # Blocking HTTP polls run in a thread, so the observer keeps reading meanwhile.
+    await eventually(lambda: asyncio.to_thread(all_synced, mesh), timeout=15)
     with Load(mesh) as load:
         await eventually(lambda: len(load.outcomes) >= 20, timeout=20)
         sent_before = len(observer.sets)
+        stopped = datetime.now(UTC)
         await asyncio.to_thread(mesh.kill, "meshui", signum)
         await asyncio.to_thread(mesh.start_again, "meshui")
-        await eventually(lambda: observer.connections >= 2, timeout=15)
-        await eventually(lambda: all_synced(mesh), timeout=30)
+        await eventually(lambda: asyncio.to_thread(all_synced, mesh, stopped), timeout=30)
+        await eventually(lambda: len(observer.sets) > sent_before, timeout=15)
         after_restart = observer.sets[sent_before:]
         await eventually(lambda: len(load.outcomes) >= 40, timeout=20)
     observer.stop.set()

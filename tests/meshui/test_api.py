@@ -234,20 +234,19 @@ def test_fuzz_the_graph_window_is_200_or_a_400_naming_it(reader: Client, window:
         assert 1 <= response.json()["window"] <= 3600
 
 
-def test_the_node_cap_setting_reaches_a_graph_reader_that_takes_it(
-    meshui_settings: Any, monkeypatch: pytest.MonkeyPatch
+def test_the_graph_shows_the_busiest_nodes_up_to_the_setting_and_counts_the_rest(
+    meshui_settings: Any, redis_url: str, reader: Client
 ) -> None:
-    from meshui.dashboard import source
+    from tests.meshui.sample_graph import EDGES, write_sample_graph
 
-    seen: dict[str, Any] = {}
+    write_sample_graph(redis_url, seconds=5)
+    services = {name for edge in EDGES for name in edge[:2]}
+    meshui_settings.MESHUI_GRAPH_MAX_NODES = 4
 
-    def capped_reader(client: Any, window: int, max_nodes: int = 100) -> dict[str, Any]:
-        seen["max_nodes"] = max_nodes
-        return {"window": window, "generated_at": 1.0, "nodes": [], "edges": [],
-                "hidden": {"nodes": 3, "edges": 4}}
+    graph = reader.get("/api/v1/graph?window=60").json()
 
-    meshui_settings.MESHUI_GRAPH_MAX_NODES = 7
-    monkeypatch.setattr(source, "fetch_graph", capped_reader)
-    monkeypatch.setattr(source, "_SYNC_CAP", source._takes_max_nodes(capped_reader))
-    assert source.read_graph(60)["hidden"] == {"nodes": 3, "edges": 4}
-    assert seen == {"max_nodes": 7}
+    kept = {node["id"] for node in graph["nodes"]}
+    assert len(kept) == 4
+    assert graph["hidden"]["nodes"] == len(services) - 4
+    assert all(edge["source"] in kept and edge["target"] in kept for edge in graph["edges"])
+    assert graph["hidden"]["edges"] == len(EDGES) - len(graph["edges"])
