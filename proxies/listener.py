@@ -6,6 +6,11 @@ codec, strips hop-by-hop fields while the headers stream in, and hands each requ
 ``Exchange`` (an ``OutboundExchange``, with the traffic policy, on the outbound listener).
 Requests are answered in order: a pipelined request waits, with reading paused, until the
 one before it has been answered.
+
+It is also the data path's front door (docs/sidecar.md, "Limits"): the listener's limits
+(``proxies.limits``) are enforced while a head streams in, before anything is buffered
+past them; a refused request is answered with ``connection: close`` and nothing more is
+read from its connection, so no request hidden behind it can reach an upstream.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from proxies import failures, http1
+from proxies import errors, failures, http1
 from proxies.exchange import Exchange
 from proxies.outbound import OutboundExchange
+from proxies.request_reader import _NOT_IN_HEAD, RequestReader
 
 if TYPE_CHECKING:
     from proxies.dataplane import DataPlane
+    from proxies.errors import LocalError
 
 log = logging.getLogger("proxies.listener")
 
@@ -29,24 +36,12 @@ PAUSE_PIPELINE = 2  # a request is queued behind the active one
 PAUSE_UPSTREAM_FULL = 4  # the upstream's write buffer is full (request body backpressure)
 
 WRITE_HIGH_WATER = 64 * 1024
-
-# Request fields that need a look; everything else is copied through untouched.
-_WATCHED = http1.HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"traceparent",
-    b"x-meshui-source",
-    b"tracestate",
-    b"expect",
-}
-_MAX_HEADERS = http1.MAX_HEADERS
+# idle_ticks of a connection that has not sent a byte yet counts up from here
+# (DataPlane.sweep_idle closes it after the header timeout).
+FRESH_TICKS = -(1 << 30)
 
 
-class _TooManyHeaders(Exception):
-    pass
-
-
-class Listener(asyncio.Protocol):
+class Listener(RequestReader):
     """One client connection on the inbound or outbound listener."""
 
     __slots__ = (
@@ -54,28 +49,17 @@ class Listener(asyncio.Protocol):
         "outbound",
         "direction",
         "transport",
-        "parser",
         "feeding",
         "closed",
+        "refused",
         "idle_ticks",
         "_exchange_type",
         "paused",
-        "_close_after",
         "_active",
         "_reading",
         "_queue",
-        "_bad_request",
-        "_url",
-        "_lines",
-        "_host",
-        "_fields",
-        "_sized_body",
-        "_chunked",
-        "_tokens",
-        "_traceparent",
-        "_tracestate",
-        "_source",
-        "_expect",
+        "_refusal",
+        "_head_timer",
     )
 
     def __init__(self, plane: DataPlane, outbound: bool) -> None:
@@ -84,29 +68,41 @@ class Listener(asyncio.Protocol):
         self.direction = "outbound" if outbound else "inbound"
         self._exchange_type: type[Exchange] = OutboundExchange if outbound else Exchange
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.parser = http1.RequestParser(self)
         self.feeding = False
         self.closed = False
-        self.idle_ticks = 0  # sweeps since bytes last arrived (DataPlane.sweep_idle)
+        self.refused = False  # answered connection-limit at accept: never counted as open
+        self.idle_ticks = FRESH_TICKS  # sweeps since bytes last arrived (DataPlane.sweep_idle)
         self.paused = 0  # PAUSE_* reasons reading is paused for (a bit set)
-        self._close_after = False
         self._active: Exchange | None = None
         self._reading: Exchange | None = None
         self._queue: deque[Exchange] = deque()
-        self._bad_request = False
-        self.on_message_begin()
+        self._refusal: LocalError | None = None  # to answer once the request in flight is
+        self._head_timer: asyncio.TimerHandle | None = None  # armed while a head is incomplete
+        RequestReader.__init__(self, plane.limits)
 
     # asyncio callbacks ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         plane = self.plane
-        plane.metrics.active_connections[self.direction] += 1
+        metrics = plane.metrics
+        if metrics.active_connections[self.direction] >= plane.limits.max_connections:
+            # Refused before anything is read: the fd goes back at once, so the other
+            # listeners (the admin one and /ready included) keep accepting.
+            self.refused = self._close_after = True
+            metrics.count_refused_connection(self.direction)
+            self.transport.write(errors.encode(errors.CONNECTION_LIMIT, head_only=False, close=True))
+            self.transport.close()
+            return
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        metrics.active_connections[self.direction] += 1
         plane.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.refused:
+            return
+        self._stop_header_timer()
         plane = self.plane
         plane.metrics.active_connections[self.direction] -= 1
         plane.clients.discard(self)
@@ -117,25 +113,18 @@ class Listener(asyncio.Protocol):
             failures.client_gone(self._queue.popleft())
 
     def data_received(self, data: bytes) -> None:
+        if self._close_after:
+            return  # closing (a refused request, or the client's "close"): read nothing more
         self.feeding = True
         self.idle_ticks = 0
-        try:
-            self.parser.feed_data(data)
-        except http1.UpgradeRequest as exc:
-            self.feeding = False
-            self._after_upgrade_request(data, exc.args[0] if exc.args else len(data))
-            return
-        except http1.CallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _TooManyHeaders):
-                self._reject(431, "too-many-headers", "too many header fields")
-            else:
-                log.error("bug while handling a request", exc_info=cause or exc)
-                self._reject(500, "internal-error", "the sidecar failed on this request")
-        except http1.ParseError as exc:
-            self._reject(400, "bad-request", f"malformed request: {exc}")
-        finally:
-            self.feeding = False
+        self._feed_counted(data)
+        self.feeding = False
+        if self._head_left < self._head_budget and self._head_timer is None and not self._close_after:
+            # A head is incomplete at the end of a read: the one case that needs a timer (a
+            # small request arrives in one read, so the common path arms none).
+            self._head_timer = self.plane.loop.call_later(
+                self.plane.limits.header_timeout_s, self._header_timed_out
+            )
         active = self._active
         if active is not None and active.up_pending and active.conn is not None:
             active.flush_up()
@@ -159,73 +148,16 @@ class Listener(asyncio.Protocol):
 
     # codec callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._lines: list[bytes] = [b""]
-        self._host: bytes | None = None
-        self._fields = 0
-        self._sized_body = False
-        self._chunked = False
-        self._tokens: list[bytes] | None = None
-        self._traceparent: bytes | None = None
-        self._tracestate: bytes | None = None
-        self._source: bytes | None = None
-        self._expect = False
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Every field received counts, forwarded or not: the limit is exact, and it bounds
-        # what dropped fields accumulate (tracestate joins, Connection tokens). ~20 ns a field
-        # (timeit on the 2-core box, ~0.5% of a hop's CPU); counting forwarded fields only
-        # through len(self._lines) and a budget lowered per dropped field measured no cheaper.
-        fields = self._fields = self._fields + 1
-        if fields > _MAX_HEADERS:
-            raise _TooManyHeaders
-        lname = name.lower()
-        if lname in _WATCHED:
-            if lname == b"host":
-                self._host = value
-            elif lname == b"content-length":
-                # A body exists only for a length above 0 (llhttp has checked the digits):
-                # "Content-Length: 0" leaves a POST retry-safe (proxies.retry).
-                self._sized_body = value.strip(b" \t0") != b""
-            elif lname == b"traceparent":
-                self._traceparent = value
-                return  # replaced by ours (our span becomes the parent)
-            elif lname == b"tracestate":
-                # Re-sent by the exchange only with a valid traceparent (W3C 3.3.1.1). Several
-                # fields are one comma-separated list (RFC 9110 5.3), so they are combined.
-                tracestate = self._tracestate
-                self._tracestate = value if tracestate is None else tracestate + b"," + value
-                return
-            elif lname == b"x-meshui-source":
-                self._source = value
-                if self.outbound:
-                    return  # replaced by our own service name
-            elif lname == b"expect":
-                self._expect = value.lower() == b"100-continue"
-            else:
-                if lname == b"transfer-encoding":
-                    self._chunked = True  # llhttp rejects any coding not ending in chunked
-                elif lname == b"connection":
-                    tokens = http1.connection_tokens(value)
-                    self._tokens = tokens if self._tokens is None else self._tokens + tokens
-                return
-        lines = self._lines
-        lines += (name, http1.HEADER_SEP, value, http1.CRLF)
-
     def on_headers_complete(self) -> None:
+        self._head_left = _NOT_IN_HEAD
+        if self._head_timer is not None:
+            self._stop_header_timer()
         parser = self.parser
         plane = self.plane
         lines = self._lines
-        tokens = self._tokens
-        if tokens:
-            named = {t for t in tokens if t not in (b"close", b"keep-alive")}
-            if named:
-                lines = http1.drop_named_fields(lines, named, 1)
         http10 = parser.get_http_version() != "1.1"
+        if self._tokens or self._chunked:
+            lines = self._checked_fields(lines, http10)
         traceparent = self._traceparent
         tracestate = self._tracestate
         trace = plane.trace_incoming(
@@ -269,6 +201,7 @@ class Listener(asyncio.Protocol):
             exchange.request_body(body)
 
     def on_message_complete(self) -> None:
+        self._head_left = self._head_budget
         exchange, self._reading = self._reading, None
         if exchange is not None:
             exchange.request_complete()
@@ -297,6 +230,7 @@ class Listener(asyncio.Protocol):
 
     def close_idle(self) -> None:
         """Close a keep-alive connection that sat idle past the idle timeout."""
+        self._close_after = True
         self._close()
 
     def close_after_response(self) -> None:
@@ -304,6 +238,7 @@ class Listener(asyncio.Protocol):
 
     def abort(self) -> None:
         """Cut the client connection (after an upstream broke mid-response)."""
+        self._close_after = True
         if not self.closed:
             self.transport.abort()
 
@@ -320,27 +255,49 @@ class Listener(asyncio.Protocol):
             if not self._queue:
                 self.resume(PAUSE_PIPELINE)
             following.begin()
-        elif self._bad_request:
-            self._reject(400, "bad-request", "malformed request")
+        elif self._refusal is not None:
+            self._reject(self._refusal)
 
-    # helpers --------------------------------------------------------------------------------
+    # refusals -------------------------------------------------------------------------------
 
-    def _reject(self, status: int, error: str, message: str) -> None:
-        """Answer a request we cannot parse, then close (the byte stream is unusable)."""
+    def _reject(self, error: LocalError) -> None:
+        """Refuse the request being read: answer ``error`` with close, then read nothing more."""
+        self._stop_header_timer()
         active = self._active
         if active is not None and not active.finished:
             if active.request_done:
-                # Answer the request in flight first; the error follows it.
-                self._bad_request = True
+                # Answer the request in flight first; the refusal follows it.
+                self._refusal = error
+                self._queue.clear()
                 self.pause(PAUSE_PIPELINE)
                 return
             failures.client_gone(active)
             self.abort()
             return
         self._close_after = True
-        self.plane.metrics.count_rejected(self.direction, error)
-        self.write(http1.error_response(status, error, message, close=True))
+        self.plane.metrics.count_rejected(self.direction, error.code)
+        self.write(errors.encode(error, head_only=False, close=True))
         self._close()
+
+    def _header_timed_out(self) -> None:
+        self._head_timer = None
+        if self.closed or self._close_after or self._head_left >= self._head_budget:
+            return
+        if self.paused:
+            # Reading is paused by the sidecar itself (a connect, a queued request): the
+            # client cannot send the rest yet, so its time does not run.
+            self._head_timer = self.plane.loop.call_later(
+                self.plane.limits.header_timeout_s, self._header_timed_out
+            )
+            return
+        self.plane.metrics.count_timeout("header")
+        self._reject(errors.HEADER_TIMEOUT)
+
+    def _stop_header_timer(self) -> None:
+        timer = self._head_timer
+        if timer is not None:
+            self._head_timer = None
+            timer.cancel()
 
     def _close(self) -> None:
         transport = self.transport
@@ -348,16 +305,17 @@ class Listener(asyncio.Protocol):
             transport.close()
 
     def _after_upgrade_request(self, data: bytes, offset: int) -> None:
-        # llhttp stops at a request carrying Upgrade. We drop Upgrade (hop-by-hop), so the
-        # request is an ordinary one; start a fresh parser for whatever follows it.
+        # llhttp stops at a request carrying Upgrade (or CONNECT). We drop Upgrade
+        # (hop-by-hop), so the request is an ordinary one (on_headers_complete refused one
+        # with a body); start a fresh parser for whatever follows it.
         if self._reading is not None:
             self.on_message_complete()
+        else:
+            self._head_left = self._head_budget
+        if self._close_after:
+            return  # CONNECT was refused: what follows it is never parsed
         self.parser = http1.RequestParser(self)
         self.on_message_begin()
         rest = data[offset:]
         if rest:
-            self.data_received(rest)
-        else:
-            active = self._active
-            if active is not None and active.up_pending and active.conn is not None:
-                active.flush_up()
+            self._feed_counted(rest)
