@@ -20,9 +20,6 @@ HEADER_TIMEOUT_S = 10.0  # first byte of a request head to its blank line; then 
 CLIENT_IDLE_TIMEOUT_S = 60.0  # keep-alive connection with no request in progress
 MAX_CONNECTIONS = 1024  # per data listener; past it a new connection gets 503 and close
 
-# The request line around the target: the longest method llhttp knows ("UNSUBSCRIBE"), two
-# spaces, "HTTP/1.1" and CRLF, rounded up. Part of the streamed head budget (Listener).
-REQUEST_LINE_SLACK = 32
 # File descriptors kept for what is not a client connection: the listening sockets, the
 # admin listener, the control channel, telemetry export, logs.
 RESERVED_FDS = 64
@@ -41,13 +38,14 @@ class ListenerLimits:
 
     @property
     def head_budget(self) -> int:
-        """Bytes a request head may take on the wire before it is refused while streaming in.
+        """Bytes a request head may take on the wire besides its request line: the header
+        fields and the blank line ending them (proxies.request_reader).
 
         httptools hands a header field over only once its value is complete, and buffers it
-        until then; this budget is what bounds that buffer (a 64 MiB header value is cut
-        here, not parsed).
+        until then; counting reads against this budget is what bounds that buffer (a 64 MiB
+        header value is cut here, never parsed).
         """
-        return self.max_target_bytes + self.max_header_bytes + REQUEST_LINE_SLACK
+        return self.max_header_bytes + 2
 
     def validate(self) -> list[str]:
         """What is wrong with these limits, each message naming its flag (empty: all good)."""
