@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from proxies import errors, failures, http1
 from proxies.exchange import Exchange
 from proxies.outbound import OutboundExchange
-from proxies.request_reader import _NOT_IN_HEAD, RequestReader
+from proxies.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader
 
 if TYPE_CHECKING:
     from proxies.dataplane import DataPlane
@@ -89,7 +89,7 @@ class Listener(RequestReader):
         if metrics.active_connections[self.direction] >= plane.limits.max_connections:
             # Refused before anything is read: the fd goes back at once, so the other
             # listeners (the admin one and /ready included) keep accepting.
-            self.refused = self._close_after = True
+            self.refused = self._close_after = self._stopped = True
             metrics.count_refused_connection(self.direction)
             self.transport.write(errors.encode(errors.CONNECTION_LIMIT, head_only=False, close=True))
             self.transport.close()
@@ -113,7 +113,7 @@ class Listener(RequestReader):
             failures.client_gone(self._queue.popleft())
 
     def data_received(self, data: bytes) -> None:
-        if self._close_after:
+        if self._stopped:
             return  # closing (a refused request, or the client's "close"): read nothing more
         self.feeding = True
         self.idle_ticks = 0
@@ -128,7 +128,7 @@ class Listener(RequestReader):
         else:
             self._feed_bounded(data)
         self.feeding = False
-        if self._head_left < self._head_budget and self._head_timer is None and not self._close_after:
+        if self._head_left < self._head_budget and self._head_timer is None and not self._stopped:
             # A head is incomplete at the end of a read: the one case that needs a timer (a
             # small request arrives in one read, so the common path arms none).
             self._head_timer = self.plane.loop.call_later(
@@ -164,7 +164,10 @@ class Listener(RequestReader):
         parser = self.parser
         plane = self.plane
         lines = self._lines
+        self._lines = TRAILERS  # the exchange owns the fields now
         http10 = parser.get_http_version() != "1.1"
+        if http10:
+            self._check_version()
         if self._tokens or self._chunked:
             lines = self._checked_fields(lines, http10)
         traceparent = self._traceparent
@@ -240,15 +243,15 @@ class Listener(RequestReader):
 
     def close_idle(self) -> None:
         """Close a keep-alive connection that sat idle past the idle timeout."""
-        self._close_after = True
+        self._close_after = self._stopped = True
         self._close()
 
     def close_after_response(self) -> None:
-        self._close_after = True
+        self._close_after = self._stopped = True
 
     def abort(self) -> None:
         """Cut the client connection (after an upstream broke mid-response)."""
-        self._close_after = True
+        self._close_after = self._stopped = True
         if not self.closed:
             self.transport.abort()
 
@@ -271,27 +274,40 @@ class Listener(RequestReader):
     # refusals -------------------------------------------------------------------------------
 
     def _reject(self, error: LocalError) -> None:
-        """Refuse the request being read: answer ``error`` with close, then read nothing more."""
+        """Refuse the request being read: answer ``error`` with close, then read nothing more.
+
+        Requests before it are answered first, in order; the request itself, if its head had
+        already become an exchange (a malformed body), is answered with the error when no
+        response has begun (its upstream connection is closed), or cut otherwise.
+        """
         self._stop_header_timer()
+        self._stopped = True
+        refused, self._reading = self._reading, None
+        metrics = self.plane.metrics
+        if refused is not None:
+            if refused is self._active:
+                if refused.response_started:
+                    failures.client_gone(refused)
+                    self.abort()
+                    return
+                metrics.count_rejected(self.direction, error.code)
+                failures.answer(refused, error)  # error.close: the connection closes after it
+                return
+            self._queue.remove(refused)  # queued, never begun: nothing went upstream
+            refused.finished = True
         active = self._active
         if active is not None and not active.finished:
-            if active.request_done:
-                # Answer the request in flight first; the refusal follows it.
-                self._refusal = error
-                self._queue.clear()
-                self.pause(PAUSE_PIPELINE)
-                return
-            failures.client_gone(active)
-            self.abort()
+            self._refusal = error  # answered by exchange_finished once the queue is done
+            self.pause(PAUSE_PIPELINE)
             return
         self._close_after = True
-        self.plane.metrics.count_rejected(self.direction, error.code)
+        metrics.count_rejected(self.direction, error.code)
         self.write(errors.encode(error, head_only=False, close=True))
         self._close()
 
     def _header_timed_out(self) -> None:
         self._head_timer = None
-        if self.closed or self._close_after or self._head_left >= self._head_budget:
+        if self.closed or self._stopped or self._head_left >= self._head_budget:
             return
         if self.paused:
             # Reading is paused by the sidecar itself (a connect, a queued request): the
@@ -323,7 +339,7 @@ class Listener(RequestReader):
         else:
             self._head_left = self._head_budget
             self._url = b""
-        if self._close_after:
+        if self._stopped:
             return  # CONNECT was refused: what follows it is never parsed
         self.parser = http1.RequestParser(self)
         self.on_message_begin()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from proxies import errors, http1
@@ -50,12 +51,28 @@ class _StopReading(Exception):
     """Raised in a codec callback: the connection is closing, parse nothing more."""
 
 
+class _Discard(list[bytes]):
+    """Where trailer fields go (llhttp reports them through on_header after the body).
+
+    The sidecar re-chunks a body and sends no trailers; a trailer must never land in the
+    head of a request still queued behind another (a trailing Content-Length would make
+    that head ambiguous).
+    """
+
+    def __iadd__(self, other: Iterable[bytes]) -> _Discard:  # type: ignore[override,misc]
+        return self
+
+
+TRAILERS = _Discard()
+
+
 class RequestReader(asyncio.Protocol):
     """The request-head half of a client connection (see the module docstring)."""
 
     __slots__ = (
         "parser",
         "_close_after",
+        "_stopped",
         "_max_target",
         "_max_headers",
         "_max_header_bytes",
@@ -78,7 +95,8 @@ class RequestReader(asyncio.Protocol):
 
     def __init__(self, limits: ListenerLimits) -> None:
         self.parser = http1.RequestParser(self)
-        self._close_after = False  # the connection closes: nothing more is parsed
+        self._close_after = False  # the connection closes once the active exchange ends
+        self._stopped = False  # nothing more is parsed (closing, or a refusal is pending)
         self._max_target = limits.max_target_bytes
         self._max_headers = limits.max_headers
         self._max_header_bytes = limits.max_header_bytes
@@ -125,7 +143,7 @@ class RequestReader(asyncio.Protocol):
                 return
             stop = min(end, start + room)
             self._head_left -= stop - start
-            if not self._feed(data[start:stop]) or self._close_after:
+            if not self._feed(data[start:stop]) or self._stopped:
                 return
             start = stop
 
@@ -166,7 +184,7 @@ class RequestReader(asyncio.Protocol):
     # codec callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._close_after:
+        if self._stopped:
             raise _StopReading  # a request behind one that closes the connection is never read
         self._lines: list[bytes] = [b""]
         self._host: bytes | None = None
@@ -197,6 +215,9 @@ class RequestReader(asyncio.Protocol):
         lname = name.lower()
         if lname in _WATCHED:
             if lname == b"host":
+                if self._host is not None:
+                    # RFC 9112 §3.2: more than one Host is a 400; hops could pick different ones.
+                    raise _Refused(errors.bad_request("more than one Host field"))
                 self._host = value
             elif lname == b"content-length":
                 # A body exists only for a length above 0 (llhttp has checked the digits):
@@ -251,3 +272,8 @@ class RequestReader(asyncio.Protocol):
             # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
             raise _Refused(errors.bad_request("Transfer-Encoding in an HTTP/1.0 request"))
         return lines
+
+    def _check_version(self) -> None:
+        """Only HTTP/1.0 and 1.1 are forwarded (llhttp also takes 0.9 and 2.0 request lines)."""
+        if self.parser.get_http_version() != "1.0":
+            raise _Refused(errors.bad_request("only HTTP/1.0 and HTTP/1.1 requests are supported"))
