@@ -39,6 +39,7 @@ WRITE_HIGH_WATER = 64 * 1024
 # idle_ticks of a connection that has not sent a byte yet counts up from here
 # (DataPlane.sweep_idle closes it after the header timeout).
 FRESH_TICKS = -(1 << 30)
+LINGER_S = 2.0  # a closing connection discards what still arrives for this long (_close)
 
 
 class Listener(RequestReader):
@@ -60,6 +61,7 @@ class Listener(RequestReader):
         "_queue",
         "_refusal",
         "_head_timer",
+        "_eof",
     )
 
     def __init__(self, plane: DataPlane, outbound: bool) -> None:
@@ -78,6 +80,7 @@ class Listener(RequestReader):
         self._queue: deque[Exchange] = deque()
         self._refusal: LocalError | None = None  # to answer once the request in flight is
         self._head_timer: asyncio.TimerHandle | None = None  # armed while a head is incomplete
+        self._eof = False  # FIN sent (_close): nothing more is written
         RequestReader.__init__(self, plane.limits)
 
     # asyncio callbacks ----------------------------------------------------------------------
@@ -223,7 +226,7 @@ class Listener(RequestReader):
 
     def write(self, data: bytes) -> None:
         transport = self.transport
-        if not transport.is_closing():
+        if not self._eof and not transport.is_closing():
             transport.write(data)
 
     def pause(self, reason: int) -> None:
@@ -326,6 +329,28 @@ class Listener(RequestReader):
             timer.cancel()
 
     def _close(self) -> None:
+        """Close after what was written: a lingering close (nginx's lingering_close).
+
+        The sidecar sends FIN after its last response and discards what still arrives until
+        the client closes too, or LINGER_S passes. Closing with unread bytes (a pipelined
+        request behind a refused one) would send a reset instead, which can destroy the
+        response, a 400 say, before the client reads it.
+        """
+        self._stopped = True
+        transport = self.transport
+        if self._eof or transport.is_closing():
+            return
+        if self.closed or not transport.can_write_eof():
+            transport.close()
+            return
+        self._eof = True
+        transport.write_eof()
+        if self.paused:
+            self.paused = 0
+            transport.resume_reading()  # to discard, so the kernel never answers with a reset
+        self.plane.loop.call_later(LINGER_S, self._close_now)
+
+    def _close_now(self) -> None:
         transport = self.transport
         if not transport.is_closing():
             transport.close()

@@ -240,11 +240,8 @@ class RequestReader(asyncio.Protocol):
                 self._expect = value.lower() == b"100-continue"
             else:
                 if lname == b"transfer-encoding":
-                    # llhttp refuses a coding list not ending in chunked; one that holds more
-                    # than chunked ("gzip, chunked") cannot be forwarded as it came, since
-                    # the sidecar re-frames the body: RFC 9112 §6.1 says 501.
                     if value.strip(b" \t").lower() != _CHUNKED:
-                        raise _Refused(errors.UNSUPPORTED_TRANSFER_CODING)
+                        self._refuse_transfer_coding(value)
                     self._chunked = True
                 elif lname == b"connection":
                     tokens = http1.connection_tokens(value)
@@ -272,6 +269,19 @@ class RequestReader(asyncio.Protocol):
             # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
             raise _Refused(errors.bad_request("Transfer-Encoding in an HTTP/1.0 request"))
         return lines
+
+    def _refuse_transfer_coding(self, value: bytes) -> None:
+        """Refuse a Transfer-Encoding other than plain ``chunked``.
+
+        Not ending in chunked, the body has no framing the sidecar can forward: 400, as
+        llhttp would (obfuscations such as ``xchunked`` or ``chunked, identity`` land here).
+        Ending in chunked after other codings (``gzip, chunked``), it is framed but cannot go
+        on as it came, since the sidecar re-frames the body: RFC 9112 §6.1 says 501.
+        """
+        last = value.rsplit(b",", 1)[-1].strip(b" \t").lower()
+        if last != _CHUNKED:
+            raise _Refused(errors.bad_request("Transfer-Encoding must end in chunked"))
+        raise _Refused(errors.UNSUPPORTED_TRANSFER_CODING)
 
     def _check_version(self) -> None:
         """Only HTTP/1.0 and 1.1 are forwarded (llhttp also takes 0.9 and 2.0 request lines)."""
