@@ -54,16 +54,34 @@ class Attack:
 
 ATTACKS = [
     # Framing named in Connection: kept, so the body arrives framed as the client framed it.
-    Attack("content-length named in Connection", post(b"Connection: keep-alive, Content-Length", CL, body=SMUGGLED), None, ((b"/a", SMUGGLED),)),
-    Attack("transfer-encoding named in Connection", post(b"Connection: Transfer-Encoding", TE, body=chunked(SMUGGLED)), None, ((b"/a", SMUGGLED),)),
+    Attack(
+        "content-length named in Connection",
+        post(b"Connection: keep-alive, Content-Length", CL, body=SMUGGLED),
+        None,
+        ((b"/a", SMUGGLED),),
+    ),
+    Attack(
+        "transfer-encoding named in Connection",
+        post(b"Connection: Transfer-Encoding", TE, body=chunked(SMUGGLED)),
+        None,
+        ((b"/a", SMUGGLED),),
+    ),
     Attack("host named in Connection", request(b"GET", b"/a", b"Connection: host"), None, ((b"/a", b""),)),
     # CL.TE, TE.CL, duplicate and differing lengths
     Attack("duplicate content-length", post(CL, CL, body=SMUGGLED), 400),
     Attack("differing content-length", post(CL, b"Content-Length: 0", body=SMUGGLED), 400),
-    Attack("content-length list", post(b"Content-Length: %d, %d" % (len(SMUGGLED), len(SMUGGLED)), body=SMUGGLED), 400),
+    Attack(
+        "content-length list",
+        post(b"Content-Length: %d, %d" % (len(SMUGGLED), len(SMUGGLED)), body=SMUGGLED),
+        400,
+    ),
     Attack("signed content-length", post(b"Content-Length: +%d" % len(SMUGGLED), body=SMUGGLED), 400),
     Attack("CL.TE", post(b"Content-Length: 6", TE, body=b"0\r\n\r\n" + SMUGGLED), 400),
-    Attack("TE.CL", post(TE, b"Content-Length: 3", body=b"%x\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)), 400),
+    Attack(
+        "TE.CL",
+        post(TE, b"Content-Length: 3", body=b"%x\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)),
+        400,
+    ),
     # TE.TE obfuscations
     Attack("xchunked", post(b"Transfer-Encoding: xchunked", body=chunked(SMUGGLED)), 400),
     Attack("chunked, identity", post(b"Transfer-Encoding: chunked, identity", body=chunked(SMUGGLED)), 400),
@@ -71,42 +89,85 @@ ATTACKS = [
     Attack("gzip, chunked", post(b"Transfer-Encoding: gzip, chunked", body=chunked(SMUGGLED)), 501),
     Attack("two transfer-encoding fields", post(TE, TE, body=chunked(SMUGGLED)), 400),
     Attack("space before the colon", post(b"Transfer-Encoding : chunked", body=chunked(SMUGGLED)), 400),
-    Attack("obs-fold transfer-encoding", post(b"Transfer-Encoding:", b" chunked", body=chunked(SMUGGLED)), 400),
+    Attack(
+        "obs-fold transfer-encoding", post(b"Transfer-Encoding:", b" chunked", body=chunked(SMUGGLED)), 400
+    ),
     Attack("leading space field", post(b" Transfer-Encoding: chunked", body=chunked(SMUGGLED)), 400),
     Attack("transfer-encoding in HTTP/1.0", post(TE, body=chunked(SMUGGLED), version=b"1.0"), 400),
-    Attack("tab before chunked", post(b"Transfer-Encoding:\tchunked", body=chunked(SMUGGLED)), None, ((b"/a", SMUGGLED),)),
-    Attack("upper-case chunked", post(b"Transfer-Encoding: CHUNKED", body=chunked(SMUGGLED)), None, ((b"/a", SMUGGLED),)),
+    Attack(
+        "tab before chunked",
+        post(b"Transfer-Encoding:\tchunked", body=chunked(SMUGGLED)),
+        None,
+        ((b"/a", SMUGGLED),),
+    ),
+    Attack(
+        "upper-case chunked",
+        post(b"Transfer-Encoding: CHUNKED", body=chunked(SMUGGLED)),
+        None,
+        ((b"/a", SMUGGLED),),
+    ),
     # chunk sizes and lines
     Attack("negative chunk size", post(TE, body=b"-5\r\nhello\r\n0\r\n\r\n" + SMUGGLED), 400),
     Attack("chunk size with a trailing space", post(TE, body=b"5 \r\nhello\r\n0\r\n\r\n"), 400),
     Attack("hex prefix chunk size", post(TE, body=b"0x5\r\nhello\r\n0\r\n\r\n"), 400),
     Attack("chunk size overflow", post(TE, body=b"1" + b"0" * 20 + b"\r\nhello\r\n0\r\n\r\n"), 400),
     Attack("chunk longer than its size", post(TE, body=b"3\r\nhello\r\n0\r\n\r\n"), 400),
-    Attack("chunk extension", post(TE, body=b"%x;ext=1\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)), None, ((b"/a", SMUGGLED),)),
+    Attack(
+        "chunk extension",
+        post(TE, body=b"%x;ext=1\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED)),
+        None,
+        ((b"/a", SMUGGLED),),
+    ),
     Attack("LF-only chunk lines", post(TE, body=b"5\nhello\n0\n\n"), 400),
     Attack("LF-only head", b"POST /a HTTP/1.1\nHost: catalog\n" + CL + b"\n\n" + SMUGGLED, 400),
-    Attack("trailer content-length behind a queued request",
-           request(b"GET", b"/first") + post(TE, body=b"3\r\nabc\r\n0\r\nContent-Length: 40\r\n\r\n"),
-           400, ((b"/first", b""),)),
-    Attack("trailer field behind a queued request",
-           request(b"GET", b"/first") + post(TE, body=b"3\r\nabc\r\n0\r\nX-Injected: 1\r\n\r\n"),
-           None, ((b"/first", b""), (b"/a", b"abc"))),
+    Attack(
+        "trailer content-length behind a queued request",
+        request(b"GET", b"/first") + post(TE, body=b"3\r\nabc\r\n0\r\nContent-Length: 40\r\n\r\n"),
+        400,
+        ((b"/first", b""),),
+    ),
+    Attack(
+        "trailer field behind a queued request",
+        request(b"GET", b"/first") + post(TE, body=b"3\r\nabc\r\n0\r\nX-Injected: 1\r\n\r\n"),
+        None,
+        ((b"/first", b""), (b"/a", b"abc")),
+    ),
     # requests behind a refused one
     Attack("after CONNECT", b"CONNECT catalog:80 HTTP/1.1\r\nHost: catalog:80\r\n\r\n" + SMUGGLED, 405),
-    Attack("CONNECT with a body", b"CONNECT catalog:80 HTTP/1.1\r\nHost: catalog:80\r\n" + CL + b"\r\n\r\n" + SMUGGLED, 405),
+    Attack(
+        "CONNECT with a body",
+        b"CONNECT catalog:80 HTTP/1.1\r\nHost: catalog:80\r\n" + CL + b"\r\n\r\n" + SMUGGLED,
+        405,
+    ),
     Attack("after a bad request-target", request(b"GET", b"https://catalog/a") + SMUGGLED, 400),
     Attack("after 414", request(b"GET", b"/" + b"a" * 17000) + SMUGGLED, 414),
     Attack("after 431 on size", request(b"GET", b"/a", b"X-Big: " + b"b" * 62000) + SMUGGLED, 431),
-    Attack("after 431 on count", request(b"GET", b"/a", *(b"X-F%d: v" % i for i in range(300))) + SMUGGLED, 431),
+    Attack(
+        "after 431 on count", request(b"GET", b"/a", *(b"X-F%d: v" % i for i in range(300))) + SMUGGLED, 431
+    ),
     Attack("after 400 on a malformed field", request(b"GET", b"/a", b"Bad Field") + SMUGGLED, 400),
-    Attack("after a served request then a refused one", request(b"GET", b"/first") + post(CL, CL, body=SMUGGLED), 400, ((b"/first", b""),)),
-    Attack("upgrade with a body", request(b"GET", b"/a", b"Upgrade: h2c", b"Connection: upgrade", CL, body=SMUGGLED), 400),
-    Attack("upgrade without a body", request(b"GET", b"/a", b"Upgrade: websocket", b"Connection: Upgrade"), None, ((b"/a", b""),)),
+    Attack(
+        "after a served request then a refused one",
+        request(b"GET", b"/first") + post(CL, CL, body=SMUGGLED),
+        400,
+        ((b"/first", b""),),
+    ),
+    Attack(
+        "upgrade with a body",
+        request(b"GET", b"/a", b"Upgrade: h2c", b"Connection: upgrade", CL, body=SMUGGLED),
+        400,
+    ),
+    Attack(
+        "upgrade without a body",
+        request(b"GET", b"/a", b"Upgrade: websocket", b"Connection: Upgrade"),
+        None,
+        ((b"/a", b""),),
+    ),
     Attack("two host fields", request(b"GET", b"/a", b"Host: evil"), 400),
     Attack("NUL in a field value", request(b"GET", b"/a", b"X-A: a\x00b"), 400),
     Attack("bare CR in a field value", request(b"GET", b"/a", b"X-A: a\rb"), 400),
     Attack("HTTP/2.0 request line", request(b"GET", b"/a", version=b"2.0"), 400),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -169,7 +230,8 @@ async def test_a_response_naming_content_length_in_connection_keeps_its_framing(
     async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(
-            b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\nContent-Length: 5\r\n\r\nhello"
+            b"HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\n"
+            b"Content-Length: 5\r\n\r\nhello"
         )
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
