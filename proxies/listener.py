@@ -40,6 +40,7 @@ WRITE_HIGH_WATER = 64 * 1024
 # (DataPlane.sweep_idle closes it after the header timeout).
 FRESH_TICKS = -(1 << 30)
 LINGER_S = 2.0  # a closing connection discards what still arrives for this long (_close)
+LINGER_BYTES = 256 * 1024  # or until this much: then it is closed at once (a flood)
 
 
 class Listener(RequestReader):
@@ -62,6 +63,7 @@ class Listener(RequestReader):
         "_refusal",
         "_head_timer",
         "_eof",
+        "_discarded",
     )
 
     def __init__(self, plane: DataPlane, outbound: bool) -> None:
@@ -81,6 +83,7 @@ class Listener(RequestReader):
         self._refusal: LocalError | None = None  # to answer once the request in flight is
         self._head_timer: asyncio.TimerHandle | None = None  # armed while a head is incomplete
         self._eof = False  # FIN sent (_close): nothing more is written
+        self._discarded = 0  # bytes read and dropped since (a lingering close)
         RequestReader.__init__(self, plane.limits)
 
     # asyncio callbacks ----------------------------------------------------------------------
@@ -117,7 +120,13 @@ class Listener(RequestReader):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
-            return  # closing (a refused request, or the client's "close"): read nothing more
+            # Closing (a refused request, or the client's "close"): nothing more is parsed.
+            # A lingering close discards what arrives, up to LINGER_BYTES.
+            if self._eof:
+                self._discarded += len(data)
+                if self._discarded > LINGER_BYTES:
+                    self._close_now()
+            return
         self.feeding = True
         self.idle_ticks = 0
         # RequestReader._feed_counted inlined: one subtraction a read on the common path.
@@ -332,7 +341,7 @@ class Listener(RequestReader):
         """Close after what was written: a lingering close (nginx's lingering_close).
 
         The sidecar sends FIN after its last response and discards what still arrives until
-        the client closes too, or LINGER_S passes. Closing with unread bytes (a pipelined
+        the client closes too, LINGER_S passes or LINGER_BYTES arrive. Closing with unread bytes (a pipelined
         request behind a refused one) would send a reset instead, which can destroy the
         response, a 400 say, before the client reads it.
         """
