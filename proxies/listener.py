@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from proxies import errors, failures, http1
 from proxies.exchange import Exchange
 from proxies.outbound import OutboundExchange
-from proxies.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader
+from proxies.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader, _Refused
 
 if TYPE_CHECKING:
     from proxies.dataplane import DataPlane
@@ -182,6 +182,10 @@ class Listener(RequestReader):
             self._check_version()
         if self._tokens or self._chunked:
             lines = self._checked_fields(lines, http10)
+        if self._host is None and not self.outbound and self._url[:1] == b"/":
+            # Inbound, the request goes to the app as HTTP/1.1, which needs a Host (RFC 9112
+            # §3.2). Outbound, no Host is the no-destination answer (proxies.outbound).
+            raise _Refused(errors.bad_request("no Host field"))
         traceparent = self._traceparent
         tracestate = self._tracestate
         trace = plane.trace_incoming(
