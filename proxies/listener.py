@@ -298,10 +298,19 @@ class Listener(RequestReader):
         """
         self._stop_header_timer()
         self._stopped = True
+        if self._close_after:
+            return  # the connection closes after what was already answered: nothing to add
         refused, self._reading = self._reading, None
         metrics = self.plane.metrics
         if refused is not None:
             if refused is self._active:
+                if refused.response_done:
+                    # Answered before its body turned out malformed: close after that answer.
+                    refused.finished = True
+                    self._active = None
+                    self._close_after = True
+                    self._close()
+                    return
                 if refused.response_started:
                     failures.client_gone(refused)
                     self.abort()
@@ -309,8 +318,9 @@ class Listener(RequestReader):
                 metrics.count_rejected(self.direction, error.code)
                 failures.answer(refused, error)  # error.close: the connection closes after it
                 return
-            self._queue.remove(refused)  # queued, never begun: nothing went upstream
-            refused.finished = True
+            if refused in self._queue:
+                self._queue.remove(refused)  # queued, never begun: nothing went upstream
+                refused.finished = True
         active = self._active
         if active is not None and not active.finished:
             self._refusal = error  # answered by exchange_finished once the queue is done
