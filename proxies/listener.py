@@ -130,6 +130,10 @@ class Listener(RequestReader):
         self.feeding = True
         self.idle_ticks = 0
         # RequestReader._feed_counted inlined: one subtraction a read on the common path.
+        # With the head budget, the header timer check and the refusal flags, a keep-alive
+        # request through fake sockets measured within noise of before (min of 15 x 20,000:
+        # inbound 9.56 -> 9.36 µs, outbound 12.35 -> 12.45 µs); the per-call split into
+        # _feed_counted/_feed measured ~0.5 µs more, hence the inlining.
         left = self._head_left - len(data)
         if left >= 0:
             self._head_left = left
