@@ -80,7 +80,7 @@ class Listener(RequestReader):
         self._active: Exchange | None = None
         self._reading: Exchange | None = None
         self._queue: deque[Exchange] = deque()
-        self._refusal: LocalError | None = None  # to answer once the request in flight is
+        self._refusal: LocalError | None = None  # answered once the requests before it are
         self._head_timer: asyncio.TimerHandle | None = None  # armed while a head is incomplete
         self._eof = False  # FIN sent (_close): nothing more is written
         self._discarded = 0  # bytes read and dropped since (a lingering close)

@@ -75,7 +75,6 @@ class RequestReader(asyncio.Protocol):
         "_stopped",
         "_max_target",
         "_max_headers",
-        "_max_header_bytes",
         "_head_budget",
         "_head_left",
         "_url",
@@ -99,7 +98,6 @@ class RequestReader(asyncio.Protocol):
         self._stopped = False  # nothing more is parsed (closing, or a refusal is pending)
         self._max_target = limits.max_target_bytes
         self._max_headers = limits.max_headers
-        self._max_header_bytes = limits.max_header_bytes
         # Bytes the current head may still take on the wire (counted per read, before the
         # parser sees them); _NOT_IN_HEAD while a body is read. Back to the budget at each
         # message's end, so a head that starts mid-read is counted from the next read on.
