@@ -82,7 +82,12 @@ def chunked_body(draw: st.DrawFn, body: bytes) -> bytes:
 @st.composite
 def request(draw: st.DrawFn, index: int) -> bytes:
     method = draw(st.sampled_from([b"GET", b"GET", b"POST", b"POST", b"PUT", b"HEAD", b"DELETE", b"CONNECT"]))
-    target = draw(st.sampled_from([b"/r%d" % index, b"/r%d?q=1" % index, b"http://catalog/r%d" % index]))
+    target = draw(
+        st.sampled_from(
+            [b"/r%d" % index] * 4
+            + [b"/r%d?q=1" % index, b"http://catalog/r%d" % index, b"/r%d?" % index + b"q" * 80]
+        )
+    )  # the last one is past this plane's --max-target-bytes (64): a 414
     if method == b"CONNECT":
         target = b"catalog:80"
     version = draw(st.sampled_from([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/2.0"]))
@@ -112,7 +117,8 @@ def request(draw: st.DrawFn, index: int) -> bytes:
     if draw(st.booleans()):
         fields.append((b"Connection", draw(st.sampled_from(CONNECTION_VALUES))))
     plain = st.tuples(
-        st.sampled_from([b"X-A", b"Accept", b"User-Agent"]), st.sampled_from([b"v", b"*/*", b"a b"])
+        st.sampled_from([b"X-A", b"Accept", b"User-Agent"]),
+        st.sampled_from([b"v", b"*/*", b"a b", b"v" * 600]),  # 600 bytes: past --max-header-bytes (512)
     )
     odd = st.tuples(NAMES, VALUES)
     fields += draw(st.lists(st.one_of(plain, plain, plain, plain, plain, odd), max_size=3))

@@ -167,6 +167,34 @@ async def test_a_slow_client_sending_a_byte_at_a_time_still_gets_408(small_plane
     assert refused_with(client.take(), 408, b"header-timeout")
 
 
+async def test_slow_clients_on_real_sockets_get_408_and_the_listener_keeps_serving(servers, telemetry):
+    app = await servers.start(simple_app)
+    sidecar = await start_sidecar(telemetry, app, {}, limits=ListenerLimits(header_timeout_s=0.2))
+    try:
+        slow = [await asyncio.open_connection("127.0.0.1", sidecar.ports["inbound"]) for _ in range(5)]
+        head = b"GET /slow HTTP/1.1\r\nHost: frontend\r\nX-Drip: "
+        for _, writer in slow:
+            writer.write(head)
+        # A byte every 50 ms keeps each connection busy; the head still has to end within 0.2 s.
+        for _ in range(4):
+            await asyncio.sleep(0.05)  # the client's pace, not a wait for the sidecar
+            for reader, writer in slow:
+                if not reader.at_eof():
+                    writer.write(b"x")
+        for reader, writer in slow:
+            [(status, fields, _)] = parse_responses(await read_until_closed(reader))
+            assert (status, fields[b"x-meshui-error"]) == (408, b"header-timeout")
+            writer.close()
+        assert sidecar.plane.metrics.timeouts["header"] == 5
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["inbound"])
+        writer.write(b"GET /a HTTP/1.1\r\nHost: frontend\r\n\r\n")
+        status_line, _, _ = await asyncio.wait_for(read_response(reader), 2)
+        assert status_line.startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        await sidecar.stop()
+
+
 async def test_a_connection_that_never_sends_a_byte_is_closed_after_the_header_timeout(telemetry):
     plane = DataPlane(
         service="frontend",
