@@ -93,7 +93,9 @@ class HttpClient:
     async def _exchange(self, head: bytes, body: bytes) -> HttpResponse:
         if self._writer is None:
             context = ssl.create_default_context() if self.tls else None
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, ssl=context)
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, ssl=context
+            )
         reader, writer = self._reader, self._writer
         assert reader is not None
         writer.write(head + body)
