@@ -93,6 +93,13 @@ def _flags() -> list[tuple[str, dict]]:
                 "help": "client connections per data listener (503 past it)",
             },
         ),
+        (
+            "--max-request-body-bytes",
+            {
+                "default": str(defaults.MAX_REQUEST_BODY_BYTES),
+                "help": "largest request body, 0 for no limit (413 past it)",
+            },
+        ),
     ]
 
 
@@ -160,6 +167,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         header_timeout_s=seconds("--header-timeout", args.header_timeout),
         client_idle_timeout_s=seconds("--client-idle-timeout", args.client_idle_timeout),
         max_connections=integer("--max-connections", args.max_connections),
+        max_request_body_bytes=integer("--max-request-body-bytes", args.max_request_body_bytes),
     )
     problems = limits.validate()
     if problems:

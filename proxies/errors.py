@@ -39,6 +39,7 @@ NO_DESTINATION = LocalError(400, "no-destination", "no Host header and no absolu
 TARGET_TOO_LONG = LocalError(414, "target-too-long", "request-target too long", True)
 HEADERS_TOO_LARGE = LocalError(431, "headers-too-large", "request header fields too large", True)
 TOO_MANY_HEADERS = LocalError(431, "too-many-headers", "too many header fields", True)
+BODY_TOO_LARGE = LocalError(413, "body-too-large", "request body too large", True)
 HEADER_TIMEOUT = LocalError(408, "header-timeout", "request head not received in time", True)
 UNSUPPORTED_TRANSFER_CODING = LocalError(
     501, "unsupported-transfer-coding", "only the chunked transfer coding is supported", True

@@ -19,6 +19,7 @@ MAX_HEADERS = 256  # header fields; more is 431
 HEADER_TIMEOUT_S = 10.0  # first byte of a request head to its blank line; then 408
 CLIENT_IDLE_TIMEOUT_S = 60.0  # keep-alive connection with no request in progress
 MAX_CONNECTIONS = 1024  # per data listener; past it a new connection gets 503 and close
+MAX_REQUEST_BODY_BYTES = 0  # 0: no limit (bodies stream through, with backpressure); else 413
 
 # File descriptors kept for what is not a client connection: the listening sockets, the
 # admin listener, the control channel, telemetry export, logs.
@@ -35,6 +36,7 @@ class ListenerLimits:
     header_timeout_s: float = HEADER_TIMEOUT_S
     client_idle_timeout_s: float = CLIENT_IDLE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
+    max_request_body_bytes: int = MAX_REQUEST_BODY_BYTES
 
     @property
     def head_budget(self) -> int:
@@ -58,6 +60,10 @@ class ListenerLimits:
         ):
             if value < 1:
                 problems.append(f"{flag} must be at least 1, got {value}")
+        if self.max_request_body_bytes < 0:
+            problems.append(
+                f"--max-request-body-bytes must be 0 (no limit) or more, got {self.max_request_body_bytes}"
+            )
         for flag, seconds in (
             ("--header-timeout", self.header_timeout_s),
             ("--client-idle-timeout", self.client_idle_timeout_s),

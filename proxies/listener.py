@@ -189,6 +189,8 @@ class Listener(RequestReader):
             # Inbound, the request goes to the app as HTTP/1.1, which needs a Host (RFC 9112
             # §3.2). Outbound, no Host is the no-destination answer (proxies.outbound).
             raise _Refused(errors.bad_request("no Host field"))
+        if self._max_body and (self._chunked or self._sized_body):
+            self._start_body_count(lines)
         traceparent = self._traceparent
         tracestate = self._tracestate
         trace = plane.trace_incoming(
@@ -227,6 +229,8 @@ class Listener(RequestReader):
             self.pause(PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
+        if self._body_left >= 0:
+            self._count_body(len(body))
         exchange = self._reading
         if exchange is not None:
             exchange.request_body(body)

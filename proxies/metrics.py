@@ -23,6 +23,7 @@ REJECT_REASONS = (
     "headers-too-large",
     "too-many-headers",
     "header-timeout",
+    "body-too-large",
     "unsupported-transfer-coding",
     "internal-error",
 )
@@ -142,7 +143,7 @@ class ProxyMetrics:
             )
         out += [
             "# HELP meshui_proxy_rejected_requests_total Requests refused while their head was"
-            " read (400, 408, 414, 431, 501, 500), by listener and x-meshui-error code.",
+            " read (400, 408, 413, 414, 431, 501, 500), by listener and x-meshui-error code.",
             "# TYPE meshui_proxy_rejected_requests_total counter",
         ]
         for (direction, reason), n in sorted(self.rejected.items()):

@@ -75,6 +75,8 @@ class RequestReader(asyncio.Protocol):
         "_stopped",
         "_max_target",
         "_max_headers",
+        "_max_body",
+        "_body_left",
         "_head_budget",
         "_head_left",
         "_url",
@@ -98,6 +100,7 @@ class RequestReader(asyncio.Protocol):
         self._stopped = False  # nothing more is parsed (closing, or a refusal is pending)
         self._max_target = limits.max_target_bytes
         self._max_headers = limits.max_headers
+        self._max_body = limits.max_request_body_bytes  # 0: no limit
         # Bytes the current head may still take on the wire (counted per read, before the
         # parser sees them); _NOT_IN_HEAD while a body is read. Back to the budget at each
         # message's end, so a head that starts mid-read is counted from the next read on.
@@ -187,6 +190,7 @@ class RequestReader(asyncio.Protocol):
         self._lines: list[bytes] = [b""]
         self._host: bytes | None = None
         self._fields = 0
+        self._body_left = -1  # body bytes the request may still send; -1: not counted
         self._sized_body = False
         self._chunked = False
         self._tokens: list[bytes] | None = None
@@ -280,6 +284,25 @@ class RequestReader(asyncio.Protocol):
         if last != _CHUNKED:
             raise _Refused(errors.bad_request("Transfer-Encoding must end in chunked"))
         raise _Refused(errors.UNSUPPORTED_TRANSFER_CODING)
+
+    def _start_body_count(self, lines: list[bytes]) -> None:
+        """Apply --max-request-body-bytes to a request with a body (only when it is set).
+
+        A declared length past it is refused before anything goes upstream; a chunked body
+        is counted as it arrives (on_body) and refused when it passes it.
+        """
+        if self._chunked:
+            self._body_left = self._max_body
+            return
+        length = http1.field_value(lines, b"content-length")
+        if length is not None and int(length) > self._max_body:  # llhttp checked the digits
+            raise _Refused(errors.BODY_TOO_LARGE)
+
+    def _count_body(self, size: int) -> None:
+        left = self._body_left - size
+        if left < 0:
+            raise _Refused(errors.BODY_TOO_LARGE)
+        self._body_left = left
 
     def _check_version(self) -> None:
         """Only HTTP/1.0 and 1.1 are forwarded (llhttp also takes 0.9 and 2.0 request lines)."""

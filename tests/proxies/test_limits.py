@@ -127,6 +127,52 @@ async def test_more_header_fields_than_max_headers_is_431(small_plane):
     assert refused_with(client.take(), 431, b"too-many-headers")
 
 
+async def test_a_declared_body_past_the_body_limit_is_413_before_anything_goes_upstream(
+    telemetry, fake_upstreams
+):
+    plane = DataPlane(
+        service="frontend",
+        version="v1",
+        app=("127.0.0.1", 9001),
+        telemetry=telemetry,
+        trace_incoming=tracecontext.incoming,
+        trace_sample=0.0,
+        limits=ListenerLimits(max_request_body_bytes=10),
+    )
+    listener, client = client_of(plane, outbound=False)
+    listener.data_received(b"POST /a HTTP/1.1\r\nHost: frontend\r\nContent-Length: 10\r\n\r\n0123456789")
+    await until(lambda: fake_upstreams.connections and fake_upstreams.connections[0].transport.data)
+    assert client.take() == b""
+    listener, client = client_of(plane, outbound=False)
+    listener.data_received(b"POST /a HTTP/1.1\r\nHost: frontend\r\nContent-Length: 11\r\n\r\n0123456789x")
+    assert refused_with(client.take(), 413, b"body-too-large")
+    assert len(fake_upstreams.connections) == 1
+    assert rejected(plane, "inbound", "body-too-large") == 1
+
+
+async def test_a_chunked_body_passing_the_body_limit_is_413_and_its_upstream_connection_closed(
+    telemetry, fake_upstreams
+):
+    plane = DataPlane(
+        service="frontend",
+        version="v1",
+        app=("127.0.0.1", 9001),
+        telemetry=telemetry,
+        trace_incoming=tracecontext.incoming,
+        trace_sample=0.0,
+        limits=ListenerLimits(max_request_body_bytes=10),
+    )
+    listener, client = client_of(plane, outbound=False)
+    listener.data_received(
+        b"POST /a HTTP/1.1\r\nHost: frontend\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n"
+    )
+    upstream = await until(lambda: fake_upstreams.connections and fake_upstreams.connections[0])
+    assert client.take() == b""
+    listener.data_received(b"5\r\n6789x\r\n0\r\n\r\n")
+    assert refused_with(client.take(), 413, b"body-too-large")
+    assert upstream.transport.closing  # the upstream never sees the request complete
+
+
 # timeouts ---------------------------------------------------------------------------------
 
 
@@ -313,6 +359,7 @@ def test_the_limits_come_from_flags_or_the_environment():
     ("flag", "value", "message"),
     [
         ("--max-connections", "0", "--max-connections must be at least 1"),
+        ("--max-request-body-bytes", "-1", "--max-request-body-bytes must be 0 (no limit) or more"),
         ("--max-target-bytes", "lots", "--max-target-bytes must be a whole number"),
         ("--header-timeout", "-1", "--header-timeout must be a number of seconds above 0"),
         ("--client-idle-timeout", "inf", "--client-idle-timeout must be a number of seconds above 0"),

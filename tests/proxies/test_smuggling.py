@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from proxies.limits import ListenerLimits
 from proxies.sidecar import Sidecar
 from tests.proxies.conftest import parse_responses, read_until_closed, start_sidecar
 from tests.proxies.recording_origin import RecordingOrigin
@@ -140,6 +141,8 @@ ATTACKS = [
         405,
     ),
     Attack("after a bad request-target", request(b"GET", b"https://catalog/a") + SMUGGLED, 400),
+    Attack("after 413 on a declared length", post(b"Content-Length: 5000", body=SMUGGLED * 125), 413),
+    Attack("after 413 in a chunked body", post(TE, body=chunked(b"x" * 4000, SMUGGLED * 25)), 413),
     Attack("after 414", request(b"GET", b"/" + b"a" * 17000) + SMUGGLED, 414),
     Attack("after 431 on size", request(b"GET", b"/a", b"X-Big: " + b"b" * 62000) + SMUGGLED, 431),
     Attack(
@@ -175,7 +178,10 @@ async def mesh(telemetry: object) -> AsyncIterator[tuple[RecordingOrigin, Sideca
     origin = RecordingOrigin()
     port = await origin.start()
     sidecar = await start_sidecar(
-        telemetry, port, {"catalog": [{"instance": "c1", "version": "v1", "address": f"127.0.0.1:{port}"}]}
+        telemetry,
+        port,
+        {"catalog": [{"instance": "c1", "version": "v1", "address": f"127.0.0.1:{port}"}]},
+        limits=ListenerLimits(max_request_body_bytes=4096),  # so that a 413 can be tried too
     )
     yield origin, sidecar
     await sidecar.stop()
