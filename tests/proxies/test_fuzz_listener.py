@@ -324,7 +324,9 @@ def run_case(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts:
         trace_incoming=tracecontext.incoming,
         trace_sample=0.0,
         loop=loop,
-        limits=ListenerLimits(max_header_bytes=512, max_target_bytes=64, max_headers=12),
+        limits=ListenerLimits(
+            max_header_bytes=512, max_target_bytes=64, max_headers=12, max_request_body_bytes=64
+        ),
     )
     plane.registry.apply(1, {"catalog": [{"instance": "c1", "version": "v1", "address": "10.0.0.1:1"}]})
     reads = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
