@@ -93,8 +93,7 @@ class Listener(RequestReader):
         plane = self.plane
         metrics = plane.metrics
         if metrics.active_connections[self.direction] >= plane.limits.max_connections:
-            # Refused before anything is read: the fd goes back at once, so the other
-            # listeners (the admin one and /ready included) keep accepting.
+            # Refused unread: the fd goes back at once, so the admin listener keeps accepting.
             self.refused = self._close_after = self._stopped = True
             metrics.count_refused_connection(self.direction)
             self.transport.write(errors.encode(errors.CONNECTION_LIMIT, head_only=False, close=True))
@@ -120,8 +119,7 @@ class Listener(RequestReader):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
-            # Closing (a refused request, or the client's "close"): nothing more is parsed.
-            # A lingering close discards what arrives, up to LINGER_BYTES.
+            # Closing: nothing more is parsed; a lingering close discards up to LINGER_BYTES.
             if self._eof:
                 self._discarded += len(data)
                 if self._discarded > LINGER_BYTES:
