@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from proxies import limits as defaults
 from proxies.control_schema import (
     address_problem,
     proxy_id_problem,
@@ -14,6 +15,7 @@ from proxies.control_schema import (
     version_problem,
 )
 from proxies.endpoints import EndpointsError, parse_address
+from proxies.limits import ListenerLimits
 from proxies.policy import Policy, PolicyError
 from proxies.policy_parser import load_policy_file
 
@@ -40,6 +42,8 @@ class SidecarConfig:
     # The traffic policy the sidecar starts with (docs/policy.md): the --policy file, already
     # validated, or every default. A control channel `config` revision replaces it.
     policy: Policy = field(default_factory=Policy)
+    # What one client connection of a data listener may use (docs/sidecar.md, "Limits").
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
 
 
 def _flags() -> list[tuple[str, dict]]:
@@ -59,6 +63,49 @@ def _flags() -> list[tuple[str, dict]]:
         ("--advertise", {"help": "host:port other sidecars dial (default: --inbound)"}),
         ("--log-level", {"default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR"}),
         ("--policy", {"help": "traffic policy file, YAML or JSON (docs/policy.md)"}),
+        (
+            "--max-target-bytes",
+            {"default": str(defaults.MAX_TARGET_BYTES), "help": "longest request-target (414 past it)"},
+        ),
+        (
+            "--max-header-bytes",
+            {
+                "default": str(defaults.MAX_HEADER_BYTES),
+                "help": "header field bytes per request (431 past it)",
+            },
+        ),
+        (
+            "--max-headers",
+            {"default": str(defaults.MAX_HEADERS), "help": "header fields per request (431 past it)"},
+        ),
+        (
+            "--header-timeout",
+            {
+                "default": str(defaults.HEADER_TIMEOUT_S),
+                "help": "seconds to receive a request head (408 past it)",
+            },
+        ),
+        (
+            "--client-idle-timeout",
+            {
+                "default": str(defaults.CLIENT_IDLE_TIMEOUT_S),
+                "help": "seconds a keep-alive client connection may sit idle",
+            },
+        ),
+        (
+            "--max-connections",
+            {
+                "default": str(defaults.MAX_CONNECTIONS),
+                "help": "client connections per data listener (503 past it)",
+            },
+        ),
+        (
+            "--max-request-body-bytes",
+            {
+                "default": str(defaults.MAX_REQUEST_BODY_BYTES),
+                "help": "largest request body, 0 for no limit (413 past it)",
+            },
+        ),
     ]
 
 
@@ -115,6 +162,31 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         address("--advertise", args.advertise)
         if (problem := address_problem(args.advertise)) is not None:
             parser.error(f"--advertise {problem}")
+
+    def integer(flag: str, value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            parser.error(f"{flag} must be a whole number, got {value!r}")
+
+    def seconds(flag: str, value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            parser.error(f"{flag} must be a number of seconds, got {value!r}")
+
+    limits = ListenerLimits(
+        max_target_bytes=integer("--max-target-bytes", args.max_target_bytes),
+        max_header_bytes=integer("--max-header-bytes", args.max_header_bytes),
+        max_headers=integer("--max-headers", args.max_headers),
+        header_timeout_s=seconds("--header-timeout", args.header_timeout),
+        client_idle_timeout_s=seconds("--client-idle-timeout", args.client_idle_timeout),
+        max_connections=integer("--max-connections", args.max_connections),
+        max_request_body_bytes=integer("--max-request-body-bytes", args.max_request_body_bytes),
+    )
+    problems = limits.validate()
+    if problems:
+        parser.error("; ".join(problems))
     policy = Policy()
     if args.policy:
         try:
@@ -138,4 +210,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         log_level=args.log_level.upper(),
         policy_file=args.policy or None,
         policy=policy,
+        limits=limits,
     )

@@ -22,7 +22,8 @@ from proxies.destination import Destination, compile_destinations
 from proxies.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.healthcheck import HealthChecker
 from proxies.http1 import host_name, split_target
-from proxies.listener import Listener
+from proxies.limits import ListenerLimits
+from proxies.listener import FRESH_TICKS, Listener
 from proxies.metrics import ProxyMetrics
 from proxies.policy import Policy
 from proxies.policy_store import PolicyStore
@@ -58,6 +59,7 @@ class DataPlane:
         "policies",
         "destinations",
         "inbound_limiter",
+        "limits",
         "clock",
         "rng",
         "upstreams",
@@ -84,8 +86,10 @@ class DataPlane:
         policies: PolicyStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
+        self.limits = limits or ListenerLimits()  # what one client connection may use
         self.service = service
         self.version = version
         self.registry = registry or EndpointRegistry()
@@ -233,13 +237,24 @@ class DataPlane:
                     failures.idle_timeout(exchange)
                 else:
                     conn.close()
-        client_idle = self.policies.policy.default.timeouts.idle_s
-        if client_idle is None:
-            return
+        # Client connections: the sidecar's --client-idle-timeout, or the policy's default
+        # idle_s when that is shorter (docs/policy.md).
+        limits = self.limits
+        client_idle = limits.client_idle_timeout_s
+        policy_idle = self.policies.policy.default.timeouts.idle_s
+        if policy_idle is not None and policy_idle < client_idle:
+            client_idle = policy_idle
         ticks = math.ceil(client_idle / SWEEP_S)
+        silent_ticks = FRESH_TICKS + math.ceil(limits.header_timeout_s / SWEEP_S)
         for listener in list(self.clients):
-            listener.idle_ticks += 1
-            if listener.idle_ticks >= ticks and listener.idle():
+            idle_ticks = listener.idle_ticks = listener.idle_ticks + 1
+            if idle_ticks < 0:
+                # Not a byte since accept: a connection held open for nothing gets the header
+                # timeout too (no request to answer 408, so it is just closed).
+                if idle_ticks >= silent_ticks:
+                    self.metrics.count_timeout("header")
+                    listener.close_idle()
+            elif idle_ticks >= ticks and listener.idle():
                 self.metrics.count_timeout("idle")
                 listener.close_idle()
 

@@ -26,11 +26,41 @@ class LocalError:
     headers: tuple[tuple[bytes, bytes], ...] = ()  # extra fields (x-meshui-timeout, retry-after)
 
 
-# Permanent: the request itself is unusable; the client connection is closed because the
-# rest of what it sent cannot be trusted to be framed the way we would skip it.
+# Permanent: the request itself is unusable. Every refused request closes the client
+# connection and nothing more is read from it: the rest of what the client sent cannot be
+# trusted to be framed the way we would skip it (a request smuggled behind a refused one
+# must never be forwarded).
 CONNECT_NOT_SUPPORTED = LocalError(405, "connect-not-supported", "CONNECT is not supported", True)
 BAD_REQUEST_TARGET = LocalError(400, "bad-request-target", "malformed request-target", True)
-NO_DESTINATION = LocalError(400, "no-destination", "no Host header and no absolute-form URI")
+NO_DESTINATION = LocalError(400, "no-destination", "no Host header and no absolute-form URI", True)
+
+# Refused by the listener while a request head is read (counted by code in
+# meshui_proxy_rejected_requests_total; proxies.metrics.REJECT_REASONS lists them).
+TARGET_TOO_LONG = LocalError(414, "target-too-long", "request-target too long", True)
+HEADERS_TOO_LARGE = LocalError(431, "headers-too-large", "request header fields too large", True)
+TOO_MANY_HEADERS = LocalError(431, "too-many-headers", "too many header fields", True)
+BODY_TOO_LARGE = LocalError(413, "body-too-large", "request body too large", True)
+HEADER_TIMEOUT = LocalError(408, "header-timeout", "request head not received in time", True)
+UNSUPPORTED_TRANSFER_CODING = LocalError(
+    501, "unsupported-transfer-coding", "only the chunked transfer coding is supported", True
+)
+INTERNAL_ERROR = LocalError(500, "internal-error", "the sidecar failed on this request", True)
+
+
+def bad_request(message: str) -> LocalError:
+    """Permanent: the bytes are not an HTTP/1.1 request the sidecar can forward safely."""
+    return LocalError(400, "bad-request", message, True)
+
+
+# Transient: the listener is at --max-connections; a new connection gets this and is closed
+# before anything is read from it.
+CONNECTION_LIMIT = LocalError(
+    503,
+    "connection-limit",
+    "too many client connections on this listener",
+    True,
+    headers=((b"retry-after", b"1"),),
+)
 
 
 def unknown_service(name: str, known: object) -> LocalError:

@@ -307,7 +307,9 @@ class Exchange:
                 self.down_pending.append(b"".join(lines))
             return
         if tokens:
-            named = {t for t in tokens if t not in (b"close", b"keep-alive")}
+            # Never the framing: a "Connection: content-length" must not leave the body
+            # forwarded without its length (http1.FRAMING).
+            named = http1.named_fields(tokens)
             if named:
                 lines = http1.drop_named_fields(lines, named, 1)
         lines[0] = http1.status_line(status, reason)

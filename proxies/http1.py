@@ -41,8 +41,13 @@ TRANSFER_CHUNKED = b"transfer-encoding: chunked\r\n"
 CONNECTION_CLOSE = b"connection: close\r\n"
 _TRACESTATE = b"tracestate: "
 
-MAX_HEADERS = 256  # more than this is answered with 431
-MAX_TARGET = 16384  # bytes of request-target; longer is 414
+# Fields that frame the message (RFC 9112 §6) or name its target: never hop-by-hop, even
+# when Connection names them. Dropping Content-Length because a client wrote
+# "Connection: keep-alive, Content-Length" would forward a body without its framing, and
+# the next hop would read that body as the next request (request smuggling).
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# Connection options that name no field.
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
 
 _REASONS = {
     100: b"Continue",
@@ -52,9 +57,12 @@ _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
+    501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
@@ -64,6 +72,15 @@ _REASONS = {
 def connection_tokens(value: bytes) -> list[bytes]:
     """The lower-cased option names of one Connection header value."""
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def named_fields(tokens: list[bytes]) -> set[bytes]:
+    """The fields a Connection header's options name for removal (RFC 9110 §7.6.1).
+
+    ``close`` and ``keep-alive`` name no field, and the framing fields (``FRAMING``) are
+    never removed: the message must reach the next hop framed as it was received.
+    """
+    return {t for t in tokens if t not in _CONNECTION_OPTIONS and t not in FRAMING}
 
 
 def drop_named_fields(lines: list[bytes], names: set[bytes], start: int) -> list[bytes]:

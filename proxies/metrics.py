@@ -17,9 +17,20 @@ from proxies.telemetry.counters import EdgeCounters
 
 # What the listener answers itself while parsing (the x-meshui-error codes): these requests
 # never become an exchange, so telemetry does not count them.
-REJECT_REASONS = ("bad-request", "too-many-headers", "internal-error")
+REJECT_REASONS = (
+    "bad-request",
+    "target-too-long",
+    "headers-too-large",
+    "too-many-headers",
+    "header-timeout",
+    "body-too-large",
+    "unsupported-transfer-coding",
+    "internal-error",
+)
 OVERFLOW_LIMITS = ("max_connections", "max_pending_requests", "max_requests", "max_retries")
-TIMEOUT_KINDS = ("connect", "request", "per-try", "idle")
+# "header" (a client too slow to send a request head) is on the admin port only: it has no edge.
+TIMEOUT_KINDS = ("connect", "request", "per-try", "idle", "header")
+DIRECTIONS = ("inbound", "outbound")
 FAULT_KINDS = ("delay", "abort")
 RATE_LIMIT_SCOPES = ("destination", "source")
 
@@ -34,6 +45,7 @@ class ProxyMetrics:
     __slots__ = (
         "connect_errors",
         "rejected",
+        "refused_connections",
         "active_connections",
         "retries_total",
         "retry_budget_exhausted",
@@ -51,9 +63,8 @@ class ProxyMetrics:
         self.edges = edges if edges is not None else EdgeCounters()
         self.connect_errors: dict[tuple[str, str, str], int] = {}
         # Every series exists from the start, so rate() sees the first rejection.
-        self.rejected = {
-            (direction, reason): 0 for direction in ("inbound", "outbound") for reason in REJECT_REASONS
-        }
+        self.rejected = {(direction, reason): 0 for direction in DIRECTIONS for reason in REJECT_REASONS}
+        self.refused_connections = dict.fromkeys(DIRECTIONS, 0)
         self.active_connections = {"inbound": 0, "outbound": 0, "upstream": 0}
         self.retries_total = 0
         self.retry_budget_exhausted = 0
@@ -116,6 +127,9 @@ class ProxyMetrics:
         key = (direction, reason)
         self.rejected[key] = self.rejected.get(key, 0) + 1
 
+    def count_refused_connection(self, direction: str) -> None:
+        self.refused_connections[direction] += 1
+
     def render(self, extra: Iterable[str] = ()) -> str:
         out = [
             "# HELP meshui_proxy_upstream_connect_errors_total Failed connects (refused, reset,"
@@ -128,14 +142,21 @@ class ProxyMetrics:
                 f'destination="{_label(destination)}",address="{_label(address)}"}} {n}'
             )
         out += [
-            "# HELP meshui_proxy_rejected_requests_total Requests answered 400, 431 or 500 while"
-            " being parsed, by listener and x-meshui-error code.",
+            "# HELP meshui_proxy_rejected_requests_total Requests refused while their head was"
+            " read (400, 408, 413, 414, 431, 501, 500), by listener and x-meshui-error code.",
             "# TYPE meshui_proxy_rejected_requests_total counter",
         ]
         for (direction, reason), n in sorted(self.rejected.items()):
             out.append(
                 f'meshui_proxy_rejected_requests_total{{direction="{direction}",reason="{reason}"}} {n}'
             )
+        out += [
+            "# HELP meshui_proxy_refused_connections_total Client connections answered 503"
+            " connection-limit and closed: the listener was at --max-connections.",
+            "# TYPE meshui_proxy_refused_connections_total counter",
+        ]
+        for direction, n in sorted(self.refused_connections.items()):
+            out.append(f'meshui_proxy_refused_connections_total{{direction="{direction}"}} {n}')
         out += [
             "# HELP meshui_proxy_active_connections Open connections by side.",
             "# TYPE meshui_proxy_active_connections gauge",

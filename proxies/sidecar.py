@@ -17,6 +17,7 @@ from proxies.admin import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.endpoints import EndpointRegistry, EndpointsError
+from proxies.limits import ListenerLimits, within_fd_limit
 from proxies.policy_parser import policy_as_dict
 from proxies.policy_store import PolicyStore
 
@@ -83,6 +84,7 @@ class Sidecar:
             policies=self.policies,
             clock=self.clock,
             rng=self.rng,
+            limits=fit_fd_limit(config.limits),
         )
         self.plane.start()
         if config.endpoints_file:
@@ -222,6 +224,31 @@ class Sidecar:
             "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }
+
+
+def fit_fd_limit(limits: ListenerLimits) -> ListenerLimits:
+    """Raise RLIMIT_NOFILE as far as the connection caps need; lower the caps if it cannot go further."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to fit
+        return limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    fitted, wanted = within_fd_limit(limits, soft, hard)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the file-descriptor limit from %d to %d: %s", soft, wanted, exc)
+            fitted, _ = within_fd_limit(limits, soft, soft)
+    if fitted.max_connections != limits.max_connections:
+        log.warning(
+            "--max-connections %d needs more file descriptors than the limit allows; using %d per listener",
+            limits.max_connections,
+            fitted.max_connections,
+        )
+    return fitted
 
 
 def default_proxy_id(config: SidecarConfig) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from proxies import tracecontext
+from proxies import http1, tracecontext
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
+from proxies.limits import ListenerLimits
 from proxies.sidecar import Sidecar
 from proxies.upstream import ConnectionPool, UpstreamConnection
 from tests.polling import eventually
@@ -74,6 +75,13 @@ class FakeTransport:
         return self.closing
 
     def close(self) -> None:
+        self.closing = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        # What the listener's lingering close does first; the fake counts it as closing.
         self.closing = True
 
     def abort(self) -> None:
@@ -201,6 +209,7 @@ async def start_sidecar(
     services: dict[str, Any],
     service: str = "frontend",
     control: str | None = None,
+    limits: ListenerLimits | None = None,
 ) -> Sidecar:
     """A real Sidecar on loopback with ephemeral ports and a static endpoint set.
 
@@ -221,6 +230,7 @@ async def start_sidecar(
         proxy_id="frontend-v1-test",
         advertise=None,
         log_level="INFO",
+        limits=limits or ListenerLimits(),
     )
     sidecar = Sidecar(config, telemetry, tracecontext.incoming)
     await sidecar.start()
@@ -264,3 +274,42 @@ async def simple_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         pass
     finally:
         writer.close()
+
+
+def parse_responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Every response in ``data``, parsed strictly (llhttp): (status, lower-cased fields, body).
+
+    Raises if the bytes are not a sequence of well-formed responses (a trailing partial one
+    included).
+    """
+    responses: list[tuple[int, dict[bytes, bytes], bytes]] = []
+
+    class Collect:
+        def __init__(self) -> None:
+            self.fields: dict[bytes, bytes] = {}
+            self.body = b""
+            self.begun = 0
+
+        def on_message_begin(self) -> None:
+            self.fields, self.body = {}, b""
+            self.begun += 1
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.fields[name.lower()] = value
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            responses.append((parser.get_status_code(), self.fields, self.body))
+
+    collect = Collect()
+    parser = http1.ResponseParser(collect)
+    parser.feed_data(data)
+    assert collect.begun == len(responses), f"a partial response at the end of {data!r}"
+    return responses
+
+
+async def read_until_closed(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
+    """Everything the peer sends until it closes the connection (fails past ``timeout``)."""
+    return await asyncio.wait_for(reader.read(-1), timeout)

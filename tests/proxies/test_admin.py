@@ -176,6 +176,7 @@ async def test_every_metrics_family_has_one_help_and_one_type_line(servers):
         assert list(parsed) == [
             "meshui_proxy_upstream_connect_errors_total",
             "meshui_proxy_rejected_requests_total",
+            "meshui_proxy_refused_connections_total",
             "meshui_proxy_active_connections",
             "meshui_proxy_retries_total",
             "meshui_proxy_retry_budget_exhausted_total",

@@ -430,7 +430,11 @@ async def test_an_idle_client_connection_is_closed_after_the_idle_timeout(server
     sidecar = await start(telemetry, {"catalog": []}, policy)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.ports["outbound"])
-        await until(lambda: sidecar.plane.clients)
+        # One keep-alive request (the service has no instance: a 503 that keeps the
+        # connection), then nothing: the connection is idle between requests.
+        writer.write(b"GET http://catalog/ HTTP/1.1\r\n\r\n")
+        status, _, _ = await asyncio.wait_for(read_response(reader), 2)
+        assert status.startswith(b"HTTP/1.1 503")
         sidecar.plane.sweep_idle()
         assert not reader.at_eof()
         sidecar.plane.sweep_idle()
