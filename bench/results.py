@@ -26,3 +26,11 @@ def write_section(section: str, path: Path = RESULTS) -> None:
         text = text.rstrip("\n") + "\n\n" + new
     path.write_text(text.rstrip("\n") + "\n")
     print(f"wrote {heading[3:]} to {path}")
+
+
+def report(lines: list[str], write: bool) -> None:
+    """Print a benchmark's section and, unless told not to, write it to RESULTS.md."""
+    section = "\n".join(lines)
+    print("\n" + section)
+    if write:
+        write_section(section)

@@ -31,10 +31,10 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     UPSTREAM,
     free_port,
     measure,
+    report,
     spawn,
     stop_all,
     wait_port,
-    write_section,
 )
 from sidecar_policy import POLICY  # type: ignore[import-not-found]
 
@@ -123,10 +123,7 @@ def main() -> None:
             f"{base['rps']:.0f} / {head['rps']:.0f} |"
         )
     lines.append("")
-    section = "\n".join(lines)
-    print("\n" + section)
-    if not args.no_write:
-        write_section(section)
+    report(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

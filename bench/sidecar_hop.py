@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.results import write_section  # noqa: E402
+from bench.results import report  # noqa: E402
 
 PY = str(ROOT / ".venv/bin/python")
 ENVOY = str(ROOT / ".venv/bin/envoy")
@@ -321,10 +321,7 @@ def main() -> None:
         "wrk reports latency to 10 µs steps at this scale; per-round numbers are printed by the script.",
         "",
     ]
-    section = "\n".join(lines)
-    print("\n" + section)
-    if not args.no_write:
-        write_section(section)
+    report(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

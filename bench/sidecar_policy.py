@@ -36,11 +36,11 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     envoy_config,
     free_port,
     measure,
+    report,
     rss_mb,
     spawn,
     stop_all,
     wait_port,
-    write_section,
 )
 
 POLICY = """
@@ -162,10 +162,7 @@ def main() -> None:
         met = ratio <= target if sense == "<=" else ratio >= target
         lines.append(f"| {label} | {ours:.1f} {unit} | {theirs:.1f} {unit} | {ratio:.2f}x | "
                      f"{sense} {target}x | {'yes' if met else 'NO'} |")
-    section = "\n".join(lines)
-    print("\n" + section)
-    if not args.no_write:
-        write_section(section)
+    report(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
