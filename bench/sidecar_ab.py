@@ -57,13 +57,21 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / 2 / statistics.median(values) if values else 0.0
 
 
+def paired_ratios(head: list[float], base: list[float]) -> list[float]:
+    """head/base within each round: drift between rounds cancels out of each ratio."""
+    return [h / b for h, b in zip(head, base, strict=True) if b > 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="commit to compare against (e.g. main~3)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--scenario", choices=("hop", "policy"), action="append",
+                        help="only this scenario (repeatable; default both)")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
+    scenarios = args.scenario or ["hop", "policy"]
     base_sha = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, check=True,
                               capture_output=True, text=True).stdout.strip()
     head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
@@ -90,13 +98,23 @@ def main() -> None:
         targets = {}
         for label, tree in (("base", base_tree), ("head", ROOT)):
             for scenario, eps, pol in (("hop", hop_endpoints, None), ("policy", endpoints, policy)):
+                if scenario not in scenarios:
+                    continue
                 name = f"{scenario}@{label}"
                 port, proc = sidecar(tree, tmp, name, eps, sink, pol)
                 procs.append(proc)
                 targets[name] = (port, proc)
         for port in (v1, v2, sink, *(p for p, _ in targets.values())):
             wait_port(port)
-        results = measure(targets, args.rounds, args.seconds)
+        # One round at a time, the order reversed every other round: a target measured
+        # last in every round would carry any drift within a round alone.
+        results: dict[str, dict[str, list[float]]] = {}
+        for round_no in range(args.rounds):
+            names = list(targets) if round_no % 2 == 0 else list(reversed(targets))
+            one = measure({name: targets[name] for name in names}, 1, args.seconds)
+            for name, values in one.items():
+                for key, value in values.items():
+                    results.setdefault(name, {}).setdefault(key, []).extend(value)
     finally:
         stop_all(procs)
         subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)
@@ -110,17 +128,19 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians. `hop`: static endpoints, "
         "telemetry on (bench/sidecar_hop.py's setup); `policy`: bench/sidecar_policy.py's full policy.",
         "",
-        "| scenario | CPU/req base (µs) | CPU/req head (µs) | head/base | noise (base rounds) | "
-        "p50 c=1 base / head (µs) | rps c=50 base / head |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | CPU/req base (µs) | CPU/req head (µs) | head/base, median of rounds | "
+        "per-round ratios (min..max) | base's own spread | p50 c=1 base / head (µs) | "
+        "rps c=50 base / head |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for scenario in ("hop", "policy"):
+    for scenario in scenarios:
         base, head = med[f"{scenario}@base"], med[f"{scenario}@head"]
+        ratios = paired_ratios(results[f"{scenario}@head"]["cpu"], results[f"{scenario}@base"]["cpu"])
         noise = spread(results[f"{scenario}@base"]["cpu"])
         lines.append(
-            f"| {scenario} | {base['cpu']:.1f} | {head['cpu']:.1f} | {head['cpu'] / base['cpu']:.3f}x | "
-            f"±{noise * 100:.1f}% | {base['p50']:.0f} / {head['p50']:.0f} | "
-            f"{base['rps']:.0f} / {head['rps']:.0f} |"
+            f"| {scenario} | {base['cpu']:.1f} | {head['cpu']:.1f} | {statistics.median(ratios):.3f}x | "
+            f"{min(ratios):.2f}..{max(ratios):.2f} | ±{noise * 100:.1f}% | "
+            f"{base['p50']:.0f} / {head['p50']:.0f} | {base['rps']:.0f} / {head['rps']:.0f} |"
         )
     lines.append("")
     report(lines, write=not args.no_write)

@@ -35,55 +35,38 @@ FLUSH_MARKER_TTL = MAX_WINDOW
 # ARGV[2] the hashes' TTL, ARGV[3] the most a field may hold (FIELD_LIMIT), then for each
 # hash in KEYS order: its number of fields, then field, increment pairs. Returns
 # {applied, clipped}: applied is 1, or 0 when the batch had been applied before; clipped
-# counts the increments cut (or skipped) so that no field passes the limit.
+# counts the increments cut or refused so that no field passes the limit.
 #
 # Redis does not roll a script back when a command in it fails: the writes before the error
-# stay. So the script first reads and checks every field (a failure there, e.g. WRONGTYPE,
-# aborts it before anything is written, the marker included: the batch stays unapplied and
-# is sent again), and only then sets the marker and writes. The writes cannot fail: each
-# field holds an integer and its increment was cut to keep it within the limit, which is
-# below 2^53, so the Lua doubles below are exact. A field that holds something else than an
-# integer (not written by us) is left alone and its increment counted as clipped.
+# stay. So no command here may fail: each HINCRBY goes through pcall, and one that Redis
+# refuses (a per-second key that is not a hash, a field holding something that is not an
+# integer: neither written by a collector) loses only its own increment, counted as
+# clipped, while the rest of the batch is applied and marked. One foreign key can never
+# stop every flush. No HINCRBY can overflow: a field holds at most FIELD_LIMIT and an
+# increment is cut to FIELD_LIMIT when the batch is sealed, so the sum stays below 2^53
+# (exact in Lua's doubles); a field that passes the limit is set back to it. One HINCRBY a
+# field, as plain increments would cost (bench/collector_flush.py).
 FLUSH_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, 0}
 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local limit = tonumber(ARGV[3])
-local plan = {}
 local clipped = 0
 local at = 4
 for k = 2, #KEYS do
   local last = at + 2 * tonumber(ARGV[at])
   for i = at + 1, last, 2 do
-    local current = redis.call('HGET', KEYS[k], ARGV[i])
-    local increment = ARGV[i + 1]
-    local value = 0
-    if current then
-      if string.match(current, '^%-?%d+$') and string.len(current) <= 16 then
-        value = tonumber(current)
-      else
-        value = nil
-      end
-    end
-    if value == nil or value >= limit then
+    local value = redis.pcall('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+    if type(value) ~= 'number' then
       clipped = clipped + 1
-      increment = nil
-    elseif value + tonumber(increment) > limit then
+    elseif value > limit then
+      redis.call('HSET', KEYS[k], ARGV[i], ARGV[3])
       clipped = clipped + 1
-      increment = string.format('%.0f', limit - value)
-    end
-    if increment then
-      plan[#plan + 1] = {KEYS[k], ARGV[i], increment}
     end
   end
+  redis.pcall('EXPIRE', KEYS[k], ARGV[2])
   at = last + 1
-end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-for _, write in ipairs(plan) do
-  redis.call('HINCRBY', write[1], write[2], write[3])
-end
-for k = 2, #KEYS do
-  redis.call('EXPIRE', KEYS[k], ARGV[2])
 end
 return {1, clipped}
 """

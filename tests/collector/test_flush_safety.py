@@ -66,13 +66,14 @@ async def test_a_poison_point_among_good_ones_from_several_exports_is_rejected_a
     assert edge_requests(redis_url) == 91
 
 
-async def test_a_script_error_partway_applies_nothing_sets_no_marker_and_is_retried_and_counted(
+async def test_a_foreign_key_of_the_wrong_type_loses_only_its_own_increments_and_flushing_goes_on(
     redis_url: str,
 ) -> None:
-    # The batch touches two seconds; the hash of the second one is a string (WRONGTYPE), so
-    # the script fails on it. The old script had already set the marker and written the
-    # first second: its retry then found the marker and the first second's data was all
-    # that ever arrived. Now nothing is written until every field has been read.
+    # The batch touches two seconds; the hash of the second one is a string (WRONGTYPE). The
+    # first script had set the marker and written the first second, then failed: the retry
+    # found the marker, so nothing said the second second was lost. Then a stricter script
+    # failed the whole batch on it, and every flush after it, until someone deleted the key.
+    # Now the refused increments are counted and everything else is applied, once.
     clock = [NOW - 1.0]
     direct = aredis.Redis.from_url(redis_url)
     client = redis_client(redis_url)
@@ -83,24 +84,18 @@ async def test_a_script_error_partway_applies_nothing_sets_no_marker_and_is_retr
         exporter.add_edge("web", "api", 3, 0, {})
         await direct.set(graphstore.key_for(NOW), "not a hash")
 
-        assert await exporter.flush() == 0
-        batch = exporter.writer.unconfirmed_batch
-        assert batch is not None
-        assert exporter.stats.redis_write_errors == 1
-        assert not exporter.availability.available  # new exports get 503 meanwhile
-        assert await direct.exists(batch.marker_key) == 0
-        assert await direct.hget(graphstore.key_for(NOW - 1), REQUESTS) is None
-
-        assert await exporter.flush() == 0  # still failing: retried, counted again
-        assert exporter.stats.redis_write_errors == 2
-
-        await direct.delete(graphstore.key_for(NOW))
         assert await exporter.flush() == 2
         assert await direct.hget(graphstore.key_for(NOW - 1), REQUESTS) == b"2"
-        assert await direct.hget(graphstore.key_for(NOW), REQUESTS) == b"3"
-        assert await direct.exists(batch.marker_key) == 1
-        assert exporter.writer.unconfirmed_batch is None
+        assert await direct.get(graphstore.key_for(NOW)) == b"not a hash"  # left alone
+        assert exporter.writer.clipped == 1  # its one field (requests), counted
+        assert exporter.stats.redis_write_errors == 0
+        assert exporter.writer.unconfirmed_batch is None  # applied and marked: not resent
         assert exporter.availability.available
+
+        clock[0] = NOW + 1.0
+        exporter.add_edge("web", "api", 4, 0, {})
+        assert await exporter.flush() == 1  # the next flush (one field) goes through as usual
+        assert await direct.hget(graphstore.key_for(NOW + 1), REQUESTS) == b"4"
     finally:
         await client.aclose()
         await direct.aclose()
