@@ -308,25 +308,25 @@ def consume_traces(writer: GraphWriter, batch: TraceBatch) -> None:
     connector.flush_pending()
 
 
-@examples()
+@examples(cost=2)
 @given(protobuf_bodies(metrics_requests()))
 def test_fuzz_metrics_protobuf_decoder(body: bytes) -> None:
     run("collector.metrics.protobuf", otlp_metrics.decode_protobuf, body, check_metrics, consume_metrics)
 
 
-@examples()
+@examples(cost=2)
 @given(json_bodies(metrics_requests()))
 def test_fuzz_metrics_json_decoder(body: bytes) -> None:
     run("collector.metrics.json", otlp_metrics.decode_json, body, check_metrics, consume_metrics)
 
 
-@examples()
+@examples(cost=2)
 @given(protobuf_bodies(traces_requests()))
 def test_fuzz_traces_protobuf_decoder(body: bytes) -> None:
     run("collector.traces.protobuf", otlp_traces.decode_protobuf, body, check_traces, consume_traces)
 
 
-@examples()
+@examples(cost=2)
 @given(json_bodies(traces_requests()))
 def test_fuzz_traces_json_decoder(body: bytes) -> None:
     run("collector.traces.json", otlp_traces.decode_json, body, check_traces, consume_traces)

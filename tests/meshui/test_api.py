@@ -222,7 +222,7 @@ WINDOWS = st.one_of(
 
 
 @pytest.mark.fuzz
-@examples()
+@examples(cost=2)
 @given(window=WINDOWS)
 def test_fuzz_the_graph_window_is_200_or_a_400_naming_it(reader: Client, window: str) -> None:
     response = reader.get("/api/v1/graph", {"window": window})

@@ -375,14 +375,14 @@ def check(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts: li
     return str(status) if code is None or status == 500 else f"{status} {code.decode()}"
 
 
-@examples()
+@examples(cost=2)
 @given(streams())
 def test_fuzz_outbound_listener(loop, stream) -> None:
     data, cuts = stream
     outcome("outbound_listener", check(loop, True, data, cuts))
 
 
-@examples()
+@examples(cost=2)
 @given(streams())
 def test_fuzz_inbound_listener(loop, stream) -> None:
     data, cuts = stream
