@@ -102,6 +102,11 @@ def address_problem(value: Any) -> str | None:
     return None
 
 
+def join_address(host: str, port: int) -> str:
+    """(host, port) -> ``host:port``, an IPv6 host in brackets (what ``address_problem`` takes)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def split_address(value: str) -> tuple[str, int]:
     """A checked ``host:port`` (``address_problem`` is None) -> (host, port), IPv6 unbracketed."""
     host, _, port = value.rpartition(":")

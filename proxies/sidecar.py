@@ -107,8 +107,9 @@ class Sidecar:
         self.listening = True
         if config.control:
             from proxies.control import ControlClient  # websockets only when needed
+            from proxies.control_schema import join_address
 
-            inbound = config.advertise or f"{config.inbound[0]}:{config.inbound[1]}"
+            inbound = config.advertise or join_address(*config.inbound)
             self.control = ControlClient(
                 config.control,
                 config.token or "",
@@ -117,7 +118,7 @@ class Sidecar:
                     "service": config.service,
                     "version": config.version,
                     "address": inbound,
-                    "admin": f"{config.admin[0]}:{config.admin[1]}",
+                    "admin": join_address(*config.admin),
                     "pid": os.getpid(),
                     "sidecar_version": SIDECAR_VERSION,
                 },

@@ -63,3 +63,12 @@ def test_every_flag_can_come_from_the_environment():
 def test_a_control_url_without_a_token_is_refused_at_startup():
     with pytest.raises(SystemExit):
         parse_config(["--service", "a", "--version", "v1", "--app", "h:1", "--control", "ws://x"], {})
+
+
+def test_an_ipv6_listener_address_is_sent_in_the_form_meshui_accepts() -> None:
+    from proxies.control_schema import address_problem, join_address, split_address
+
+    assert join_address("::1", 15001) == "[::1]:15001"
+    assert join_address("127.0.0.1", 15001) == "127.0.0.1:15001"
+    assert address_problem(join_address("::1", 15001)) is None
+    assert split_address(join_address("::1", 15001)) == ("::1", 15001)
