@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -109,3 +111,48 @@ def test_a_poison_data_point_is_refused_and_the_good_ones_beside_it_are_counted(
     assert answer.partial_success.rejected_data_points == 1
     assert answer.partial_success.error_message
     assert demo_mesh.settled(edge) == 14
+
+
+SMUGGLED = b"POST /checkout HTTP/1.1\r\nHost: frontend\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_content_length_named_in_connection_smuggles_nothing_to_the_next_caller(
+    demo_mesh: RunningMesh,
+) -> None:
+    """The issue's attack: 8 of 40 victims got the smuggled POST /checkout's answer.
+
+    The attacker's requests and the victims' run at once, so the frontend sidecar's pooled
+    connection to its app is reused by a victim while the app may still answer a smuggled
+    request on it.
+    """
+    attack = (b"POST /checkout HTTP/1.1\r\nHost: frontend\r\nConnection: keep-alive, Content-Length\r\n"
+              b"Content-Length: %d\r\n\r\n%b" % (len(SMUGGLED), SMUGGLED))
+    address = (demo_mesh.config.host, demo_mesh.config.ports(0).inbound)
+
+    def attacker() -> None:
+        for _ in range(20):
+            with socket.create_connection(address, 5) as sock:
+                sock.sendall(attack)
+                sock.settimeout(5)
+                try:
+                    sock.recv(65536)
+                except OSError:
+                    pass
+
+    def victims() -> list[httpx.Response]:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            return [client.get(demo_mesh.frontend() + "/product/42", headers={"host": "frontend"})
+                    for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        attacks = [pool.submit(attacker) for _ in range(2)]
+        answers = [pool.submit(victims) for _ in range(4)]
+        for done in attacks:
+            done.result()
+        got = [response for future in answers for response in future.result()]
+
+    assert len(got) == 40
+    # A product page calls catalog and reviews; the smuggled checkout would call checkout.
+    wrong = [r.json() for r in got if r.status_code != 200
+             or {c["service"] for c in r.json()["calls"]} != {"catalog", "reviews"}]
+    assert wrong == []
