@@ -101,7 +101,9 @@ def test_five_wrong_passwords_lock_the_username_from_that_address_with_a_retry_t
         assert b"didn't match" in response.content
     locked = login(client, "wrong")
     assert locked.status_code == 429
-    assert int(locked["Retry-After"]) == 15 * 60
+    # Counted from the failure's recorded time, so the seconds spent answering come off it
+    # (898 once, on a loaded CI machine).
+    assert 15 * 60 - 30 <= int(locked["Retry-After"]) <= 15 * 60
     text = locked.content.decode()
     assert "Too many failed log-ins." in text
     assert re.search(r"Try again after \d\d:\d\d UTC \(in 15 minutes\)", text), text
