@@ -134,10 +134,14 @@ class Listener(RequestReader):
         left = self._head_left - len(data)
         if left >= 0:
             self._head_left = left
+            stopped: Exception | None
             try:
                 self.parser.feed_data(data)
+                stopped = None
             except (http1.ParseError, http1.UpgradeRequest) as exc:
-                self._parse_stopped(exc, data)
+                stopped = exc
+            if stopped is not None:  # outside the except block: see RequestReader._feed
+                self._parse_stopped(stopped, data)
         else:
             self._feed_bounded(data)
         self.feeding = False

@@ -163,10 +163,15 @@ class RequestReader(asyncio.Protocol):
         """Run the codec over ``data``; False when it stopped (refused, closing, upgraded)."""
         try:
             self.parser.feed_data(data)
+            return True
         except (http1.ParseError, http1.UpgradeRequest) as exc:
-            self._parse_stopped(exc, data)
-            return False
-        return True
+            stopped = exc
+        # Handled outside the except block: an upgrade goes on feeding what follows it, and a
+        # callback error raised in there would get the UpgradeRequest as its __context__ and
+        # lose the refusal that caused it (a pipelined HTTP/2.0 line after an Upgrade request
+        # answered 500; found by make fuzz).
+        self._parse_stopped(stopped, data)
+        return False
 
     def _parse_stopped(self, exc: Exception, data: bytes) -> None:
         """The codec stopped inside ``data``: an upgrade, a refusal, a malformed request, a bug."""

@@ -24,7 +24,7 @@ from unittest import mock
 
 import h11
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proxies import http1, tracecontext
@@ -375,8 +375,14 @@ def check(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts: li
     return str(status) if code is None or status == 500 else f"{status} {code.decode()}"
 
 
+# Found by make fuzz: a refusal behind an Upgrade request answered 500 (see RequestReader._feed).
+AFTER_UPGRADE = (b"GET /r0 HTTP/1.1\r\nHost: catalog\r\nConnection: upgrade\r\nUpgrade: v\r\n\r\n"
+                 b"GET /r1 HTTP/2.0\r\nHost: catalog\r\n\r\n", [])
+
+
 @examples(cost=2)
 @given(streams())
+@example(stream=AFTER_UPGRADE)
 def test_fuzz_outbound_listener(loop, stream) -> None:
     data, cuts = stream
     outcome("outbound_listener", check(loop, True, data, cuts))
@@ -384,6 +390,7 @@ def test_fuzz_outbound_listener(loop, stream) -> None:
 
 @examples(cost=2)
 @given(streams())
+@example(stream=AFTER_UPGRADE)
 def test_fuzz_inbound_listener(loop, stream) -> None:
     data, cuts = stream
     outcome("inbound_listener", check(loop, False, data, cuts))
