@@ -187,9 +187,10 @@ class Listener(RequestReader):
             self._check_version()
         if self._tokens or self._chunked:
             lines = self._checked_fields(lines, http10)
-        if self._host is None and not self.outbound and self._url[:1] == b"/":
-            # Inbound, the request goes to the app as HTTP/1.1, which needs a Host (RFC 9112
-            # §3.2). Outbound, no Host is the no-destination answer (proxies.outbound).
+        if self._host is None and not self.outbound and (not http10 or self._url[:1] == b"/"):
+            # Inbound: an HTTP/1.1 request without Host is a 400 (RFC 9112 §3.2), absolute-form
+            # too; an origin-form one goes to the app as HTTP/1.1, which needs one. Outbound,
+            # no Host is the no-destination answer (proxies.outbound).
             raise _Refused(errors.bad_request("no Host field"))
         if self._max_body and (self._chunked or self._sized_body):
             self._start_body_count(lines)

@@ -388,9 +388,14 @@ def test_fuzz_outbound_listener(loop, stream) -> None:
     outcome("outbound_listener", check(loop, True, data, cuts))
 
 
+# Found by make fuzz: inbound forwarded an absolute-form HTTP/1.1 request that had no Host.
+ABSOLUTE_WITHOUT_HOST = (b"GET http://catalog/r0 HTTP/1.1\r\nX-A: \r\n\r\n\r\nHost: catalog\r\n\r\n", [])
+
+
 @examples(cost=2)
 @given(streams())
 @example(stream=AFTER_UPGRADE)
+@example(stream=ABSOLUTE_WITHOUT_HOST)
 def test_fuzz_inbound_listener(loop, stream) -> None:
     data, cuts = stream
     outcome("inbound_listener", check(loop, False, data, cuts))
