@@ -228,6 +228,9 @@ class Mesh:
         child = self.supervisor.start("meshui", [
             PYTHON, "-m", "uvicorn", "meshui.asgi:application", "--host", self.config.host,
             "--port", str(self.config.meshui_port), "--no-access-log", "--log-level", "warning",
+            # A clean stop still stalls now and then in channels-redis after every socket
+            # closed (seen in a CI run); bound it so a restart never hangs.
+            "--timeout-graceful-shutdown", "5",
         ], self.child_env(), cwd=PROJECT_ROOT)
         self.supervisor.wait_ready(child, http_probe(f"{self.config.dashboard_url}api/v1/graph?window=60"))
         return self.config.dashboard_url
