@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from proxies.endpoints import Endpoint
-from proxies.policy import LoadBalancer, PeakEwma
+from proxies.policy.schema import LoadBalancer, PeakEwma
 
 Clock = Callable[[], float]
 

@@ -10,7 +10,7 @@ that is not there. https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overvi
 
 from __future__ import annotations
 
-from proxies.policy import CircuitBreaker as CircuitBreakerConfig
+from proxies.policy.schema import CircuitBreaker as CircuitBreakerConfig
 
 MAX_CONNECTIONS = "max_connections"
 MAX_PENDING_REQUESTS = "max_pending_requests"

@@ -16,8 +16,8 @@ from proxies.control_schema import (
 )
 from proxies.endpoints import EndpointsError, parse_address
 from proxies.limits import ListenerLimits
-from proxies.policy import Policy, PolicyError
-from proxies.policy_parser import load_policy_file
+from proxies.policy.parser import load_policy_file
+from proxies.policy.schema import Policy, PolicyError
 
 ENV_PREFIX = "MESHUI_SIDECAR_"
 

@@ -21,9 +21,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX
-from proxies.endpoints import EndpointRegistry, EndpointsError
-from proxies.policy import PolicyError
-from proxies.policy_store import PolicyStore, known_versions
+from proxies.endpoints import EndpointRegistry, EndpointsError, known_versions
+from proxies.policy.schema import PolicyError
+from proxies.policy.store import PolicyStore
 
 log = logging.getLogger("proxies.control")
 

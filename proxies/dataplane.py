@@ -25,8 +25,8 @@ from proxies.http1 import host_name, split_target
 from proxies.limits import ListenerLimits
 from proxies.listener import FRESH_TICKS, Listener
 from proxies.metrics import ProxyMetrics
-from proxies.policy import Policy
-from proxies.policy_store import PolicyStore
+from proxies.policy.schema import Policy
+from proxies.policy.store import PolicyStore
 from proxies.ratelimit import RateLimiter, limiter_for
 from proxies.upstream import ConnectionPool, UpstreamConnection
 

@@ -25,7 +25,7 @@ from proxies.balancer import Balancer, estimate_s, make_balancer
 from proxies.circuit import CircuitBreaker
 from proxies.endpoints import Endpoint, EndpointSnapshot, ServiceEndpoints
 from proxies.outlier import OutlierDetector
-from proxies.policy import Policy, ServicePolicy
+from proxies.policy.schema import Policy, ServicePolicy
 from proxies.ratelimit import RateLimiter, limiter_for
 from proxies.retry import RetryBudget
 from proxies.router import Router

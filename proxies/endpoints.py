@@ -205,3 +205,16 @@ class EndpointRegistry:
         for callback in self._on_swap:
             callback(old, snapshot)
         return snapshot
+
+
+def known_versions(snapshot: EndpointSnapshot) -> dict[str, frozenset[str]]:
+    """Service -> versions of its instances, for validating splits.
+
+    A service with no instances is left out: nothing is known about its versions yet, so a
+    policy may already name the versions that are about to start.
+    """
+    return {
+        name: frozenset(e.version for e in entry.endpoints)
+        for name, entry in snapshot.services.items()
+        if entry.endpoints
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxies.policy import Fault
+from proxies.policy.schema import Fault
 
 
 @dataclass(frozen=True, slots=True)

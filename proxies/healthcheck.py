@@ -23,7 +23,7 @@ import httptools
 
 from proxies.endpoints import Endpoint
 from proxies.outlier import OutlierDetector
-from proxies.policy import HealthCheck
+from proxies.policy.schema import HealthCheck
 
 log = logging.getLogger(__name__)
 

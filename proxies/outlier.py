@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxies.endpoints import Endpoint
-from proxies.policy import OutlierDetection
+from proxies.policy.schema import OutlierDetection
 
 EjectionReason = Literal["consecutive_5xx", "consecutive_gateway_errors"]
 GATEWAY_STATUSES = frozenset({502, 503, 504})

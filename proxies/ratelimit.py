@@ -13,7 +13,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 
-from proxies.policy import RateLimit, TokenBucketSpec
+from proxies.policy.schema import RateLimit, TokenBucketSpec
 
 DESTINATION = "destination"
 SOURCE = "source"

@@ -27,8 +27,8 @@ import math
 import random
 from collections.abc import Callable
 
-from proxies.policy import IDEMPOTENT_METHODS, Retries
-from proxies.policy import RetryBudget as RetryBudgetConfig
+from proxies.policy.schema import IDEMPOTENT_METHODS, Retries
+from proxies.policy.schema import RetryBudget as RetryBudgetConfig
 
 REPLAY_LIMIT = 64 * 1024  # request bytes kept for a retry; past this a retry is impossible
 

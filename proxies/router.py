@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from proxies.policy import Fault, ServicePolicy
+from proxies.policy.schema import Fault, ServicePolicy
 
 DEFAULT_ROUTE = "default"
 # Weights are percentages validated to sum to 100 within 1e-6; scaled to integers (thousandths

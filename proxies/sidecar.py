@@ -18,8 +18,8 @@ from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.endpoints import EndpointRegistry, EndpointsError
 from proxies.limits import ListenerLimits, within_fd_limit
-from proxies.policy_parser import policy_as_dict
-from proxies.policy_store import PolicyStore
+from proxies.policy.parser import policy_as_dict
+from proxies.policy.store import PolicyStore
 
 log = logging.getLogger("proxies.sidecar")
 

@@ -9,7 +9,7 @@ import pytest
 
 from proxies.balancer import decayed, make_balancer, observe_rtt
 from proxies.endpoints import Endpoint
-from proxies.policy import PeakEwma
+from proxies.policy.schema import PeakEwma
 
 
 class Clock:

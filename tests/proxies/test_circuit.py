@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxies.circuit import CircuitBreaker
-from proxies.policy import CircuitBreaker as CircuitBreakerConfig
+from proxies.policy.schema import CircuitBreaker as CircuitBreakerConfig
 
 PAIRS = [
     ("max_connections", "try_connection", "end_connection"),

@@ -6,7 +6,7 @@ import pytest
 
 from proxies.control import ControlClient
 from proxies.endpoints import EndpointRegistry
-from proxies.policy_store import PolicyStore
+from proxies.policy.store import PolicyStore
 from tests.proxies.conftest import free_port, until
 from tests.proxies.test_control import TOKEN, FakeMeshui
 

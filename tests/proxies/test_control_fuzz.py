@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from proxies.control import ControlClient
 from proxies.control_schema import NACK_REASON_MAX
 from proxies.endpoints import EndpointRegistry
-from proxies.policy_store import PolicyStore
+from proxies.policy.store import PolicyStore
 from tests.fuzzing import examples, outcome
 
 pytestmark = pytest.mark.fuzz

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxies.faults import FaultDecision, decide
-from proxies.policy import AbortFault, DelayFault, Fault
+from proxies.policy.schema import AbortFault, DelayFault, Fault
 
 N = 20_000
 

@@ -7,7 +7,7 @@ import asyncio
 from proxies.endpoints import Endpoint
 from proxies.healthcheck import HealthChecker, http_probe
 from proxies.outlier import OutlierDetector
-from proxies.policy import HealthCheck, OutlierDetection
+from proxies.policy.schema import HealthCheck, OutlierDetection
 from tests.proxies.conftest import LoopbackServers, free_port, until
 
 

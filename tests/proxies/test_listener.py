@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from proxies.policy_parser import parse_policy
+from proxies.policy.parser import parse_policy
 from tests.proxies.conftest import client_of, until
 
 

@@ -7,7 +7,7 @@ import random
 from proxies.balancer import make_balancer
 from proxies.endpoints import Endpoint, EndpointRegistry
 from proxies.outlier import OutlierDetector
-from proxies.policy import OutlierDetection, PeakEwma
+from proxies.policy.schema import OutlierDetection, PeakEwma
 
 
 class Clock:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from proxies.config import parse_config
-from proxies.policy import (
+from proxies.policy.parser import load_policy_file, parse_policy, policy_as_dict
+from proxies.policy.schema import (
     AbortFault,
     DelayFault,
     Fault,
@@ -17,7 +18,6 @@ from proxies.policy import (
     ServicePolicy,
     TokenBucketSpec,
 )
-from proxies.policy_parser import load_policy_file, parse_policy, policy_as_dict
 
 PAYMENTS = {"payments": frozenset({"v1", "v2"})}
 

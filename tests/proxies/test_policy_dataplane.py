@@ -15,7 +15,7 @@ import orjson
 
 from proxies import tracecontext
 from proxies.config import SidecarConfig
-from proxies.policy_parser import parse_policy
+from proxies.policy.parser import parse_policy
 from proxies.sidecar import Sidecar
 from tests.proxies.conftest import free_port, read_response, until
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxies.endpoints import EndpointRegistry
-from proxies.policy import Policy, PolicyError
-from proxies.policy_store import PolicyStore, known_versions
+from proxies.endpoints import EndpointRegistry, known_versions
+from proxies.policy.schema import Policy, PolicyError
+from proxies.policy.store import PolicyStore
 
 
 def test_it_starts_with_every_default_or_the_policy_it_is_given():

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from proxies.policy import RateLimit, TokenBucketSpec
+from proxies.policy.schema import RateLimit, TokenBucketSpec
 from proxies.ratelimit import RateLimiter, TokenBucket, retry_after_seconds
 
 

@@ -8,8 +8,8 @@ import statistics
 import pytest
 
 from proxies import retry
-from proxies.policy import Retries
-from proxies.policy import RetryBudget as RetryBudgetConfig
+from proxies.policy.schema import Retries
+from proxies.policy.schema import RetryBudget as RetryBudgetConfig
 from proxies.retry import RetryBudget, backoff_s, may_replay, retry_condition
 
 

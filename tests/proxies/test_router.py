@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from proxies.policy_parser import parse_policy
+from proxies.policy.parser import parse_policy
 from proxies.router import Router
 
 NO_HEADERS: dict[bytes, bytes] = {}

@@ -7,7 +7,7 @@ import hashlib
 
 import orjson
 
-from proxies.policy_parser import parse_policy
+from proxies.policy.parser import parse_policy
 from tests.proxies.conftest import free_port, read_response, simple_app, start_sidecar
 
 ROUND_ROBIN = parse_policy({"default": {"load_balancer": "round_robin"}})

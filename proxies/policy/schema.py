@@ -8,7 +8,7 @@ circuit-breaker thresholds and outlier detection.
 This module holds the schema: frozen dataclasses with those defaults, the values they
 accept, and ``PolicyError``. The parser that turns a document into a ``Policy`` (or raises
 ``PolicyError`` naming the offending field, ``services.payments.split``) is
-``proxies.policy_parser``. A rejected document never replaces the policy in force.
+``proxies.policy.parser``. A rejected document never replaces the policy in force.
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxies.endpoints import EndpointSnapshot
-from proxies.policy import Policy
-from proxies.policy_parser import parse_policy
+from proxies.policy.parser import parse_policy
+from proxies.policy.schema import Policy
 
 log = logging.getLogger("proxies.policy")
 
@@ -50,16 +49,3 @@ class PolicyStore:
         for callback in self._subscribers:
             callback(old, policy)
         return policy
-
-
-def known_versions(snapshot: EndpointSnapshot) -> dict[str, frozenset[str]]:
-    """Service -> versions of its instances, for validating splits.
-
-    A service with no instances is left out: nothing is known about its versions yet, so a
-    policy may already name the versions that are about to start.
-    """
-    return {
-        name: frozenset(e.version for e in entry.endpoints)
-        for name, entry in snapshot.services.items()
-        if entry.endpoints
-    }
