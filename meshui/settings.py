@@ -11,7 +11,7 @@ import dj_database_url
 
 from meshui.env import env_bool, env_int, env_list, env_str
 from meshui.layers import channel_layers_for
-from proxies.control_schema import ENDPOINTS_MAX_BYTES
+from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -42,7 +42,7 @@ MESHUI_PUBLIC_READ = env_bool("MESHUI_PUBLIC_READ", False)
 MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
 MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
 # The largest endpoints message meshui sends (docs/control-channel.md); never above what a
-# sidecar accepts (proxies/control_schema.py), so a too-big mesh is an error here, not a
+# sidecar accepts (proxies/mesh/schema.py), so a too-big mesh is an error here, not a
 # disconnect of every sidecar.
 MESHUI_CONTROL_ENDPOINTS_MAX_BYTES = env_int(
     "MESHUI_CONTROL_ENDPOINTS_MAX_BYTES", ENDPOINTS_MAX_BYTES, minimum=1024,

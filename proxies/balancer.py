@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from proxies.endpoints import Endpoint
+from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import LoadBalancer, PeakEwma
 
 Clock = Callable[[], float]

@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxies import limits as defaults
-from proxies.control_schema import (
+from proxies.limits import ListenerLimits
+from proxies.mesh.endpoints import EndpointsError, parse_address
+from proxies.mesh.schema import (
     address_problem,
     proxy_id_problem,
     service_name_problem,
     version_problem,
 )
-from proxies.endpoints import EndpointsError, parse_address
-from proxies.limits import ListenerLimits
 from proxies.policy.parser import load_policy_file
 from proxies.policy.schema import Policy, PolicyError
 
@@ -149,7 +149,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error("--control needs --token (or MESHUI_SIDECAR_TOKEN / MESHUI_CONTROL_TOKEN)")
     if not args.control and not args.endpoints:
         parser.error("give --control (dynamic endpoints) or --endpoints FILE (static set)")
-    # The same rules meshui applies to a hello (control_schema): a sidecar never starts
+    # The same rules meshui applies to a hello (proxies.mesh.schema): a sidecar never starts
     # with a name the control plane would refuse.
     for flag, value, check in (
         ("--service", args.service, service_name_problem),

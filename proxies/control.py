@@ -20,8 +20,8 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX
-from proxies.endpoints import EndpointRegistry, EndpointsError, known_versions
+from proxies.mesh.endpoints import EndpointRegistry, EndpointsError, known_versions
+from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX
 from proxies.policy.schema import PolicyError
 from proxies.policy.store import PolicyStore
 
@@ -146,7 +146,7 @@ class ControlClient:
             proxy=None,  # never route the control channel through HTTP_PROXY (our own sidecar)
             open_timeout=WELCOME_TIMEOUT_S,
             compression=None,
-            # The frame limit meshui keeps its endpoints messages under (control_schema).
+            # The frame limit meshui keeps its endpoints messages under (proxies.mesh.schema).
             max_size=CONTROL_FRAME_MAX_BYTES,
         ) as ws:
             await ws.send(orjson.dumps({"type": "hello", **self.hello}).decode())

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from proxies import failures
 from proxies.destination import Destination, compile_destinations
-from proxies.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.healthcheck import HealthChecker
 from proxies.http1 import host_name, split_target
 from proxies.limits import ListenerLimits
 from proxies.listener import FRESH_TICKS, Listener
+from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.metrics import ProxyMetrics
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore

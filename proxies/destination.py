@@ -23,7 +23,7 @@ from typing import Any
 
 from proxies.balancer import Balancer, estimate_s, make_balancer
 from proxies.circuit import CircuitBreaker
-from proxies.endpoints import Endpoint, EndpointSnapshot, ServiceEndpoints
+from proxies.mesh.endpoints import Endpoint, EndpointSnapshot, ServiceEndpoints
 from proxies.outlier import OutlierDetector
 from proxies.policy.schema import Policy, ServicePolicy
 from proxies.ratelimit import RateLimiter, limiter_for

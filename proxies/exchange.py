@@ -29,8 +29,8 @@ from proxies import errors, failures, http1
 from proxies.retry import REPLAY_LIMIT
 
 if TYPE_CHECKING:
-    from proxies.endpoints import Endpoint
     from proxies.listener import Listener
+    from proxies.mesh.endpoints import Endpoint
     from proxies.ratelimit import RateLimiter
     from proxies.upstream import ConnectionPool, UpstreamConnection
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import httptools
 
-from proxies.endpoints import Endpoint
+from proxies.mesh.endpoints import Endpoint
 from proxies.outlier import OutlierDetector
 from proxies.policy.schema import HealthCheck
 

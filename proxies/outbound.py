@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from proxies.destination import Destination
-    from proxies.endpoints import Endpoint
     from proxies.listener import Listener
+    from proxies.mesh.endpoints import Endpoint
     from proxies.outlier import Ejection
     from proxies.upstream import ConnectionPool, UpstreamConnection
 

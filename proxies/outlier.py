@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from proxies.endpoints import Endpoint
+from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import OutlierDetection
 
 EjectionReason = Literal["consecutive_5xx", "consecutive_gateway_errors"]

@@ -16,8 +16,8 @@ import orjson
 from proxies.admin import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
-from proxies.endpoints import EndpointRegistry, EndpointsError
 from proxies.limits import ListenerLimits, within_fd_limit
+from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.policy.parser import policy_as_dict
 from proxies.policy.store import PolicyStore
 
@@ -107,7 +107,7 @@ class Sidecar:
         self.listening = True
         if config.control:
             from proxies.control import ControlClient  # websockets only when needed
-            from proxies.control_schema import join_address
+            from proxies.mesh.schema import join_address
 
             inbound = config.advertise or join_address(*config.inbound)
             self.control = ControlClient(

@@ -29,8 +29,8 @@ from meshui.broadcast import PROXIES_GROUP, abroadcast, broadcast
 from meshui.redis import get_async_redis, get_redis
 from meshui.registry.models import Instance
 from meshui.registry.settle import current_hold
-from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, ENDPOINTS_MAX_BYTES
-from proxies.endpoints import EndpointsError, validate_services
+from proxies.mesh.endpoints import EndpointsError, validate_services
+from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, ENDPOINTS_MAX_BYTES
 
 logger = logging.getLogger(__name__)
 

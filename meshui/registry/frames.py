@@ -3,7 +3,7 @@
 Pure functions: a frame's text in, a frozen dataclass out, or ``FrameError`` naming the
 field at fault (it goes back to the sidecar as ``{type: error, code, field, reason}``).
 Every name and address of a hello is checked with the sidecar's own rules
-(proxies/control_schema.py), so nothing meshui registers can make a sidecar NACK the
+(proxies/mesh/schema.py), so nothing meshui registers can make a sidecar NACK the
 endpoints message built from it (issue 6).
 """
 
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from proxies.control_schema import (
+from proxies.mesh.schema import (
     NACK_REASON_MAX,
     address_problem,
     proxy_id_problem,
@@ -93,7 +93,7 @@ def _bad(frame: dict[str, Any], name: str, problem: str) -> FrameError:
 
 
 def _checked(frame: dict[str, Any], name: str, check: Any, *, required: bool = True) -> str:
-    """A string field passing one of control_schema's checks ('' when optional and absent)."""
+    """A string field passing one of proxies.mesh.schema's checks ('' when optional and absent)."""
     value = frame.get(name)
     if value is None and not required:
         return ""

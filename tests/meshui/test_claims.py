@@ -9,13 +9,13 @@ import pytest
 from meshui.registry.claims import Holder, hello_verdict
 from meshui.registry.frames import Hello
 from proxies.config import parse_config
-from proxies.control_schema import (
+from proxies.mesh.endpoints import EndpointsError, validate_services
+from proxies.mesh.schema import (
     address_problem,
     proxy_id_problem,
     service_name_problem,
     version_problem,
 )
-from proxies.endpoints import EndpointsError, validate_services
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STALE = timedelta(seconds=15)

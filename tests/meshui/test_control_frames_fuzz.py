@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshui.registry.frames import MAX_FRAME_BYTES, MAX_FRAME_DEPTH, FrameError, Hello, parse_frame
-from proxies.control_schema import address_problem
-from proxies.endpoints import validate_services
+from proxies.mesh.endpoints import validate_services
+from proxies.mesh.schema import address_problem
 from tests.fuzzing import examples, outcome
 
 pytestmark = pytest.mark.fuzz

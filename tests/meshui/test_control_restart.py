@@ -23,7 +23,7 @@ import pytest
 
 from meshui.demo.processes import free_port
 from proxies.control import ControlClient
-from proxies.endpoints import EndpointRegistry, EndpointSnapshot
+from proxies.mesh.endpoints import EndpointRegistry, EndpointSnapshot
 from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

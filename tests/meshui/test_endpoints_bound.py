@@ -18,8 +18,8 @@ from meshui.registry.endpoints import (
     publish_endpoints,
 )
 from meshui.registry.models import Instance, Service
-from proxies.control_schema import CONTROL_FRAME_MAX_BYTES, ENDPOINTS_MAX_BYTES
-from proxies.endpoints import EndpointRegistry
+from proxies.mesh.endpoints import EndpointRegistry
+from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, ENDPOINTS_MAX_BYTES
 from tests.meshui.test_control_channel import hello, receive, receive_until, register, sidecar
 from tests.polling import eventually
 

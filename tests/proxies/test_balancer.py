@@ -8,7 +8,7 @@ import random
 import pytest
 
 from proxies.balancer import decayed, make_balancer, observe_rtt
-from proxies.endpoints import Endpoint
+from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import PeakEwma
 
 

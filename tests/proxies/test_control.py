@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from proxies.control import ControlClient, backoff_delay
-from proxies.endpoints import EndpointRegistry
+from proxies.mesh.endpoints import EndpointRegistry
 from tests.proxies.conftest import free_port, until
 
 TOKEN = "s3cret"

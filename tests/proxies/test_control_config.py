@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxies.control import ControlClient
-from proxies.endpoints import EndpointRegistry
+from proxies.mesh.endpoints import EndpointRegistry
 from proxies.policy.store import PolicyStore
 from tests.proxies.conftest import free_port, until
 from tests.proxies.test_control import TOKEN, FakeMeshui

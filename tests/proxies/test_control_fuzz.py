@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxies.control import ControlClient
-from proxies.control_schema import NACK_REASON_MAX
-from proxies.endpoints import EndpointRegistry
+from proxies.mesh.endpoints import EndpointRegistry
+from proxies.mesh.schema import NACK_REASON_MAX
 from proxies.policy.store import PolicyStore
 from tests.fuzzing import examples, outcome
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxies.config import parse_config
-from proxies.endpoints import EndpointRegistry, EndpointsError
+from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 
 SET = {
     "catalog": [
@@ -66,7 +66,7 @@ def test_a_control_url_without_a_token_is_refused_at_startup():
 
 
 def test_an_ipv6_listener_address_is_sent_in_the_form_meshui_accepts() -> None:
-    from proxies.control_schema import address_problem, join_address, split_address
+    from proxies.mesh.schema import address_problem, join_address, split_address
 
     assert join_address("::1", 15001) == "[::1]:15001"
     assert join_address("127.0.0.1", 15001) == "127.0.0.1:15001"

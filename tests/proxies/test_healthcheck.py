@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from proxies.endpoints import Endpoint
 from proxies.healthcheck import HealthChecker, http_probe
+from proxies.mesh.endpoints import Endpoint
 from proxies.outlier import OutlierDetector
 from proxies.policy.schema import HealthCheck, OutlierDetection
 from tests.proxies.conftest import LoopbackServers, free_port, until

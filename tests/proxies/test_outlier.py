@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from proxies.balancer import make_balancer
-from proxies.endpoints import Endpoint, EndpointRegistry
+from proxies.mesh.endpoints import Endpoint, EndpointRegistry
 from proxies.outlier import OutlierDetector
 from proxies.policy.schema import OutlierDetection, PeakEwma
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxies.endpoints import EndpointRegistry, known_versions
+from proxies.mesh.endpoints import EndpointRegistry, known_versions
 from proxies.policy.schema import Policy, PolicyError
 from proxies.policy.store import PolicyStore
 

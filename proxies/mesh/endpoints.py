@@ -12,9 +12,9 @@ swap neither forgets a latency estimate nor lets an ejected instance back early.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any
 
-from proxies.control_schema import (
+from proxies.mesh.schema import (
     address_problem,
     proxy_id_problem,
     service_name_problem,
@@ -22,12 +22,6 @@ from proxies.control_schema import (
     split_address,
     version_problem,
 )
-
-
-class EndpointSpec(TypedDict):
-    instance: str
-    version: str
-    address: str
 
 
 class EndpointsError(ValueError):
@@ -147,7 +141,7 @@ def validate_services(services: Any) -> dict[str, list[tuple[str, str, str, int]
         raise EndpointsError("services: must be an object of service name -> list of instances")
     out: dict[str, list[tuple[str, str, str, int]]] = {}
     for name, instances in services.items():
-        # The names and addresses meshui accepts in a hello: one definition (control_schema).
+        # The names and addresses meshui accepts in a hello: one definition (proxies.mesh.schema).
         problem = service_name_problem(name)
         if problem is not None:
             printable = isinstance(name, str) and name.isprintable() and len(name) <= 80

@@ -1,7 +1,7 @@
 """What may travel on the control channel: the one definition of a valid name and address.
 
-The sidecar checks an ``endpoints`` message (proxies/endpoints.py ``validate_services``) and
-its own flags (proxies/config.py) with these functions, and meshui checks every ``hello``
+The sidecar checks an ``endpoints`` message (``proxies.mesh.endpoints.validate_services``) and
+its own flags (``proxies.config``) with these functions, and meshui checks every ``hello``
 with the very same ones (meshui/registry/frames.py), so meshui can never register a name
 that would make every sidecar NACK the next endpoints push (issue 6: one hello with service
 ``Evil:Name`` did exactly that). Pure, no I/O, no imports beyond the standard library:
