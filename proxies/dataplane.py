@@ -1,7 +1,7 @@
 """What the data path shares across connections: identity, endpoints, policy, pools, counters.
 
 The traffic policy in force (``PolicyStore``) and the endpoint set (``EndpointRegistry``)
-are compiled into one table of ``Destination`` snapshots (``proxies.destination``), rebuilt
+are compiled into one table of ``Destination`` snapshots (``proxies.traffic.destination``), rebuilt
 and swapped by reference whenever either changes. A background task (``run``) does what
 no request triggers: the outlier detectors' sweeps, idle timeouts, and the active health
 checks of destinations that configure them.
@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proxies import failures
-from proxies.destination import Destination, compile_destinations
 from proxies.healthcheck import HealthChecker
 from proxies.http1 import host_name, split_target
 from proxies.limits import ListenerLimits
@@ -27,7 +26,8 @@ from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.metrics import ProxyMetrics
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
-from proxies.ratelimit import RateLimiter, limiter_for
+from proxies.traffic.destination import Destination, compile_destinations
+from proxies.traffic.ratelimit import RateLimiter, limiter_for
 from proxies.upstream import ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:

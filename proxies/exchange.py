@@ -26,12 +26,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from proxies import errors, failures, http1
-from proxies.retry import REPLAY_LIMIT
+from proxies.traffic.retry import IDEMPOTENT_METHOD_BYTES, REPLAY_LIMIT
 
 if TYPE_CHECKING:
     from proxies.listener import Listener
     from proxies.mesh.endpoints import Endpoint
-    from proxies.ratelimit import RateLimiter
+    from proxies.traffic.ratelimit import RateLimiter
     from proxies.upstream import ConnectionPool, UpstreamConnection
 
 log = logging.getLogger("proxies.exchange")
@@ -92,7 +92,7 @@ class Exchange:
         self.head = head
         self.chunked_req = chunked_req
         self.has_body = has_body
-        self.retry_ok = not has_body or method in http1.IDEMPOTENT_METHODS  # see proxies.retry
+        self.retry_ok = not has_body or method in IDEMPOTENT_METHOD_BYTES  # see proxies.traffic.retry
         self.expect_continue = expect_continue
         self.client_keep_alive = client_keep_alive
         self.http10 = http10
@@ -378,7 +378,7 @@ class Exchange:
         """Count the try's outcome against its instance (the local app has no outlier detection)."""
 
     def try_failed(self, error: str, reason: str, timeout_kind: str | None = None) -> None:
-        """A try got no response (``error``, a ``proxies.retry`` name): the app is unavailable."""
+        """A try got no response (``error``, a ``proxies.traffic.retry`` name): the app is unavailable."""
         failures.answer(self, errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
 
     # endings --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ or a cut connection. What a failed *try* means is the exchange's own call, throu
 hooks ``end_try`` and ``try_failed``: inbound, the local app is unavailable; outbound, the
 destination's retry policy decides, in the last part of this module: another try on
 another instance after a backoff, within the attempts, the retry budget and the circuit
-breaker's ``max_retries`` (the decisions are ``proxies.retry``'s), or the answer.
+breaker's ``max_retries`` (the decisions are ``proxies.traffic.retry``'s), or the answer.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxies import errors
-from proxies.circuit import MAX_RETRIES
-from proxies.retry import (
+from proxies.traffic.circuit import MAX_RETRIES
+from proxies.traffic.retry import (
     CONNECT_FAILURE,
     PER_TRY_TIMEOUT,
     RESET,

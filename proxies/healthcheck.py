@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 import httptools
 
 from proxies.mesh.endpoints import Endpoint
-from proxies.outlier import OutlierDetector
 from proxies.policy.schema import HealthCheck
+from proxies.traffic.outlier import OutlierDetector
 
 log = logging.getLogger(__name__)
 

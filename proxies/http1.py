@@ -31,9 +31,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# Methods a proxy may repeat without changing the outcome (RFC 9110 §9.2.2).
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-
 CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 HEADER_SEP = b": "

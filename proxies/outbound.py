@@ -25,18 +25,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import errors, failures, faults, http1
-from proxies.circuit import MAX_CONNECTIONS, MAX_PENDING_REQUESTS, MAX_REQUESTS
+from proxies import errors, failures, http1
 from proxies.exchange import PAUSE_CONNECT, PAUSE_UPSTREAM_FULL, Exchange
-from proxies.retry import may_replay, retry_condition
+from proxies.traffic import faults
+from proxies.traffic.circuit import MAX_CONNECTIONS, MAX_PENDING_REQUESTS, MAX_REQUESTS
+from proxies.traffic.retry import may_replay, retry_condition
 
 if TYPE_CHECKING:
     import asyncio
 
-    from proxies.destination import Destination
     from proxies.listener import Listener
     from proxies.mesh.endpoints import Endpoint
-    from proxies.outlier import Ejection
+    from proxies.traffic.destination import Destination
+    from proxies.traffic.outlier import Ejection
     from proxies.upstream import ConnectionPool, UpstreamConnection
 
 EXACT_TIMER_BELOW_S = 1.0  # shorter request timeouts get their own loop timer

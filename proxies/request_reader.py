@@ -228,7 +228,7 @@ class RequestReader(asyncio.Protocol):
                 self._host = value
             elif lname == b"content-length":
                 # A body exists only for a length above 0 (llhttp has checked the digits):
-                # "Content-Length: 0" leaves a POST retry-safe (proxies.retry).
+                # "Content-Length: 0" leaves a POST retry-safe (proxies.traffic.retry).
                 self._sized_body = value.strip(b" \t0") != b""
             elif lname == b"traceparent":
                 self._traceparent = value

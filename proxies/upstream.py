@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from proxies import failures, http1
 
 if TYPE_CHECKING:
-    from proxies.circuit import CircuitBreaker
     from proxies.dataplane import DataPlane
     from proxies.exchange import Exchange
+    from proxies.traffic.circuit import CircuitBreaker
 
 log = logging.getLogger("proxies.upstream")
 

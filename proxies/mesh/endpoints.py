@@ -40,11 +40,11 @@ class Endpoint:
         "port",
         "outstanding",
         "requests_total",
-        # proxies/balancer.py (peak-EWMA): the RTT estimate in seconds (None until the
+        # proxies/traffic/balancer.py (peak-EWMA): the RTT estimate in seconds (None until the
         # balancer first looks at the instance) and when it was last updated (clock seconds).
         "ewma_s",
         "ewma_stamp",
-        # proxies/outlier.py (Envoy's outlier detection), see OutlierDetector.
+        # proxies/traffic/outlier.py (Envoy's outlier detection), see OutlierDetector.
         "consecutive_5xx",
         "consecutive_gateway",
         "ejected_until",  # 0.0 = not ejected; else when the sweep may return it

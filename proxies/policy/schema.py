@@ -23,7 +23,6 @@ LOAD_BALANCERS: tuple[str, ...] = get_args(LoadBalancer)
 
 # Conditions a retry may be for (Envoy's retry_on vocabulary, the ones HTTP/1.1 has).
 RETRY_ON_CONDITIONS = frozenset({"connect-failure", "refused-stream", "reset", "gateway-error"})
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 class PolicyError(ValueError):

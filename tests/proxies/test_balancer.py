@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from proxies.balancer import decayed, make_balancer, observe_rtt
 from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import PeakEwma
+from proxies.traffic.balancer import decayed, make_balancer, observe_rtt
 
 
 class Clock:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxies.circuit import CircuitBreaker
 from proxies.policy.schema import CircuitBreaker as CircuitBreakerConfig
+from proxies.traffic.circuit import CircuitBreaker
 
 PAIRS = [
     ("max_connections", "try_connection", "end_connection"),

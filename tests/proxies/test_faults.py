@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from proxies.faults import FaultDecision, decide
 from proxies.policy.schema import AbortFault, DelayFault, Fault
+from proxies.traffic.faults import FaultDecision, decide
 
 N = 20_000
 

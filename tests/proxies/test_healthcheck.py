@@ -6,8 +6,8 @@ import asyncio
 
 from proxies.healthcheck import HealthChecker, http_probe
 from proxies.mesh.endpoints import Endpoint
-from proxies.outlier import OutlierDetector
 from proxies.policy.schema import HealthCheck, OutlierDetection
+from proxies.traffic.outlier import OutlierDetector
 from tests.proxies.conftest import LoopbackServers, free_port, until
 
 

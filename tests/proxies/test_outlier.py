@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from proxies.balancer import make_balancer
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry
-from proxies.outlier import OutlierDetector
 from proxies.policy.schema import OutlierDetection, PeakEwma
+from proxies.traffic.balancer import make_balancer
+from proxies.traffic.outlier import OutlierDetector
 
 
 class Clock:

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from proxies.errors import rate_limited
 from proxies.policy.schema import RateLimit, TokenBucketSpec
-from proxies.ratelimit import RateLimiter, TokenBucket, retry_after_seconds
+from proxies.traffic.ratelimit import RateLimiter, TokenBucket
 
 
 class FakeClock:
@@ -71,7 +72,7 @@ def test_a_bucket_that_cannot_hold_a_token_never_admits():
 
 @pytest.mark.parametrize(("wait", "header"), [(0.01, 1), (1.0, 1), (1.2, 2), (59.5, 60)])
 def test_retry_after_is_whole_seconds_rounded_up(wait, header):
-    assert retry_after_seconds(wait) == header
+    assert (b"retry-after", b"%d" % header) in rate_limited("payments", "destination", wait).headers
 
 
 def test_the_destination_bucket_is_shared_by_every_caller():

@@ -7,10 +7,10 @@ import statistics
 
 import pytest
 
-from proxies import retry
 from proxies.policy.schema import Retries
 from proxies.policy.schema import RetryBudget as RetryBudgetConfig
-from proxies.retry import RetryBudget, backoff_s, may_replay, retry_condition
+from proxies.traffic import retry
+from proxies.traffic.retry import RetryBudget, backoff_s, may_replay, retry_condition
 
 
 class FakeClock:

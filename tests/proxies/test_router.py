@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from proxies.policy.parser import parse_policy
-from proxies.router import Router
+from proxies.traffic.router import Router
 
 NO_HEADERS: dict[bytes, bytes] = {}
 

@@ -27,7 +27,7 @@ import math
 import random
 from collections.abc import Callable
 
-from proxies.policy.schema import IDEMPOTENT_METHODS, Retries
+from proxies.policy.schema import Retries
 from proxies.policy.schema import RetryBudget as RetryBudgetConfig
 
 REPLAY_LIMIT = 64 * 1024  # request bytes kept for a retry; past this a retry is impossible
@@ -43,8 +43,11 @@ ERRORS = frozenset({CONNECT_FAILURE, REFUSED_STREAM, RESET, PER_TRY_TIMEOUT})
 RETRIABLE_STATUS_CODES = "retriable-status-codes"
 
 GATEWAY_ERRORS = frozenset({502, 503, 504})
-# http1 hands methods over as bytes; policy and tests speak str. Both are accepted.
-_IDEMPOTENT_BYTES = frozenset(m.encode() for m in IDEMPOTENT_METHODS)
+
+# Methods a proxy may repeat without changing the outcome (RFC 9110 §9.2.2). The codec hands
+# methods over as bytes (the exchange checks those); policy and tests speak str.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+IDEMPOTENT_METHOD_BYTES = frozenset(m.encode("ascii") for m in IDEMPOTENT_METHODS)
 
 
 def retry_on_fresh_connection(
@@ -102,7 +105,7 @@ def may_replay(
         return False
     if retries.retry_non_idempotent:
         return True
-    return method in IDEMPOTENT_METHODS or method in _IDEMPOTENT_BYTES
+    return method in IDEMPOTENT_METHODS or method in IDEMPOTENT_METHOD_BYTES
 
 
 # 2**63 * any sane base is far past any cap; beyond it float conversion would overflow.

@@ -24,11 +24,6 @@ MAX_SOURCES = 10_000  # per-source buckets kept; the least recently used is drop
 _EPSILON = 1e-9
 
 
-def retry_after_seconds(wait_s: float) -> int:
-    """A wait as the ``Retry-After`` header's whole seconds, rounded up, at least 1."""
-    return max(1, math.ceil(wait_s))
-
-
 class TokenBucket:
     """``burst`` tokens at most, refilled at ``requests_per_second``; a request takes one."""
 

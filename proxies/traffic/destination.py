@@ -21,14 +21,14 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxies.balancer import Balancer, estimate_s, make_balancer
-from proxies.circuit import CircuitBreaker
 from proxies.mesh.endpoints import Endpoint, EndpointSnapshot, ServiceEndpoints
-from proxies.outlier import OutlierDetector
 from proxies.policy.schema import Policy, ServicePolicy
-from proxies.ratelimit import RateLimiter, limiter_for
-from proxies.retry import RetryBudget
-from proxies.router import Router
+from proxies.traffic.balancer import Balancer, estimate_s, make_balancer
+from proxies.traffic.circuit import CircuitBreaker
+from proxies.traffic.outlier import OutlierDetector
+from proxies.traffic.ratelimit import RateLimiter, limiter_for
+from proxies.traffic.retry import RetryBudget
+from proxies.traffic.router import Router
 
 Clock = Callable[[], float]
 
