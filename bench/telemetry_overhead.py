@@ -24,8 +24,12 @@ from google.protobuf.internal import api_implementation  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 from bench.results import write_section  # noqa: E402
-from proxies import tracecontext  # noqa: E402
-from proxies.telemetry import Resource, SpanData, Telemetry  # noqa: E402
+from proxies.telemetry import (  # noqa: E402
+    Resource,
+    SpanData,
+    Telemetry,
+    tracecontext,  # noqa: E402
+)
 from proxies.telemetry.aggregate import RequestAggregator  # noqa: E402
 from proxies.telemetry.encode import MetricsEncoder, encode_spans, resource_proto  # noqa: E402
 

@@ -8,7 +8,7 @@ since service names may hold any printable):
 
     e␟<src>␟<dst>␟n        requests on the edge src -> dst (client side view)
     e␟<src>␟<dst>␟x        of which errors (5xx, or a failed span)
-    e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see collector.histogram)
+    e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see proxies.telemetry.histogram)
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
     r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from collector import histogram
+from proxies.telemetry import histogram
 
 log = logging.getLogger(__name__)
 

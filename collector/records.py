@@ -95,8 +95,8 @@ class TraceBatch:
 class SidecarPoint:
     """One data point of ``meshui.proxy.request.duration`` from a sidecar.
 
-    ``latency`` is already remapped onto ``collector.histogram``'s buckets, so cumulative
-    points can be differenced bucket by bucket.
+    ``latency`` is already remapped onto ``proxies.telemetry.histogram``'s buckets, so
+    cumulative points can be differenced bucket by bucket.
     """
 
     stream: tuple[object, ...]  # identity of the time series, for cumulative state

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from collector.errors import ConfigError
 from collector.graphstore import UNKNOWN
-from collector.histogram import bucket_index
 from collector.records import (
     SPAN_KIND_CLIENT,
     SPAN_KIND_CONSUMER,
@@ -32,6 +31,7 @@ from collector.records import (
     TraceBatch,
 )
 from collector.stats import CollectorStats
+from proxies.telemetry.histogram import bucket_index
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Pure: the protobuf and the OTLP/JSON decoder (``otlp_metrics``) read their fields into plain
 values and call these, so both encodings pass exactly the same rules
 (``collector.validation``). Latency histograms are remapped here onto
-``collector.histogram``'s buckets, so cumulative points can be differenced bucket by bucket.
+``proxies.telemetry.histogram``'s buckets (the layout the sidecars emit), so cumulative
+points can be differenced bucket by bucket.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from collector import histogram, validation
+from collector import validation
 from collector.otlp_common import Resource, is_true
 from collector.records import TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA, SidecarCounter, SidecarPoint
 from collector.validation import Rejected
+from proxies.telemetry import histogram
 
 SIDECAR_METRIC = "meshui.proxy.request.duration"
 # Policy counter -> the key it has in an edge's ``events`` (collector.graphstore.EDGE_EVENTS).

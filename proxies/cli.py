@@ -23,9 +23,8 @@ def setup_logging(level: str) -> None:
 
 
 async def run(config: SidecarConfig) -> None:
-    from proxies import tracecontext
     from proxies.sidecar import Sidecar, default_proxy_id
-    from proxies.telemetry import Resource, SpanData, Telemetry
+    from proxies.telemetry import Resource, SpanData, Telemetry, tracecontext
 
     proxy_id = config.proxy_id or default_proxy_id(config)
     telemetry = Telemetry(

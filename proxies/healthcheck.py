@@ -19,8 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import httptools
-
+from proxies import http1
 from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import HealthCheck
 from proxies.traffic.outlier import OutlierDetector
@@ -32,7 +31,7 @@ USER_AGENT = b"meshui-healthcheck/1"
 
 
 class _Status:
-    """httptools callbacks: note when the response head is complete."""
+    """Codec callbacks: note when the response head is complete."""
 
     __slots__ = ("done",)
 
@@ -59,14 +58,14 @@ async def http_probe(endpoint: Endpoint, path: str, timeout_s: float) -> bool:
             reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
             writer.write(request)
             status = _Status()
-            parser = httptools.HttpResponseParser(status)
+            parser = http1.ResponseParser(status)
             while not status.done:
                 data = await reader.read(4096)
                 if not data:
                     return False
                 try:
                     parser.feed_data(data)
-                except httptools.HttpParserError:
+                except http1.ParseError:
                     # Bytes after the head (a body on a 204, say) are not the probe's concern.
                     if not status.done:
                         return False

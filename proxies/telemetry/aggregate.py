@@ -1,10 +1,11 @@
 """Request durations aggregated in process, per export interval: the sidecar's hot path.
 
 A request appends plain values to one ``Point`` per distinct attribute set (count, sum,
-min, max and an exponential histogram at scale 3 in milliseconds, the same bucket index
-as ``collector.histogram`` so sidecar and collector histograms merge exactly). The export
-task swaps the whole interval out with one reference swap: on one event loop nothing can
-run between reading the old dict and installing the new one, so no lock is needed.
+min, max and an exponential histogram at scale 3 in milliseconds, the bucket index of
+``proxies.telemetry.histogram``, so sidecar and collector histograms merge exactly). The
+export task swaps the whole interval out with one reference swap: on one event loop
+nothing can run between reading the old dict and installing the new one, so no lock is
+needed.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from collector import histogram
+from proxies.telemetry import histogram
 
-# The bucket formula of collector.histogram.bucket_index, inlined: a Python call costs
-# ~70 ns, a third of record() (measured in bench/telemetry_overhead.py). A test asserts
-# that both agree on every edge.
+# The bucket formula of histogram.bucket_index, inlined: a Python call costs ~70 ns, a
+# third of record() (measured in bench/telemetry_overhead.py). A test asserts that both
+# agree on every edge.
 _FACTOR = (2**histogram.SCALE) / math.log(2)
 _LOW_MS = 0.001
 MIN_INDEX = histogram.MIN_INDEX
@@ -33,7 +34,7 @@ AttributeSet = tuple[str, str, str, str, int, bool]
 
 
 def bucket_index(value_ms: float) -> int:
-    """Same as collector.histogram.bucket_index for positive finite values (the inlined form)."""
+    """Same as histogram.bucket_index for positive finite values (the inlined form)."""
     if value_ms <= _LOW_MS:
         return MIN_INDEX
     index = _ceil(_log(value_ms) * _FACTOR) - 1

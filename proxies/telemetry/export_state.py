@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from proxies.telemetry.retry import Backoff
+from proxies.telemetry.export_retry import Backoff
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """A minimal HTTP/1.1 client for OTLP exports: one keep-alive connection, on the event loop.
 
-Just enough to POST a protobuf body and read the response with httptools (llhttp), so
-exports never need a thread or a blocking library on the proxy's loop.
+Just enough to POST a protobuf body and read the response with the sidecar's codec
+(``proxies.http1``, llhttp), so exports never need a thread or a blocking library on the
+proxy's loop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httptools
+from proxies import http1
 
 
 class HttpError(ConnectionError):
@@ -26,7 +27,7 @@ class HttpResponse:
 
 
 class _ResponseReader:
-    """httptools callbacks collecting one response."""
+    """Codec callbacks collecting one response."""
 
     __slots__ = ("headers", "body", "complete")
 
@@ -101,7 +102,7 @@ class HttpClient:
         writer.write(head + body)
         await writer.drain()
         collected = _ResponseReader()
-        parser = httptools.HttpResponseParser(collected)
+        parser = http1.ResponseParser(collected)
         received_any = False
         while not collected.complete:
             data = await reader.read(65536)
@@ -113,7 +114,7 @@ class HttpClient:
             received_any = True
             try:
                 parser.feed_data(data)
-            except httptools.HttpParserError as error:
+            except http1.ParseError as error:
                 raise HttpError(f"bad HTTP response: {error}") from error
         # llhttp's should_keep_alive() is reset once the message completes: decide here.
         connection = collected.headers.get("connection", "").lower()

@@ -27,11 +27,11 @@ from proxies.telemetry.encode import (
     rejected_in_response,
     resource_proto,
 )
+from proxies.telemetry.export_retry import Backoff, Outcome, classify, parse_retry_after
 from proxies.telemetry.export_state import Batch, SignalExport
 from proxies.telemetry.http_client import HttpClient, HttpError
 from proxies.telemetry.model import Resource, SpanData
 from proxies.telemetry.prometheus import prometheus_text
-from proxies.telemetry.retry import Backoff, Outcome, classify, parse_retry_after
 
 log = logging.getLogger(__name__)
 

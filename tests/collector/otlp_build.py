@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import histogram
+from proxies.telemetry import histogram
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

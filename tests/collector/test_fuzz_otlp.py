@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import graphstore, histogram, otlp_metrics, otlp_traces, validation
+from collector import graphstore, otlp_metrics, otlp_traces, validation
 from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.errors import InvalidRequest
 from collector.graphwriter import GraphWriter
@@ -31,6 +31,7 @@ from collector.service import Collector, CollectorConfig
 from collector.servicegraph import ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConnector
 from collector.sidecar_points import SIDECAR_COUNTERS, SIDECAR_METRIC
+from proxies.telemetry import histogram
 from tests.collector.otlp_build import T0, set_attributes, to_json_dict
 from tests.collector.test_receiver_counts import call
 from tests.fuzzing import examples, outcome

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector import graphstore, graphwriter, histogram
+from collector import graphstore, graphwriter
 from collector.otlp_metrics import explicit_latency, exponential_latency
 from collector.records import MetricBatch, SidecarPoint
 from collector.sidecar_metrics import SidecarMetricsConnector
+from proxies.telemetry import histogram
 
 
 def point(

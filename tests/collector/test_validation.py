@@ -10,9 +10,10 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector import histogram, otlp_metrics, otlp_traces, validation
+from collector import otlp_metrics, otlp_traces, validation
 from collector.receiver import OTLPHttpReceiver
 from collector.records import MetricBatch, TraceBatch
+from proxies.telemetry import histogram
 from tests.collector.otlp_build import sidecar_metrics, spans, to_json, to_json_dict
 from tests.collector.test_receiver_counts import Pipeline, call
 

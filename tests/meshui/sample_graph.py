@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
-from collector import histogram
 from collector.graphwriter import GraphWriter
+from proxies.telemetry import histogram
 
 # (source, target, requests per second, error rate, median latency ms)
 EDGES = [

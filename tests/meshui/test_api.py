@@ -10,10 +10,10 @@ from django.test import Client
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import histogram
 from collector.graphstore import EDGE_EVENTS
 from collector.graphwriter import GraphWriter
 from meshui.api.openapi import OPENAPI
+from proxies.telemetry import histogram
 from tests.fuzzing import examples, outcome
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from proxies import http1, tracecontext
+from proxies import http1
 from proxies.config import SidecarConfig
 from proxies.dataplane import DataPlane
 from proxies.limits import ListenerLimits
 from proxies.sidecar import Sidecar
+from proxies.telemetry import tracecontext
 from proxies.upstream import ConnectionPool, UpstreamConnection
 from tests.polling import eventually
 

@@ -27,9 +27,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from proxies import http1, tracecontext
+from proxies import http1
 from proxies.dataplane import DataPlane
 from proxies.limits import ListenerLimits
+from proxies.telemetry import tracecontext
 from proxies.upstream import ConnectionPool, UpstreamConnection
 from tests.fuzzing import examples, outcome
 from tests.proxies.conftest import FakeTransport, RecordingTelemetry, client_of

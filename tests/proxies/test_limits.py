@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from proxies import tracecontext
 from proxies.config import parse_config
 from proxies.dataplane import DataPlane
 from proxies.limits import ListenerLimits, fit_connection_cap, within_fd_limit
+from proxies.telemetry import tracecontext
 from tests.proxies.conftest import (
     client_of,
     parse_responses,

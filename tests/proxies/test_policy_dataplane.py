@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from proxies import tracecontext
 from proxies.config import SidecarConfig
 from proxies.policy.parser import parse_policy
 from proxies.sidecar import Sidecar
+from proxies.telemetry import tracecontext
 from tests.proxies.conftest import free_port, read_response, until
 
 

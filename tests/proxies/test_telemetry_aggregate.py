@@ -13,8 +13,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from collector import histogram
-from proxies.telemetry import Resource, SpanData, Telemetry
+from proxies.telemetry import Resource, SpanData, Telemetry, histogram
 from proxies.telemetry.aggregate import MAX_ATTRIBUTE_LENGTH, RequestAggregator, bucket_index
 from proxies.telemetry.encode import MetricsEncoder, encode_spans, resource_proto
 

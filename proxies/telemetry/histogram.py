@@ -1,4 +1,7 @@
-"""Latency histograms on one fixed exponential bucket scheme, shared by every component.
+"""Latency histograms on one fixed exponential bucket scheme: the sidecar's wire format.
+
+The sidecar exports its request durations in these buckets, so the layout is part of what it
+emits; the collector, which merges them, imports it from here.
 
 Buckets follow OTLP's exponential histogram at scale 3: bucket ``i`` holds values in
 ``(base**i, base**(i+1)]`` milliseconds with ``base = 2 ** (1/8)`` (about 9% wide), so a
