@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from proxies import limits as defaults
-from proxies.limits import ListenerLimits
+from proxies.dataplane import limits as defaults
+from proxies.dataplane.limits import ListenerLimits
 from proxies.mesh.endpoints import EndpointsError, parse_address
 from proxies.mesh.schema import (
     address_problem,

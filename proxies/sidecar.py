@@ -15,8 +15,8 @@ import orjson
 
 from proxies.admin import AdminProtocol
 from proxies.config import SidecarConfig
-from proxies.dataplane import DataPlane
-from proxies.limits import ListenerLimits, within_fd_limit
+from proxies.dataplane.limits import ListenerLimits, within_fd_limit
+from proxies.dataplane.plane import DataPlane
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.policy.parser import policy_as_dict
 from proxies.policy.store import PolicyStore

@@ -10,11 +10,11 @@ import pytest
 
 from proxies import http1
 from proxies.config import SidecarConfig
-from proxies.dataplane import DataPlane
-from proxies.limits import ListenerLimits
+from proxies.dataplane.limits import ListenerLimits
+from proxies.dataplane.plane import DataPlane
+from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
 from proxies.sidecar import Sidecar
 from proxies.telemetry import tracecontext
-from proxies.upstream import ConnectionPool, UpstreamConnection
 from tests.polling import eventually
 
 

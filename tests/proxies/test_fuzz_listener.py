@@ -28,10 +28,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proxies import http1
-from proxies.dataplane import DataPlane
-from proxies.limits import ListenerLimits
+from proxies.dataplane.limits import ListenerLimits
+from proxies.dataplane.plane import DataPlane
+from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
 from proxies.telemetry import tracecontext
-from proxies.upstream import ConnectionPool, UpstreamConnection
 from tests.fuzzing import examples, outcome
 from tests.proxies.conftest import FakeTransport, RecordingTelemetry, client_of
 

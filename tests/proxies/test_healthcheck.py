@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxies.healthcheck import HealthChecker, http_probe
+from proxies.dataplane.healthcheck import HealthChecker, http_probe
 from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import HealthCheck, OutlierDetection
 from proxies.traffic.outlier import OutlierDetector

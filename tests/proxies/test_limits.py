@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from proxies.config import parse_config
-from proxies.dataplane import DataPlane
-from proxies.limits import ListenerLimits, fit_connection_cap, within_fd_limit
+from proxies.dataplane.limits import ListenerLimits, fit_connection_cap, within_fd_limit
+from proxies.dataplane.plane import DataPlane
 from proxies.telemetry import tracecontext
 from tests.proxies.conftest import (
     client_of,

@@ -541,7 +541,7 @@ async def test_an_upstream_silent_past_the_idle_timeout_is_a_504_naming_it(serve
 
 
 async def test_a_connect_timeout_on_the_only_instance_is_a_504_naming_it(servers, telemetry, monkeypatch):
-    from proxies.upstream import ConnectionPool
+    from proxies.dataplane.upstream import ConnectionPool
 
     async def never_connects(self: ConnectionPool) -> Any:
         raise TimeoutError  # what asyncio.wait_for raises at connect_ms

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from proxies.errors import rate_limited
+from proxies.dataplane.errors import rate_limited
 from proxies.policy.schema import RateLimit, TokenBucketSpec
 from proxies.traffic.ratelimit import RateLimiter, TokenBucket
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxies.limits import ListenerLimits
+from proxies.dataplane.limits import ListenerLimits
 from proxies.sidecar import Sidecar
 from tests.proxies.conftest import parse_responses, read_until_closed, start_sidecar
 from tests.proxies.recording_origin import RecordingOrigin

@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
-from proxies.metrics import ProxyMetrics
+from proxies.dataplane.metrics import ProxyMetrics
 from proxies.telemetry import Telemetry
 from tests.proxies.test_telemetry_export import RESOURCE, Sink, dropped, measurements
 from tests.proxies.test_telemetry_export import sink as sink  # noqa: F401 - the fixture

@@ -20,14 +20,15 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from proxies import errors, failures, http1
-from proxies.exchange import Exchange
-from proxies.outbound import OutboundExchange
-from proxies.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader, _Refused
+from proxies import http1
+from proxies.dataplane import endings, errors
+from proxies.dataplane.exchange import Exchange
+from proxies.dataplane.outbound import OutboundExchange
+from proxies.dataplane.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader, _Refused
 
 if TYPE_CHECKING:
-    from proxies.dataplane import DataPlane
-    from proxies.errors import LocalError
+    from proxies.dataplane.errors import LocalError
+    from proxies.dataplane.plane import DataPlane
 
 log = logging.getLogger("proxies.listener")
 
@@ -113,9 +114,9 @@ class Listener(RequestReader):
         plane.clients.discard(self)
         active, self._active = self._active, None
         if active is not None:
-            failures.client_gone(active)
+            endings.client_gone(active)
         while self._queue:
-            failures.client_gone(self._queue.popleft())
+            endings.client_gone(self._queue.popleft())
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
@@ -322,11 +323,11 @@ class Listener(RequestReader):
                     self._close()
                     return
                 if refused.response_started:
-                    failures.client_gone(refused)
+                    endings.client_gone(refused)
                     self.abort()
                     return
                 metrics.count_rejected(self.direction, error.code)
-                failures.answer(refused, error)  # error.close: the connection closes after it
+                endings.answer(refused, error)  # error.close: the connection closes after it
                 return
             if refused in self._queue:
                 self._queue.remove(refused)  # queued, never begun: nothing went upstream

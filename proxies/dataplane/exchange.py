@@ -10,7 +10,7 @@ one), stream the request body up and the response body down, and record the outc
 
 It is a callback state machine: the listener calls ``begin``, ``request_body`` and
 ``request_complete``, the upstream connection the ``on_response_*`` methods. When
-something fails, ``proxies.failures`` ends the exchange (a sidecar-made error response, or
+something fails, ``proxies.dataplane.endings`` ends the exchange (a sidecar-made error response, or
 a cut connection). ``OutboundExchange`` adds its steps in the "policy hooks" below.
 
 Writes are coalesced: bytes for a peer are appended to a pending list during a parser
@@ -25,14 +25,15 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import errors, failures, http1
+from proxies import http1
+from proxies.dataplane import endings, errors
 from proxies.traffic.retry import IDEMPOTENT_METHOD_BYTES, REPLAY_LIMIT
 
 if TYPE_CHECKING:
-    from proxies.listener import Listener
+    from proxies.dataplane.downstream import Listener
+    from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
     from proxies.mesh.endpoints import Endpoint
     from proxies.traffic.ratelimit import RateLimiter
-    from proxies.upstream import ConnectionPool, UpstreamConnection
 
 log = logging.getLogger("proxies.exchange")
 
@@ -146,11 +147,11 @@ class Exchange:
     def _origin_form(self) -> bytes | None:
         """The request-target in origin-form (Host taken from absolute-form), or None: answered."""
         if self.method == b"CONNECT":
-            failures.answer(self, errors.CONNECT_NOT_SUPPORTED)
+            endings.answer(self, errors.CONNECT_NOT_SUPPORTED)
             return None
         split = http1.split_target(self.target)
         if split is None:
-            failures.answer(self, errors.BAD_REQUEST_TARGET)
+            endings.answer(self, errors.BAD_REQUEST_TARGET)
             return None
         authority, origin = split
         if authority is not None:
@@ -171,7 +172,7 @@ class Exchange:
         scope = limiter.rejected_scope or "destination"
         self.plane.metrics.count_rate_limited(scope, outbound, self.source, service)
         self.event("rate_limited", {"scope": scope, "retry_after_s": wait})
-        failures.answer(self, errors.rate_limited(service, scope, wait))
+        endings.answer(self, errors.rate_limited(service, scope, wait))
         return True
 
     def event(self, name: str, attributes: dict[str, Any]) -> None:
@@ -207,7 +208,7 @@ class Exchange:
                     self.listener.resume(PAUSE_CONNECT)
                     timed_out = isinstance(exc, asyncio.TimeoutError)
                     reason = "timed out" if timed_out else (exc.strerror or str(exc))
-                    failures.connect_failed(self, f"connect failed: {reason}", timed_out)
+                    endings.connect_failed(self, f"connect failed: {reason}", timed_out)
                 return
             self._connect_settled(conn)
             if self.finished or gen != self.try_gen:
@@ -379,7 +380,7 @@ class Exchange:
 
     def try_failed(self, error: str, reason: str, timeout_kind: str | None = None) -> None:
         """A try got no response (``error``, a ``proxies.traffic.retry`` name): the app is unavailable."""
-        failures.answer(self, errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
+        endings.answer(self, errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
 
     # endings --------------------------------------------------------------------------------
 

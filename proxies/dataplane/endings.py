@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxies import errors
+from proxies.dataplane import errors
 from proxies.traffic.circuit import MAX_RETRIES
 from proxies.traffic.retry import (
     CONNECT_FAILURE,
@@ -28,10 +28,10 @@ from proxies.traffic.retry import (
 )
 
 if TYPE_CHECKING:
-    from proxies.errors import LocalError
-    from proxies.exchange import Exchange
-    from proxies.outbound import OutboundExchange
-    from proxies.upstream import UpstreamConnection
+    from proxies.dataplane.errors import LocalError
+    from proxies.dataplane.exchange import Exchange
+    from proxies.dataplane.outbound import OutboundExchange
+    from proxies.dataplane.upstream import UpstreamConnection
 
 PAUSE_CONNECT = 1  # the listener's pause reason while an upstream connection opens
 

@@ -12,11 +12,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from proxies import failures, http1
+from proxies import http1
+from proxies.dataplane import endings
 
 if TYPE_CHECKING:
-    from proxies.dataplane import DataPlane
-    from proxies.exchange import Exchange
+    from proxies.dataplane.exchange import Exchange
+    from proxies.dataplane.plane import DataPlane
     from proxies.traffic.circuit import CircuitBreaker
 
 log = logging.getLogger("proxies.upstream")
@@ -90,7 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is not None:
             self.exchange = None
-            failures.upstream_lost(ex, self, exc)
+            endings.upstream_lost(ex, self, exc)
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
@@ -194,7 +195,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         self.broken = True
         self.close()
-        failures.upstream_error(ex, self, reason)
+        endings.upstream_error(ex, self, reason)
 
     def close(self) -> None:
         self.broken = True

@@ -5,7 +5,7 @@ reads in the policy's order: find the destination, rate limit, request timeout, 
 (version, fault), fault, circuit breaker, then the first try: pick an instance
 (outlier-eligible ones, then the balancer) and send, with a per-try timeout. A try ends
 at the response head (``end_try``), where the balancer and the outlier detector hear how
-it went. A failed try (a retryable status here, no response in ``proxies.failures``) is
+it went. A failed try (a retryable status here, no response in ``proxies.dataplane.endings``) is
 tried again on another instance after a backoff, within the retry budget and the
 breaker's ``max_retries``.
 
@@ -25,8 +25,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxies import errors, failures, http1
-from proxies.exchange import PAUSE_CONNECT, PAUSE_UPSTREAM_FULL, Exchange
+from proxies import http1
+from proxies.dataplane import endings, errors
+from proxies.dataplane.exchange import PAUSE_CONNECT, PAUSE_UPSTREAM_FULL, Exchange
 from proxies.traffic import faults
 from proxies.traffic.circuit import MAX_CONNECTIONS, MAX_PENDING_REQUESTS, MAX_REQUESTS
 from proxies.traffic.retry import may_replay, retry_condition
@@ -34,11 +35,11 @@ from proxies.traffic.retry import may_replay, retry_condition
 if TYPE_CHECKING:
     import asyncio
 
-    from proxies.listener import Listener
+    from proxies.dataplane.downstream import Listener
+    from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
     from proxies.mesh.endpoints import Endpoint
     from proxies.traffic.destination import Destination
     from proxies.traffic.outlier import Ejection
-    from proxies.upstream import ConnectionPool, UpstreamConnection
 
 EXACT_TIMER_BELOW_S = 1.0  # shorter request timeouts get their own loop timer
 
@@ -120,13 +121,13 @@ class OutboundExchange(Exchange):
             return
         plane = self.plane
         if self.host is None:
-            failures.answer(self, errors.NO_DESTINATION)
+            endings.answer(self, errors.NO_DESTINATION)
             return
         name = http1.host_name(self.host)
         dest = plane.destinations.get(name)
         if dest is None:
             snapshot = plane.registry.snapshot
-            failures.answer(self, errors.unknown_service(name.decode("latin-1"), snapshot.known))
+            endings.answer(self, errors.unknown_service(name.decode("latin-1"), snapshot.known))
             return
         self.destination = dest.name
         self.dest = dest
@@ -194,7 +195,7 @@ class OutboundExchange(Exchange):
         if abort_status is not None:
             self.plane.metrics.count_fault("abort", self.source, self.destination)
             self.event("fault_injected", {"kind": "abort", "status": abort_status})
-            failures.answer(self, errors.fault_abort(abort_status))
+            endings.answer(self, errors.fault_abort(abort_status))
             return
         self._admit(dest)
 
@@ -210,7 +211,7 @@ class OutboundExchange(Exchange):
     def _overflow(self, limit: str) -> None:
         self.plane.metrics.count_overflow(limit, self.source, self.destination)
         self.event("overflow", {"limit": limit})
-        failures.answer(self, errors.overflow(self.destination, limit))
+        endings.answer(self, errors.overflow(self.destination, limit))
 
     # tries ---------------------------------------------------------------------------------
 
@@ -229,14 +230,14 @@ class OutboundExchange(Exchange):
         endpoint = dest.balancer.pick(eligible, tried or ())
         if endpoint is None:
             self.destination_version = ""
-            failures.answer(self, errors.no_healthy_upstream(dest.name))
+            endings.answer(self, errors.no_healthy_upstream(dest.name))
             return
         self.endpoint = endpoint
         self.destination_version = endpoint.version
         self.try_t0 = _perf()
         per_try_s = dest.per_try_s
         if per_try_s is not None:
-            self.try_timer = self.plane.loop.call_later(per_try_s, failures.per_try_timeout, self)
+            self.try_timer = self.plane.loop.call_later(per_try_s, endings.per_try_timeout, self)
         self.dispatch(False)
 
     def _reserve_connect(self, pool: ConnectionPool) -> bool:
@@ -309,11 +310,11 @@ class OutboundExchange(Exchange):
                 self._ejected(ejection)
             if not ok or dest.retries.statuses:
                 condition = retry_condition(status, None, dest.retries)
-                if condition is not None and failures.retry_allowed(self):
+                if condition is not None and endings.retry_allowed(self):
                     conn = self.detach()
                     if conn is not None:
                         conn.abort()  # its body is of no use; a fresh connection is cheaper to reason about
-                    failures.schedule_retry(self, condition)
+                    endings.schedule_retry(self, condition)
                     return
         Exchange.on_response_head(self, status, reason, lines, has_length, chunked, tokens)
 
@@ -337,8 +338,8 @@ class OutboundExchange(Exchange):
     # failed tries ---------------------------------------------------------------------------
 
     def try_failed(self, error: str, reason: str, timeout_kind: str | None = None) -> None:
-        """A try got no response: the retry policy decides (``failures.retry_or_answer``)."""
-        failures.retry_or_answer(self, error, reason, timeout_kind)
+        """A try got no response: the retry policy decides (``endings.retry_or_answer``)."""
+        endings.retry_or_answer(self, error, reason, timeout_kind)
 
     def tell_outlier_detector(self, status: int | None, gateway_error: bool) -> None:
         """Count the try's outcome on its instance, and the ejection it caused, if any."""
@@ -373,7 +374,7 @@ class OutboundExchange(Exchange):
         if waiting is not None:  # a backoff or a fault delay
             waiting.cancel()
             self.waiting = None
-        failures.timed_out(self, "request")
+        endings.timed_out(self, "request")
 
     def record(self, error: bool) -> None:
         """Give back what the request held (timers, the try, breaker slots), then record it."""

@@ -16,11 +16,12 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from proxies import errors, http1
+from proxies import http1
+from proxies.dataplane import errors
 
 if TYPE_CHECKING:
-    from proxies.errors import LocalError
-    from proxies.limits import ListenerLimits
+    from proxies.dataplane.errors import LocalError
+    from proxies.dataplane.limits import ListenerLimits
 
 log = logging.getLogger("proxies.listener")
 

@@ -17,22 +17,22 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from proxies import failures
-from proxies.healthcheck import HealthChecker
+from proxies.dataplane import endings
+from proxies.dataplane.downstream import FRESH_TICKS, Listener
+from proxies.dataplane.healthcheck import HealthChecker
+from proxies.dataplane.limits import ListenerLimits
+from proxies.dataplane.metrics import ProxyMetrics
+from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
 from proxies.http1 import host_name, split_target
-from proxies.limits import ListenerLimits
-from proxies.listener import FRESH_TICKS, Listener
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
-from proxies.metrics import ProxyMetrics
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
 from proxies.traffic.destination import Destination, compile_destinations
 from proxies.traffic.ratelimit import RateLimiter, limiter_for
-from proxies.upstream import ConnectionPool, UpstreamConnection
 
 if TYPE_CHECKING:
-    from proxies.exchange import Exchange
-    from proxies.outbound import OutboundExchange
+    from proxies.dataplane.exchange import Exchange
+    from proxies.dataplane.outbound import OutboundExchange
 
 log = logging.getLogger("proxies.dataplane")
 
@@ -234,7 +234,7 @@ class DataPlane:
             if conn.idle_ticks * SWEEP_S >= idle_s:
                 exchange = conn.exchange
                 if exchange is not None:
-                    failures.idle_timeout(exchange)
+                    endings.idle_timeout(exchange)
                 else:
                     conn.close()
         # Client connections: the sidecar's --client-idle-timeout, or the policy's default

@@ -1,0 +1,1 @@
+"""The data path: client connections, exchanges, upstream connections and their pools."""
