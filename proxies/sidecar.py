@@ -9,17 +9,19 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from proxies.admin import AdminProtocol
+from proxies.admin.server import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane.limits import ListenerLimits, within_fd_limit
 from proxies.dataplane.plane import DataPlane
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
-from proxies.policy.parser import policy_as_dict
 from proxies.policy.store import PolicyStore
+
+if TYPE_CHECKING:
+    from proxies.control.client import ControlClient
 
 log = logging.getLogger("proxies.sidecar")
 
@@ -62,7 +64,7 @@ class Sidecar:
         self.trace_incoming = trace_incoming
         self.span_factory = span_factory
         self.plane: DataPlane | None = None
-        self.control: Any = None
+        self.control: ControlClient | None = None
         self.servers: list[asyncio.Server] = []
         self.listening = False
         self.started_at = time.monotonic()
@@ -106,7 +108,7 @@ class Sidecar:
             log.warning("admin listener is not on loopback (%s); anyone can read it", config.admin[0])
         self.listening = True
         if config.control:
-            from proxies.control import ControlClient  # websockets only when needed
+            from proxies.control.client import ControlClient  # websockets only when needed
             from proxies.mesh.schema import join_address
 
             inbound = config.advertise or join_address(*config.inbound)
@@ -154,68 +156,6 @@ class Sidecar:
         """Bound ports by listener (useful when started on port 0)."""
         names = ("inbound", "outbound", "admin")
         return {n: s.sockets[0].getsockname()[1] for n, s in zip(names, self.servers, strict=False)}
-
-    # admin views ------------------------------------------------------------------------------
-
-    def readiness(self) -> tuple[bool, str]:
-        if not self.listening:
-            return False, "listeners not up"
-        if not self.registry.known:
-            return False, "no endpoints received yet"
-        return True, "ready"
-
-    def prometheus(self) -> str:
-        assert self.plane is not None
-        extra = [
-            "# HELP meshui_proxy_endpoints_version Version of the endpoint set in force (0 = none yet).",
-            "# TYPE meshui_proxy_endpoints_version gauge",
-            f"meshui_proxy_endpoints_version {self.registry.snapshot.version}",
-        ]
-        if self.control is not None:
-            extra += [
-                "# HELP meshui_proxy_control_connected 1 while the control channel is connected.",
-                "# TYPE meshui_proxy_control_connected gauge",
-                f"meshui_proxy_control_connected {int(self.control.state == 'connected')}",
-            ]
-        try:
-            extra.append(self.telemetry.prometheus().rstrip("\n"))
-        except Exception:
-            log.exception("telemetry.prometheus() failed")
-        return self.plane.metrics.render(extra)
-
-    def config_view(self) -> dict[str, Any]:
-        config = self.config
-        return {
-            "proxy_id": self.proxy_id,
-            "service": config.service,
-            "version": config.version,
-            "app": f"{config.app[0]}:{config.app[1]}",
-            "endpoints": self.registry.snapshot.as_dict(),
-            "endpoints_source": "control" if config.control else config.endpoints_file,
-            "control": self.control.view() if self.control is not None else None,
-            "trace_sample": config.trace_sample,
-            "otlp": config.otlp,
-            "policy": {
-                "revision": self.policies.policy.revision,
-                "source": self.policies.source,
-                "in_force": policy_as_dict(self.policies.policy),
-            },
-        }
-
-    def endpoints_view(self, now: float) -> dict[str, Any]:
-        snapshot = self.registry.snapshot
-        assert self.plane is not None
-        destinations = {d.name: d for d in self.plane.destinations.values()}
-        idle = {address: len(pool.idle) for address, pool in self.plane.pools.items()}
-        return {
-            "version": snapshot.version,
-            "policy_revision": self.policies.policy.revision,
-            "destinations": {
-                name: destinations[name].view(now, idle) if name in destinations else {"endpoints": []}
-                for name in sorted(snapshot.services)
-            },
-            "local_app": self.plane.app_endpoint.as_dict(),
-        }
 
     def heartbeat_state(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from meshui.demo.processes import free_port
-from proxies.control import ControlClient
+from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry, EndpointSnapshot
 from tests.polling import eventually
 

@@ -10,7 +10,7 @@ from http import HTTPStatus
 import pytest
 from websockets.asyncio.server import serve
 
-from proxies.control import ControlClient, backoff_delay
+from proxies.control.client import ControlClient, backoff_delay
 from proxies.mesh.endpoints import EndpointRegistry
 from tests.proxies.conftest import free_port, until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxies.control import ControlClient
+from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry
 from proxies.policy.store import PolicyStore
 from tests.proxies.conftest import free_port, until

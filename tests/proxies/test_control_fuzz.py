@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxies.control import ControlClient
+from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry
 from proxies.mesh.schema import NACK_REASON_MAX
 from proxies.policy.store import PolicyStore

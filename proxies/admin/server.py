@@ -1,20 +1,20 @@
-"""The admin listener (loopback): readiness, Prometheus metrics, config in force, endpoints.
+"""The admin listener (loopback): one short GET per connection, answered from ``views``.
 
-Not on the data path: one short request per connection, parsed with the same codec.
+Not on the data path: parsed with the same codec, then routed by path to a view of the
+running sidecar (``proxies.admin.views.RunningSidecar``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from proxies import http1
-
-if TYPE_CHECKING:
-    from proxies.sidecar import Sidecar
+from proxies.admin import views
+from proxies.admin.views import RunningSidecar
 
 log = logging.getLogger("proxies.admin")
 
@@ -24,7 +24,7 @@ MAX_REQUEST_BYTES = 16 * 1024
 class AdminProtocol(asyncio.Protocol):
     """Answers one GET and closes."""
 
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: RunningSidecar) -> None:
         self.sidecar = sidecar
         self.transport: asyncio.Transport | None = None
         self.parser = http1.RequestParser(self)
@@ -71,15 +71,15 @@ class AdminProtocol(asyncio.Protocol):
     def sidecar_route(self, path: bytes) -> bytes:
         sidecar = self.sidecar
         if path == b"/ready":
-            ready, why = sidecar.readiness()
+            ready, why = views.readiness(sidecar)
             return http1.simple_response(200 if ready else 503, b"text/plain", why.encode() + b"\n")
         if path == b"/metrics":
-            body = sidecar.prometheus().encode()
+            body = views.prometheus(sidecar).encode()
             return http1.simple_response(200, b"text/plain; version=0.0.4; charset=utf-8", body)
         if path == b"/config":
-            return _json(sidecar.config_view())
+            return _json(views.config_view(sidecar))
         if path == b"/endpoints":
-            return _json(sidecar.endpoints_view(sidecar.clock()))
+            return _json(views.endpoints_view(sidecar))
         return http1.simple_response(
             404, b"text/plain", b"not found; try /ready /metrics /config /endpoints\n"
         )
