@@ -31,6 +31,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+HEAD = b"HEAD"  # the method whose response has no body, whatever its framing says
 CRLF = b"\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 HEADER_SEP = b": "

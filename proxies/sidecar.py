@@ -17,6 +17,7 @@ from proxies.admin.server import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane.limits import ListenerLimits, within_fd_limit
 from proxies.dataplane.plane import DataPlane
+from proxies.dataplane.upstream import Connector, open_tcp
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.policy.store import PolicyStore
 
@@ -51,10 +52,12 @@ class Sidecar:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        connector: Connector = open_tcp,
     ) -> None:
         self.config = config
         self.clock = clock
         self.rng = rng
+        self.connector = connector  # how the data plane opens upstream connections
         # The --policy file (validated by parse_config) or every default, until the control
         # channel sends a config revision.
         self.policies = PolicyStore(config.policy, config.policy_file or "defaults")
@@ -86,6 +89,7 @@ class Sidecar:
             policies=self.policies,
             clock=self.clock,
             rng=self.rng,
+            connector=self.connector,
             limits=fit_fd_limit(config.limits),
         )
         self.plane.start()
@@ -97,8 +101,8 @@ class Sidecar:
                 raise SystemExit(f"cannot use endpoints file {config.endpoints_file}: {exc}") from exc
             log.info("static endpoints from %s: %s", config.endpoints_file, snapshot.known)
         for name, (host, port), factory in (
-            ("inbound", config.inbound, self.plane.listener_factory(False)),
-            ("outbound", config.outbound, self.plane.listener_factory(True)),
+            ("inbound", config.inbound, self.plane.downstream_factory(False)),
+            ("outbound", config.outbound, self.plane.downstream_factory(True)),
             ("admin", config.admin, lambda: AdminProtocol(self)),
         ):
             server = await loop.create_server(factory, host, port, reuse_address=True, backlog=BACKLOG)

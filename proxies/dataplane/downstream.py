@@ -1,16 +1,16 @@
-"""The client side of the data path: one protocol instance per accepted connection.
+"""The client side of the data path: one ``DownstreamConnection`` per accepted connection.
 
 Used by both data listeners: ``inbound`` (other sidecars or outside callers -> the local
 app) and ``outbound`` (the local app -> other services). It parses requests with the
 codec, strips hop-by-hop fields while the headers stream in, and hands each request to an
-``Exchange`` (an ``OutboundExchange``, with the traffic policy, on the outbound listener).
-Requests are answered in order: a pipelined request waits, with reading paused, until the
-one before it has been answered.
+exchange: an ``InboundExchange`` (``inbound``) or an ``OutboundExchange`` (``outbound``,
+with the traffic policy). Requests are answered in order: a pipelined request waits,
+with reading paused, until the one before it has been answered.
 
 It is also the data path's front door (docs/sidecar.md, "Limits"): the listener's limits
-(``proxies.limits``) are enforced while a head streams in, before anything is buffered
-past them; a refused request is answered with ``connection: close`` and nothing more is
-read from its connection, so no request hidden behind it can reach an upstream.
+(``proxies.dataplane.limits``) are enforced while a head streams in, before anything is
+buffered past them; a refused request is answered with ``connection: close`` and nothing
+more is read from its connection, so no request hidden behind it can reach an upstream.
 """
 
 from __future__ import annotations
@@ -18,25 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 
 from proxies import http1
 from proxies.dataplane import endings, errors
+from proxies.dataplane.errors import LocalError
 from proxies.dataplane.exchange import Exchange
+from proxies.dataplane.inbound import InboundExchange
+from proxies.dataplane.interfaces import PAUSE_PIPELINE, WRITE_HIGH_WATER, Plane
 from proxies.dataplane.outbound import OutboundExchange
 from proxies.dataplane.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader, _Refused
 
-if TYPE_CHECKING:
-    from proxies.dataplane.errors import LocalError
-    from proxies.dataplane.plane import DataPlane
-
 log = logging.getLogger("proxies.listener")
 
-PAUSE_CONNECT = 1  # waiting for an upstream connection
-PAUSE_PIPELINE = 2  # a request is queued behind the active one
-PAUSE_UPSTREAM_FULL = 4  # the upstream's write buffer is full (request body backpressure)
-
-WRITE_HIGH_WATER = 64 * 1024
 # idle_ticks of a connection that has not sent a byte yet counts up from here
 # (DataPlane.sweep_idle closes it after the header timeout).
 FRESH_TICKS = -(1 << 30)
@@ -44,7 +37,7 @@ LINGER_S = 2.0  # a closing connection discards what still arrives for this long
 LINGER_BYTES = 256 * 1024  # or until this much: then it is closed at once (a flood)
 
 
-class Listener(RequestReader):
+class DownstreamConnection(RequestReader):
     """One client connection on the inbound or outbound listener."""
 
     __slots__ = (
@@ -67,11 +60,11 @@ class Listener(RequestReader):
         "_discarded",
     )
 
-    def __init__(self, plane: DataPlane, outbound: bool) -> None:
+    def __init__(self, plane: Plane, outbound: bool) -> None:
         self.plane = plane
         self.outbound = outbound
         self.direction = "outbound" if outbound else "inbound"
-        self._exchange_type: type[Exchange] = OutboundExchange if outbound else Exchange
+        self._exchange_type: type[Exchange] = OutboundExchange if outbound else InboundExchange
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.feeding = False
         self.closed = False
@@ -191,7 +184,7 @@ class Listener(RequestReader):
         if self._host is None and not self.outbound and (not http10 or self._url[:1] == b"/"):
             # Inbound: an HTTP/1.1 request without Host is a 400 (RFC 9112 §3.2), absolute-form
             # too; an origin-form one goes to the app as HTTP/1.1, which needs one. Outbound,
-            # no Host is the no-destination answer (proxies.outbound).
+            # no Host is the no-destination answer (proxies.dataplane.outbound).
             raise _Refused(errors.bad_request("no Host field"))
         if self._max_body and (self._chunked or self._sized_body):
             self._start_body_count(lines)
@@ -282,7 +275,7 @@ class Listener(RequestReader):
         if not self.closed:
             self.transport.abort()
 
-    def exchange_finished(self, exchange: Exchange) -> None:
+    def exchange_finished(self, exchange: object) -> None:
         if self._active is not exchange:
             return
         self._active = None
@@ -327,7 +320,7 @@ class Listener(RequestReader):
                     self.abort()
                     return
                 metrics.count_rejected(self.direction, error.code)
-                endings.answer(refused, error)  # error.close: the connection closes after it
+                refused.answer(error)  # error.close: the connection closes after it
                 return
             if refused in self._queue:
                 self._queue.remove(refused)  # queued, never begun: nothing went upstream

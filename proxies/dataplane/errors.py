@@ -35,7 +35,7 @@ BAD_REQUEST_TARGET = LocalError(400, "bad-request-target", "malformed request-ta
 NO_DESTINATION = LocalError(400, "no-destination", "no Host header and no absolute-form URI", True)
 
 # Refused by the listener while a request head is read (counted by code in
-# meshui_proxy_rejected_requests_total; proxies.metrics.REJECT_REASONS lists them).
+# meshui_proxy_rejected_requests_total; REJECT_REASONS below lists them).
 TARGET_TOO_LONG = LocalError(414, "target-too-long", "request-target too long", True)
 HEADERS_TOO_LARGE = LocalError(431, "headers-too-large", "request header fields too large", True)
 TOO_MANY_HEADERS = LocalError(431, "too-many-headers", "too many header fields", True)
@@ -47,9 +47,28 @@ UNSUPPORTED_TRANSFER_CODING = LocalError(
 INTERNAL_ERROR = LocalError(500, "internal-error", "the sidecar failed on this request", True)
 
 
+BAD_REQUEST = "bad-request"
+
+
 def bad_request(message: str) -> LocalError:
     """Permanent: the bytes are not an HTTP/1.1 request the sidecar can forward safely."""
-    return LocalError(400, "bad-request", message, True)
+    return LocalError(400, BAD_REQUEST, message, True)
+
+
+# What the listener answers itself while parsing (the x-meshui-error codes): these requests
+# never become an exchange, so telemetry does not count them; the admin port does.
+REJECT_REASONS = (BAD_REQUEST,) + tuple(
+    error.code
+    for error in (
+        TARGET_TOO_LONG,
+        HEADERS_TOO_LARGE,
+        TOO_MANY_HEADERS,
+        HEADER_TIMEOUT,
+        BODY_TOO_LARGE,
+        UNSUPPORTED_TRANSFER_CODING,
+        INTERNAL_ERROR,
+    )
+)
 
 
 # Transient: the listener is at --max-connections; a new connection gets this and is closed

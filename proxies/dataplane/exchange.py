@@ -1,17 +1,18 @@
-"""One request/response carried through the sidecar, from client connection to upstream and back.
+"""One request/response carried through the sidecar: what inbound and outbound exchanges share.
 
-The listener parses a request's head and creates an exchange for it: an ``Exchange`` on
-the inbound listener, an ``OutboundExchange`` (``proxies.outbound``, the destination's
-traffic policy) on the outbound one. This class is what both share, and is an inbound
-request as it stands: check the request-target, meet the local service's own rate limit
-(per calling service and in total), borrow a pooled connection to the local app (or open
-one), stream the request body up and the response body down, and record the outcome
-(telemetry, sampled span with its events) when the response ends.
+The downstream connection (``proxies.dataplane.downstream``) parses a request's head and
+creates an exchange for it: an ``InboundExchange`` (``inbound``: to the local app) or an
+``OutboundExchange`` (``outbound``: under the destination's traffic policy). This base
+streams the request body up and the response down, binds each try to an upstream
+connection (a pooled one, or one it opens), answers with a sidecar-made error response
+(``answer``) and records the outcome (telemetry, the sampled span) when the response
+ends. The subclasses fill in the hooks: the first step (``begin``), what binding a
+connection counts, whether one may be opened, and how a try ends or fails.
 
-It is a callback state machine: the listener calls ``begin``, ``request_body`` and
-``request_complete``, the upstream connection the ``on_response_*`` methods. When
-something fails, ``proxies.dataplane.endings`` ends the exchange (a sidecar-made error response, or
-a cut connection). ``OutboundExchange`` adds its steps in the "policy hooks" below.
+It is a callback state machine: the downstream connection calls ``begin``,
+``request_body`` and ``request_complete``, the upstream connection the ``on_response_*``
+methods; what happens when a peer fails it or time runs out is ``proxies.dataplane.endings``.
+Both connections are typed against ``interfaces``, never imported.
 
 Writes are coalesced: bytes for a peer are appended to a pending list during a parser
 feed and written once at its end, so a small request or response costs one syscall
@@ -23,41 +24,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from proxies import http1
-from proxies.dataplane import endings, errors
-from proxies.traffic.retry import IDEMPOTENT_METHOD_BYTES, REPLAY_LIMIT
-
-if TYPE_CHECKING:
-    from proxies.dataplane.downstream import Listener
-    from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
-    from proxies.mesh.endpoints import Endpoint
-    from proxies.traffic.ratelimit import RateLimiter
+from proxies.dataplane import errors
+from proxies.dataplane.errors import LocalError
+from proxies.dataplane.interfaces import PAUSE_CONNECT, Downstream, Plane, Pool, Upstream
+from proxies.http1 import HEAD
+from proxies.mesh.endpoints import Endpoint
+from proxies.telemetry.tracecontext import TraceContext
+from proxies.traffic.ratelimit import DESTINATION, RateLimiter
+from proxies.traffic.retry import CONNECT_FAILURE, IDEMPOTENT_METHOD_BYTES, REPLAY_LIMIT
 
 log = logging.getLogger("proxies.exchange")
 
 DRAIN_LIMIT = 1024 * 1024  # request body discarded after an early response before closing
-PAUSE_CONNECT = 1  # the listener's pause reasons (proxies.listener)
-PAUSE_UPSTREAM_FULL = 4
 
 _perf = time.perf_counter
-_HEAD = b"HEAD"
 _NO_BODY_STATUS = (204, 304)
 
 
 class Exchange:
-    """State of one request/response through the proxy (an inbound one, as it stands)."""
+    """State of one request/response through the proxy (see the module docstring)."""
 
-    outbound = False
-    direction = "inbound"  # the telemetry label
+    outbound: bool  # set by each subclass, as is
+    direction: str  # the telemetry label
 
     __slots__ = (
         # the request as the client sent it
-        "listener", "plane", "method", "target", "host", "head", "chunked_req", "has_body",
+        "downstream", "plane", "method", "target", "host", "head", "chunked_req", "has_body",
         "expect_continue", "client_keep_alive", "http10", "trace", "source", "source_sidecar",
-        # where it goes, and the connection of the current try
-        "destination", "destination_version", "endpoint", "conn", "conn_reused", "try_gen",
+        # where it goes (the service's name, for telemetry), and the connection of the current try
+        "destination_service", "destination_version", "endpoint", "conn", "conn_reused", "try_gen",
         "retried_fresh",
         # the request body: pending writes, and what is kept to send it again
         "up_pending", "retry_ok", "replay", "replay_size", "replay_limit", "request_done", "drained",
@@ -69,24 +67,13 @@ class Exchange:
     )  # fmt: skip
 
     def __init__(
-        self,
-        listener: Listener,
-        method: bytes,
-        target: bytes,
-        host: bytes | None,
-        head: list[bytes],
-        chunked_req: bool,
-        has_body: bool,
-        client_keep_alive: bool,
-        http10: bool,
-        expect_continue: bool,
-        trace: Any,
-        source: str,
-        source_sidecar: bool,
-    ) -> None:
-        plane = listener.plane
-        self.listener = listener
-        self.plane = plane
+        self, downstream: Downstream, method: bytes, target: bytes, host: bytes | None, head: list[bytes],
+        chunked_req: bool, has_body: bool, client_keep_alive: bool, http10: bool, expect_continue: bool,
+        trace: TraceContext, source: str, source_sidecar: bool,
+    ) -> None:  # fmt: skip
+        plane = downstream.plane
+        self.downstream = downstream
+        self.plane: Plane = plane
         self.method = method
         self.target = target
         self.host = host
@@ -104,10 +91,10 @@ class Exchange:
         self.events: list[tuple[int, str, dict[str, Any]]] | None = [] if sampled else None
         self.source = source
         self.source_sidecar = source_sidecar
-        self.destination = plane.service
+        self.destination_service = plane.service
         self.destination_version = plane.version
         self.endpoint: Endpoint | None = None
-        self.conn: UpstreamConnection | None = None
+        self.conn: Upstream | None = None
         self.conn_reused = False
         self.try_gen = 0  # bumped when a try ends, so a late connect knows it is stale
         self.retried_fresh = False
@@ -127,31 +114,14 @@ class Exchange:
 
     # the request head ----------------------------------------------------------------------
 
-    def begin(self) -> None:
-        """Rate limit, then go to the local app; called when this exchange becomes the active one."""
-        origin = self._origin_form()
-        if origin is None:
-            return
-        plane = self.plane
-        limiter = plane.inbound_limiter
-        if limiter is not None and self._rate_limited(limiter, plane.service, False):
-            return
-        self.endpoint = plane.app_endpoint
-        trace = self.trace
-        head = http1.request_head(
-            self.head, self.method, origin, trace.traceparent(), trace.tracestate, self.chunked_req
-        )
-        self.up_pending.insert(0, head)
-        self.dispatch(False)
-
     def _origin_form(self) -> bytes | None:
         """The request-target in origin-form (Host taken from absolute-form), or None: answered."""
         if self.method == b"CONNECT":
-            endings.answer(self, errors.CONNECT_NOT_SUPPORTED)
+            self.answer(errors.CONNECT_NOT_SUPPORTED)
             return None
         split = http1.split_target(self.target)
         if split is None:
-            endings.answer(self, errors.BAD_REQUEST_TARGET)
+            self.answer(errors.BAD_REQUEST_TARGET)
             return None
         authority, origin = split
         if authority is not None:
@@ -169,10 +139,10 @@ class Exchange:
         wait = limiter.admit(self.source)
         if not wait:
             return False
-        scope = limiter.rejected_scope or "destination"
+        scope = limiter.rejected_scope or DESTINATION
         self.plane.metrics.count_rate_limited(scope, outbound, self.source, service)
         self.event("rate_limited", {"scope": scope, "retry_after_s": wait})
-        endings.answer(self, errors.rate_limited(service, scope, wait))
+        self.answer(errors.rate_limited(service, scope, wait))
         return True
 
     def event(self, name: str, attributes: dict[str, Any]) -> None:
@@ -195,53 +165,30 @@ class Exchange:
             return
         if not self._reserve_connect(pool):
             return
-        self.listener.pause(PAUSE_CONNECT)
+        self.downstream.pause(PAUSE_CONNECT)
         plane.loop.create_task(self._connect(pool, self.try_gen))
 
-    async def _connect(self, pool: ConnectionPool, gen: int) -> None:
+    async def _connect(self, pool: Pool, gen: int) -> None:
         try:
             try:
                 conn = await pool.connect()
             except (TimeoutError, OSError) as exc:
                 self._connect_settled(None)
                 if not self.finished and gen == self.try_gen:
-                    self.listener.resume(PAUSE_CONNECT)
+                    self.downstream.resume(PAUSE_CONNECT)
                     timed_out = isinstance(exc, asyncio.TimeoutError)
                     reason = "timed out" if timed_out else (exc.strerror or str(exc))
-                    endings.connect_failed(self, f"connect failed: {reason}", timed_out)
+                    self.connect_failed(f"connect failed: {reason}", timed_out)
                 return
             self._connect_settled(conn)
             if self.finished or gen != self.try_gen:
                 pool.release(conn)  # the try is over (timed out); the connection is still good
                 return
-            self.listener.resume(PAUSE_CONNECT)
+            self.downstream.resume(PAUSE_CONNECT)
             self._attach(conn, False)
         except Exception:
             log.exception("unexpected error while connecting upstream")
-            self.listener.abort()
-
-    def _attach(self, conn: UpstreamConnection, reused: bool) -> None:
-        """Bind ``conn`` to this exchange; the local app's load counts while it is bound."""
-        self.conn = conn
-        self.conn_reused = reused
-        conn.exchange = self
-        endpoint = self.endpoint
-        assert endpoint is not None
-        endpoint.outstanding += 1
-        if not self.listener.feeding:
-            self.flush_up()
-
-    def detach(self) -> UpstreamConnection | None:
-        """Unbind the current connection and return it (for the caller to release or close)."""
-        conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.exchange = None
-            self.endpoint.outstanding -= 1  # type: ignore[union-attr]
-            listener = self.listener
-            if listener.paused & PAUSE_UPSTREAM_FULL:  # no longer applies (rare: skip the call)
-                listener.resume(PAUSE_UPSTREAM_FULL)
-        return conn
+            self.downstream.abort()
 
     def resend(self) -> None:
         """Queue what was sent so far again, for another connection or try."""
@@ -250,7 +197,7 @@ class Exchange:
         self.replay = []
         self.replay_size = 0
 
-    # request side (called by the listener) ------------------------------------------------
+    # request side (called by the downstream connection) ------------------------------------------------
 
     def flush_up(self) -> None:
         pending = self.up_pending
@@ -275,7 +222,7 @@ class Exchange:
         if self.response_done:
             self.drained += len(data)
             if self.drained > DRAIN_LIMIT:
-                self.listener.abort()
+                self.downstream.abort()
             return
         if self.chunked_req:
             self.up_pending += (b"%x\r\n" % len(data), data, http1.CRLF)
@@ -292,14 +239,9 @@ class Exchange:
     # response side (called by the upstream connection) ------------------------------------
 
     def on_response_head(
-        self,
-        status: int,
-        reason: bytes,
-        lines: list[bytes],
-        has_length: bool,
-        chunked: bool,
+        self, status: int, reason: bytes, lines: list[bytes], has_length: bool, chunked: bool,
         tokens: list[bytes] | None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         if status < 200:
             # Interim (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients only.
             if not self.http10:
@@ -316,7 +258,7 @@ class Exchange:
         lines[0] = http1.status_line(status, reason)
         self.status = status
         self.response_started = True
-        if self.method == _HEAD or status in _NO_BODY_STATUS:
+        if self.method == HEAD or status in _NO_BODY_STATUS:
             pass
         elif has_length and not chunked:
             pass
@@ -345,7 +287,7 @@ class Exchange:
             return
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
-        self.listener.write(data)
+        self.downstream.write(data)
 
     def on_response_complete(self, upstream_keep_alive: bool) -> None:
         if self.chunk_resp:
@@ -362,43 +304,82 @@ class Exchange:
         self.record(False)
         self.after_response()
 
-    # policy hooks: OutboundExchange applies the destination's policy in these --------------
+    # hooks: each kind of exchange fills these in -----------------------------------------
 
-    def _reserve_connect(self, pool: ConnectionPool) -> bool:
-        """Whether a new connection may be opened (the local app has no pool limits)."""
-        return True
+    def begin(self) -> None:
+        """Start: called when this exchange becomes the active one of its connection."""
+        raise NotImplementedError
 
-    def _connect_settled(self, conn: UpstreamConnection | None) -> None:
+    def _attach(self, conn: Upstream, reused: bool) -> None:
+        """Bind ``conn`` to this exchange for the current try, and send what is pending."""
+        raise NotImplementedError
+
+    def detach(self) -> Upstream | None:
+        """Unbind the current connection and return it (for the caller to release or close)."""
+        raise NotImplementedError
+
+    def _reserve_connect(self, pool: Pool) -> bool:
+        """Whether a new connection may be opened (False: answered already)."""
+        raise NotImplementedError
+
+    def _connect_settled(self, conn: Upstream | None) -> None:
         """A connect ended, opened (``conn``) or failed (None): give back what it held."""
+        raise NotImplementedError
 
     def end_try(self, ok: bool) -> None:
         """The current try is over: a connection still being opened for it is stale."""
-        self.try_gen += 1
+        raise NotImplementedError
 
     def tell_outlier_detector(self, status: int | None, gateway_error: bool) -> None:
-        """Count the try's outcome against its instance (the local app has no outlier detection)."""
+        """Count the try's outcome against its instance."""
+        raise NotImplementedError
 
     def try_failed(self, error: str, reason: str, timeout_kind: str | None = None) -> None:
-        """A try got no response (``error``, a ``proxies.traffic.retry`` name): the app is unavailable."""
-        endings.answer(self, errors.local_app_unavailable(self.endpoint.address, reason))  # type: ignore[union-attr]
+        """A try got no response (``error``, a ``proxies.traffic.retry`` name): answer or retry."""
+        raise NotImplementedError
 
     # endings --------------------------------------------------------------------------------
 
+    def answer(self, error: LocalError) -> None:
+        """Answer with a sidecar-made error response (text/plain, x-meshui-error)."""
+        conn = self.detach()
+        if conn is not None:
+            conn.close()
+        if self.response_started:
+            self.downstream.abort()
+            return
+        close = errors.must_close(error, self.request_done, self.expect_continue, self.client_keep_alive)
+        if close:
+            self.client_keep_alive = False
+        status = self.status = error.status
+        self.response_started = True
+        self.response_done = True
+        self.downstream.write(errors.encode(error, head_only=self.method == HEAD, close=close))
+        self.record(status >= 500)
+        self.after_response()
+
+    def connect_failed(self, reason: str, timed_out: bool) -> None:
+        """Opening a connection for the current try failed or timed out."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        self.plane.metrics.count_connect_error(self.direction, self.destination_service, endpoint.address)
+        self.try_failed(CONNECT_FAILURE, reason, "connect" if timed_out else None)
+
     def after_response(self) -> None:
         """The response is out: the exchange is finished, unless request body is still to come."""
-        listener = self.listener
+        downstream = self.downstream
         if not self.client_keep_alive:
-            listener.close_after_response()
+            downstream.close_after_response()
         elif not self.request_done:
             return  # finished by request_complete, once the rest is read (or drained)
         if not self.finished:  # _finish, inlined: this runs once per request
             self.finished = True
-            listener.exchange_finished(self)
+            downstream.exchange_finished(self)
 
     def _finish(self) -> None:
         if not self.finished:
             self.finished = True
-            self.listener.exchange_finished(self)
+            self.downstream.exchange_finished(self)
 
     def record(self, error: bool) -> None:
         """Report the request: telemetry always, the span when sampled."""
@@ -408,7 +389,7 @@ class Exchange:
         plane.telemetry.record_request(
             self.direction,
             self.source,
-            self.destination,
+            self.destination_service,
             self.destination_version,
             status,
             self.source_sidecar,

@@ -8,7 +8,7 @@ instance is back before its ejection time is up (Envoy's
 ``successful_active_health_check_uneject_host``). Instances in service are not probed:
 real traffic and the outlier detector already watch them.
 
-The data plane starts one with ``start()`` and ends it with ``await stop()``; tests call
+The data plane starts one with ``start()`` and ends it with ``cancel()``; tests call
 ``check_once()`` to run a round without timers. The probe is a function, so tests (and a
 future TLS probe) can swap it.
 """
@@ -132,21 +132,8 @@ class HealthChecker:
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self.run(), name="healthcheck")
 
-    async def stop(self) -> None:
+    def cancel(self) -> None:
+        """Stop probing (the data plane calls this when the policy drops the check, or at close)."""
         task, self.task = self.task, None
-        if task is None:
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "path": self.config.path,
-            "interval_s": self.config.interval_s,
-            "probes_total": self.probes_total,
-            "probe_failures_total": self.probe_failures_total,
-            "running": self.task is not None,
-        }
+        if task is not None:
+            task.cancel()

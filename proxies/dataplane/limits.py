@@ -1,11 +1,11 @@
 """Limits of the two data listeners: request head sizes, header and idle timeouts, connection caps.
 
 One frozen value, built from the sidecar's flags (``proxies.config``) and read by each
-``Listener`` when a connection is accepted (docs/sidecar.md, "Limits"). The defaults are
-those a client expects from a front proxy: Envoy's 60 KiB of request headers, a 16 KiB
-request-target, a 10 s header-read timeout (slowloris), a keep-alive idle timeout, and a
-cap on connections per listener that stays under the file-descriptor limit so the admin
-listener and ``/ready`` keep answering when a listener is flooded.
+``DownstreamConnection`` when a connection is accepted (docs/sidecar.md, "Limits"). The
+defaults are those a client expects from a front proxy: Envoy's 60 KiB of request
+headers, a 16 KiB request-target, a 10 s header-read timeout (slowloris), a keep-alive
+idle timeout, and a cap on connections per listener that stays under the file-descriptor
+limit so the admin listener and ``/ready`` keep answering when a listener is flooded.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ListenerLimits:
     @property
     def head_budget(self) -> int:
         """Bytes a request head may take on the wire besides its request line: the header
-        fields and the blank line ending them (proxies.request_reader).
+        fields and the blank line ending them (proxies.dataplane.request_reader).
 
         httptools hands a header field over only once its value is complete, and buffers it
         until then; counting reads against this budget is what bounds that buffer (a 64 MiB

@@ -12,27 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from proxies.dataplane.errors import REJECT_REASONS
 from proxies.telemetry import counters
 from proxies.telemetry.counters import EdgeCounters
+from proxies.traffic.circuit import LIMITS as OVERFLOW_LIMITS
+from proxies.traffic.ratelimit import DESTINATION, SOURCE
 
-# What the listener answers itself while parsing (the x-meshui-error codes): these requests
-# never become an exchange, so telemetry does not count them.
-REJECT_REASONS = (
-    "bad-request",
-    "target-too-long",
-    "headers-too-large",
-    "too-many-headers",
-    "header-timeout",
-    "body-too-large",
-    "unsupported-transfer-coding",
-    "internal-error",
-)
-OVERFLOW_LIMITS = ("max_connections", "max_pending_requests", "max_requests", "max_retries")
 # "header" (a client too slow to send a request head) is on the admin port only: it has no edge.
 TIMEOUT_KINDS = ("connect", "request", "per-try", "idle", "header")
 DIRECTIONS = ("inbound", "outbound")
 FAULT_KINDS = ("delay", "abort")
-RATE_LIMIT_SCOPES = ("destination", "source")
+RATE_LIMIT_SCOPES = (DESTINATION, SOURCE)
 
 
 def _label(value: str) -> str:

@@ -15,24 +15,22 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from proxies.dataplane import endings
-from proxies.dataplane.downstream import FRESH_TICKS, Listener
+from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection
 from proxies.dataplane.healthcheck import HealthChecker
+from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.metrics import ProxyMetrics
-from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
+from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnection, open_tcp
 from proxies.http1 import host_name, split_target
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tracecontext import TraceContext
 from proxies.traffic.destination import Destination, compile_destinations
 from proxies.traffic.ratelimit import RateLimiter, limiter_for
-
-if TYPE_CHECKING:
-    from proxies.dataplane.exchange import Exchange
-    from proxies.dataplane.outbound import OutboundExchange
 
 log = logging.getLogger("proxies.dataplane")
 
@@ -62,6 +60,7 @@ class DataPlane:
         "limits",
         "clock",
         "rng",
+        "connector",
         "upstreams",
         "clients",
         "health",
@@ -78,7 +77,7 @@ class DataPlane:
         version: str,
         app: tuple[str, int],
         telemetry: Any,
-        trace_incoming: Callable[..., Any],
+        trace_incoming: Callable[[str | None, str | None, float], TraceContext],
         trace_sample: float,
         span_factory: Callable[..., Any] | None = None,
         registry: EndpointRegistry | None = None,
@@ -87,6 +86,7 @@ class DataPlane:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         limits: ListenerLimits | None = None,
+        connector: Connector = open_tcp,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.limits = limits or ListenerLimits()  # what one client connection may use
@@ -99,12 +99,13 @@ class DataPlane:
         self.policies.subscribe(self._policy_swapped)
         self.clock = clock
         self.rng = rng or random.Random()
+        self.connector = connector  # how every pool opens a connection (tests inject fakes)
         self.upstreams: set[UpstreamConnection] = set()
-        self.clients: set[Listener] = set()
+        self.clients: set[DownstreamConnection] = set()
         self.health: dict[str, HealthChecker] = {}
         self.next_sweep: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self.deadlines: dict[OutboundExchange, float] = {}  # in-flight requests with a long timeout
+        self.deadlines: dict[Deadline, float] = {}  # in-flight requests with a long timeout
         self._deadline_timer: asyncio.TimerHandle | None = None
         self.destinations: dict[bytes, Destination] = {}
         self.inbound_limiter: RateLimiter | None = None  # the local service's own rate_limit
@@ -113,21 +114,22 @@ class DataPlane:
         # Policy events per edge go where the telemetry export takes them from; a stand-in
         # telemetry without them (tests) leaves them in ProxyMetrics' own bounded counters.
         self.metrics = ProxyMetrics(getattr(telemetry, "edge_counters", None))
-        self.telemetry = telemetry
+        self.telemetry: TelemetrySink = telemetry
         self.trace_incoming = trace_incoming
         self.trace_sample = trace_sample
         self.span_factory = span_factory
-        self.outbound_extra = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
+        self.outbound_extra: tuple[bytes, ...] = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
         self.rebuild()
 
-    def listener_factory(self, outbound: bool) -> Callable[[], Listener]:
-        return lambda: Listener(self, outbound)
+    def downstream_factory(self, outbound: bool) -> Callable[[], DownstreamConnection]:
+        """The protocol factory of the inbound (False) or outbound (True) listener."""
+        return lambda: DownstreamConnection(self, outbound)
 
     def pool_for(self, endpoint: Endpoint) -> ConnectionPool:
         pool = self.pools.get(endpoint.address)
         if pool is None or pool.closed:
             pool = self.pools[endpoint.address] = ConnectionPool(
-                self, endpoint.host, endpoint.port, service=endpoint.service
+                self, endpoint.host, endpoint.port, service=endpoint.service, connector=self.connector
             )
         return pool
 
@@ -167,9 +169,8 @@ class DataPlane:
             else:
                 wanted[dest.name] = HealthChecker(dest.outlier, config)
         for name, checker in self.health.items():
-            if wanted.get(name) is not checker and checker.task is not None:
-                checker.task.cancel()
-                checker.task = None
+            if wanted.get(name) is not checker:
+                checker.cancel()
         self.health = wanted
         if self._task is not None:
             for checker in wanted.values():
@@ -177,7 +178,7 @@ class DataPlane:
 
     # background ---------------------------------------------------------------------------
 
-    def watch_deadline(self, exchange: OutboundExchange, timeout_s: float) -> None:
+    def watch_deadline(self, exchange: Deadline, timeout_s: float) -> None:
         """Time ``exchange`` out after ``timeout_s`` (to within DEADLINE_TICK_S) unless it ends first."""
         loop = self.loop
         self.deadlines[exchange] = loop.time() + timeout_s
@@ -246,17 +247,17 @@ class DataPlane:
             client_idle = policy_idle
         ticks = math.ceil(client_idle / SWEEP_S)
         silent_ticks = FRESH_TICKS + math.ceil(limits.header_timeout_s / SWEEP_S)
-        for listener in list(self.clients):
-            idle_ticks = listener.idle_ticks = listener.idle_ticks + 1
+        for client in list(self.clients):
+            idle_ticks = client.idle_ticks = client.idle_ticks + 1
             if idle_ticks < 0:
                 # Not a byte since accept: a connection held open for nothing gets the header
                 # timeout too (no request to answer 408, so it is just closed).
                 if idle_ticks >= silent_ticks:
                     self.metrics.count_timeout("header")
-                    listener.close_idle()
-            elif idle_ticks >= ticks and listener.idle():
+                    client.close_idle()
+            elif idle_ticks >= ticks and client.idle():
                 self.metrics.count_timeout("idle")
-                listener.close_idle()
+                client.close_idle()
 
     def _prune_pools(self, old: EndpointSnapshot, new: EndpointSnapshot) -> None:
         """Close idle connections to addresses that left the endpoint set."""
@@ -273,14 +274,12 @@ class DataPlane:
             self._deadline_timer.cancel()
             self._deadline_timer = None
         for checker in self.health.values():
-            if checker.task is not None:
-                checker.task.cancel()
-                checker.task = None
+            checker.cancel()
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()
 
-    def record_span(self, exchange: Exchange, error: bool) -> None:
+    def record_span(self, exchange: SpanSource, error: bool) -> None:
         """Hand a sampled request's span to telemetry (off the common path: ~1% of requests)."""
         factory = self.span_factory
         if factory is None:
@@ -293,7 +292,7 @@ class DataPlane:
                 trace_id=trace.trace_id,
                 span_id=trace.span_id,
                 parent_span_id=trace.parent_span_id,
-                name=f"{exchange.method.decode('latin-1')} {exchange.destination}",
+                name=f"{exchange.method.decode('latin-1')} {exchange.destination_service}",
                 kind="client" if exchange.outbound else "server",
                 start_ns=exchange.start_ns,
                 end_ns=time.time_ns(),
@@ -302,7 +301,7 @@ class DataPlane:
                     "url.path": path.decode("latin-1"),
                     "http.response.status_code": exchange.status,
                     "server.address": _server_address(exchange),
-                    "destination.service": exchange.destination,
+                    "destination.service": exchange.destination_service,
                     "destination.version": exchange.destination_version,
                 },
                 error=error,
@@ -313,7 +312,7 @@ class DataPlane:
             log.exception("could not record a span")
 
 
-def _server_address(exchange: Exchange) -> str:
+def _server_address(exchange: SpanSource) -> str:
     """The instance dialled, or else the host that was asked for (an unregistered one)."""
     endpoint = exchange.endpoint
     if endpoint is not None:

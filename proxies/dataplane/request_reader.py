@@ -1,12 +1,12 @@
 """Reading request heads off a client connection, within the listener's limits.
 
-The codec side of ``proxies.listener.Listener`` (its base class): counts each read against
-the head budget before the parser sees it, and the target and every header field as
-httptools hands them over, so a head past a limit is refused the moment it passes it,
-with nothing buffered beyond (docs/sidecar.md, "Limits"). It keeps what the listener needs
-of the head's fields (Host, framing, trace context, Connection options) and strips the
-hop-by-hop ones as they stream in. The refusal itself (the answer, the close) is the
-listener's: ``_reject``.
+The codec side of ``DownstreamConnection`` (``proxies.dataplane.downstream``, its
+subclass): counts each read against the head budget before the parser sees it, and the
+target and every header field as httptools hands them over, so a head past a limit is
+refused the moment it passes it, with nothing buffered beyond (docs/sidecar.md,
+"Limits"). It keeps what the connection needs of the head's fields (Host, framing, trace
+context, Connection options) and strips the hop-by-hop ones as they stream in. The
+refusal itself (the answer, the close) is the connection's: ``_reject``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class RequestReader(asyncio.Protocol):
         raise NotImplementedError
 
     # feeding the codec ----------------------------------------------------------------------
-    # The listener's data_received inlines the common case of _feed_counted (a read that
+    # DownstreamConnection.data_received inlines the common case of _feed_counted (a read that
     # fits the head budget); these are the rest.
 
     def _feed_counted(self, data: bytes) -> None:

@@ -1,32 +1,30 @@
 """Connections to upstreams (other sidecars' inbound listeners, or the local app) and their pool.
 
 An ``UpstreamConnection`` carries one exchange at a time: it parses the response with the
-codec and hands head, body pieces and completion to the ``Exchange`` bound to it. The
+codec and hands head, body pieces and completion to the ``Exchange`` bound to it; when the
+connection fails the exchange, ``proxies.dataplane.endings`` says what happens to it. The
 pool keeps a bounded stack of idle keep-alive connections per address; a connection that
-closes or errors is dropped, never handed out again.
+closes or errors is dropped, never handed out again. New connections come from the pool's
+``Connector``: TCP (``open_tcp``) unless the plane was given another one (tests give fakes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from proxies import http1
 from proxies.dataplane import endings
-
-if TYPE_CHECKING:
-    from proxies.dataplane.exchange import Exchange
-    from proxies.dataplane.plane import DataPlane
-    from proxies.traffic.circuit import CircuitBreaker
+from proxies.dataplane.exchange import Exchange
+from proxies.dataplane.interfaces import PAUSE_UPSTREAM_FULL, WRITE_HIGH_WATER, Plane, Upstream
+from proxies.http1 import HEAD
+from proxies.traffic.circuit import CircuitBreaker
 
 log = logging.getLogger("proxies.upstream")
 
-WRITE_HIGH_WATER = 64 * 1024
 MAX_IDLE_PER_ADDRESS = 64
 CONNECT_TIMEOUT_S = 5.0
-
-_HEAD = b"HEAD"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -128,12 +126,12 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.listener.pause(4)  # PAUSE_UPSTREAM_FULL
+            ex.downstream.pause(PAUSE_UPSTREAM_FULL)
 
     def resume_writing(self) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.listener.resume(4)
+            ex.downstream.resume(PAUSE_UPSTREAM_FULL)
 
     # codec callbacks ---------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         parser = self.parser
         status = parser.get_status_code()
-        if ex.method == _HEAD:
+        if ex.method == HEAD:
             self._head_done = True
             tokens = self._tokens or ()
             self._keep_alive = b"close" not in tokens and (
@@ -213,11 +211,24 @@ class UpstreamConnection(asyncio.Protocol):
             transport.abort()
 
 
+Connector = Callable[["ConnectionPool"], Awaitable[UpstreamConnection]]
+
+
+async def open_tcp(pool: ConnectionPool) -> UpstreamConnection:
+    """A new TCP connection to the pool's address, within its connect timeout."""
+    _, conn = await asyncio.wait_for(
+        pool.plane.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port),
+        pool.connect_timeout_s,
+    )
+    return conn
+
+
 class ConnectionPool:
     """Idle keep-alive connections to one upstream address, most recently used first."""
 
     __slots__ = (
         "plane",
+        "connector",
         "service",
         "host",
         "port",
@@ -229,19 +240,26 @@ class ConnectionPool:
     )
 
     def __init__(
-        self, plane: DataPlane, host: str, port: int, max_idle: int = MAX_IDLE_PER_ADDRESS, service: str = ""
+        self,
+        plane: Plane,
+        host: str,
+        port: int,
+        max_idle: int = MAX_IDLE_PER_ADDRESS,
+        service: str = "",
+        connector: Connector = open_tcp,
     ) -> None:
         self.plane = plane
+        self.connector = connector
         self.service = service  # whose idle timeout applies
         self.connect_timeout_s = CONNECT_TIMEOUT_S  # the destination's, set before each connect
         self.host = host
         self.port = port
         self.address = f"{host}:{port}"
-        self.idle: list[UpstreamConnection] = []
+        self.idle: list[Upstream] = []
         self.max_idle = max_idle
         self.closed = False
 
-    def take_idle(self) -> UpstreamConnection | None:
+    def take_idle(self) -> Upstream | None:
         idle = self.idle
         while idle:
             conn = idle.pop()
@@ -250,14 +268,10 @@ class ConnectionPool:
         return None
 
     async def connect(self) -> UpstreamConnection:
-        loop = self.plane.loop
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
-            self.connect_timeout_s,
-        )
-        return conn
+        """A new connection from the connector (its own connect timeout: connect_timeout_s)."""
+        return await self.connector(self)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: Upstream) -> None:
         """Take back a connection whose exchange ended cleanly; keep it if there is room."""
         conn.exchange = None
         conn.received = False
@@ -270,7 +284,7 @@ class ConnectionPool:
             conn.idle_ticks = 0
             self.idle.append(conn)
 
-    def discard(self, conn: UpstreamConnection) -> None:
+    def discard(self, conn: Upstream) -> None:
         try:
             self.idle.remove(conn)
         except ValueError:

@@ -12,7 +12,7 @@ from proxies import http1
 from proxies.config import SidecarConfig
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.plane import DataPlane
-from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
+from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnection, open_tcp
 from proxies.sidecar import Sidecar
 from proxies.telemetry import tracecontext
 from tests.polling import eventually
@@ -107,7 +107,7 @@ async def until(predicate: Callable[[], Any], timeout: float = 3.0) -> Any:
 
 
 class FakeUpstreams:
-    """Replaces real connects: each connect yields an UpstreamConnection on a FakeTransport."""
+    """A connector for the data plane: each connect yields an UpstreamConnection on a FakeTransport."""
 
     def __init__(self) -> None:
         self.connections: list[UpstreamConnection] = []
@@ -128,18 +128,13 @@ def telemetry() -> RecordingTelemetry:
 
 
 @pytest.fixture
-def fake_upstreams(monkeypatch: pytest.MonkeyPatch) -> FakeUpstreams:
-    fakes = FakeUpstreams()
-
-    async def connect(self: ConnectionPool) -> UpstreamConnection:
-        return await fakes.connect(self)
-
-    monkeypatch.setattr(ConnectionPool, "connect", connect)
-    return fakes
+def fake_upstreams() -> FakeUpstreams:
+    return FakeUpstreams()
 
 
 @pytest.fixture
-async def plane(telemetry: RecordingTelemetry) -> DataPlane:
+async def plane(telemetry: RecordingTelemetry, fake_upstreams: FakeUpstreams) -> DataPlane:
+    """The frontend's data plane, its upstream connections the ``fake_upstreams``."""
     plane = DataPlane(
         service="frontend",
         version="v1",
@@ -148,6 +143,7 @@ async def plane(telemetry: RecordingTelemetry) -> DataPlane:
         trace_incoming=tracecontext.incoming,
         trace_sample=0.0,
         span_factory=dict,
+        connector=fake_upstreams.connect,
     )
     plane.registry.apply(
         1,
@@ -163,11 +159,11 @@ async def plane(telemetry: RecordingTelemetry) -> DataPlane:
 
 
 def client_of(plane: DataPlane, outbound: bool = True) -> tuple[Any, FakeTransport]:
-    """A listener protocol connected to a fake client transport."""
-    listener = plane.listener_factory(outbound)()
+    """A client connection of the outbound (or inbound) listener on a fake transport."""
+    downstream = plane.downstream_factory(outbound)()
     transport = FakeTransport()
-    listener.connection_made(transport)  # type: ignore[arg-type]
-    return listener, transport
+    downstream.connection_made(transport)  # type: ignore[arg-type]
+    return downstream, transport
 
 
 # real sockets ----------------------------------------------------------------------------------
@@ -211,10 +207,12 @@ async def start_sidecar(
     service: str = "frontend",
     control: str | None = None,
     limits: ListenerLimits | None = None,
+    connector: Connector = open_tcp,
 ) -> Sidecar:
     """A real Sidecar on loopback with ephemeral ports and a static endpoint set.
 
     ``control`` is a control channel URL; the sidecar dials it (and keeps retrying).
+    ``connector`` opens its upstream connections (TCP unless a test gives another).
     """
     config = SidecarConfig(
         service=service,
@@ -233,7 +231,7 @@ async def start_sidecar(
         log_level="INFO",
         limits=limits or ListenerLimits(),
     )
-    sidecar = Sidecar(config, telemetry, tracecontext.incoming)
+    sidecar = Sidecar(config, telemetry, tracecontext.incoming, connector=connector)
     await sidecar.start()
     sidecar.registry.apply(1, services)
     return sidecar

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from unittest import mock
 
 import h11
 import pytest
@@ -297,17 +295,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-@contextmanager
-def upstreams() -> Iterator[Upstreams]:
-    fakes = Upstreams()
-
-    async def connect(pool: ConnectionPool) -> UpstreamConnection:
-        return await fakes.connect(pool)
-
-    with mock.patch.object(ConnectionPool, "connect", connect):
-        yield fakes
-
-
 def settle(loop: asyncio.AbstractEventLoop, fakes: Upstreams) -> None:
     """Run the loop and answer the upstreams until nothing moves (connects are loop tasks)."""
     idle = 0
@@ -317,6 +304,7 @@ def settle(loop: asyncio.AbstractEventLoop, fakes: Upstreams) -> None:
 
 
 def run_case(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts: list[int]):
+    fakes = Upstreams()
     plane = DataPlane(
         service="frontend",
         version="v1",
@@ -325,22 +313,22 @@ def run_case(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts:
         trace_incoming=tracecontext.incoming,
         trace_sample=0.0,
         loop=loop,
+        connector=fakes.connect,
         limits=ListenerLimits(
             max_header_bytes=512, max_target_bytes=64, max_headers=12, max_request_body_bytes=64
         ),
     )
     plane.registry.apply(1, {"catalog": [{"instance": "c1", "version": "v1", "address": "10.0.0.1:1"}]})
     reads = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
-    with upstreams() as fakes:
-        listener, client = client_of(plane, outbound)
-        for piece in reads:
-            settle(loop, fakes)  # the listener may pause reading until its request is answered
-            if client.closing:
-                break
-            listener.data_received(piece)
-        settle(loop, fakes)
-        listener.connection_lost(None)
-        loop.run_until_complete(asyncio.sleep(0))
+    downstream, client = client_of(plane, outbound)
+    for piece in reads:
+        settle(loop, fakes)  # the connection may pause reading until its request is answered
+        if client.closing:
+            break
+        downstream.data_received(piece)
+    settle(loop, fakes)
+    downstream.connection_lost(None)
+    loop.run_until_complete(asyncio.sleep(0))
     return client, fakes
 
 

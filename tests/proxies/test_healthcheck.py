@@ -111,15 +111,18 @@ async def test_a_host_returns_after_healthy_threshold_passes_in_a_row() -> None:
     assert await checker.check_once() == [a]
 
 
-async def test_the_checker_runs_on_its_interval_until_stopped(servers: LoopbackServers) -> None:
+async def test_the_checker_runs_on_its_interval_until_cancelled(servers: LoopbackServers) -> None:
     port = await servers.start(answering(b"204 No Content", body=b""))
     od, (a, _) = ejected([port, free_port()])
     checker = HealthChecker(od, HealthCheck(interval_s=0.01))
     checker.start()
-    assert checker.as_dict()["running"]
+    task = checker.task
+    assert task is not None and not task.done()
     await until(lambda: not a.ejected_until)
-    await checker.stop()
-    assert checker.task is None and not checker.as_dict()["running"]
+    checker.cancel()
+    assert checker.task is None
+    await until(task.done)
+    assert task.cancelled()
 
 
 async def test_a_malformed_response_fails_the_probe(servers: LoopbackServers) -> None:

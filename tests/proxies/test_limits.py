@@ -11,6 +11,7 @@ from proxies.dataplane.limits import ListenerLimits, fit_connection_cap, within_
 from proxies.dataplane.plane import DataPlane
 from proxies.telemetry import tracecontext
 from tests.proxies.conftest import (
+    FakeUpstreams,
     client_of,
     parse_responses,
     read_response,
@@ -21,8 +22,8 @@ from tests.proxies.conftest import (
 )
 
 
-def plane_with(telemetry, limits: ListenerLimits) -> DataPlane:
-    """The frontend's data plane (local app on :9001) with ``limits``."""
+def plane_with(telemetry, limits: ListenerLimits, upstreams: FakeUpstreams) -> DataPlane:
+    """The frontend's data plane (local app on :9001) with ``limits``, connecting to ``upstreams``."""
     return DataPlane(
         service="frontend",
         version="v1",
@@ -31,14 +32,15 @@ def plane_with(telemetry, limits: ListenerLimits) -> DataPlane:
         trace_incoming=tracecontext.incoming,
         trace_sample=0.0,
         limits=limits,
+        connector=upstreams.connect,
     )
 
 
 @pytest.fixture
-async def small_plane(telemetry) -> DataPlane:
+async def small_plane(telemetry, fake_upstreams) -> DataPlane:
     """A plane with small limits, so each boundary is cheap to reach."""
     plane = plane_with(telemetry, ListenerLimits(
-        max_target_bytes=100, max_header_bytes=200, max_headers=8, header_timeout_s=0.05))
+        max_target_bytes=100, max_header_bytes=200, max_headers=8, header_timeout_s=0.05), fake_upstreams)
     plane.registry.apply(1, {"catalog": [{"instance": "c1", "version": "v1", "address": "10.0.0.1:1"}]})
     return plane
 
@@ -134,7 +136,7 @@ async def test_more_header_fields_than_max_headers_is_431(small_plane):
 async def test_a_declared_body_past_the_body_limit_is_413_before_anything_goes_upstream(
     telemetry, fake_upstreams
 ):
-    plane = plane_with(telemetry, ListenerLimits(max_request_body_bytes=10))
+    plane = plane_with(telemetry, ListenerLimits(max_request_body_bytes=10), fake_upstreams)
     listener, client = client_of(plane, outbound=False)
     listener.data_received(b"POST /a HTTP/1.1\r\nHost: frontend\r\nContent-Length: 10\r\n\r\n0123456789")
     await until(lambda: fake_upstreams.connections and fake_upstreams.connections[0].transport.data)
@@ -149,7 +151,7 @@ async def test_a_declared_body_past_the_body_limit_is_413_before_anything_goes_u
 async def test_a_chunked_body_passing_the_body_limit_is_413_and_its_upstream_connection_closed(
     telemetry, fake_upstreams
 ):
-    plane = plane_with(telemetry, ListenerLimits(max_request_body_bytes=10))
+    plane = plane_with(telemetry, ListenerLimits(max_request_body_bytes=10), fake_upstreams)
     listener, client = client_of(plane, outbound=False)
     listener.data_received(
         b"POST /a HTTP/1.1\r\nHost: frontend\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n"
@@ -229,8 +231,10 @@ async def test_slow_clients_on_real_sockets_get_408_and_the_listener_keeps_servi
         await sidecar.stop()
 
 
-async def test_a_connection_that_never_sends_a_byte_is_closed_after_the_header_timeout(telemetry):
-    plane = plane_with(telemetry, ListenerLimits(header_timeout_s=3))
+async def test_a_connection_that_never_sends_a_byte_is_closed_after_the_header_timeout(
+    telemetry, fake_upstreams
+):
+    plane = plane_with(telemetry, ListenerLimits(header_timeout_s=3), fake_upstreams)
     listener, client = client_of(plane, outbound=False)
     for _ in range(2):
         plane.sweep_idle()

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from proxies.config import SidecarConfig
+from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnection, open_tcp
 from proxies.policy.parser import parse_policy
 from proxies.sidecar import Sidecar
 from proxies.telemetry import tracecontext
@@ -37,6 +38,7 @@ async def start(
     clock: Callable[[], float] | None = None,
     trace_sample: float = 0.0,
     app_port: int | None = None,
+    connector: Connector = open_tcp,
 ) -> Sidecar:
     config = SidecarConfig(
         service="frontend",
@@ -55,7 +57,7 @@ async def start(
         log_level="INFO",
         policy=parse_policy(policy),
     )
-    kwargs: dict[str, Any] = {"rng": random.Random(7)}
+    kwargs: dict[str, Any] = {"rng": random.Random(7), "connector": connector}
     if clock is not None:
         kwargs["clock"] = clock
     sidecar = Sidecar(config, telemetry, tracecontext.incoming, span_factory=dict, **kwargs)
@@ -540,15 +542,12 @@ async def test_an_upstream_silent_past_the_idle_timeout_is_a_504_naming_it(serve
         await sidecar.stop()
 
 
-async def test_a_connect_timeout_on_the_only_instance_is_a_504_naming_it(servers, telemetry, monkeypatch):
-    from proxies.dataplane.upstream import ConnectionPool
-
-    async def never_connects(self: ConnectionPool) -> Any:
+async def test_a_connect_timeout_on_the_only_instance_is_a_504_naming_it(servers, telemetry):
+    async def never_connects(pool: ConnectionPool) -> UpstreamConnection:
         raise TimeoutError  # what asyncio.wait_for raises at connect_ms
 
-    monkeypatch.setattr(ConnectionPool, "connect", never_connects)
     policy = {"default": {"retries": {"attempts": 0}}}
-    sidecar = await start(telemetry, {"catalog": instances(free_port())}, policy)
+    sidecar = await start(telemetry, {"catalog": instances(free_port())}, policy, connector=never_connects)
     try:
         status, headers, _ = await get(sidecar.ports["outbound"])
         assert status.startswith(b"HTTP/1.1 504") and headers[b"x-meshui-timeout"] == b"connect"
