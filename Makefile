@@ -30,6 +30,7 @@ browser:
 lint: install
 	@$(BIN)/python -m ruff check meshui proxies collector tests bench
 	@$(BIN)/python -m mypy proxies collector
+	@$(BIN)/lint-imports --no-cache
 
 test: install browser lint
 	@echo "==> Test suite on the embedded defaults (SQLite, embedded Valkey)"
