@@ -82,17 +82,10 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         default=_env_int("COLLECTOR_MAX_SERIES", 250_000),
         help="distinct graph fields written per window (env COLLECTOR_MAX_SERIES, default 250000)",
     )
-    parser.add_argument(
-        "--forward-otlp",
-        default=os.environ.get("COLLECTOR_FORWARD_OTLP", ""),
-        help="forward OTLP to another backend (not implemented yet)",
-    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
         parser.error("--redis-url or REDIS_URL is required")
-    if args.forward_otlp:
-        parser.error("--forward-otlp is not implemented yet")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -94,11 +94,6 @@ def drop_named_fields(lines: list[bytes], names: set[bytes], start: int) -> list
     return kept
 
 
-def chunk(data: bytes) -> bytes:
-    """One chunk of chunked transfer coding (RFC 9112 §7.1) around ``data``."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
 def split_target(target: bytes) -> tuple[bytes | None, bytes] | None:
     """Split a request-target into (authority or None, origin-form target).
 

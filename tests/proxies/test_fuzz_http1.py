@@ -1,14 +1,19 @@
-"""Property-based fuzzing of the HTTP/1.1 codec's pure functions (proxies.http1)."""
+"""Property-based fuzzing of the HTTP/1.1 codec's pure functions (proxies.http1) and the framing it feeds."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from proxies import http1
+from proxies.dataplane.plane import DataPlane
+from proxies.telemetry import tracecontext
 from tests.fuzzing import examples, outcome
-from tests.proxies.conftest import parse_responses
+from tests.proxies.conftest import FakeUpstreams, RecordingTelemetry, client_of, parse_responses
 
 pytestmark = pytest.mark.fuzz
 
@@ -136,11 +141,38 @@ def test_error_responses_are_well_formed_http(status: int, message: str, close: 
     outcome("error_response", "close" if close else "keep-alive")
 
 
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
 @examples()
 @given(st.lists(st.binary(min_size=1, max_size=300), max_size=5))
-def test_chunk_framing_round_trips(pieces) -> None:
-    data = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-    data += b"".join(http1.chunk(p) for p in pieces) + http1.LAST_CHUNK
-    [(_, _, body)] = parse_responses(data)
+def test_a_body_delimited_by_the_upstream_closing_is_rechunked_and_round_trips(
+    loop: asyncio.AbstractEventLoop, pieces: list[bytes]
+) -> None:
+    upstreams = FakeUpstreams()
+    plane = DataPlane(
+        service="frontend",
+        version="v1",
+        app=("127.0.0.1", 9001),
+        telemetry=RecordingTelemetry(),
+        trace_incoming=tracecontext.incoming,
+        trace_sample=0.0,
+        loop=loop,
+        connector=upstreams.connect,
+    )
+    downstream, client = client_of(plane, outbound=False)
+    downstream.data_received(b"GET / HTTP/1.1\r\nHost: frontend\r\n\r\n")
+    loop.run_until_complete(asyncio.sleep(0))  # the connect task
+    [conn] = upstreams.connections
+    conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+    for piece in pieces:
+        conn.data_received(piece)
+    conn.connection_lost(None)
+    [(status, fields, body)] = parse_responses(client.take())
+    assert status == 200 and fields[b"transfer-encoding"] == b"chunked"
     assert body == b"".join(pieces)
     outcome("chunk", len(pieces))
