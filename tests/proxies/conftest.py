@@ -192,14 +192,6 @@ async def servers() -> Any:
     await s.close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def start_sidecar(
     telemetry: Any,
     app_port: int,

@@ -8,7 +8,8 @@ import re
 import orjson
 
 from proxies.telemetry import Resource, Telemetry
-from tests.proxies.conftest import free_port, read_response, simple_app, start_sidecar
+from tests.ports import free_port
+from tests.proxies.conftest import read_response, simple_app, start_sidecar
 
 
 async def get(port: int, path: str) -> tuple[bytes, bytes]:

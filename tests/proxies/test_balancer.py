@@ -10,22 +10,15 @@ import pytest
 from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import PeakEwma
 from proxies.traffic.balancer import decayed, make_balancer, observe_rtt
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def hosts(n: int) -> list[Endpoint]:
     return [Endpoint("payments", f"p{i}", "v1", "127.0.0.1", 9000 + i) for i in range(n)]
 
 
-def balancer(kind: str, clock: Clock | None = None, seed: int = 7):  # type: ignore[no-untyped-def]
-    return make_balancer(kind, PeakEwma(), clock or Clock(), random.Random(seed))  # type: ignore[arg-type]
+def balancer(kind: str, clock: FakeClock | None = None, seed: int = 7):  # type: ignore[no-untyped-def]
+    return make_balancer(kind, PeakEwma(), clock or FakeClock(100.0), random.Random(seed))  # type: ignore[arg-type]
 
 
 KINDS = ["round_robin", "least_request", "peak_ewma"]
@@ -114,7 +107,7 @@ def test_an_unread_estimate_decays_towards_zero() -> None:
 
 
 def test_peak_ewma_starts_every_instance_at_the_default_rtt() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     a, b = endpoints = hosts(2)
     balancer("peak_ewma", clock).pick(endpoints)
     assert a.ewma_s == b.ewma_s == pytest.approx(0.030)
@@ -128,11 +121,11 @@ def test_peak_ewma_weighs_outstanding_requests() -> None:
 
 
 def test_a_fast_failure_does_not_make_an_instance_look_faster() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     (a,) = hosts(1)
     lb = balancer("peak_ewma", clock)
     lb.on_start(a)
-    clock.now += 5.0
+    clock.advance(5.0)
     lb.on_finish(a, 0.0001, False)
     assert a.ewma_s == pytest.approx(0.030)
 
@@ -144,15 +137,15 @@ def run(lb, endpoints, rtts, clock, n, gap=0.1):  # type: ignore[no-untyped-def]
         endpoint = lb.pick(endpoints)
         lb.on_start(endpoint)
         rtt = rtts[endpoint.instance]
-        clock.now += rtt
+        clock.advance(rtt)
         lb.on_finish(endpoint, rtt, True)
-        clock.now += gap
+        clock.advance(gap)
         picked.append(endpoint.instance)
     return picked
 
 
 def test_peak_ewma_moves_traffic_away_from_a_slow_instance_and_back_after_decay() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     endpoints = hosts(2)
     lb = balancer("peak_ewma", clock)
     rtts = {"p0": 0.010, "p1": 0.500}
@@ -164,7 +157,7 @@ def test_peak_ewma_moves_traffic_away_from_a_slow_instance_and_back_after_decay(
 
 
 def test_peak_ewma_keeps_a_slow_instance_mostly_idle_while_it_stays_slow() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     endpoints = hosts(2)
     lb = balancer("peak_ewma", clock)
     picked = run(lb, endpoints, {"p0": 0.010, "p1": 0.500}, clock, 1000)  # 100 s

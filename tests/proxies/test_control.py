@@ -12,7 +12,8 @@ from websockets.asyncio.server import serve
 
 from proxies.control.client import ControlClient, backoff_delay
 from proxies.mesh.endpoints import EndpointRegistry
-from tests.proxies.conftest import free_port, until
+from tests.ports import free_port
+from tests.proxies.conftest import until
 
 TOKEN = "s3cret"
 GOOD = {"catalog": [{"instance": "c1", "version": "v1", "address": "127.0.0.1:15001"}]}

@@ -7,7 +7,8 @@ import pytest
 from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry
 from proxies.policy.store import PolicyStore
-from tests.proxies.conftest import free_port, until
+from tests.ports import free_port
+from tests.proxies.conftest import until
 from tests.proxies.test_control import TOKEN, FakeMeshui
 
 PAYMENTS = {

@@ -8,15 +8,9 @@ from proxies.dataplane.healthcheck import HealthChecker, http_probe
 from proxies.mesh.endpoints import Endpoint
 from proxies.policy.schema import HealthCheck, OutlierDetection
 from proxies.traffic.outlier import OutlierDetector
-from tests.proxies.conftest import LoopbackServers, free_port, until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
+from tests.ports import free_port
+from tests.proxies.conftest import LoopbackServers, until
 
 
 def answering(status: bytes, seen: list[bytes] | None = None, body: bytes = b"ok"):  # type: ignore[no-untyped-def]
@@ -39,7 +33,7 @@ def answering(status: bytes, seen: list[bytes] | None = None, body: bytes = b"ok
 def ejected(ports: list[int]) -> tuple[OutlierDetector, list[Endpoint]]:
     """A detector over instances on ``ports``, the first of them ejected for 30 s."""
     endpoints = [Endpoint("payments", f"p{i}", "v1", "127.0.0.1", port) for i, port in enumerate(ports)]
-    od = OutlierDetector(OutlierDetection(max_ejection_percent=100.0), Clock(), endpoints)
+    od = OutlierDetector(OutlierDetection(max_ejection_percent=100.0), FakeClock(), endpoints)
     for _ in range(5):
         od.on_result(endpoints[0], 503, False)
     assert endpoints[0].ejected_until

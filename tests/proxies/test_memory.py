@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from tests.polling import eventually
-from tests.proxies.conftest import free_port, read_until_closed, simple_app
+from tests.ports import free_port
+from tests.proxies.conftest import read_until_closed, simple_app
 
 ATTEMPT_BYTES = 64 * 1024 * 1024
 PIECE = b"a" * (1024 * 1024)

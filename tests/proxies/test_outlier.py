@@ -8,22 +8,15 @@ from proxies.mesh.endpoints import Endpoint, EndpointRegistry
 from proxies.policy.schema import OutlierDetection, PeakEwma
 from proxies.traffic.balancer import make_balancer
 from proxies.traffic.outlier import OutlierDetector
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def hosts(n: int) -> list[Endpoint]:
     return [Endpoint("payments", f"p{i}", "v1", "127.0.0.1", 9000 + i) for i in range(n)]
 
 
-def detector(n: int = 3, **config: object) -> tuple[OutlierDetector, list[Endpoint], Clock]:
-    clock = Clock()
+def detector(n: int = 3, **config: object) -> tuple[OutlierDetector, list[Endpoint], FakeClock]:
+    clock = FakeClock()
     endpoints = hosts(n)
     return OutlierDetector(OutlierDetection(**config), clock, endpoints), endpoints, clock  # type: ignore[arg-type]
 
@@ -44,9 +37,9 @@ def test_five_consecutive_5xx_eject_a_host_for_30_seconds() -> None:
     assert (ejection.endpoint, ejection.reason, ejection.duration_s) == (a, "consecutive_5xx", 30.0)
     assert a.ejected_until == clock.now + 30.0
     assert od.eligible([a, b, c]) == ([b, c], False)
-    clock.now += 29.9
+    clock.advance(29.9)
     assert od.sweep() == []
-    clock.now += 0.1
+    clock.advance(0.1)
     assert od.sweep() == [a]
     assert od.eligible([a, b, c]) == ([a, b, c], False)
     assert od.ejections_total == 1
@@ -55,9 +48,9 @@ def test_five_consecutive_5xx_eject_a_host_for_30_seconds() -> None:
 def test_the_second_ejection_lasts_60_seconds() -> None:
     od, (a, _, _), clock = detector()
     fail(od, a, 5)
-    clock.now += 30.0
+    clock.advance(30.0)
     assert od.sweep() == [a]
-    clock.now += 1.0
+    clock.advance(1.0)
     ejection = fail(od, a, 5)
     assert ejection is not None and ejection.duration_s == 60.0 and ejection.times_ejected == 2
 
@@ -78,10 +71,10 @@ def test_ejection_time_grows_by_the_base_and_is_capped_at_300_seconds() -> None:
 def test_each_healthy_sweep_lowers_the_ejection_multiplier() -> None:
     od, (a, _, _), clock = detector()
     fail(od, a, 5)
-    clock.now += 30.0
+    clock.advance(30.0)
     od.sweep()  # returns it; the multiplier stays for now
     assert a.times_ejected == 1
-    clock.now += 10.0
+    clock.advance(10.0)
     od.sweep()  # found in service: forgiven one ejection
     assert a.times_ejected == 0
     ejection = fail(od, a, 5)
@@ -130,7 +123,7 @@ def test_an_overflowed_host_is_ejected_once_there_is_room() -> None:
     fail(od, a, 5)
     assert fail(od, b, 5) is None  # overflow; the count that fired starts again (Envoy)
     assert b.consecutive_5xx == 0
-    clock.now += 30.0
+    clock.advance(30.0)
     od.sweep()
     assert fail(od, b, 5) is not None
 
@@ -141,7 +134,7 @@ def test_panic_mode_spreads_load_across_all_hosts_when_most_are_ejected() -> Non
         fail(od, endpoint, 5)
     eligible, panic = od.eligible(endpoints)
     assert panic and list(eligible) == endpoints
-    lb = make_balancer("round_robin", PeakEwma(), Clock(), random.Random(1))
+    lb = make_balancer("round_robin", PeakEwma(), FakeClock(), random.Random(1))
     assert {lb.pick(eligible) for _ in range(8)} == set(endpoints)
     assert od.panic_total == 1
 
@@ -205,7 +198,7 @@ def test_returning_to_service_resets_the_consecutive_counts() -> None:
     od, (a,), clock = detector(1)
     fail(od, a, 5)
     fail(od, a, 3)  # counted while out (panic traffic)
-    clock.now += 30.0
+    clock.advance(30.0)
     od.sweep()
     assert (a.consecutive_5xx, a.consecutive_gateway) == (0, 0)
     assert fail(od, a, 4) is None
@@ -224,7 +217,7 @@ def test_a_passing_health_check_returns_a_host_early() -> None:
 def test_state_reports_counts_and_the_ejection() -> None:
     od, (a, _, _), clock = detector()
     fail(od, a, 5)
-    clock.now += 10.0
+    clock.advance(10.0)
     state = od.state(a)
     assert state["ejected"] and state["ejected_until"] == 1030.0
     assert state["ejected_remaining_s"] == 20.0
@@ -236,7 +229,7 @@ def test_outlier_state_survives_an_endpoints_swap() -> None:
     spec = {"payments": [{"instance": "p1", "version": "v1", "address": "127.0.0.1:9001"}]}
     registry.apply(1, spec)
     first = registry.snapshot.services["payments"].endpoints
-    od = OutlierDetector(OutlierDetection(), Clock(), first)
+    od = OutlierDetector(OutlierDetection(), FakeClock(), first)
     fail(od, first[0], 5)
     registry.apply(2, spec)
     again = registry.snapshot.services["payments"].endpoints

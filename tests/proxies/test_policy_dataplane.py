@@ -18,17 +18,9 @@ from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnec
 from proxies.policy.parser import parse_policy
 from proxies.sidecar import Sidecar
 from proxies.telemetry import tracecontext
-from tests.proxies.conftest import free_port, read_response, until
-
-
-class Clock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
+from tests.ports import free_port
+from tests.proxies.conftest import read_response, until
 
 
 async def start(
@@ -262,7 +254,7 @@ async def test_an_abort_fault_answers_for_the_upstream_with_a_header(servers, te
 
 async def test_the_rate_limit_answers_429_with_retry_after(servers, telemetry):
     live = await upstream(servers)
-    clock = Clock()
+    clock = FakeClock()
     policy = {"default": {"rate_limit": {"total": {"requests_per_second": 1, "burst": 1}}}}
     sidecar = await start(telemetry, {"catalog": instances(live.port)}, policy, clock)
     try:
@@ -272,7 +264,7 @@ async def test_the_rate_limit_answers_429_with_retry_after(servers, telemetry):
         assert status.startswith(b"HTTP/1.1 429 Too Many Requests")
         assert headers[b"retry-after"] == b"1" and headers[b"x-meshui-ratelimited"] == b"destination"
         assert live.hits == 1
-        clock.now += 1.0
+        clock.advance(1.0)
         assert (await get(out))[0].startswith(b"HTTP/1.1 200")
         assert sidecar.plane.metrics.rate_limited["destination"] == 1
         scope = (("meshui.scope", "destination"), ("meshui.direction", "outbound"))
@@ -294,7 +286,7 @@ async def call_inbound(sidecar: Sidecar, caller: bytes | None) -> tuple[bytes, d
 
 async def test_inbound_limits_each_calling_service_on_its_own_bucket(servers, telemetry):
     app = await upstream(servers)
-    clock = Clock()
+    clock = FakeClock()
     policy = {
         "services": {"frontend": {"rate_limit": {"per_source": {"requests_per_second": 1, "burst": 1}}}}
     }
@@ -309,7 +301,7 @@ async def test_inbound_limits_each_calling_service_on_its_own_bucket(servers, te
         assert (await call_inbound(sidecar, None))[0].startswith(b"HTTP/1.1 200")
         assert (await call_inbound(sidecar, b"search"))[0].startswith(b"HTTP/1.1 429")
         assert app.hits == 3  # the refused requests never reached the local app
-        clock.now += 1.0
+        clock.advance(1.0)
         assert (await call_inbound(sidecar, b"checkout"))[0].startswith(b"HTTP/1.1 200")
         metrics = sidecar.plane.metrics
         assert metrics.inbound_rate_limited == {"destination": 0, "source": 2}
@@ -337,7 +329,7 @@ async def test_inbound_limits_each_calling_service_on_its_own_bucket(servers, te
 
 async def test_inbound_total_limit_caps_every_caller_together(servers, telemetry):
     app = await upstream(servers)
-    clock = Clock()
+    clock = FakeClock()
     limits = {
         "total": {"requests_per_second": 1, "burst": 2},
         "per_source": {"requests_per_second": 1, "burst": 1},
@@ -352,7 +344,7 @@ async def test_inbound_total_limit_caps_every_caller_together(servers, telemetry
         assert status.startswith(b"HTTP/1.1 429")
         assert headers[b"x-meshui-ratelimited"] == b"destination"
         assert app.hits == 2
-        clock.now += 1.0
+        clock.advance(1.0)
         assert (await call_inbound(sidecar, b"cart"))[0].startswith(b"HTTP/1.1 200")
         assert sidecar.plane.metrics.inbound_rate_limited == {"destination": 1, "source": 0}
     finally:
@@ -362,7 +354,7 @@ async def test_inbound_total_limit_caps_every_caller_together(servers, telemetry
 async def test_a_rate_limit_for_another_service_leaves_inbound_alone(servers, telemetry):
     app = await upstream(servers)
     policy = {"services": {"catalog": {"rate_limit": {"total": {"requests_per_second": 1, "burst": 1}}}}}
-    sidecar = await start(telemetry, {"catalog": []}, policy, Clock(), app_port=app.port)
+    sidecar = await start(telemetry, {"catalog": []}, policy, FakeClock(), app_port=app.port)
     try:
         assert sidecar.plane.inbound_limiter is None
         for _ in range(3):
@@ -373,7 +365,7 @@ async def test_a_rate_limit_for_another_service_leaves_inbound_alone(servers, te
 
 async def test_a_failing_instance_is_ejected_after_five_5xx_and_gets_no_traffic_while_out(servers, telemetry):
     failing, live = await upstream(servers, 500), await upstream(servers)
-    clock = Clock()
+    clock = FakeClock()
     policy = {"default": ROUND_ROBIN}
     sidecar = await start(telemetry, {"catalog": instances(failing.port, live.port)}, policy, clock)
     try:
@@ -391,9 +383,9 @@ async def test_a_failing_instance_is_ejected_after_five_5xx_and_gets_no_traffic_
         ejected = view["endpoints"][0]
         assert ejected["ejected"] and ejected["ejected_until"] == clock.now + 30.0
         # 30 s later the sweep puts it back in service.
-        clock.now += 30.0
+        clock.advance(30.0)
         sidecar.plane.sweep()  # first tick schedules the detector's sweep
-        clock.now += 10.0
+        clock.advance(10.0)
         sidecar.plane.sweep()
         for _ in range(2):
             await get(out)

@@ -9,14 +9,7 @@ import pytest
 from proxies.dataplane.errors import rate_limited
 from proxies.policy.schema import RateLimit, TokenBucketSpec
 from proxies.traffic.ratelimit import RateLimiter, TokenBucket
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_the_bucket_admits_its_burst_at_once():
@@ -32,7 +25,7 @@ def test_the_bucket_admits_its_rate_over_time():
     admitted = 0
     for _ in range(10_000):  # one attempt a millisecond for 10 s
         admitted += bucket.take() == 0.0
-        clock.now += 0.001
+        clock.advance(0.001)
     assert admitted == pytest.approx(5 + 10 * 10, abs=1)
 
 
@@ -41,9 +34,9 @@ def test_retry_after_is_the_time_until_the_next_token():
     bucket = TokenBucket(TokenBucketSpec(requests_per_second=4, burst=1), clock)
     assert bucket.take() == 0.0
     assert bucket.take() == pytest.approx(0.25)
-    clock.now += 0.1
+    clock.advance(0.1)
     assert bucket.take() == pytest.approx(0.15)
-    clock.now += 0.15
+    clock.advance(0.15)
     assert bucket.take() == 0.0
 
 
@@ -53,14 +46,14 @@ def test_a_refused_take_takes_nothing():
     bucket.take()
     for _ in range(100):
         bucket.take()
-    clock.now += 1.0
+    clock.advance(1.0)
     assert bucket.take() == 0.0
 
 
 def test_an_idle_bucket_refills_no_higher_than_its_burst():
     clock = FakeClock()
     bucket = TokenBucket(TokenBucketSpec(requests_per_second=100, burst=3), clock)
-    clock.now += 3600
+    clock.advance(3600)
     assert [bucket.take() for _ in range(4)][:3] == [0.0] * 3
     assert bucket.take() > 0.0
 

@@ -11,15 +11,7 @@ from proxies.policy.schema import Retries
 from proxies.policy.schema import RetryBudget as RetryBudgetConfig
 from proxies.traffic import retry
 from proxies.traffic.retry import RetryBudget, backoff_s, may_replay, retry_condition
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.clock import FakeClock
 
 DEFAULT = Retries()
 ONLY_CONNECT = Retries(retry_on=frozenset({"connect-failure"}))
@@ -131,7 +123,7 @@ def run_outage(budget: RetryBudget, clock: FakeClock, requests: int, seconds: fl
             if budget.can_retry():
                 budget.on_retry()
                 retries += 1
-        clock.now += step
+        clock.advance(step)
     return retries
 
 
@@ -169,7 +161,7 @@ def test_the_budget_refills_once_the_window_has_passed():
     run_outage(budget, clock, requests=1000, seconds=10.0)
     budget.on_request()
     assert not budget.can_retry()
-    clock.now += 10.0
+    clock.advance(10.0)
     assert budget.can_retry()
     retries = run_outage(budget, clock, requests=10, seconds=1.0)
     assert retries == 20  # within the minimum again
@@ -182,9 +174,9 @@ def test_retries_spent_long_ago_no_longer_count():
         assert budget.can_retry()
         budget.on_retry()
     assert not budget.can_retry()
-    clock.now += 5.0
+    clock.advance(5.0)
     assert not budget.can_retry()  # still in the window
-    clock.now += 5.0
+    clock.advance(5.0)
     assert budget.can_retry()
 
 

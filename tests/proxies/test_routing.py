@@ -8,7 +8,8 @@ import hashlib
 import orjson
 
 from proxies.policy.parser import parse_policy
-from tests.proxies.conftest import free_port, read_response, simple_app, start_sidecar
+from tests.ports import free_port
+from tests.proxies.conftest import read_response, simple_app, start_sidecar
 
 ROUND_ROBIN = parse_policy({"default": {"load_balancer": "round_robin"}})
 
