@@ -3,9 +3,9 @@
 Each case is one to three requests built from the parts smuggling lives in (framing fields
 and their obfuscations, chunk size lines, Connection options, odd bytes in names and
 values, line ends, bodies that hold a request), split across reads at random, fed to a
-listener on a fake client transport; the upstream side is fake connections answered by a
-strict parser (h11). An independent strict parse of the client's own bytes (h11 again)
-says which requests the client sent. The bar:
+client connection (DownstreamConnection) on a fake transport; the upstream side is fake
+connections answered by a strict parser (h11). An independent strict parse of the
+client's own bytes (h11 again) says which requests the client sent. The bar:
 
 - never a crash, never ``500 internal-error``;
 - the client gets only well-formed responses, and nothing after one that says close;

@@ -1,4 +1,4 @@
-"""Protocol tests: bytes into the listener and upstream protocols, bytes out."""
+"""Protocol tests: bytes into the downstream (client) and upstream connections, bytes out."""
 
 from __future__ import annotations
 
