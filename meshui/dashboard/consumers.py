@@ -16,11 +16,12 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from meshui.access import can_read
+from meshui.accounts.access import can_read
 from meshui.broadcast import GRAPH_GROUP, leave_group
 from meshui.dashboard.figure import page_payload
-from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, aread_graph
+from meshui.dashboard.source import aread_graph
 from meshui.dashboard.throttle import LatestThrottle
+from meshui.redis_clients import DATA_SOURCE_ERRORS, RETRY_AFTER
 
 logger = logging.getLogger(__name__)
 

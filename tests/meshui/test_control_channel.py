@@ -14,7 +14,7 @@ from channels.routing import URLRouter
 from django.test import Client
 from django.utils import timezone
 
-from meshui.registry.models import NACKED, STALE, SYNCED, Instance
+from meshui.registry.models import Instance, SyncState
 from meshui.registry.tasks import sweep_stale_instances
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import CONTROL_TOKEN
@@ -144,15 +144,15 @@ async def test_acks_and_nacks_are_recorded_as_sync_state(meshui_settings: Any) -
         (row,) = client.get("/api/v1/instances").json()["instances"]
         return row["sync"]
 
-    assert await database_sync_to_async(sync_state)() == STALE
+    assert await database_sync_to_async(sync_state)() == SyncState.STALE
     await communicator.send_json_to({"type": "nack", "kind": "endpoints", "version": version,
                                      "reason": "no route to inventory"})
-    await until(lambda: sync_state() == NACKED)
+    await until(lambda: sync_state() == SyncState.NACKED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
     assert instance.last_nack_reason == f"version {version}: no route to inventory"
 
     await communicator.send_json_to({"type": "ack", "kind": "endpoints", "version": version})
-    await until(lambda: sync_state() == SYNCED)
+    await until(lambda: sync_state() == SyncState.SYNCED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
     assert instance.endpoints_acked == version and instance.last_nack_reason == ""
     await communicator.disconnect()

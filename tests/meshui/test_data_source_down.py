@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from django.test import Client
 
-from meshui.dashboard.source import RETRY_AFTER
+from meshui.redis_clients import RETRY_AFTER
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import StoppableRedis
 from tests.meshui.test_graph_socket import BROWSER, graph
