@@ -119,7 +119,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "meshui.sqlite3",
+            "NAME": str(VAR_DIR / "meshui.sqlite3"),
             # Consumers, views and Celery write from several threads and processes.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }

@@ -25,6 +25,11 @@ from meshui.api.errors import ErrorCode, Refused, json_error
 from meshui.api.methods import not_allowed
 
 
+def _view(request: HttpRequest) -> HttpResponse:
+    """Stands for the view in Django's CSRF check: one that is not ``csrf_exempt``."""
+    return HttpResponse()
+
+
 def csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     """Django's own CSRF check, run by hand after the login check (None when it passes).
 
@@ -33,8 +38,8 @@ def csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     authentication. A refusal goes through ``CSRF_FAILURE_VIEW``
     (``meshui.api.errors.csrf_failure``: the JSON ``csrf_failed``).
     """
-    check = CsrfViewMiddleware(lambda request: HttpResponse())
-    return check.process_view(request, None, (), {})
+    check = CsrfViewMiddleware(_view)
+    return check.process_view(request, _view, (), {})
 
 
 class SessionAuth(APIKeyCookie):

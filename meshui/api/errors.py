@@ -113,22 +113,21 @@ def invalid_parameter(exc: ValidationError) -> ApiError:
 def install_error_handlers(api: NinjaAPI) -> None:
     """Answer every refusal of ``api`` in the error shape."""
 
+    @api.exception_handler(ApiError)
     def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
         return exc.response()
 
+    @api.exception_handler(Refused)
     def on_refused(request: HttpRequest, exc: Refused) -> HttpResponse:
         return exc.response
 
+    @api.exception_handler(ValidationError)
     def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         return invalid_parameter(exc).response()
 
+    @api.exception_handler(AuthenticationError)
     def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
         return json_error(401, ErrorCode.UNAUTHENTICATED, "log in to use this endpoint")
-
-    api.add_exception_handler(ApiError, on_api_error)
-    api.add_exception_handler(Refused, on_refused)
-    api.add_exception_handler(ValidationError, on_validation_error)
-    api.add_exception_handler(AuthenticationError, on_unauthenticated)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -41,7 +41,7 @@ def status_frame(source: str, detail: str = "") -> dict[str, Any]:
 class GraphConsumer(AsyncWebsocketConsumer):
     """Members of group ``graph`` receive ``{"type": "graph.update", "graph": GraphJSON}``."""
 
-    throttle: LatestThrottle[dict[str, Any]] | None = None
+    throttle: LatestThrottle[Mapping[str, Any]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,7 +87,7 @@ class GraphConsumer(AsyncWebsocketConsumer):
         self._accepted = True
         await self._refresh()
 
-    async def _join_and_read(self) -> dict[str, Any]:
+    async def _join_and_read(self) -> Mapping[str, Any]:
         await self.channel_layer.group_add(GRAPH_GROUP, self.channel_name)
         return await aread_graph(WINDOW)
 
@@ -146,5 +146,5 @@ class GraphConsumer(AsyncWebsocketConsumer):
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
 
-    async def send_graph(self, graph: dict[str, Any]) -> None:
+    async def send_graph(self, graph: Mapping[str, Any]) -> None:
         await self.send_json(page_payload(graph))

@@ -171,12 +171,12 @@ def publish_endpoints() -> int | None:
     return version
 
 
-def _version(value: bytes | None) -> int | None:
+def _version(value: bytes | str | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _parsed_status(value: bytes | None) -> EndpointsStatus | None:
-    return None if value is None else json.loads(value)  # type: ignore[no-any-return]
+def _parsed_status(value: bytes | str | None) -> EndpointsStatus | None:
+    return None if value is None else json.loads(value)
 
 
 def current_version() -> int | None:

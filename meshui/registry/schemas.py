@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ninja import Schema
 from pydantic import Field
+from pydantic.json_schema import JsonDict
 
 from meshui.registry.endpoints import EndpointsStatus
 from meshui.registry.models import SyncState
 
 # Timestamps are ISO 8601 text in UTC with a "Z", microseconds kept (``iso_timestamp``).
-DATE_TIME = {"format": "date-time"}
+DATE_TIME: JsonDict = {"format": "date-time"}
 
 
 class ServiceInstance(Schema):
