@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from meshui.registry.tasks import sweep_stale_instances
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import CONTROL_TOKEN
 from tests.meshui.websocket import WebsocketCommunicator
-from tests.polling import eventually
+from tests.polling import eventually, first_matching
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,11 +46,8 @@ async def receive(communicator: WebsocketCommunicator, timeout: float = 3) -> di
 async def receive_until(communicator: WebsocketCommunicator, predicate: Any,
                         timeout: float = 5) -> dict[str, Any]:
     """Frames until one matches (older endpoint versions may arrive first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await receive(communicator, max(0.05, deadline - time.monotonic()))
-        if predicate(frame):
-            return frame
+    return await first_matching(lambda seconds: receive(communicator, seconds), predicate,
+                                timeout, min_wait=0.05)
 
 
 async def register(communicator: WebsocketCommunicator, frame: dict[str, Any]
