@@ -29,7 +29,7 @@ browser:
 
 lint: install
 	@$(BIN)/python -m ruff check meshui proxies collector tests bench
-	@$(BIN)/python -m mypy proxies collector
+	@$(BIN)/python -m mypy proxies collector meshui
 	@$(BIN)/lint-imports --no-cache
 
 test: install browser lint

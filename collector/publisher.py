@@ -42,7 +42,7 @@ class LivePublisherConfig:
     lock_ms: int = 450
     window_s: int = 60
     heartbeat_s: float = 5.0
-    # Must match the dashboard's CHANNEL_LAYERS (meshui/layers.py) or nobody receives.
+    # Must match the dashboard's CHANNEL_LAYERS (meshui/channel_layers.py) or nobody receives.
     channel_prefix: str = "meshui:asgi"
     max_connections: int = 100
     enabled: bool = True

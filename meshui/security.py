@@ -4,7 +4,8 @@ The pages run no inline script (no ``<script>`` bodies, no ``on*=`` attributes):
 script is a static file, and data reaches it through ``json_script`` blocks, which are JSON,
 not script. ``style-src`` allows inline styles because Plotly.js sets ``style`` attributes
 and injects a ``<style>`` element at run time; the browser test
-(tests/meshui/test_pages_csp_browser.py) loads every page and fails on any CSP violation.
+(tests/meshui/test_front_doors_browser.py) loads every page, the API docs page among them,
+and fails on any CSP violation.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
 from meshui.env import env_bool, env_int, env_list, env_str
-from meshui.layers import channel_layers_for
 from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,7 +53,9 @@ REDIS_URL = env_str("REDIS_URL")
 # The graph API, page and socket show at most this many services, the busiest first; the
 # rest are counted in the graph's ``hidden`` (docs/api.md).
 MESHUI_GRAPH_MAX_NODES = env_int("MESHUI_GRAPH_MAX_NODES", 100, minimum=1, maximum=10000)
-MESHUI_REDIS_MAX_CONNECTIONS = env_int("MESHUI_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+# The pool size of the channel layer and of each asyncio Redis client (meshui.redis_clients).
+MESHUI_REDIS_MAX_CONNECTIONS = env_int(
+    "MESHUI_REDIS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, minimum=10)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -64,7 +66,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
-    "meshui.apps.MeshuiConfig",
+    # django-ninja's templates and static files: the API docs page (Swagger UI) served
+    # from our own origin, never a CDN.
+    "ninja",
+    "meshui.accounts",
     "meshui.registry",
     "meshui.dashboard",
 ]
@@ -98,7 +103,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "meshui.context_processors.meshui",
+                "meshui.accounts.context_processors.read_access",
             ],
         },
     },
@@ -114,7 +119,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "meshui.sqlite3",
+            "NAME": str(VAR_DIR / "meshui.sqlite3"),
             # Consumers, views and Celery write from several threads and processes.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
@@ -144,7 +149,7 @@ AXES_FAILURE_LIMIT = env_int("MESHUI_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum
 AXES_COOLOFF_TIME = timedelta(
     seconds=env_int("MESHUI_LOGIN_COOLOFF", 900, minimum=1, maximum=7 * 24 * 3600))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_LOCKOUT_CALLABLE = "meshui.lockout.login_lockout"
+AXES_LOCKOUT_CALLABLE = "meshui.accounts.lockout.login_lockout"
 AXES_HTTP_RESPONSE_CODE = 429
 # Tries made while locked out do not push the end of the lockout back: the time the login
 # page promises holds.
@@ -153,7 +158,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 # The peer address, never X-Forwarded-For (a client could rotate it to dodge the limit);
 # behind a reverse proxy, run uvicorn with --proxy-headers --forwarded-allow-ips=<proxy>.
-AXES_CLIENT_IP_CALLABLE = "meshui.lockout.client_ip"
+AXES_CLIENT_IP_CALLABLE = "meshui.accounts.lockout.client_ip"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "graph"
@@ -178,7 +183,7 @@ STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
     # Plotly.js straight from the installed plotly package: no CDN, no copy in the repo.
-    "meshui.staticfinders.PlotlyFinder",
+    "meshui.dashboard.staticfinders.PlotlyFinder",
 ]
 # Serve straight from the finders: the demo needs no collectstatic.
 WHITENOISE_USE_FINDERS = True
@@ -211,4 +216,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"meshui": {"handlers": ["console"], "level": env_str("MESHUI_LOG_LEVEL", "INFO")}},
 }
-CSRF_FAILURE_VIEW = "meshui.access.csrf_failure"
+CSRF_FAILURE_VIEW = "meshui.api.errors.csrf_failure"

@@ -1,15 +1,15 @@
+"""The site's URLs: each app's own urls.py, the API, the admin."""
+
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from meshui.dashboard import views as dashboard
+from meshui.api.v1 import api
 
 urlpatterns = [
-    path("", dashboard.graph, name="graph"),
-    path("api/v1/", include("meshui.api.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("meshui.dashboard.urls")),
+    path("api/v1/", api.urls),
+    path("accounts/", include("meshui.accounts.urls")),
     path("admin/", admin.site.urls),
 ]

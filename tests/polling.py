@@ -28,3 +28,32 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
+    """``eventually`` for synchronous callers (a thread whose event loop is not ours to run,
+    e.g. under Playwright's sync API): poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        time.sleep(interval)
+
+
+async def first_matching(
+    receive: Callable[[float], Awaitable[T]], wanted: Callable[[T], Any], timeout: float = 5.0,
+    min_wait: float = 0.01,
+) -> T:
+    """Receive items until ``wanted`` accepts one, and return it: a stream's ``eventually``.
+
+    ``receive(seconds)`` waits at most ``seconds`` for the next item (a WebSocket frame) and
+    raises on a timeout; every receive shares one deadline, so the whole wait is bounded.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        item = await receive(max(min_wait, deadline - time.monotonic()))
+        if wanted(item):
+            return item

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from meshui.access import can_read
+from meshui.accounts.access import can_read
 from meshui.broadcast import GRAPH_GROUP, leave_group
 from meshui.dashboard.figure import page_payload
-from meshui.dashboard.source import DATA_SOURCE_ERRORS, RETRY_AFTER, aread_graph
+from meshui.dashboard.source import aread_graph
 from meshui.dashboard.throttle import LatestThrottle
+from meshui.redis_clients import DATA_SOURCE_ERRORS, RETRY_AFTER
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def status_frame(source: str, detail: str = "") -> dict[str, Any]:
 class GraphConsumer(AsyncWebsocketConsumer):
     """Members of group ``graph`` receive ``{"type": "graph.update", "graph": GraphJSON}``."""
 
-    throttle: LatestThrottle[dict[str, Any]] | None = None
+    throttle: LatestThrottle[Mapping[str, Any]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,7 +87,7 @@ class GraphConsumer(AsyncWebsocketConsumer):
         self._accepted = True
         await self._refresh()
 
-    async def _join_and_read(self) -> dict[str, Any]:
+    async def _join_and_read(self) -> Mapping[str, Any]:
         await self.channel_layer.group_add(GRAPH_GROUP, self.channel_name)
         return await aread_graph(WINDOW)
 
@@ -145,5 +146,5 @@ class GraphConsumer(AsyncWebsocketConsumer):
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
 
-    async def send_graph(self, graph: dict[str, Any]) -> None:
+    async def send_graph(self, graph: Mapping[str, Any]) -> None:
         await self.send_json(page_payload(graph))

@@ -7,10 +7,11 @@ import logging
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from meshui.access import page_view
+from meshui.accounts.access import page_view
 from meshui.dashboard.consumers import WINDOW
 from meshui.dashboard.figure import page_payload
-from meshui.dashboard.source import DATA_SOURCE_ERRORS, read_graph
+from meshui.dashboard.source import read_graph
+from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 logger = logging.getLogger(__name__)
 

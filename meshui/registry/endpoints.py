@@ -20,13 +20,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from typing_extensions import TypedDict  # pydantic reads these (API schemas) only on 3.12+
 
 from meshui.broadcast import PROXIES_GROUP, abroadcast, broadcast
-from meshui.redis import get_async_redis, get_redis
+from meshui.redis_clients import get_async_redis, get_redis
 from meshui.registry.models import Instance
 from meshui.registry.settle import current_hold
 from proxies.mesh.endpoints import EndpointsError, validate_services
@@ -45,6 +46,20 @@ class EndpointJSON(TypedDict):
     instance: str
     version: str
     address: str
+
+
+class EndpointsStatus(TypedDict):
+    """The last endpoints publish (docs/control-channel.md): sent (``ok``) or ``too_large``."""
+
+    state: str
+    version: int
+    bytes: int
+    limit: int
+    services: int
+    instances: int
+    skipped: list[str]  # proxy ids left out: the sidecars' validator would refuse them
+    reason: str  # why nothing was sent ("" when ok)
+    at: float  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +110,7 @@ def max_bytes() -> int:
     return min(int(settings.MESHUI_CONTROL_ENDPOINTS_MAX_BYTES), ENDPOINTS_MAX_BYTES)
 
 
-def _status(version: int, build: EndpointsBuild, limit: int) -> dict[str, Any]:
+def _status(version: int, build: EndpointsBuild, limit: int) -> EndpointsStatus:
     state = OK if build.frame is not None else TOO_LARGE
     reason = "" if state == OK else (
         f"the endpoints message ({build.size} bytes, {build.instances} instances) is larger "
@@ -105,7 +120,7 @@ def _status(version: int, build: EndpointsBuild, limit: int) -> dict[str, Any]:
             "skipped": list(build.skipped), "reason": reason, "at": time.time()}
 
 
-def _report(status: dict[str, Any], build: EndpointsBuild) -> None:
+def _report(status: EndpointsStatus, build: EndpointsBuild) -> None:
     if build.skipped:
         logger.warning("endpoints version %s: left out %d instance(s) the sidecars would "
                        "refuse: %s", status["version"], len(build.skipped),
@@ -114,7 +129,7 @@ def _report(status: dict[str, Any], build: EndpointsBuild) -> None:
         logger.error("endpoints version %s: %s", status["version"], status["reason"])
 
 
-def _prepare(version: int) -> tuple[EndpointsBuild, dict[str, Any]]:
+def _prepare(version: int) -> tuple[EndpointsBuild, EndpointsStatus]:
     limit = max_bytes()
     build = build_endpoints(version, endpoint_rows(), limit)
     status = _status(version, build, limit)
@@ -156,13 +171,29 @@ def publish_endpoints() -> int | None:
     return version
 
 
-def current_version() -> int | None:
-    """The latest endpoints version, or None before any sidecar ever connected."""
-    value = get_redis().get(VERSION_KEY)
+def _version(value: bytes | str | None) -> int | None:
     return None if value is None else int(value)
 
 
-def endpoints_status() -> dict[str, Any] | None:
+def _parsed_status(value: bytes | str | None) -> EndpointsStatus | None:
+    return None if value is None else json.loads(value)
+
+
+def current_version() -> int | None:
+    """The latest endpoints version, or None before any sidecar ever connected."""
+    return _version(get_redis().get(VERSION_KEY))
+
+
+def endpoints_status() -> EndpointsStatus | None:
     """The last publish's outcome (``state`` ok / too_large, sizes, skipped rows), or None."""
-    value = get_redis().get(STATUS_KEY)
-    return None if value is None else json.loads(value)  # type: ignore[no-any-return]
+    return _parsed_status(get_redis().get(STATUS_KEY))
+
+
+async def acurrent_version() -> int | None:
+    """``current_version`` for async callers (the instances endpoint)."""
+    return _version(await get_async_redis().get(VERSION_KEY))
+
+
+async def aendpoints_status() -> EndpointsStatus | None:
+    """``endpoints_status`` for async callers (the instances endpoint)."""
+    return _parsed_status(await get_async_redis().get(STATUS_KEY))

@@ -129,7 +129,7 @@ def _kind(frame: dict[str, Any]) -> str:
     kind = frame.get("kind")
     if kind not in KINDS:
         raise _bad(frame, "kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:

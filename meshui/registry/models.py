@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-SYNCED = "SYNCED"
-STALE = "STALE"
-NACKED = "NACKED"
+
+class SyncState(StrEnum):
+    """Where a sidecar stands with the latest endpoints version (as xDS names it)."""
+
+    SYNCED = "SYNCED"  # acknowledged it
+    STALE = "STALE"  # sent, not (yet) acknowledged
+    NACKED = "NACKED"  # rejected a version; its last good state stays in force
 
 
 def stale_after() -> timedelta:
@@ -76,10 +81,10 @@ class Instance(models.Model):
     def __str__(self) -> str:
         return f"{self.proxy_id} ({self.service_id})"
 
-    def sync_state(self, endpoints_version: int | None) -> str:
+    def sync_state(self, endpoints_version: int | None) -> SyncState:
         """SYNCED (acked the latest endpoints), NACKED (rejected it) or STALE (not acked yet)."""
         if endpoints_version is not None and self.endpoints_acked == endpoints_version:
-            return SYNCED
+            return SyncState.SYNCED
         if self.last_nack_reason:
-            return NACKED
-        return STALE
+            return SyncState.NACKED
+        return SyncState.STALE

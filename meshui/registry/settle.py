@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from meshui.redis import get_async_redis
+from meshui.redis_clients import get_async_redis
 from meshui.registry.models import Instance
 
 logger = logging.getLogger(__name__)

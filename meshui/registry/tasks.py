@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db.models import Max
 from django.utils import timezone
 
-from meshui.redis import get_redis
+from meshui.redis_clients import get_redis
 from meshui.registry.endpoints import publish_endpoints
 from meshui.registry.models import Instance, stale_after
 from meshui.registry.settle import HOLD_KEY

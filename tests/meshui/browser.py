@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from meshui.demo.processes import free_port
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
+# Records every CSP violation (and any inline handler that ran) before the page's scripts.
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__csp.push(e.violatedDirective + " " + e.blockedURI + " " + (e.sample || ""));
+});
+"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def new_page(browser: Any, **options: Any) -> tuple[Any, list[str]]:
+    """A page that records its console and its CSP violations (``csp_problems``)."""
+    page = browser.new_page(**{"viewport": {"width": 1440, "height": 860}, **options})
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.add_init_script(WATCH_CSP)
+    return page, console
+
+
+def csp_problems(page: Any, console: list[str]) -> list[str]:
+    """The CSP violations the page reported, and any console line about the CSP or a crash."""
+    reported = page.evaluate("window.__csp")
+    return reported + [line for line in console
+                       if "Content Security Policy" in line or line.startswith("pageerror")]
 
 
 @contextmanager
@@ -51,15 +71,22 @@ def meshui_server(redis_url: str, workdir: Path, **extra_env: str) -> Iterator[s
          "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
+
+    def answers() -> bool:
         try:
             urllib.request.urlopen(url + "/accounts/login/", timeout=1).close()
-            break
+            return True
         except OSError:
             assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "uvicorn did not start in time"
-            time.sleep(0.05)  # start-up poll of a child process, with the deadline above
+            return False
+
+    try:
+        wait_until(answers, timeout=20, interval=0.05)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        log.close()
+        raise
     try:
         yield url
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from meshui.layers import channel_layers_for
+from meshui.channel_layers import channel_layers_for
 
 CONTROL_TOKEN = "test-control-token"
 

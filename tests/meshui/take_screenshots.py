@@ -1,4 +1,4 @@
-"""Screenshots of the graph page for review: ``python tests/meshui/take_screenshots.py URL OUT``."""
+"""Screenshots of the graph page for review: ``python -m tests.meshui.take_screenshots URL OUT``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 def main(url: str, out: str, hover: str | None = None) -> None:

@@ -11,7 +11,7 @@ from axes.models import AccessAttempt, AccessFailureLog
 from django.contrib.auth.models import User
 from django.test import Client
 
-from meshui.lockout import retry_wording
+from meshui.accounts.lockout import retry_wording
 from meshui.security import CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshui.checks import check_control_token, check_redis_url, check_secret_key
+from meshui.accounts.checks import check_secret_key
+from meshui.registry.checks import check_control_token, check_redis_url
 
 
 def ids(messages: list[Any]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -14,12 +13,12 @@ from channels.routing import URLRouter
 from django.test import Client
 from django.utils import timezone
 
-from meshui.registry.models import NACKED, STALE, SYNCED, Instance
+from meshui.registry.models import Instance, SyncState
 from meshui.registry.tasks import sweep_stale_instances
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import CONTROL_TOKEN
 from tests.meshui.websocket import WebsocketCommunicator
-from tests.polling import eventually
+from tests.polling import eventually, first_matching
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,11 +46,8 @@ async def receive(communicator: WebsocketCommunicator, timeout: float = 3) -> di
 async def receive_until(communicator: WebsocketCommunicator, predicate: Any,
                         timeout: float = 5) -> dict[str, Any]:
     """Frames until one matches (older endpoint versions may arrive first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await receive(communicator, max(0.05, deadline - time.monotonic()))
-        if predicate(frame):
-            return frame
+    return await first_matching(lambda seconds: receive(communicator, seconds), predicate,
+                                timeout, min_wait=0.05)
 
 
 async def register(communicator: WebsocketCommunicator, frame: dict[str, Any]
@@ -144,15 +140,15 @@ async def test_acks_and_nacks_are_recorded_as_sync_state(meshui_settings: Any) -
         (row,) = client.get("/api/v1/instances").json()["instances"]
         return row["sync"]
 
-    assert await database_sync_to_async(sync_state)() == STALE
+    assert await database_sync_to_async(sync_state)() == SyncState.STALE
     await communicator.send_json_to({"type": "nack", "kind": "endpoints", "version": version,
                                      "reason": "no route to inventory"})
-    await until(lambda: sync_state() == NACKED)
+    await until(lambda: sync_state() == SyncState.NACKED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
     assert instance.last_nack_reason == f"version {version}: no route to inventory"
 
     await communicator.send_json_to({"type": "ack", "kind": "endpoints", "version": version})
-    await until(lambda: sync_state() == SYNCED)
+    await until(lambda: sync_state() == SyncState.SYNCED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
     assert instance.endpoints_acked == version and instance.last_nack_reason == ""
     await communicator.disconnect()

@@ -15,6 +15,7 @@ from meshui.registry.frames import MAX_FRAME_BYTES, MAX_FRAME_DEPTH
 from meshui.registry.models import Instance
 from tests.meshui.test_control_channel import hello, receive, receive_until, register, sidecar
 from tests.meshui.websocket import WebsocketCommunicator
+from tests.polling import first_matching
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,10 +46,9 @@ async def assert_no_push_since(observer: WebsocketCommunicator, version: int, po
 
 async def closed_with(communicator: WebsocketCommunicator) -> Any:
     """The close code the consumer sent, skipping frames still queued before it."""
-    while True:
-        output = await communicator.receive_output(3)
-        if output["type"] == "websocket.close":
-            return output.get("code")
+    output = await first_matching(communicator.receive_output,
+                                  lambda output: output["type"] == "websocket.close", timeout=3)
+    return output.get("code")
 
 
 BAD_FIELDS = [

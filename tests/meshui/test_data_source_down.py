@@ -4,7 +4,6 @@ both recover by themselves within 5 s (issue 6). A private Valkey, really stoppe
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +13,12 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from django.test import Client
 
-from meshui.dashboard.source import RETRY_AFTER
+from meshui.redis_clients import RETRY_AFTER
 from meshui.routing import websocket_urlpatterns
 from tests.meshui.conftest import StoppableRedis
 from tests.meshui.test_graph_socket import BROWSER, graph
 from tests.meshui.websocket import WebsocketCommunicator
-from tests.polling import eventually
+from tests.polling import eventually, first_matching
 
 application = URLRouter(websocket_urlpatterns)
 RECOVERY = 5.0  # the issue's bound: back within 5 s of Redis returning
@@ -29,12 +28,13 @@ async def next_frame_where(
     browser: WebsocketCommunicator, wanted: Callable[[dict[str, Any]], Any]
 ) -> dict[str, Any]:
     """The first frame ``wanted`` accepts, within RECOVERY seconds; never a ``down`` status."""
-    deadline = time.monotonic() + RECOVERY
-    while True:
-        frame = await browser.receive_json_from(timeout=max(0.01, deadline - time.monotonic()))
+
+    def accepted(frame: dict[str, Any]) -> Any:
         assert frame.get("source") != "down", frame
-        if wanted(frame):
-            return frame
+        return wanted(frame)
+
+    return await first_matching(lambda seconds: browser.receive_json_from(timeout=seconds),
+                                accepted, RECOVERY)
 
 
 @pytest.mark.django_db

@@ -12,7 +12,14 @@ import redis
 
 from collector.graphwriter import GraphWriter
 from meshui.dashboard.figure import clip
-from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, meshui_server
+from tests.meshui.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HAVE_CHROMIUM,
+    csp_problems,
+    meshui_server,
+    new_page,
+)
 from tests.meshui.conftest import StoppableRedis
 from tests.meshui.test_graph_page_browser import publish_graph_update
 
@@ -26,13 +33,6 @@ HOSTILE = [
     "</script><script>window.__xss=2</script>",
     "\"q\" & 'amp' $x$",
 ]
-# Records every CSP violation (and any inline handler that ran) before the page's scripts.
-WATCH_CSP = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__csp.push(e.violatedDirective + " " + e.blockedURI + " " + (e.sample || ""));
-});
-"""
 
 
 def write_hostile_graph(redis_url: str) -> None:
@@ -71,21 +71,6 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-def new_page(browser: Any) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1440, "height": 860})
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.add_init_script(WATCH_CSP)
-    return page, console
-
-
-def csp_problems(page: Any, console: list[str]) -> list[str]:
-    reported = page.evaluate("window.__csp")
-    return reported + [line for line in console
-                       if "Content Security Policy" in line or line.startswith("pageerror")]
 
 
 def test_hostile_service_names_show_as_literal_text_never_as_markup(
@@ -129,14 +114,12 @@ def test_no_page_reports_a_csp_violation(server: str, page_redis: StoppableRedis
                                          browser: Any) -> None:
     write_hostile_graph(page_redis.url)
     page, console = new_page(browser)
-    visited = []
-    for path in ("/", "/accounts/login/", "/admin/login/"):
+    for path in ("/", "/accounts/login/", "/admin/login/", "/api/v1/docs"):
         page.goto(server + path)
         page.wait_for_load_state("load")
         if path == "/":
             page.wait_for_selector("#status.live", timeout=10000)
             page.mouse.move(700, 400)  # hover: Plotly injects styles for its hover layer
-        visited.append(path)
         assert csp_problems(page, console) == [], path
     # Logged in: the admin index, then the graph page again as a user.
     page.goto(server + "/accounts/login/?next=/admin/")
@@ -148,7 +131,31 @@ def test_no_page_reports_a_csp_violation(server: str, page_redis: StoppableRedis
     page.goto(server + "/")
     page.wait_for_selector("#status.live", timeout=10000)
     assert csp_problems(page, console) == [], "/ logged in"
-    assert visited == ["/", "/accounts/login/", "/admin/login/"]
+
+
+def test_the_api_docs_list_every_endpoint_and_try_one_out_under_the_csp(
+    server: str, browser: Any, tmp_path: Path
+) -> None:
+    page, console = new_page(browser)
+    page.goto(server + "/api/v1/docs")
+    page.wait_for_selector(".opblock", timeout=10000)
+    paths = page.eval_on_selector_all(".opblock-summary-path", "ps => ps.map(p => p.textContent)")
+    assert sorted(p.replace("\u200b", "") for p in paths) == [
+        "/api/v1/graph", "/api/v1/instances", "/api/v1/services"]
+    # Swagger UI and its styles came from our own /static/, nothing from another origin.
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(r => r.name)")
+    assert loaded and all(url.startswith(server) for url in loaded), loaded
+
+    # Try GET /api/v1/graph from the page: the request and its 200 go through the same CSP.
+    operation = page.locator("#operations-graph-getGraph")
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    operation.locator(".execute").click()
+    status = operation.locator(".live-responses-table td.response-col_status:not(.col_header)")
+    status.wait_for(timeout=10000)
+    assert status.inner_text().strip() == "200"
+    page.screenshot(path=str(tmp_path / "api-docs.png"), full_page=True)
+    assert csp_problems(page, console) == []
 
 
 def test_the_page_says_when_the_node_cap_hides_services(

@@ -14,7 +14,7 @@ from channels_redis.core import RedisChannelLayer
 
 from collector.graphstore import fetch_graph
 from collector.graphwriter import GraphWriter
-from meshui.layers import channel_layers_for
+from meshui.channel_layers import channel_layers_for
 from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, meshui_server
 from tests.meshui.sample_graph import write_sample_graph
 

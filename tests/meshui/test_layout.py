@@ -51,4 +51,22 @@ def test_isolated_services_get_a_place_too() -> None:
 
 
 def test_positions_stay_put_when_only_traffic_changes() -> None:
-    assert layered_layout([], BOOKSHOP) == layered_layout([], BOOKSHOP)
+    from meshui.dashboard.figure import build_figure
+    from tests.meshui.test_figure import stats
+
+    def figure_positions(busy: str) -> dict[str, tuple[float, float]]:
+        services = sorted({name for edge in BOOKSHOP for name in edge})
+        graph = {
+            "window": 60, "generated_at": 1.0,
+            "nodes": [{"id": name, "service": name, "versions": ["v1"],
+                       **stats(5000 if name == busy else 1, 0)} for name in services],
+            "edges": [{"source": src, "target": dst, **stats(9000 if dst == busy else 2, 1)}
+                      for src, dst in BOOKSHOP],
+        }
+        nodes = build_figure(graph)["data"][1]
+        return dict(zip(nodes["customdata"], zip(nodes["x"], nodes["y"], strict=True),
+                        strict=True))
+
+    # One service, then another, takes nearly all the traffic: nobody moves.
+    assert figure_positions("ratings") == figure_positions("checkout") == layered_layout(
+        [], BOOKSHOP)

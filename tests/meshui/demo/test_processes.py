@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshui.demo.processes import StartupError, Supervisor, log_probe, tcp_probe
+from tests.polling import wait_until
 
 SPAWNS_A_GRANDCHILD = (
     "import subprocess, sys, time;"
@@ -25,16 +26,6 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in state
 
 
-def _gone_within(pid: int, seconds: float) -> bool:
-    """A signalled process takes a moment to exit: poll until it has, or the deadline."""
-    deadline = time.monotonic() + seconds
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_stop_ends_children_and_their_children(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     child = supervisor.start("spawner", [sys.executable, "-c", SPAWNS_A_GRANDCHILD])
@@ -46,7 +37,7 @@ def test_stop_ends_children_and_their_children(tmp_path: Path) -> None:
 
     assert time.monotonic() - started < 5
     assert not _alive(child.process.pid)
-    assert _gone_within(grandchild, 5)
+    wait_until(lambda: not _alive(grandchild), timeout=5)  # a signalled process takes a moment
     assert supervisor.children == []
 
 

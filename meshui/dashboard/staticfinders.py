@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import builtins
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import plotly
 from django.contrib.staticfiles.finders import BaseFinder
+from django.core.checks import CheckMessage
 from django.core.files.storage import FileSystemStorage
 
 PLOTLY_DIR = Path(plotly.__file__).resolve().parent / "package_data"
@@ -23,14 +25,23 @@ class PlotlyFinder(BaseFinder):
         self.storage = FileSystemStorage(location=PLOTLY_DIR)
         self.storage.prefix = PREFIX  # type: ignore[attr-defined]
 
-    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str]:
+    @overload
+    def find(self, path: str, find_all: Literal[False] = False, **kwargs: Any) -> str | None: ...
+
+    @overload
+    def find(self, path: str, find_all: Literal[True], **kwargs: Any) -> builtins.list[str]: ...
+
+    def find(self, path: str, find_all: bool = False, **kwargs: Any
+             ) -> str | builtins.list[str] | None:
+        # ``all`` is the name Django before 5.2 gave ``find_all``.
         if path == f"{PREFIX}/{PLOTLY_FILE}":
             match = str(PLOTLY_DIR / PLOTLY_FILE)
             return [match] if find_all or kwargs.get("all") else match
         return [] if find_all or kwargs.get("all") else ""
 
-    def list(self, ignore_patterns: Any) -> Iterator[tuple[str, FileSystemStorage]]:
+    def list(self, ignore_patterns: Iterable[str] | None
+             ) -> Iterator[tuple[str, FileSystemStorage]]:
         yield PLOTLY_FILE, self.storage
 
-    def check(self, **kwargs: Any) -> list[Any]:
+    def check(self, **kwargs: Any) -> builtins.list[CheckMessage]:
         return []

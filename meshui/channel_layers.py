@@ -1,4 +1,4 @@
-"""Channel-layer configuration derived from ``REDIS_URL`` (pure: no Django imports)."""
+"""The ``CHANNEL_LAYERS`` setting, derived from ``REDIS_URL`` (pure: no Django imports)."""
 
 from __future__ import annotations
 

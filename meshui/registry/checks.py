@@ -1,11 +1,13 @@
-"""System checks with stable ids for a misconfigured deployment (docs/configuration.md).
+"""System checks of the registry (ids are stable: docs/configuration.md, "System checks").
 
 | id          | meaning                                                  |
 |-------------|----------------------------------------------------------|
 | meshui.E001 | REDIS_URL is not set                                     |
 | meshui.E002 | REDIS_URL is not a redis://, rediss:// or unix:// URL    |
-| meshui.W001 | MESHUI_SECRET_KEY is not set (a generated dev key is used)|
 | meshui.W002 | MESHUI_CONTROL_TOKEN is not set (every sidecar refused)  |
+
+Redis carries the registry's pushes (the channel layer), its endpoints version and restart
+hold, and the Celery broker of its sweep; the dashboard reads the live graph from it too.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @register(Tags.compatibility, deploy=False)
-def check_redis_url(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+def check_redis_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     url = getattr(settings, "REDIS_URL", "")
     if not url:
         return [
@@ -42,20 +44,7 @@ def check_redis_url(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.security)
-def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    if getattr(settings, "MESHUI_DEFAULT_SECRET_KEY", False):
-        return [
-            Warning(
-                "MESHUI_SECRET_KEY is not set; a generated development key from var/ is used.",
-                hint="Set MESHUI_SECRET_KEY to a long random string in any shared deployment.",
-                id="meshui.W001",
-            )
-        ]
-    return []
-
-
-@register(Tags.security)
-def check_control_token(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+def check_control_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if not getattr(settings, "MESHUI_CONTROL_TOKEN", ""):
         return [
             Warning(

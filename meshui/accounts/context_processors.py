@@ -6,5 +6,6 @@ from django.conf import settings
 from django.http import HttpRequest
 
 
-def meshui(request: HttpRequest) -> dict[str, Any]:
+def read_access(request: HttpRequest) -> dict[str, Any]:
+    """Whether pages are open to anonymous readers (the header then says "public read-only")."""
     return {"meshui_public_read": settings.MESHUI_PUBLIC_READ}

@@ -1,0 +1,55 @@
+"""The dashboard's endpoints of /api/v1/ (docs/api.md): the live service graph."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from django.http import HttpRequest
+from ninja import Query, Router
+from pydantic import BeforeValidator, Field
+
+from meshui.api.errors import RETRY_AFTER_DOC, Error, data_source_unavailable
+from meshui.dashboard.schemas import Graph
+from meshui.dashboard.source import MAX_WINDOW, aread_graph, validate_window
+from meshui.redis_clients import DATA_SOURCE_ERRORS
+
+router = Router(tags=["graph"])
+
+DEFAULT_WINDOW = 60
+
+
+def parse_window(raw: object) -> object:
+    """The ``window`` query parameter: an integer from 1 to 3600 seconds (default 60).
+
+    Read as ``int()`` reads it (" 60" and "+60" are 60), so the API takes what it took
+    before it had a schema; the ValueError's text is the 400's ``detail``.
+    """
+    if raw is None or raw == "":
+        return DEFAULT_WINDOW
+    if isinstance(raw, str):
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise ValueError(f"window must be an integer number of seconds, got {raw!r}") from None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return validate_window(raw)
+    return raw  # anything else: pydantic's own int check refuses it
+
+
+# The bounds are for the schema; parse_window has already checked them.
+Window = Annotated[int, Field(ge=1, le=MAX_WINDOW), BeforeValidator(parse_window),
+                   Query(DEFAULT_WINDOW, description="seconds to add up, ending now")]
+
+
+@router.get(
+    "/graph", response={200: Graph, 400: Error, 401: Error, 503: Error},
+    operation_id="getGraph", summary="The live service graph over the last `window` seconds",
+    openapi_extra=RETRY_AFTER_DOC)
+async def graph(request: HttpRequest, window: Window) -> Any:
+    """Nodes are services with the requests they served, edges the calls between them as the
+    caller saw them; at most MESHUI_GRAPH_MAX_NODES services, the busiest, the rest counted in
+    ``hidden``."""
+    try:
+        return await aread_graph(window)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
