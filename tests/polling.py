@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -34,12 +34,24 @@ def _met(result: object, deadline: float, timeout: float, what: str) -> bool:
     return False
 
 
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[T] | T],
+    check: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T], timeout: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     timeout: float = 5.0,
     interval: float = 0.01,
     what: str = "the condition",
-) -> T:
+) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -47,7 +59,7 @@ async def eventually(
         if inspect.isawaitable(result):
             result = await result
         if _met(result, deadline, timeout, what):
-            return result  # type: ignore[no-any-return]
+            return result
         await asyncio.sleep(interval)
 
 
