@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from collector import graphstore, graphwriter
 from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.publisher import LivePublisherConfig
+from tests.clock import FakeClock
 from tests.collector.otlp_build import sidecar_metrics, spans
 from tests.collector.support import ahttp, running_collector
 from tests.polling import eventually
@@ -19,16 +20,8 @@ from tests.polling import eventually
 PB = {"Content-Type": "application/x-protobuf"}
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_limiter_admits_up_to_each_limit_all_or_nothing_and_resets_each_window() -> None:
-    clock = Clock(600.0)
+    clock = FakeClock(600.0)
     limiter = CardinalityLimiter(
         CardinalityConfig(max_services=3, max_edges=1, max_series=4, window_s=60), clock
     )
@@ -47,8 +40,8 @@ def test_the_limiter_admits_up_to_each_limit_all_or_nothing_and_resets_each_wind
 
 
 def test_the_writer_drops_an_update_past_a_limit_whole_and_counts_it() -> None:
-    limiter = CardinalityLimiter(CardinalityConfig(max_edges=2, max_series=8), clock=lambda: 0.0)
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0, limiter=limiter)
+    limiter = CardinalityLimiter(CardinalityConfig(max_edges=2, max_series=8), clock=FakeClock(0.0))
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0), limiter=limiter)
     for target in ("b", "c", "d"):
         writer.add_edge("a", target, 1, 0, {40: 1})
     writer.add_node("a", "v1", 5, 0, {40: 5, 41: 1, 42: 1, 43: 1})  # 7 new fields: past 8
@@ -59,7 +52,7 @@ def test_the_writer_drops_an_update_past_a_limit_whole_and_counts_it() -> None:
 
 
 def test_the_graph_read_keeps_the_busiest_nodes_and_says_what_it_hid() -> None:
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     for i in range(250):
         writer.add_node(f"svc-{i:03}", "", i + 1, 0, {})
         writer.add_edge("loadgen", f"svc-{i:03}", i + 1, 0, {})
@@ -84,7 +77,7 @@ async def test_an_export_with_ten_thousand_service_names_is_bounded_counted_and_
     body = ten_thousand_services()
     assert len(body) < 1_000_000
     async with running_collector(redis_url, publisher=LivePublisherConfig(enabled=False)) as collector:
-        collector.limiter.clock = lambda: 1000.0  # one window throughout, whenever the test runs
+        collector.limiter.clock = FakeClock(1000.0)  # one window throughout, whenever the test runs
         base = f"http://127.0.0.1:{collector.port}"
         status, _, response = await ahttp("POST", f"{base}/v1/traces", body, PB)
         assert status == 200

@@ -15,6 +15,7 @@ from collector import graphstore, graphwriter
 from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisGraphExporter, redis_client
 from collector.validation import FIELD_LIMIT
+from tests.clock import FakeClock
 from tests.collector.otlp_build import sidecar_metrics, to_json_dict
 from tests.collector.support import ahttp, running_collector
 from tests.collector.tcp_cut import CuttableLink
@@ -74,13 +75,13 @@ async def test_a_foreign_key_of_the_wrong_type_loses_only_its_own_increments_and
     # found the marker, so nothing said the second second was lost. Then a stricter script
     # failed the whole batch on it, and every flush after it, until someone deleted the key.
     # Now the refused increments are counted and everything else is applied, once.
-    clock = [NOW - 1.0]
+    clock = FakeClock(NOW - 1.0)
     direct = aredis.Redis.from_url(redis_url)
     client = redis_client(redis_url)
-    exporter = RedisGraphExporter(client, clock=lambda: clock[0])
+    exporter = RedisGraphExporter(client, clock=clock)
     try:
         exporter.add_edge("web", "api", 2, 0, {})
-        clock[0] = NOW
+        clock.now = NOW
         exporter.add_edge("web", "api", 3, 0, {})
         await direct.set(graphstore.key_for(NOW), "not a hash")
 
@@ -92,7 +93,7 @@ async def test_a_foreign_key_of_the_wrong_type_loses_only_its_own_increments_and
         assert exporter.writer.unconfirmed_batch is None  # applied and marked: not resent
         assert exporter.availability.available
 
-        clock[0] = NOW + 1.0
+        clock.now = NOW + 1.0
         exporter.add_edge("web", "api", 4, 0, {})
         assert await exporter.flush() == 1  # the next flush (one field) goes through as usual
         assert await direct.hget(graphstore.key_for(NOW + 1), REQUESTS) == b"4"
@@ -109,7 +110,7 @@ async def test_a_field_at_the_limit_is_cut_and_a_foreign_value_left_alone_both_c
     key = graphstore.key_for(NOW)
     errors = f"e{SEP}web{SEP}api{SEP}x"
     foreign = f"n{SEP}api{SEP}n"
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     try:
         await direct.hset(key, mapping={REQUESTS: FIELD_LIMIT - 2, foreign: "12abc"})
         writer.add_edge("web", "api", 5, 1, {})
@@ -134,7 +135,7 @@ async def test_increments_past_the_field_limit_in_one_batch_are_cut_before_they_
 ) -> None:
     direct = aredis.Redis.from_url(redis_url)
     client = redis_client(redis_url)
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     try:
         for _ in range(3):
             writer.add_edge("web", "api", FIELD_LIMIT // 2, 0, {})
@@ -158,7 +159,7 @@ async def test_a_batch_whose_reply_was_lost_is_not_counted_twice_after_redis_res
     link = CuttableLink("127.0.0.1", port)
     await link.start()
     client = redis_client(f"redis://127.0.0.1:{link.port}/0")
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     try:
         writer.add_edge("web", "api", 5, 0, {})
         assert await writer.aflush(client) == 1

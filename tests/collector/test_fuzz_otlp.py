@@ -32,6 +32,7 @@ from collector.servicegraph import ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConnector
 from collector.sidecar_points import SIDECAR_COUNTERS, SIDECAR_METRIC
 from proxies.telemetry import histogram
+from tests.clock import FakeClock
 from tests.collector.otlp_build import T0, set_attributes, to_json_dict
 from tests.collector.test_receiver_counts import call
 from tests.fuzzing import examples, outcome
@@ -290,10 +291,10 @@ def run(target: str, decode: Any, body: bytes, check: Any, consume: Any) -> None
         return
     check(batch)
     limiter = CardinalityLimiter(
-        CardinalityConfig(max_services=8, max_edges=8, max_series=64), clock=lambda: 0.0
+        CardinalityConfig(max_services=8, max_edges=8, max_series=64), clock=FakeClock(0.0)
     )
     (limiter.limit_traces if isinstance(batch, TraceBatch) else limiter.limit_metrics)(batch)
-    writer = GraphWriter(clock=lambda: 1000.0, limiter=limiter)
+    writer = GraphWriter(clock=FakeClock(1000.0), limiter=limiter)
     consume(writer, batch)
     check_writes(writer)
     outcome(target, "partial" if batch.rejected.count else "200")
@@ -304,7 +305,7 @@ def consume_metrics(writer: GraphWriter, batch: MetricBatch) -> None:
 
 
 def consume_traces(writer: GraphWriter, batch: TraceBatch) -> None:
-    connector = ServiceGraphConnector(writer, clock=lambda: 0.0)
+    connector = ServiceGraphConnector(writer, clock=FakeClock(0.0))
     connector.consume(batch)
     connector.flush_pending()
 

@@ -12,17 +12,10 @@ import pytest
 from collector import graphstore, graphwriter, otlp_metrics, otlp_traces
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConnector
+from tests.clock import FakeClock
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def graph_of(increments: dict[int, dict[str, int]]) -> graphstore.GraphJSON:
@@ -30,10 +23,17 @@ def graph_of(increments: dict[int, dict[str, int]]) -> graphstore.GraphJSON:
 
 
 def check_golden(name: str, graph: Any) -> None:
+    """The graph equals the expected file; with UPDATE_GOLDEN=1 a differing file is rewritten.
+
+    A rewrite fails the test: a run that compared the graph with the file it had just
+    written would pass whatever the code did. Review the diff, then run again without it.
+    """
     path = GOLDEN / f"{name}.expected.json"
-    if os.environ.get("UPDATE_GOLDEN"):
+    expected = orjson.loads(path.read_bytes()) if path.exists() else None
+    if os.environ.get("UPDATE_GOLDEN") and graph != expected:
         path.write_bytes(orjson.dumps(graph, option=orjson.OPT_INDENT_2) + b"\n")
-    assert graph == orjson.loads(path.read_bytes())
+        pytest.fail(f"{path.name} rewritten from this run's graph: review the diff, then run again")
+    assert graph == expected
 
 
 @pytest.mark.parametrize("encoding", ["pb", "json"])
@@ -45,12 +45,12 @@ def test_traces_golden_file_makes_the_expected_graph(encoding: str) -> None:
     assert batch.rejected.count == 1
     assert "trace_id" in batch.rejected.message
 
-    monotonic = Clock(0.0)
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    monotonic = FakeClock(0.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     connector = ServiceGraphConnector(writer, ServiceGraphConfig(ttl_s=10), clock=monotonic)
     connector.consume(batch)
     assert connector.stats.pairs == 2
-    monotonic.now = 11.0
+    monotonic.advance(11.0)
     assert connector.sweep() == 3  # payments client, no-peer client, orphan server
     assert connector.stats.virtual_peer_edges == 1
 
@@ -66,7 +66,7 @@ def test_sidecar_metrics_golden_file_makes_the_expected_graph(encoding: str) -> 
     assert batch.rejected.count == 1
     assert "meshui.direction" in batch.rejected.message
 
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     SidecarMetricsConnector(writer).consume(batch)
 
     check_golden("sidecar_metrics", graph_of(writer.take()))
@@ -83,7 +83,7 @@ def test_sidecar_policy_counters_golden_file_puts_the_events_on_their_edges(enco
     assert batch.rejected.count == 2  # the cumulative retries, the fault with no destination
     assert "aggregation temporality must be delta" in batch.rejected.message
 
-    writer = graphwriter.GraphWriter(clock=lambda: NOW)
+    writer = graphwriter.GraphWriter(clock=FakeClock(NOW))
     SidecarMetricsConnector(writer).consume(batch)
 
     check_golden("sidecar_policy_counters", graph_of(writer.take()))

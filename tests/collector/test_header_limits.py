@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from collector.receiver import ReceiverConfig
 from tests.collector.otlp_build import spans
 from tests.collector.support import ahttp, running_collector
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = spans("web", [{"trace": 1, "span": 1}]).SerializeToString()
@@ -92,16 +92,18 @@ def collector_process(redis_url: str) -> Iterator[tuple[subprocess.Popen[str], i
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    port = 0
-    while not port and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        port = int(found.group(1)) if found else 0
+    stderr = process.stderr
+    assert stderr is not None
+
+    def listening_port() -> int:
+        """The port of the "listening on" line, 0 for any other line (readline blocks)."""
+        line = stderr.readline()
         if not line and process.poll() is not None:
-            break
-    assert port, "the collector did not start"
+            raise AssertionError(f"the collector exited with {process.returncode} before listening")
+        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        return int(found.group(1)) if found else 0
+
+    port = wait_until(listening_port, timeout=30.0, interval=0.0, what="the collector to listen")
     try:
         yield process, port
     finally:

@@ -9,14 +9,7 @@ from channels_redis.core import RedisChannelLayer
 
 from collector import graphstore, graphwriter
 from collector.publisher import LAST_KEY, LOCK_KEY, LivePublisher, LivePublisherConfig
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 async def test_it_publishes_on_change_and_not_when_nothing_changed(redis_url: str) -> None:
@@ -25,7 +18,7 @@ async def test_it_publishes_on_change_and_not_when_nothing_changed(redis_url: st
     listener = RedisChannelLayer(hosts=[{"address": redis_url, "max_connections": 20}], prefix="meshui:asgi")
     channel = await listener.new_channel()
     await listener.group_add("graph", channel)
-    clock = Clock(1_800_000_000.0)
+    clock = FakeClock(1_800_000_000.0)
     publisher = LivePublisher(client, layer, LivePublisherConfig(heartbeat_s=5.0), clock=clock)
     writer = graphwriter.GraphWriter(clock=clock)
 
@@ -44,7 +37,7 @@ async def test_it_publishes_on_change_and_not_when_nothing_changed(redis_url: st
         ] == [("web", "api", 3, 1)]
 
         # Same graph, within the heartbeat: the round takes the lock but sends nothing.
-        clock.now += 1.0
+        clock.advance(1.0)
         assert await tick() is False
         assert await client.pttl(LOCK_KEY) > 0
         assert publisher.stats.publishes == 1
@@ -55,7 +48,7 @@ async def test_it_publishes_on_change_and_not_when_nothing_changed(redis_url: st
         message = await asyncio.wait_for(listener.receive(channel), 5)
         assert message["graph"]["edges"][0]["requests"] == 5
 
-        clock.now += 5.0  # nothing changed, but the heartbeat is due
+        clock.advance(5.0)  # nothing changed, but the heartbeat is due
         assert await tick() is True
         assert publisher.stats.publishes == 3
     finally:

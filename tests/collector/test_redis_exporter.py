@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector import graphstore, graphwriter
 from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisExporterConfig, redis_client
+from tests.clock import FakeClock
 from tests.collector.support import ahttp, running_collector
 from tests.collector.tcp_cut import CuttableLink
 from tests.polling import eventually
@@ -152,7 +153,7 @@ async def test_a_resent_batch_keeps_its_id_and_later_increments_go_into_the_next
     direct = aredis.Redis.from_url(redis_url)
     async with redis_through_a_link(redis_url) as (link, via_link):
         client = redis_client(via_link)
-        writer = graphwriter.GraphWriter(clock=lambda: now)
+        writer = graphwriter.GraphWriter(clock=FakeClock(now))
         try:
             writer.add_edge("web", "api", 1, 0, {})
             assert await writer.aflush(client) == 1  # loads the script, opens the connection

@@ -5,16 +5,9 @@ from __future__ import annotations
 from collector import graphstore, graphwriter
 from collector.records import Span, SpanGroup, TraceBatch
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
+from tests.clock import FakeClock
 
 T = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def span(
@@ -43,9 +36,9 @@ def batch(service: str, *spans: Span, version: str = "") -> TraceBatch:
     return TraceBatch([SpanGroup(service, version, False, list(spans))], len(spans))
 
 
-def setup(**config: object) -> tuple[ServiceGraphConnector, graphwriter.GraphWriter, Clock]:
-    clock = Clock()
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+def setup(**config: object) -> tuple[ServiceGraphConnector, graphwriter.GraphWriter, FakeClock]:
+    clock = FakeClock(100.0)  # the pairing store's monotonic clock
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     return ServiceGraphConnector(writer, ServiceGraphConfig(**config), clock=clock), writer, clock  # type: ignore[arg-type]
 
 
@@ -86,9 +79,9 @@ def test_a_root_server_span_is_an_edge_from_unknown_and_counts_for_its_node() ->
 def test_unpaired_spans_expire_after_the_ttl_and_are_counted() -> None:
     connector, writer, clock = setup(ttl_s=10.0)
     connector.consume(batch("web", span(1, 0, 3), span(3, 0, 3, peer="payments")))
-    clock.now += 9.9
+    clock.advance(9.9)
     assert connector.sweep() == 0
-    clock.now += 0.2
+    clock.advance(0.2)
     assert connector.sweep() == 2
     assert connector.stats.expired_unpaired == 2
     assert edges(writer) == {("web", "payments"): (1, 0)}  # peer.service -> virtual edge
@@ -98,7 +91,7 @@ def test_unpaired_spans_expire_after_the_ttl_and_are_counted() -> None:
 def test_a_late_partner_after_expiry_does_not_make_a_pair() -> None:
     connector, writer, clock = setup(ttl_s=1.0)
     connector.consume(batch("web", span(1, 0, 3)))
-    clock.now += 2
+    clock.advance(2.0)
     connector.sweep()
     connector.consume(batch("api", span(2, 1, 2)))
     assert ("web", "api") not in edges(writer)

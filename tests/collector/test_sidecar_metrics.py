@@ -9,6 +9,7 @@ from collector.otlp_metrics import explicit_latency, exponential_latency
 from collector.records import MetricBatch, SidecarPoint
 from collector.sidecar_metrics import SidecarMetricsConnector
 from proxies.telemetry import histogram
+from tests.clock import FakeClock
 
 
 def point(
@@ -43,7 +44,7 @@ def point(
 def run(
     *points: SidecarPoint, connector: SidecarMetricsConnector | None = None
 ) -> tuple[dict[Any, Any], dict[Any, Any]]:
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     connector = connector or SidecarMetricsConnector(writer, started_ns=0)
     connector.sink = writer
     connector.consume(MetricBatch(list(points), len(points)))
@@ -95,7 +96,7 @@ def test_explicit_buckets_are_counted_at_their_midpoints() -> None:
 
 
 def test_cumulative_points_add_the_difference_and_detect_resets() -> None:
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     connector = SidecarMetricsConnector(writer, started_ns=5)
     cumulative = {"temporality": 2, "start_ns": 10}
     assert run(point(count=3, time_ns=20, **cumulative), connector=connector)[0] == {
@@ -110,7 +111,7 @@ def test_cumulative_points_add_the_difference_and_detect_resets() -> None:
 
 
 def test_a_cumulative_stream_older_than_the_collector_is_not_counted_on_first_sight() -> None:
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     connector = SidecarMetricsConnector(writer, started_ns=1_000)
     assert run(point(count=50, temporality=2, start_ns=10), connector=connector)[0] == {}
     assert connector.stats.dropped["cumulative_first_point"] == 1
@@ -120,7 +121,7 @@ def test_a_cumulative_stream_older_than_the_collector_is_not_counted_on_first_si
 
 
 def test_policy_counters_add_up_in_their_edges_events_and_unknown_event_names_are_ignored() -> None:
-    writer = graphwriter.GraphWriter(clock=lambda: 1000.0)
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
     writer.add_edge_counter("web", "api", "retries", 2)
     writer.add_edge_counter("web", "api", "retries", 1)
     writer.add_edge_counter("web", "api", "teleports", 5)  # a name this reader does not know

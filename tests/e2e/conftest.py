@@ -14,19 +14,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from meshui.demo.mesh import MeshConfig
-from meshui.demo.processes import free_port, free_port_block
+from meshui.demo.processes import free_port_block
 from meshui.demo.topology import INSTANCES
+from tests import polling
+from tests.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
+T = TypeVar("T")
 
 
 def processes_with_env(marker: str) -> list[int]:
@@ -68,17 +72,11 @@ class RunningMesh:
                 return int(edge["requests"])
         return 0
 
-    def wait_for(self, predicate, timeout: float = 15.0, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {last!r}")
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 15.0, what: str = "the condition") -> T:
+        """``tests.polling.wait_until`` at the pace of a whole mesh (an API call every 0.1 s)."""
+        return polling.wait_until(predicate, timeout, interval=0.1, what=what)
 
-    def settled(self, read, quiet: float = 3.0, timeout: float = 30.0):
+    def settled(self, read: Callable[[], T], quiet: float = 3.0, timeout: float = 30.0) -> T:
         """``read()`` once it returned the same value for ``quiet`` seconds, and that value.
 
         Read a baseline count only through this: sidecars export every second and the
@@ -86,16 +84,7 @@ class RunningMesh:
         (a baseline read too early once made an exact count off by one in CI). ``quiet``
         spans more than two export intervals.
         """
-        deadline = time.monotonic() + timeout
-        value, since = read(), time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.25)
-            now = read()
-            if now != value:
-                value, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return value
-        raise AssertionError(f"counts still changing after {timeout} s; last {value!r}")
+        return polling.settled(read, quiet, timeout, interval=0.25, what="counts")
 
     def frontend(self) -> str:
         return self.config.inbound_url("frontend")

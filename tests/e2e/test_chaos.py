@@ -34,9 +34,10 @@ import pytest
 import websockets
 
 from meshui.demo.mesh import Mesh, MeshConfig
-from meshui.demo.processes import free_port, free_port_block
+from meshui.demo.processes import free_port_block
 from meshui.demo.topology import Instance
-from tests.polling import eventually
+from tests.polling import eventually, settled, wait_until
+from tests.ports import free_port
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))
@@ -144,16 +145,9 @@ def edge_count(mesh: Mesh) -> int | None:
 
 def settled_edge_count(mesh: Mesh, quiet: float = 3.0, timeout: float = 40.0) -> int:
     """The edge count once it stopped changing for ``quiet`` s (telemetry in flight landed)."""
-    deadline = time.monotonic() + timeout
-    value, since = edge_count(mesh), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = edge_count(mesh)
-        if now != value or now is None:
-            value, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return value
-    raise AssertionError(f"frontend -> catalog still changing after {timeout} s (last {value})")
+    count = settled(lambda: edge_count(mesh), quiet, timeout, interval=0.25, what="frontend -> catalog")
+    assert count is not None  # settled never settles on None (the API not answering)
+    return count
 
 
 def sidecar_metric(mesh: Mesh, index: int, prefix: str) -> float:
@@ -191,15 +185,15 @@ def test_the_collector_killed_leaves_requests_unaffected_and_drops_counted(mesh:
     with Load(mesh) as load:
         rss_before = rss_kib(sidecar)
         mesh.kill("collector")
-        asyncio.run(eventually(
+        wait_until(
             lambda: sidecar_metric(mesh, 0, 'meshui_telemetry_export_errors_total{signal="metrics"}')
-            >= errors_before + 3, timeout=20))
+            >= errors_before + 3, timeout=20, what="three failed metrics exports")
         rss_down = rss_kib(sidecar)
         mesh.start_again("collector")
         exported = sidecar_metric(mesh, 0, 'meshui_telemetry_exported_total{signal="metrics"}')
-        asyncio.run(eventually(
+        wait_until(
             lambda: sidecar_metric(mesh, 0, 'meshui_telemetry_exported_total{signal="metrics"}') > exported,
-            timeout=20))
+            timeout=20, what="a metrics export to the restarted collector")
     assert load.outcomes and load.failures() == [], load.failures()
     # A few seconds of backlog is a few hundred KiB at most; a leak would be megabytes.
     assert rss_down - rss_before < 8 * 1024, (rss_before, rss_down)
@@ -208,13 +202,13 @@ def test_the_collector_killed_leaves_requests_unaffected_and_drops_counted(mesh:
 def test_a_redis_restart_comes_back_within_5_s_with_exact_counts(mesh: Mesh) -> None:
     before = settled_edge_count(mesh)
     with Load(mesh) as load:
-        asyncio.run(eventually(lambda: len(load.outcomes) >= 25, timeout=20))
+        wait_until(lambda: len(load.outcomes) >= 25, timeout=20, what="25 requests of load")
         mesh.restart_redis()
         restarted = time.monotonic()
-        asyncio.run(eventually(lambda: edge_count(mesh) is not None, timeout=5))
+        wait_until(lambda: edge_count(mesh) is not None, timeout=5, what="the graph API")
         api_back = time.monotonic() - restarted
         socket_back = asyncio.run(graph_socket_delivers(mesh, timeout=5))
-        asyncio.run(eventually(lambda: len(load.outcomes) >= 50, timeout=20))
+        wait_until(lambda: len(load.outcomes) >= 50, timeout=20, what="50 requests of load")
     assert load.failures() == [], load.failures()
     assert api_back <= 5 and socket_back <= 5
     # Every request the load sent went frontend -> catalog once.
@@ -226,16 +220,22 @@ async def graph_socket_delivers(mesh: Mesh, timeout: float) -> float:
     started = time.monotonic()
     url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/ws/graph"
     origin = f"http://{mesh.config.host}:{mesh.config.meshui_port}"
-    while time.monotonic() - started < timeout:
+
+    async def a_graph_arrives() -> bool:
+        """One connection: True once it hands over a graph with edges, False if it cannot."""
         try:
             async with websockets.connect(url, origin=origin, open_timeout=2) as socket:
-                while time.monotonic() - started < timeout:
-                    message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+                while True:
+                    # Bounded by what is left of the wait, so one quiet socket cannot outlast it.
+                    left = max(0.0, started + timeout - time.monotonic())
+                    message = json.loads(await asyncio.wait_for(socket.recv(), left))
                     if message.get("type") == "graph" and message["graph"].get("edges"):
-                        return time.monotonic() - started
+                        return True
         except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"the graph socket delivered no graph within {timeout} s")
+            return False
+
+    await eventually(a_graph_arrives, timeout, interval=0.2, what="the graph socket to deliver a graph")
+    return time.monotonic() - started
 
 
 class Observer:
@@ -300,12 +300,12 @@ async def test_meshui_killed_under_load_every_request_succeeds_and_no_partial_se
         await asyncio.to_thread(mesh.kill, "meshui", signum)
         await asyncio.to_thread(mesh.start_again, "meshui")
         await eventually(lambda: asyncio.to_thread(all_synced, mesh, stopped), timeout=30)
-        await eventually(lambda: len(observer.sets) > sent_before, timeout=15)
+        await eventually(lambda: len(observer.sets) > sent_before, timeout=15,
+                         what="the observer to be sent endpoints after the restart")
         after_restart = observer.sets[sent_before:]
         await eventually(lambda: len(load.outcomes) >= 40, timeout=20)
     observer.stop.set()
     task.cancel()
     assert load.failures() == [], load.failures()
-    assert after_restart, "the observer was sent no endpoints after the restart"
     partial = [sorted(PROXY_IDS - s) for s in after_restart if not PROXY_IDS <= s]
     assert partial == [], f"endpoint sets missing live instances were sent: {partial}"

@@ -148,11 +148,21 @@ def test_a_dead_instance_is_skipped_and_then_removed(demo_mesh: RunningMesh) -> 
     # with 503, and from then on the dead instance gets nothing.
     assert statuses.count(200) >= 19, statuses
     assert set(statuses) <= {200, 503, 502}
-    instances = httpx.get(f"{demo_mesh.api}/api/v1/instances", timeout=5).json()
-    demo_mesh.wait_for(
-        lambda: not any(i["connected"] for i in
-                        httpx.get(f"{demo_mesh.api}/api/v1/instances", timeout=5).json()["instances"]
-                        if i["proxy_id"] == "catalog-v2-2"),
-        what="the control plane to drop catalog v2")
-    assert instances
+
+    def victim_row() -> dict:
+        rows = httpx.get(f"{demo_mesh.api}/api/v1/instances", timeout=5).json()["instances"]
+        [row] = [row for row in rows if row["proxy_id"] == "catalog-v2-2"]  # still listed
+        return row
+
+    demo_mesh.wait_for(lambda: not victim_row()["connected"], what="the control plane to drop catalog v2")
+    demo_mesh.wait_for(lambda: "catalog-v2-2" not in catalog_instances(demo_mesh),
+                       what="the frontend's sidecar to drop catalog v2 from its endpoints")
+    assert catalog_instances(demo_mesh) == {"catalog-v1-1"}
     assert send(demo_mesh, 10, path="/") == [200] * 10
+
+
+def catalog_instances(mesh: RunningMesh) -> set[str]:
+    """The catalog instances the frontend's sidecar balances over, from its admin port."""
+    admin = f"http://{mesh.config.host}:{mesh.config.ports(0).admin}/endpoints"
+    view = httpx.get(admin, timeout=5, trust_env=False).json()["destinations"]
+    return {endpoint["instance"] for endpoint in view["catalog"]["endpoints"]}

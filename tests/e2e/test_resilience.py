@@ -11,7 +11,6 @@ sent it fewer than five of 40, and it was never ejected).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -20,8 +19,10 @@ import pytest
 import redis
 
 from meshui.demo.mesh import Mesh, MeshConfig
-from meshui.demo.processes import free_port, free_port_block
+from meshui.demo.processes import free_port_block
 from meshui.demo.topology import Instance
+from tests.polling import wait_until
+from tests.ports import free_port
 
 POLICY = """
 services:
@@ -95,13 +96,10 @@ def test_an_always_failing_instance_is_ejected_and_the_caller_stops_seeing_error
 def test_the_ejection_reaches_the_graph_as_an_edge_event(mesh: Mesh) -> None:
     """The checkout sidecar exports the ejection over OTLP; the API shows it on the edge."""
     api = f"{mesh.config.dashboard_url}api/v1/graph"
-    deadline = time.monotonic() + 15
-    events: dict = {}
-    while time.monotonic() < deadline:
+
+    def ejections() -> int:
         edges = httpx.get(api, params={"window": 300}, timeout=5, trust_env=False).json()["edges"]
         edge = next((e for e in edges if (e["source"], e["target"]) == ("checkout", "payments")), None)
-        events = edge["events"] if edge else {}
-        if events.get("ejections"):
-            break
-        time.sleep(0.1)
-    assert events.get("ejections") == 1, events
+        return int(edge["events"].get("ejections", 0)) if edge else 0
+
+    assert wait_until(ejections, timeout=15.0, interval=0.1, what="an ejection on checkout -> payments") == 1
