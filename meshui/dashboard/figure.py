@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meshui.dashboard.layout import Position, layered_layout
+from proxies.telemetry.events import EDGE_EVENTS
 
 GREEN = "#3fb950"
 AMBER = "#d29922"
@@ -113,20 +114,12 @@ def node_hover(node: Mapping[str, Any], window: int) -> str:
     )
 
 
-EVENT_LABELS = (
-    ("retries", "retries"),
-    ("retry_budget_exhausted", "budget exhausted"),
-    ("ejections", "ejections"),
-    ("overflows", "overflows"),
-    ("timeouts", "timeouts"),
-    ("faults", "faults injected"),
-    ("rate_limited", "rate limited"),
-)
-
-
 def events_line(events: Mapping[str, int]) -> str | None:
-    """What the sidecars' traffic policy did on this edge, or None when it did nothing."""
-    parts = [f"{events[key]:,} {label}" for key, label in EVENT_LABELS if events.get(key)]
+    """What the sidecars' traffic policy did on this edge, or None when it did nothing.
+
+    In the order of ``proxies.telemetry.events``, each under its ``label``.
+    """
+    parts = [f"{events[e.key]:,} {e.label}" for e in EDGE_EVENTS if events.get(e.key)]
     return " · ".join(parts) if parts else None
 
 

@@ -17,8 +17,6 @@ from django.urls import URLPattern, URLResolver, get_resolver, include, path, re
 from ninja.errors import ValidationError
 
 from collector.graphstore import (
-    EDGE_EVENTS,
-    EdgeEventsJSON,
     EdgeJSON,
     GraphJSON,
     HiddenJSON,
@@ -28,6 +26,7 @@ from collector.graphstore import (
 from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
 from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node
+from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -116,20 +115,28 @@ def test_the_document_describes_parameters_errors_and_retry_after(
 
 
 @pytest.mark.parametrize("schema, shape", [
-    (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (EdgeEvents, EdgeEventsJSON),
-    (Hidden, HiddenJSON),
+    (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (Hidden, HiddenJSON),
 ])
 def test_the_graph_schemas_are_the_graph_store_s_typed_dicts(schema: Any, shape: Any) -> None:
     hints = get_type_hints(shape)
     assert set(schema.model_fields) == set(hints)
-    nested = {"nodes", "edges", "events", "hidden"}  # checked by their own case above
+    nested = {"nodes", "edges", "events", "hidden"}  # checked by their own case (events: below)
     for name, field in schema.model_fields.items():
         if name not in nested:
             assert field.annotation == hints[name], name
 
 
-def test_the_edge_events_schema_lists_every_event_the_graph_carries_in_order() -> None:
-    assert list(EdgeEvents.model_fields) == list(EDGE_EVENTS)
+def test_the_edge_events_schema_lists_every_event_the_graph_carries_in_order(
+    document: dict[str, Any],
+) -> None:
+    assert list(EdgeEvents.model_fields) == list(EVENT_KEYS)
+    schema = document["components"]["schemas"]["EdgeEvents"]
+    assert schema["required"] == list(EVENT_KEYS)
+    assert schema["additionalProperties"] is False
+    for event in EDGE_EVENTS:
+        assert schema["properties"][event.key] == {
+            "type": "integer", "title": schema["properties"][event.key]["title"],
+            "description": event.description}
 
 
 def key_order(value: Any) -> Any:
