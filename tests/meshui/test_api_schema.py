@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
@@ -193,6 +194,12 @@ def test_every_error_the_api_answers_is_the_documented_shape(
     assert answers[503]["Retry-After"] == "2"
     enum = document["components"]["schemas"]["ErrorCode"]["enum"]
     assert sorted(enum) == sorted(code.value for code in codes.values())
+
+
+def test_the_docs_list_every_error_code_with_its_status_and_no_other() -> None:
+    api_md = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    table = re.findall(r"^\| (\d{3}) \| `(\w+)` \|", api_md, re.M)
+    assert table == [(str(code.status), code.value) for code in ErrorCode]
 
 
 def test_a_parameter_s_own_sentence_is_the_400_detail() -> None:
