@@ -12,7 +12,7 @@ since service names may hold any printable):
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
     r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
-                           ``EDGE_EVENTS`` names them: retries, ejections, ...)
+                           ``proxies.telemetry.events`` names them: retries, ...)
 
 A graph over the last ``window`` seconds reads ``window`` hashes and adds them up. The
 reading half is pure (``build_graph``); ``fetch_graph``/``afetch_graph`` do the I/O for the
@@ -29,28 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from proxies.telemetry import histogram
+from proxies.telemetry.events import EVENT_KEYS
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "meshui:graph:"
 SEP = "\x1f"
 MAX_WINDOW = 3600
+# The window a graph read covers unless told otherwise: the API's default ``window``, the
+# graph page and its socket, and the graph the collector publishes to them.
+DEFAULT_WINDOW = 60
 # Keep a little more than the widest window so a query never reads a half-expired hash.
 KEY_TTL = MAX_WINDOW + 60
 UNKNOWN = "unknown"
-# The traffic-policy events an edge carries (docs/collector.md); every edge shows all of
-# them, zero when nothing happened.
-EDGE_EVENTS = (
-    "retries",
-    "ejections",
-    "overflows",
-    "timeouts",
-    "faults",
-    "rate_limited",
-    "retry_budget_exhausted",
-)
-
-
 class TrafficJSON(TypedDict):
     """What a node and an edge both carry: counts, rates and latency over the window."""
 
@@ -69,16 +60,10 @@ class NodeJSON(TrafficJSON):
     versions: list[str]
 
 
-class EdgeEventsJSON(TypedDict):
-    """How often traffic policy acted on an edge's requests over the window."""
-
-    retries: int
-    ejections: int
-    overflows: int
-    timeouts: int
-    faults: int
-    rate_limited: int
-    retry_budget_exhausted: int
+# How often traffic policy acted on an edge's requests over the window. Every edge has
+# every key of ``proxies.telemetry.events.EVENT_KEYS``, in that order, 0 when nothing
+# happened (docs/collector.md); the keys come from that list, not from a TypedDict here.
+EdgeEventsJSON = dict[str, int]
 
 
 class EdgeJSON(TrafficJSON):
@@ -160,7 +145,7 @@ def _summary(stats: _Stats, window: int) -> dict[str, Any]:
 
 def _events(counts: Mapping[str, int] | None) -> EdgeEventsJSON:
     found = counts or {}
-    return {name: found.get(name, 0) for name in EDGE_EVENTS}  # type: ignore[return-value]
+    return {name: found.get(name, 0) for name in EVENT_KEYS}
 
 
 def _busiest(
@@ -215,7 +200,7 @@ def build_graph(
                 nodes[parts[1]].add(parts[2], value)
             elif parts[0] == "v" and len(parts) == 3:
                 versions[parts[1]].add(parts[2])
-            elif parts[0] == "r" and len(parts) == 4 and parts[3] in EDGE_EVENTS:
+            elif parts[0] == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
                 counts = events[(parts[1], parts[2])]
                 counts[parts[3]] = counts.get(parts[3], 0) + value
     for pair in events:  # an edge known only by its events (no request ended yet) is shown too

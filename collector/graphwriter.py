@@ -169,7 +169,7 @@ class GraphWriter:
         self._update((service,), None, fields)
 
     def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
-        """Count ``value`` policy events ``name`` (one of ``EDGE_EVENTS``) on ``source -> target``."""
+        """Count ``value`` policy events ``name`` (an ``EdgeEvent.key``) on ``source -> target``."""
         self._update((source, target), (source, target), {f"r{SEP}{source}{SEP}{target}{SEP}{name}": value})
 
     @property

@@ -40,7 +40,7 @@ class LivePublisherConfig:
     group: str = "graph"
     interval_s: float = 0.5
     lock_ms: int = 450
-    window_s: int = 60
+    window_s: int = graphstore.DEFAULT_WINDOW
     heartbeat_s: float = 5.0
     # Must match the dashboard's CHANNEL_LAYERS (meshui/channel_layers.py) or nobody receives.
     channel_prefix: str = "meshui:asgi"

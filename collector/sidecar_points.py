@@ -17,18 +17,14 @@ from collector.otlp_common import Resource, is_true
 from collector.records import TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA, SidecarCounter, SidecarPoint
 from collector.validation import Rejected
 from proxies.telemetry import histogram
+from proxies.telemetry.encode import METRIC_NAME
+from proxies.telemetry.events import EDGE_EVENTS
 
-SIDECAR_METRIC = "meshui.proxy.request.duration"
-# Policy counter -> the key it has in an edge's ``events`` (collector.graphstore.EDGE_EVENTS).
-SIDECAR_COUNTERS = {
-    "meshui.proxy.retries": "retries",
-    "meshui.proxy.retry_budget.exhausted": "retry_budget_exhausted",
-    "meshui.proxy.overflows": "overflows",
-    "meshui.proxy.ejections": "ejections",
-    "meshui.proxy.timeouts": "timeouts",
-    "meshui.proxy.faults": "faults",
-    "meshui.proxy.rate_limited": "rate_limited",
-}
+# The sidecars' request histogram and policy counters, by the names they export them under.
+SIDECAR_METRIC = METRIC_NAME
+# Policy counter -> the key it has in an edge's ``events``.
+SIDECAR_COUNTERS = {event.metric: event.key for event in EDGE_EVENTS}
+
 Buckets = tuple[int, Sequence[int]]  # (offset, counts) of one side of an exponential histogram
 
 

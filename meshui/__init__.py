@@ -11,7 +11,8 @@ Where things live:
 - ``registry/``: services, sidecar instances and the control channel (models, consumers,
   tasks, admin, API).
 - ``dashboard/``: the pages (views, urls, templates/dashboard/, static/dashboard/), the
-  live graph socket and the Plotly figure; its graph API.
+  live graph socket, the Plotly figure and the health scale it shares with the page
+  (``health.py``); its graph API.
 - ``api/``: the /api/v1/ django-ninja API that mounts every app's ``api.py`` router.
 - ``demo/``: ``python -m meshui.demo``, the whole mesh on one machine.
 

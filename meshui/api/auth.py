@@ -21,7 +21,7 @@ from ninja.openapi.views import openapi_view
 from ninja.security import APIKeyCookie
 
 from meshui.accounts.access import SAFE_METHODS, can_read, can_write
-from meshui.api.errors import ErrorCode, Refused, json_error
+from meshui.api.errors import Refused, unauthenticated
 from meshui.api.methods import not_allowed
 
 
@@ -86,7 +86,7 @@ def guard_docs(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         if not allowed:
             if page and request.method in SAFE_METHODS:
                 return redirect_to_login(request.get_full_path())
-            return json_error(401, ErrorCode.UNAUTHENTICATED, "log in to use this endpoint")
+            return unauthenticated()
         if request.method not in ("GET", "HEAD"):
             return not_allowed(request, frozenset({"GET", "HEAD"})).response()
         return view(request, *args, **kwargs)

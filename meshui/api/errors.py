@@ -1,7 +1,8 @@
 """The one error shape of the API, ``{"error": <code>, "detail": <text>, ...}`` (docs/api.md).
 
-``ErrorCode`` is the vocabulary: every code the API answers with, and the ``enum`` of the
-``Error`` schema in the generated OpenAPI document. Views raise ``ApiError``; the handlers
+``ErrorCode`` is the vocabulary: every code the API answers with, the HTTP status it goes
+with, and the ``enum`` of the ``Error`` schema in the generated OpenAPI document. Views
+raise ``ApiError``; the handlers
 ``install_error_handlers`` adds turn it, and django-ninja's own refusals (a parameter that
 fails validation, a caller without a session), into that shape.
 """
@@ -25,11 +26,25 @@ logger = logging.getLogger(__name__)
 class ErrorCode(StrEnum):
     """Stable error codes; whether a retry can help is in docs/api.md, "Errors"."""
 
-    INVALID_PARAMETER = "invalid_parameter"  # 400: fix the request
-    UNAUTHENTICATED = "unauthenticated"  # 401: log in first
-    CSRF_FAILED = "csrf_failed"  # 403: fetch a CSRF token
-    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405: the Allow header lists the methods
-    DATA_SOURCE_UNAVAILABLE = "data_source_unavailable"  # 503: transient, retry later
+    INVALID_PARAMETER = "invalid_parameter"  # fix the request
+    UNAUTHENTICATED = "unauthenticated"  # log in first
+    CSRF_FAILED = "csrf_failed"  # fetch a CSRF token
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # the Allow header lists the methods
+    DATA_SOURCE_UNAVAILABLE = "data_source_unavailable"  # transient, retry later
+
+    @property
+    def status(self) -> int:
+        """The HTTP status every answer with this code has."""
+        return STATUS[self]
+
+
+STATUS = {
+    ErrorCode.INVALID_PARAMETER: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.CSRF_FAILED: 403,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.DATA_SOURCE_UNAVAILABLE: 503,
+}
 
 
 class Error(Schema):
@@ -40,25 +55,30 @@ class Error(Schema):
     parameter: str | None = Field(None, description="the offending parameter (400 only)")
 
 
-def json_error(status: int, error: ErrorCode, detail: str, **extra: Any) -> JsonResponse:
-    """The error response: ``{"error": code, "detail": text, ...extra}``."""
-    return JsonResponse({"error": error, "detail": detail, **extra}, status=status)
+def json_error(error: ErrorCode, detail: str, **extra: Any) -> JsonResponse:
+    """The error response: ``{"error": code, "detail": text, ...extra}``, with the code's status."""
+    return JsonResponse({"error": error, "detail": detail, **extra}, status=error.status)
+
+
+def unauthenticated() -> JsonResponse:
+    """401: the caller must log in (the API's handler and the schema's guard both answer it)."""
+    return json_error(ErrorCode.UNAUTHENTICATED, "log in to use this endpoint")
 
 
 class ApiError(Exception):
     """Raised by a view to answer with the error shape (and any headers it needs)."""
 
-    def __init__(self, status: int, error: ErrorCode, detail: str, *,
+    def __init__(self, error: ErrorCode, detail: str, *,
                  headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
-        self.status = status
+        self.status = error.status
         self.error = error
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
 
     def response(self) -> JsonResponse:
-        response = json_error(self.status, self.error, self.detail, **self.extra)
+        response = json_error(self.error, self.detail, **self.extra)
         for name, value in self.headers.items():
             response[name] = value
         return response
@@ -76,16 +96,16 @@ def data_source_unavailable(request: HttpRequest, exc: BaseException) -> ApiErro
     """Redis is down or restarting: transient, so 503 + Retry-After, never a 500 (issue 6)."""
     logger.warning("%s %s: Redis unavailable: %s", request.method, request.path, exc)
     return ApiError(
-        503, ErrorCode.DATA_SOURCE_UNAVAILABLE,
+        ErrorCode.DATA_SOURCE_UNAVAILABLE,
         f"the live graph store (Redis) is unavailable ({type(exc).__name__}); "
         f"retry in {RETRY_AFTER} s",
         headers={"Retry-After": str(RETRY_AFTER)})
 
 
 # ``openapi_extra`` of an operation that answers 503 data_source_unavailable.
-RETRY_AFTER_DOC: dict[str, Any] = {"responses": {503: {
-    "description": "`data_source_unavailable`: Redis, which holds the live state, cannot be "
-                   "reached; transient, retry after `Retry-After` seconds",
+RETRY_AFTER_DOC: dict[str, Any] = {"responses": {ErrorCode.DATA_SOURCE_UNAVAILABLE.status: {
+    "description": f"`{ErrorCode.DATA_SOURCE_UNAVAILABLE}`: Redis, which holds the live state, "
+                   "cannot be reached; transient, retry after `Retry-After` seconds",
     "headers": {"Retry-After": {"schema": {"type": "integer"},
                                 "description": "seconds to wait before retrying"}},
 }}}
@@ -107,7 +127,7 @@ def invalid_parameter(exc: ValidationError) -> ApiError:
         detail = str(context["error"])
     else:
         detail = f"{parameter}: {first.get('msg', 'invalid value')}"
-    return ApiError(400, ErrorCode.INVALID_PARAMETER, detail, parameter=parameter)
+    return ApiError(ErrorCode.INVALID_PARAMETER, detail, parameter=parameter)
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
@@ -127,13 +147,13 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(AuthenticationError)
     def on_unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-        return json_error(401, ErrorCode.UNAUTHENTICATED, "log in to use this endpoint")
+        return unauthenticated()
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF refusals as JSON on the API, Django's page elsewhere (CSRF_FAILURE_VIEW)."""
     if request.path.startswith("/api/"):
-        return json_error(403, ErrorCode.CSRF_FAILED, f"CSRF verification failed: {reason}")
+        return json_error(ErrorCode.CSRF_FAILED, f"CSRF verification failed: {reason}")
     from django.views.csrf import csrf_failure as default
 
     return default(request, reason)

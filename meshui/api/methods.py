@@ -23,7 +23,7 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 def not_allowed(request: HttpRequest, allowed: frozenset[str]) -> ApiError:
     """405 for ``request``'s method, naming the methods the path takes."""
-    return ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
+    return ApiError(ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here",
                     headers={"Allow": ", ".join(sorted(allowed))})
 
 

@@ -10,16 +10,14 @@ from pydantic import BeforeValidator, Field
 
 from meshui.api.errors import RETRY_AFTER_DOC, Error, data_source_unavailable
 from meshui.dashboard.schemas import Graph
-from meshui.dashboard.source import MAX_WINDOW, aread_graph, validate_window
+from meshui.dashboard.source import DEFAULT_WINDOW, MAX_WINDOW, aread_graph, validate_window
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 router = Router(tags=["graph"])
 
-DEFAULT_WINDOW = 60
-
 
 def parse_window(raw: object) -> object:
-    """The ``window`` query parameter: an integer from 1 to 3600 seconds (default 60).
+    """The ``window`` query parameter: an integer from 1 to MAX_WINDOW seconds (DEFAULT_WINDOW).
 
     Read as ``int()`` reads it (" 60" and "+60" are 60), so the API takes what it took
     before it had a schema; the ValueError's text is the 400's ``detail``.

@@ -19,13 +19,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from meshui.accounts.access import can_read
 from meshui.broadcast import GRAPH_GROUP, leave_group
 from meshui.dashboard.figure import page_payload
-from meshui.dashboard.source import aread_graph
+from meshui.dashboard.source import DEFAULT_WINDOW, aread_graph
 from meshui.dashboard.throttle import LatestThrottle
 from meshui.redis_clients import DATA_SOURCE_ERRORS, RETRY_AFTER
 
 logger = logging.getLogger(__name__)
 
-WINDOW = 60
 # At most two messages a second per page (DESIGN.md: merged, throttled deltas).
 MIN_INTERVAL = 0.5
 
@@ -89,7 +88,7 @@ class GraphConsumer(AsyncWebsocketConsumer):
 
     async def _join_and_read(self) -> Mapping[str, Any]:
         await self.channel_layer.group_add(GRAPH_GROUP, self.channel_name)
-        return await aread_graph(WINDOW)
+        return await aread_graph(DEFAULT_WINDOW)
 
     async def _refresh(self) -> bool:
         """Join the group and send the current graph; on a Redis error, report it and retry."""

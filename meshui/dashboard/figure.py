@@ -12,12 +12,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from meshui.dashboard.health import HEALTH, HealthScale
 from meshui.dashboard.layout import Position, layered_layout
+from proxies.telemetry.events import EDGE_EVENTS
 
-GREEN = "#3fb950"
-AMBER = "#d29922"
-RED = "#f85149"
-GREY = "#6e7681"
 TEXT = "#c9d1d9"
 MUTED = "#8b949e"
 NODE_FILL = "#161b22"
@@ -55,15 +53,9 @@ def _joined(values: Iterable[object], separator: str) -> str:
     return separator.join(plotly_text(v) for v in values)
 
 
-def health_color(requests: int, error_rate: float) -> str:
-    """Green below 1% errors, amber below 5%, red from 5%, grey when there is no traffic."""
-    if not requests:
-        return GREY
-    if error_rate < 0.01:
-        return GREEN
-    if error_rate < 0.05:
-        return AMBER
-    return RED
+def health_color(requests: int, error_rate: float, scale: HealthScale = HEALTH) -> str:
+    """The colour of ``scale``'s level for this traffic (meshui.dashboard.health)."""
+    return scale.level(requests, error_rate).color
 
 
 def format_rate(rps: float) -> str:
@@ -113,20 +105,12 @@ def node_hover(node: Mapping[str, Any], window: int) -> str:
     )
 
 
-EVENT_LABELS = (
-    ("retries", "retries"),
-    ("retry_budget_exhausted", "budget exhausted"),
-    ("ejections", "ejections"),
-    ("overflows", "overflows"),
-    ("timeouts", "timeouts"),
-    ("faults", "faults injected"),
-    ("rate_limited", "rate limited"),
-)
-
-
 def events_line(events: Mapping[str, int]) -> str | None:
-    """What the sidecars' traffic policy did on this edge, or None when it did nothing."""
-    parts = [f"{events[key]:,} {label}" for key, label in EVENT_LABELS if events.get(key)]
+    """What the sidecars' traffic policy did on this edge, or None when it did nothing.
+
+    In the order of ``proxies.telemetry.events``, each under its ``label``.
+    """
+    parts = [f"{events[e.key]:,} {e.label}" for e in EDGE_EVENTS if events.get(e.key)]
     return " · ".join(parts) if parts else None
 
 
@@ -156,9 +140,9 @@ def _edge_points(
     return (x0 + nx, y0 + ny), (x1 + nx, y1 + ny)
 
 
-def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None
-                 ) -> dict[str, Any]:
-    """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``."""
+def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None,
+                 scale: HealthScale = HEALTH) -> dict[str, Any]:
+    """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``, coloured by ``scale``."""
     nodes = graph["nodes"]
     edges = graph["edges"]
     window = graph["window"]
@@ -175,7 +159,7 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
     mid_ids: list[str] = []
     for edge in edges:
         src, dst = edge["source"], edge["target"]
-        color = health_color(edge["requests"], edge["error_rate"])
+        color = health_color(edge["requests"], edge["error_rate"], scale)
         hover = edge_hover(edge, window)
         if src == dst:  # a service calling itself: no arrow, a marker above the node
             x, y = positions[src]
@@ -201,7 +185,7 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
         mid_ids.append(f"{src}->{dst}")
 
     node_ids = [node["id"] for node in nodes]
-    node_colors = [health_color(n["requests"], n["error_rate"]) for n in nodes]
+    node_colors = [health_color(n["requests"], n["error_rate"], scale) for n in nodes]
     data: list[dict[str, Any]] = [
         {
             "type": "scatter", "mode": "markers", "name": "edges",
@@ -289,8 +273,8 @@ def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def page_payload(graph: Mapping[str, Any]) -> dict[str, Any]:
+def page_payload(graph: Mapping[str, Any], scale: HealthScale = HEALTH) -> dict[str, Any]:
     """Everything the graph page draws from: the graph, its figure and its summary."""
     graph = with_hidden(graph)
-    return {"type": "graph", "graph": graph, "figure": build_figure(graph),
+    return {"type": "graph", "graph": graph, "figure": build_figure(graph, scale=scale),
             "summary": summary(graph)}

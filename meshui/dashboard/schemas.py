@@ -3,13 +3,18 @@
 The graph store types its output with ``typing.TypedDict``s, which pydantic cannot read on
 Python 3.11, so the shapes are restated here as schemas, field for field and in the order
 the store writes them (tests/meshui/test_api_schema.py fails when the two disagree). A new
-graph metric is a field in the TypedDict and here, and a line in ``figure.py`` to show it.
+graph metric is a field in the TypedDict and here, and a line in ``figure.py`` to show it;
+a new edge event is a line in ``proxies.telemetry.events`` and nothing here.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
+
+from proxies.telemetry.events import EDGE_EVENTS
 
 # The JSON Schema of an object that lists every key it may have.
 CLOSED = ConfigDict(json_schema_extra={"additionalProperties": False})
@@ -38,23 +43,20 @@ class EdgeEnds(Schema):
     target: str
 
 
-class EdgeEvents(Schema):
-    """What the sidecars' traffic policy did to calls on the edge in the window.
-
-    Every key is always present, 0 when nothing happened (``collector.graphstore.EDGE_EVENTS``).
-    """
-
+class _ClosedSchema(Schema):
     model_config = CLOSED
 
-    retries: int = Field(description="retries sent")
-    ejections: int = Field(description="target instances ejected by outlier detection")
-    overflows: int = Field(description="requests or retries failed fast by a circuit-breaker limit")
-    timeouts: int = Field(description="connect, request, per-try and idle timeouts")
-    faults: int = Field(description="faults injected (delays and aborts)")
-    rate_limited: int = Field(
-        description="requests answered 429 by a rate limit (caller's or callee's sidecar)")
-    retry_budget_exhausted: int = Field(
-        description="retries refused because the retry budget was spent")
+
+# What the sidecars' traffic policy did to calls on the edge in the window: one integer
+# field per edge event, every key always present, 0 when nothing happened. Built from
+# ``proxies.telemetry.events`` so the document lists exactly the keys the store writes,
+# in its order, each with the event's description.
+_EVENT_FIELDS: dict[str, Any] = {
+    event.key: (int, Field(description=event.description)) for event in EDGE_EVENTS}
+EdgeEvents = create_model(
+    "EdgeEvents", __base__=_ClosedSchema, **_EVENT_FIELDS,
+    __doc__="What the sidecars' traffic policy did to calls on the edge in the window.\n\n"
+            "Every key is always present, 0 when nothing happened.")
 
 
 # pydantic puts the fields of the last base first: these orders are the store's.
@@ -65,7 +67,7 @@ class Node(Traffic, NodeName):
 class Edge(Traffic, EdgeEnds):
     """Calls from ``source`` to ``target`` as the caller saw them."""
 
-    events: EdgeEvents
+    events: EdgeEvents  # type: ignore[valid-type]  # a model built at import (above)
 
 
 class Hidden(Schema):

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from collector.graphstore import MAX_WINDOW, GraphJSON, afetch_graph, fetch_graph, validate_window
+from collector.graphstore import (
+    DEFAULT_WINDOW,
+    MAX_WINDOW,
+    GraphJSON,
+    afetch_graph,
+    fetch_graph,
+    validate_window,
+)
 from meshui.redis_clients import get_async_redis, get_redis
 
-__all__ = ["MAX_WINDOW", "GraphJSON", "aread_graph", "read_graph", "validate_window"]
+__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "GraphJSON", "aread_graph", "read_graph",
+           "validate_window"]
 
 
 def read_graph(window: int) -> GraphJSON:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from meshui.accounts.access import page_view
-from meshui.dashboard.consumers import WINDOW
 from meshui.dashboard.figure import page_payload
-from meshui.dashboard.source import read_graph
+from meshui.dashboard.health import HEALTH, HealthScale
+from meshui.dashboard.source import DEFAULT_WINDOW, read_graph
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 logger = logging.getLogger(__name__)
+
+
+def window_label(window: int) -> str:
+    """The window as the page writes it: "last 60 s"."""
+    return f"last {window} s"
+
+
+def graph_page_settings(scale: HealthScale, window: int) -> dict[str, Any]:
+    """What graph.js reads from the server (``json_script``, never a JS copy): the health
+    scale it colours the tables with and the window the page shows."""
+    return {"health": scale.page_json(), "window": window, "window_label": window_label(window)}
 
 
 @page_view
@@ -23,10 +35,12 @@ def graph(request: HttpRequest) -> HttpResponse:
     Without Redis the page still renders (200), with the "data source down" banner shown;
     the socket reports the outage too and fills the page once Redis is back.
     """
+    scale = HEALTH
     try:
-        initial = page_payload(read_graph(WINDOW))
+        initial = page_payload(read_graph(DEFAULT_WINDOW), scale)
     except DATA_SOURCE_ERRORS as exc:
         logger.warning("graph page: Redis unavailable: %s", exc)
         initial = None
-    return render(request, "dashboard/graph.html",
-                  {"initial": initial, "source_down": initial is None, "nav": "graph"})
+    return render(request, "dashboard/graph.html", {
+        "initial": initial, "source_down": initial is None, "nav": "graph",
+        "page": graph_page_settings(scale, DEFAULT_WINDOW), "legend": scale.legend()})

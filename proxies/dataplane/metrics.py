@@ -13,8 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from proxies.dataplane.errors import REJECT_REASONS
-from proxies.telemetry import counters
 from proxies.telemetry.counters import EdgeCounters
+from proxies.telemetry.events import (
+    EJECTIONS,
+    FAULTS,
+    OVERFLOWS,
+    RATE_LIMITED,
+    RETRIES,
+    RETRY_BUDGET_EXHAUSTED,
+    TIMEOUTS,
+    EdgeEvent,
+)
 from proxies.traffic.circuit import LIMITS as OVERFLOW_LIMITS
 from proxies.traffic.ratelimit import DESTINATION, SOURCE
 
@@ -73,37 +82,37 @@ class ProxyMetrics:
 
     def count_retry(self, source: str, destination: str) -> None:
         self.retries_total += 1
-        self.edges.add(counters.RETRIES, source, destination)
+        self.edges.add(RETRIES, source, destination)
 
     def count_retry_budget_exhausted(self, source: str, destination: str) -> None:
         self.retry_budget_exhausted += 1
-        self.edges.add(counters.RETRY_BUDGET_EXHAUSTED, source, destination)
+        self.edges.add(RETRY_BUDGET_EXHAUSTED, source, destination)
 
     def count_ejection(self, source: str, destination: str) -> None:
         self.ejections_total += 1
-        self.edges.add(counters.EJECTIONS, source, destination)
+        self.edges.add(EJECTIONS, source, destination)
 
     def count_overflow(self, limit: str, source: str, destination: str) -> None:
         self.overflow[limit] = self.overflow.get(limit, 0) + 1
-        self.edges.add(counters.OVERFLOWS, source, destination, (("meshui.limit", limit),))
+        self.edges.add(OVERFLOWS, source, destination, (("meshui.limit", limit),))
 
     def count_timeout(self, kind: str, source: str | None = None, destination: str | None = None) -> None:
         """Count a timeout; without an edge (a client connection idle between requests) it
         is on the admin port only."""
         self.timeouts[kind] = self.timeouts.get(kind, 0) + 1
         if source is not None and destination is not None:
-            self.edges.add(counters.TIMEOUTS, source, destination, (("meshui.kind", kind),))
+            self.edges.add(TIMEOUTS, source, destination, (("meshui.kind", kind),))
 
     def count_fault(self, kind: str, source: str, destination: str) -> None:
         self.faults[kind] = self.faults.get(kind, 0) + 1
-        self.edges.add(counters.FAULTS, source, destination, (("meshui.kind", kind),))
+        self.edges.add(FAULTS, source, destination, (("meshui.kind", kind),))
 
     def count_rate_limited(self, scope: str, outbound: bool, source: str, destination: str) -> None:
         counts = self.rate_limited if outbound else self.inbound_rate_limited
         counts[scope] = counts.get(scope, 0) + 1
         direction = "outbound" if outbound else "inbound"
         self.edges.add(
-            counters.RATE_LIMITED,
+            RATE_LIMITED,
             source,
             destination,
             (("meshui.scope", scope), ("meshui.direction", direction)),
@@ -153,32 +162,14 @@ class ProxyMetrics:
         ]
         for side, n in sorted(self.active_connections.items()):
             out.append(f'meshui_proxy_active_connections{{side="{side}"}} {n}')
-        out += [
-            "# HELP meshui_proxy_retries_total Retries sent after a retryable outcome.",
-            "# TYPE meshui_proxy_retries_total counter",
-            f"meshui_proxy_retries_total {self.retries_total}",
-            "# HELP meshui_proxy_retry_budget_exhausted_total Retries refused: the retry budget was spent.",
-            "# TYPE meshui_proxy_retry_budget_exhausted_total counter",
-            f"meshui_proxy_retry_budget_exhausted_total {self.retry_budget_exhausted}",
-        ]
-        out += _family(
-            "meshui_proxy_overflow_total",
-            "Requests or retries failed fast by a circuit-breaker limit.",
-            "limit",
-            self.overflow,
-        )
-        out += [
-            "# HELP meshui_proxy_ejections_total Instances ejected by outlier detection.",
-            "# TYPE meshui_proxy_ejections_total counter",
-            f"meshui_proxy_ejections_total {self.ejections_total}",
-        ]
-        out += _family("meshui_proxy_timeouts_total", "Timeouts by kind.", "kind", self.timeouts)
-        out += _family("meshui_proxy_faults_total", "Faults injected by kind.", "kind", self.faults)
-        name = "meshui_proxy_rate_limited_total"
-        out += [
-            f"# HELP {name} Requests answered 429 by a local rate limit, by listener and bucket scope.",
-            f"# TYPE {name} counter",
-        ]
+        out += _total(RETRIES, self.retries_total)
+        out += _total(RETRY_BUDGET_EXHAUSTED, self.retry_budget_exhausted)
+        out += _family(OVERFLOWS, "limit", self.overflow)
+        out += _total(EJECTIONS, self.ejections_total)
+        out += _family(TIMEOUTS, "kind", self.timeouts)
+        out += _family(FAULTS, "kind", self.faults)
+        name = RATE_LIMITED.prometheus
+        out += _header(RATE_LIMITED)
         for direction, counts in (("inbound", self.inbound_rate_limited), ("outbound", self.rate_limited)):
             out += [
                 f'{name}{{direction="{direction}",scope="{_label(scope)}"}} {n}'
@@ -188,7 +179,18 @@ class ProxyMetrics:
         return "\n".join(out) + "\n"
 
 
-def _family(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-    lines += [f'{name}{{{label}="{_label(key)}"}} {n}' for key, n in sorted(values.items())]
-    return lines
+# The policy families are the edge events' lifetime totals: their names and HELP texts are
+# the events' own (proxies.telemetry.events).
+
+
+def _header(event: EdgeEvent) -> list[str]:
+    return [f"# HELP {event.prometheus} {event.description}", f"# TYPE {event.prometheus} counter"]
+
+
+def _total(event: EdgeEvent, n: int) -> list[str]:
+    return [*_header(event), f"{event.prometheus} {n}"]
+
+
+def _family(event: EdgeEvent, label: str, values: dict[str, int]) -> list[str]:
+    name = event.prometheus
+    return [*_header(event), *(f'{name}{{{label}="{_label(key)}"}} {n}' for key, n in sorted(values.items()))]

@@ -6,29 +6,13 @@ on, so the collector can put it on that edge of the graph. Only policy events to
 a plain successful request never does. The export task takes the counts with one
 reference swap when it closes a metrics interval, exactly as it takes the request
 aggregate, so they travel in the same requests, backlog and retries (delta temporality:
-each export carries the increase since the previous one).
+each export carries the increase since the previous one). Which events there are, and the
+metric each is exported as, is ``proxies.telemetry.events``.
 """
 
 from __future__ import annotations
 
-RETRIES = "meshui.proxy.retries"
-RETRY_BUDGET_EXHAUSTED = "meshui.proxy.retry_budget.exhausted"
-OVERFLOWS = "meshui.proxy.overflows"
-EJECTIONS = "meshui.proxy.ejections"
-TIMEOUTS = "meshui.proxy.timeouts"
-FAULTS = "meshui.proxy.faults"
-RATE_LIMITED = "meshui.proxy.rate_limited"
-
-#: Metric name -> its description, in the order the export writes them.
-COUNTERS = {
-    RETRIES: "Retries sent after a retryable outcome.",
-    RETRY_BUDGET_EXHAUSTED: "Retries refused because the retry budget was spent.",
-    OVERFLOWS: "Requests or retries failed fast by a circuit-breaker limit.",
-    EJECTIONS: "Instances ejected by outlier detection.",
-    TIMEOUTS: "Timeouts by kind.",
-    FAULTS: "Faults injected by kind.",
-    RATE_LIMITED: "Requests answered 429 by a local rate limit.",
-}
+from proxies.telemetry.events import EdgeEvent
 
 DEFAULT_MAX_SERIES = 2000
 
@@ -49,10 +33,13 @@ class EdgeCounters:
         self.dropped_cardinality = 0
 
     def add(
-        self, metric: str, source: str, destination: str, attributes: tuple[tuple[str, str], ...] = ()
+        self, event: EdgeEvent, source: str, destination: str, attributes: tuple[tuple[str, str], ...] = ()
     ) -> None:
-        """Count one event on the edge ``source -> destination``."""
-        key = (metric, source, destination, attributes)
+        """Count one ``event`` on the edge ``source -> destination``.
+
+        An ``EdgeEvent``, not a metric name: only the events the collector knows can be counted.
+        """
+        key = (event.metric, source, destination, attributes)
         counts = self.counts
         n = counts.get(key)
         if n is None and len(counts) >= self.max_series:

@@ -28,7 +28,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourcePro
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from proxies.telemetry.aggregate import AttributeSet, Point, attribute_text
-from proxies.telemetry.counters import COUNTERS, CounterKey
+from proxies.telemetry.counters import CounterKey
+from proxies.telemetry.events import BY_METRIC
 from proxies.telemetry.model import AttributeValue, Resource, SpanData
 
 if TYPE_CHECKING:
@@ -181,7 +182,8 @@ def encode_counters(counts: Sequence[tuple[CounterKey, int]], start_ns: int, end
     for (name, source, destination, attributes), value in counts:
         metric = metrics.get(name)
         if metric is None:
-            metric = metrics[name] = Metric(name=name, description=COUNTERS.get(name, ""), unit="1")
+            description = BY_METRIC[name].description
+            metric = metrics[name] = Metric(name=name, description=description, unit="1")
             metric.sum.aggregation_temporality = _DELTA
             metric.sum.is_monotonic = True
         point = metric.sum.data_points.add()

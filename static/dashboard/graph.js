@@ -1,7 +1,10 @@
 // The live service graph page: draws the server-built Plotly figure, keeps it live over
-// /ws/graph, and mirrors the numbers in the summary bar and the side tables.
+// /ws/graph, and mirrors the numbers in the summary bar and the side tables. The health
+// thresholds and the window come from the server (#graph-page, meshui.dashboard.views).
 (function () {
   "use strict";
+
+  const PAGE = JSON.parse(document.getElementById("graph-page").textContent);
 
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
@@ -18,11 +21,12 @@
     })[c]);
   }
 
+  // The first level whose threshold the rate is under; the last takes any rate
+  // (meshui.dashboard.health.HealthScale.level).
   function health(requests, errorRate) {
-    if (!requests) return "idle";
-    if (errorRate < 0.01) return "ok";
-    if (errorRate < 0.05) return "warn";
-    return "bad";
+    const scale = PAGE.health;
+    if (!requests) return scale.idle;
+    return scale.levels.find((level) => level.below === null || errorRate < level.below).name;
   }
 
   function rate(rps) {
@@ -47,7 +51,7 @@
 
   function renderEdges(edges) {
     if (!edges.length) {
-      edgesBody.innerHTML = '<tr class="empty-row"><td colspan="4">No edges in the last minute</td></tr>';
+      edgesBody.innerHTML = `<tr class="empty-row"><td colspan="4">No edges in the ${escapeHtml(PAGE.window_label)}</td></tr>`;
       return;
     }
     edgesBody.innerHTML = edges.slice().sort(byRate).map((e) => {
@@ -72,7 +76,7 @@
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
         <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
         <td class="num">${rate(n.rps)}</td>
-        <td class="num ${n.requests ? h : "idle"}">${n.requests ? percent(n.error_rate) : "–"}</td>
+        <td class="num ${h}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;
     }).join("");
   }

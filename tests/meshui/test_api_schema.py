@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
@@ -17,8 +18,6 @@ from django.urls import URLPattern, URLResolver, get_resolver, include, path, re
 from ninja.errors import ValidationError
 
 from collector.graphstore import (
-    EDGE_EVENTS,
-    EdgeEventsJSON,
     EdgeJSON,
     GraphJSON,
     HiddenJSON,
@@ -28,6 +27,7 @@ from collector.graphstore import (
 from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
 from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node
+from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -116,20 +116,28 @@ def test_the_document_describes_parameters_errors_and_retry_after(
 
 
 @pytest.mark.parametrize("schema, shape", [
-    (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (EdgeEvents, EdgeEventsJSON),
-    (Hidden, HiddenJSON),
+    (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (Hidden, HiddenJSON),
 ])
 def test_the_graph_schemas_are_the_graph_store_s_typed_dicts(schema: Any, shape: Any) -> None:
     hints = get_type_hints(shape)
     assert set(schema.model_fields) == set(hints)
-    nested = {"nodes", "edges", "events", "hidden"}  # checked by their own case above
+    nested = {"nodes", "edges", "events", "hidden"}  # checked by their own case (events: below)
     for name, field in schema.model_fields.items():
         if name not in nested:
             assert field.annotation == hints[name], name
 
 
-def test_the_edge_events_schema_lists_every_event_the_graph_carries_in_order() -> None:
-    assert list(EdgeEvents.model_fields) == list(EDGE_EVENTS)
+def test_the_edge_events_schema_lists_every_event_the_graph_carries_in_order(
+    document: dict[str, Any],
+) -> None:
+    assert list(EdgeEvents.model_fields) == list(EVENT_KEYS)
+    schema = document["components"]["schemas"]["EdgeEvents"]
+    assert schema["required"] == list(EVENT_KEYS)
+    assert schema["additionalProperties"] is False
+    for event in EDGE_EVENTS:
+        assert schema["properties"][event.key] == {
+            "type": "integer", "title": schema["properties"][event.key]["title"],
+            "description": event.description}
 
 
 def key_order(value: Any) -> Any:
@@ -186,6 +194,12 @@ def test_every_error_the_api_answers_is_the_documented_shape(
     assert answers[503]["Retry-After"] == "2"
     enum = document["components"]["schemas"]["ErrorCode"]["enum"]
     assert sorted(enum) == sorted(code.value for code in codes.values())
+
+
+def test_the_docs_list_every_error_code_with_its_status_and_no_other() -> None:
+    api_md = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    table = re.findall(r"^\| (\d{3}) \| `(\w+)` \|", api_md, re.M)
+    assert table == [(str(code.status), code.value) for code in ErrorCode]
 
 
 def test_a_parameter_s_own_sentence_is_the_400_detail() -> None:

@@ -10,12 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshui.dashboard.figure import (
-    AMBER,
-    GREEN,
-    GREY,
     LABEL_CHARS,
     MUTED,
-    RED,
     build_figure,
     clip,
     health_color,
@@ -23,6 +19,7 @@ from meshui.dashboard.figure import (
     plotly_text,
     summary,
 )
+from meshui.dashboard.health import AMBER, GREEN, GREY, RED
 from tests.fuzzing import examples, outcome
 
 

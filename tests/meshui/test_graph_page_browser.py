@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,13 +15,15 @@ import pytest
 import redis
 from channels_redis.core import RedisChannelLayer
 
-from collector.graphstore import fetch_graph
+from collector.graphstore import DEFAULT_WINDOW, fetch_graph
 from collector.graphwriter import GraphWriter
 from meshui.channel_layers import channel_layers_for
+from meshui.dashboard.health import HEALTH
 from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, meshui_server
 from tests.meshui.sample_graph import write_sample_graph
 
 pytestmark = pytest.mark.skipif(not HAVE_CHROMIUM, reason="needs Debian's chromium")
+PAGE_JSON = re.compile(r'<script id="graph-page" type="application/json">(.*?)</script>', re.S)
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
 def publish_graph_update(redis_url: str, **extra: Any) -> None:
     """What the collector does after a flush: the current graph to group ``graph``."""
     client = redis.Redis.from_url(redis_url)
-    graph = {**fetch_graph(client, 60), **extra}
+    graph = {**fetch_graph(client, DEFAULT_WINDOW), **extra}
     client.close()
     layer = RedisChannelLayer(**channel_layers_for(redis_url)["default"]["CONFIG"])
 
@@ -97,4 +102,51 @@ def test_the_graph_page_shows_the_empty_state_without_traffic(server: str) -> No
         assert empty.is_visible()
         assert "No traffic yet" in empty.inner_text()
         assert "make demo" in empty.inner_text()
+        browser.close()
+
+
+def test_the_tables_are_coloured_by_the_scale_the_server_sends(server: str, redis_url: str) -> None:
+    """graph.js keeps no thresholds: a page whose ``graph-page`` JSON says otherwise colours
+    its rows otherwise (the JSON is rewritten on the way, as another server's would be)."""
+    from playwright.sync_api import sync_playwright
+
+    writer = GraphWriter(clock=lambda: time.time() - 1)
+    for target, errors in (("clean", 0), ("flaky", 3), ("broken", 30)):
+        writer.add_edge("web", target, 100, errors, {3: 100})
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+    client.close()
+    # Two levels, named otherwise than the default's order: warn under 2%, bad from there.
+    strict = {"levels": [{"name": "warn", "below": 0.02}, {"name": "bad", "below": None}],
+              "idle": "idle"}
+
+    def levels(page: Any) -> dict[str, str]:
+        return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+            "#edges tr[data-edge]")].map((row) => [row.dataset.edge,
+            row.querySelector("i.health").classList[2]]))""")
+
+    def rewrite(route: Any) -> None:
+        response = route.fetch()
+        page_json = json.dumps({**json.loads(PAGE_JSON.search(response.text()).group(1)),
+                                "health": strict})
+        body = PAGE_JSON.sub(lambda m: m.group(0).replace(m.group(1), page_json), response.text())
+        route.fulfill(response=response, body=body)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.wait_for_selector("#status.live", timeout=10000)
+        assert levels(page) == {"web->clean": "ok", "web->flaky": "warn", "web->broken": "bad"}
+        legend = page.eval_on_selector_all(".legend li", "items => items.map(i => i.textContent)")
+        assert legend[:4] == [item["label"] for item in HEALTH.legend()]
+
+        # The first frame is drawn from the page itself, before the socket connects (which
+        # Chromium refuses for a document a route fulfilled: its local-network checks).
+        page.route(server + "/", rewrite)
+        page.goto(server + "/")
+        page.wait_for_selector("#edges tr[data-edge]", timeout=10000)
+        assert levels(page) == {"web->clean": "warn", "web->flaky": "bad", "web->broken": "bad"}
         browser.close()
