@@ -1,12 +1,11 @@
-"""Free TCP ports on loopback, for tests that need a port nothing listens on yet."""
+"""Free TCP ports on loopback, for tests that need a port nothing listens on yet.
+
+The demo finds its ports the same way, so the suite uses the demo's helpers rather than a
+copy: ``free_port`` for one port, ``free_port_block`` for a whole demo mesh's run of them.
+"""
 
 from __future__ import annotations
 
-import socket
+from meshui.demo.processes import free_port, free_port_block
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out and released: free now (nothing listens on it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "free_port_block"]

@@ -63,6 +63,7 @@ def log_probe(path: Path, marker: str) -> Probe:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out and released: free now (nothing listens on it)."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -23,10 +23,9 @@ import httpx
 import pytest
 
 from meshui.demo.mesh import MeshConfig
-from meshui.demo.processes import free_port_block
 from meshui.demo.topology import INSTANCES
 from tests import polling
-from tests.ports import free_port
+from tests.ports import free_port, free_port_block
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0

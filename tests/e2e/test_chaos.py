@@ -34,10 +34,9 @@ import pytest
 import websockets
 
 from meshui.demo.mesh import Mesh, MeshConfig
-from meshui.demo.processes import free_port_block
 from meshui.demo.topology import Instance
 from tests.polling import eventually, settled, wait_until
-from tests.ports import free_port
+from tests.ports import free_port, free_port_block
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))

@@ -19,10 +19,9 @@ import pytest
 import redis
 
 from meshui.demo.mesh import Mesh, MeshConfig
-from meshui.demo.processes import free_port_block
 from meshui.demo.topology import Instance
 from tests.polling import wait_until
-from tests.ports import free_port
+from tests.ports import free_port, free_port_block
 
 POLICY = """
 services:

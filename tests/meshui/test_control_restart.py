@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from meshui.demo.processes import free_port
 from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry, EndpointSnapshot
 from tests.polling import eventually
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "restart-test-token"
