@@ -69,11 +69,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections (and to a bind to port 0)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
 def free_port_block(size: int, host: str = "127.0.0.1") -> int:
-    """A base port with ``size`` consecutive free ports (for a whole demo mesh)."""
+    """A base port with ``size`` consecutive free ports (for a whole demo mesh).
+
+    The block lies below the ephemeral range: inside it, any client's outgoing connection
+    could take one of the ports between this check and the sidecars' bind (seen in a CI
+    run: a sidecar's admin port was in use by the time it started).
+    """
     rng = random.Random()
+    top = min(40000, ephemeral_ports().start) - size
+    if top <= 10000:
+        top = 40000 - size  # an unusual range: pick as before, the bind check still applies
     for _ in range(50):
-        base = rng.randrange(20000, 40000, 100)
+        base = rng.randrange(10000, top, 100)
         sockets: list[socket.socket] = []
         try:
             for port in range(base, base + size):
