@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from meshui.demo.processes import StartupError, Supervisor, log_probe, tcp_probe
+from meshui.demo.processes import (
+    StartupError,
+    Supervisor,
+    ephemeral_ports,
+    free_port_block,
+    log_probe,
+    tcp_probe,
+)
 from tests.polling import wait_until
 
 SPAWNS_A_GRANDCHILD = (
@@ -56,3 +63,10 @@ def test_a_failed_one_off_command_raises(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="code 3"):
         supervisor.run_to_completion("migrate", [sys.executable, "-c", "raise SystemExit(3)"])
 
+
+
+def test_a_port_block_lies_below_the_ephemeral_range_where_no_connection_can_take_it() -> None:
+    ephemeral = ephemeral_ports()
+    for _ in range(20):
+        base = free_port_block(30)
+        assert 10000 <= base and base + 30 <= ephemeral.start, (base, ephemeral)
