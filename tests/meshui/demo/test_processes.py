@@ -67,6 +67,8 @@ def test_a_failed_one_off_command_raises(tmp_path: Path) -> None:
 
 def test_a_port_block_lies_below_the_ephemeral_range_where_no_connection_can_take_it() -> None:
     ephemeral = ephemeral_ports()
+    room_below = ephemeral.start - 30 > 10000  # Linux's default range starts at 32768
     for _ in range(20):
         base = free_port_block(30)
-        assert 10000 <= base and base + 30 <= ephemeral.start, (base, ephemeral)
+        assert base >= 10000
+        assert base + 30 <= ephemeral.start or not room_below, (base, ephemeral)
