@@ -132,19 +132,24 @@ def fake_upstreams() -> FakeUpstreams:
     return FakeUpstreams()
 
 
-@pytest.fixture
-async def plane(telemetry: RecordingTelemetry, fake_upstreams: FakeUpstreams) -> DataPlane:
-    """The frontend's data plane, its upstream connections the ``fake_upstreams``."""
-    plane = DataPlane(
+def frontend_plane(connector: Connector, telemetry: Any = None, **options: Any) -> DataPlane:
+    """The frontend's data plane on fake sockets: upstream connections from ``connector``."""
+    return DataPlane(
         service="frontend",
         version="v1",
         app=("127.0.0.1", 9001),
-        telemetry=telemetry,
+        telemetry=telemetry if telemetry is not None else RecordingTelemetry(),
         trace_incoming=tracecontext.incoming,
         trace_sample=0.0,
-        span_factory=dict,
-        connector=fake_upstreams.connect,
+        connector=connector,
+        **options,
     )
+
+
+@pytest.fixture
+async def plane(telemetry: RecordingTelemetry, fake_upstreams: FakeUpstreams) -> DataPlane:
+    """The frontend's data plane, its upstream connections the ``fake_upstreams``."""
+    plane = frontend_plane(fake_upstreams.connect, telemetry, span_factory=dict)
     plane.registry.apply(
         1,
         {

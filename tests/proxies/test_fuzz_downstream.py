@@ -27,11 +27,9 @@ from hypothesis import strategies as st
 
 from proxies import http1
 from proxies.dataplane.limits import ListenerLimits
-from proxies.dataplane.plane import DataPlane
 from proxies.dataplane.upstream import ConnectionPool, UpstreamConnection
-from proxies.telemetry import tracecontext
 from tests.fuzzing import examples, outcome
-from tests.proxies.conftest import FakeTransport, RecordingTelemetry, client_of
+from tests.proxies.conftest import FakeTransport, client_of, frontend_plane
 
 pytestmark = pytest.mark.fuzz
 
@@ -311,15 +309,9 @@ def settle(loop: asyncio.AbstractEventLoop, fakes: Upstreams) -> None:
 
 def run_case(loop: asyncio.AbstractEventLoop, outbound: bool, data: bytes, cuts: list[int]):
     fakes = Upstreams()
-    plane = DataPlane(
-        service="frontend",
-        version="v1",
-        app=("127.0.0.1", 9001),
-        telemetry=RecordingTelemetry(),
-        trace_incoming=tracecontext.incoming,
-        trace_sample=0.0,
+    plane = frontend_plane(
+        fakes.connect,
         loop=loop,
-        connector=fakes.connect,
         limits=ListenerLimits(
             max_header_bytes=512, max_target_bytes=64, max_headers=12, max_request_body_bytes=64
         ),

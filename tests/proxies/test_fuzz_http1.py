@@ -10,10 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxies import http1
-from proxies.dataplane.plane import DataPlane
-from proxies.telemetry import tracecontext
 from tests.fuzzing import examples, outcome
-from tests.proxies.conftest import FakeUpstreams, RecordingTelemetry, client_of, parse_responses
+from tests.proxies.conftest import FakeUpstreams, client_of, frontend_plane, parse_responses
 
 pytestmark = pytest.mark.fuzz
 
@@ -154,16 +152,7 @@ def test_a_body_delimited_by_the_upstream_closing_is_rechunked_and_round_trips(
     loop: asyncio.AbstractEventLoop, pieces: list[bytes]
 ) -> None:
     upstreams = FakeUpstreams()
-    plane = DataPlane(
-        service="frontend",
-        version="v1",
-        app=("127.0.0.1", 9001),
-        telemetry=RecordingTelemetry(),
-        trace_incoming=tracecontext.incoming,
-        trace_sample=0.0,
-        loop=loop,
-        connector=upstreams.connect,
-    )
+    plane = frontend_plane(upstreams.connect, loop=loop)
     downstream, client = client_of(plane, outbound=False)
     downstream.data_received(b"GET / HTTP/1.1\r\nHost: frontend\r\n\r\n")
     loop.run_until_complete(asyncio.sleep(0))  # the connect task
