@@ -41,6 +41,8 @@ MESHUI_PUBLIC_READ = env_bool("MESHUI_PUBLIC_READ", False)
 # Shared secret of the control channel (docs/control-channel.md); empty refuses every sidecar.
 MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
 MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
+# Seconds a sidecar may take to ACK a state it was sent before it shows STALE (xDS).
+MESHUI_SYNC_TIMEOUT = env_int("MESHUI_SYNC_TIMEOUT", 5, minimum=1, maximum=3600)
 # The largest endpoints message meshui sends (docs/control-channel.md); never above what a
 # sidecar accepts (proxies/mesh/schema.py), so a too-big mesh is an error here, not a
 # disconnect of every sidecar.
@@ -72,6 +74,7 @@ INSTALLED_APPS = [
     "meshui.accounts",
     "meshui.registry",
     "meshui.dashboard",
+    "meshui.policy",
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,8 @@
-"""Session authentication for the API: the read and write rules, then CSRF on writes.
+"""Authentication for the API: API tokens, or the session with its CSRF rule on writes.
+
+``TokenAuth`` takes ``Authorization: Bearer <token>`` (per-user tokens, meshui.accounts.models;
+no CSRF: no cookie is involved). A presented token that is wrong or revoked is a 401 saying
+so, never a fall-back to the session. Without one, ``SessionAuth`` applies.
 
 django-ninja's own ``SessionAuth`` checks the CSRF token before it looks at the session, so
 an anonymous write would be a 403 about a token the caller could not have had. Ours checks
@@ -18,11 +22,14 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from ninja.openapi.views import openapi_view
-from ninja.security import APIKeyCookie
+from ninja.security import APIKeyCookie, HttpBearer
 
 from meshui.accounts.access import SAFE_METHODS, can_read, can_write
-from meshui.api.errors import Refused, unauthenticated
+from meshui.accounts.models import ApiToken
+from meshui.accounts.roles import Role, has_role, role_of
+from meshui.api.errors import ApiError, ErrorCode, Refused, unauthenticated
 from meshui.api.methods import not_allowed
+from meshui.policy.audit import record_refusal
 
 
 def _view(request: HttpRequest) -> HttpResponse:
@@ -42,6 +49,35 @@ def csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     return check.process_view(request, _view, (), {})
 
 
+class TokenAuth(HttpBearer):
+    """A per-user API token; the request then acts as the token's user."""
+
+    openapi_description = "A per-user API token: `Authorization: Bearer mshu_...`"
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        row = ApiToken.authenticate(token)
+        if row is None:
+            if request.method not in SAFE_METHODS:
+                record_refusal(request, "invalid or revoked API token")
+            raise ApiError(ErrorCode.UNAUTHENTICATED,
+                           "the API token is invalid or revoked; create a new one "
+                           "(meshctl login, or the Tokens page)")
+        request.user = row.user
+        request.api_token = row  # type: ignore[attr-defined]
+        return row.user
+
+
+def require_role(request: HttpRequest, role: Role, what: str) -> None:
+    """403 ``forbidden`` (and an audit entry) unless the caller holds ``role``."""
+    if has_role(request.user, role):
+        return
+    held = role_of(request.user)
+    detail = (f"{what} needs the {role} role; {request.user.get_username()} is "
+              f"{'a ' + held if held else 'not allowed'} (ask an admin)")
+    record_refusal(request, detail)
+    raise ApiError(ErrorCode.FORBIDDEN, detail)
+
+
 class SessionAuth(APIKeyCookie):
     """Django's session cookie. Reading: a user, or anyone under ``MESHUI_PUBLIC_READ``.
 
@@ -59,6 +95,8 @@ class SessionAuth(APIKeyCookie):
         user = request.user
         reading = request.method in SAFE_METHODS
         if not (can_read(user) if reading else can_write(user)):
+            if not reading:
+                record_refusal(request, "not logged in")
             return None  # django-ninja raises AuthenticationError: our 401
         if not reading:
             refusal = csrf_refusal(request)

@@ -29,7 +29,11 @@ class ErrorCode(StrEnum):
     INVALID_PARAMETER = "invalid_parameter"  # fix the request
     UNAUTHENTICATED = "unauthenticated"  # log in first
     CSRF_FAILED = "csrf_failed"  # fetch a CSRF token
+    FORBIDDEN = "forbidden"  # the user's role does not allow it
+    NOT_FOUND = "not_found"  # no such revision, service or token
     METHOD_NOT_ALLOWED = "method_not_allowed"  # the Allow header lists the methods
+    INVALID_POLICY = "invalid_policy"  # the sidecars would reject the document; fix `field`
+    STALE_PARENT = "stale_parent"  # someone wrote a newer revision: rebase and retry
     DATA_SOURCE_UNAVAILABLE = "data_source_unavailable"  # transient, retry later
 
     @property
@@ -42,7 +46,11 @@ STATUS = {
     ErrorCode.INVALID_PARAMETER: 400,
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.CSRF_FAILED: 403,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.INVALID_POLICY: 400,
+    ErrorCode.STALE_PARENT: 409,
     ErrorCode.DATA_SOURCE_UNAVAILABLE: 503,
 }
 
@@ -53,6 +61,8 @@ class Error(Schema):
     error: ErrorCode
     detail: str
     parameter: str | None = Field(None, description="the offending parameter (400 only)")
+    field: str | None = Field(None, description="the policy field at fault, dotted "
+                                               "(invalid_policy only)")
 
 
 def json_error(error: ErrorCode, detail: str, **extra: Any) -> JsonResponse:

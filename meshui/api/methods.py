@@ -9,6 +9,8 @@ same authentication and then refuses them; a GET also answers HEAD.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -27,12 +29,18 @@ def not_allowed(request: HttpRequest, allowed: frozenset[str]) -> ApiError:
                     headers={"Allow": ", ".join(sorted(allowed))})
 
 
-def refusal(allowed: frozenset[str]) -> Callable[[HttpRequest], NoReturn]:
-    """The view of the methods a path does not take."""
+def refusal(allowed: frozenset[str], params: tuple[str, ...]) -> Callable[..., NoReturn]:
+    """The view of the methods a path does not take (``params``: the path's parameters)."""
 
-    def method_not_allowed(request: HttpRequest) -> NoReturn:
+    def method_not_allowed(request: HttpRequest, **path: str) -> NoReturn:
         raise not_allowed(request, allowed)
 
+    # django-ninja reads a view's path parameters from its signature.
+    method_not_allowed.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           annotation=HttpRequest),
+         *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+           for name in params)])
     return method_not_allowed
 
 
@@ -49,5 +57,6 @@ def answer_every_method(router: Router) -> None:
             declared.add("HEAD")
         undeclared = [method for method in METHODS if method not in declared]
         if undeclared:
-            router.add_api_operation(path, undeclared, refusal(frozenset(declared)),
+            params = tuple(re.findall(r"{(?:\w+:)?(\w+)}", path))
+            router.add_api_operation(path, undeclared, refusal(frozenset(declared), params),
                                      include_in_schema=False, url_name=f"{name}-refused")

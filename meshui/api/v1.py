@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from ninja import NinjaAPI, Router
 
-from meshui.api.auth import SessionAuth, guard_docs
+from meshui.accounts.api import router as accounts_router
+from meshui.api.auth import SessionAuth, TokenAuth, guard_docs
 from meshui.api.errors import install_error_handlers
 from meshui.api.methods import answer_every_method
 from meshui.dashboard.api import router as dashboard_router
+from meshui.policy.api import router as policy_router
 from meshui.registry.api import router as registry_router
 
 # Every app's endpoints, mounted at /api/v1/ in this order (the order of the docs page).
-ROUTERS: list[Router] = [dashboard_router, registry_router]
+ROUTERS: list[Router] = [dashboard_router, registry_router, policy_router, accounts_router]
 
 
 api = NinjaAPI(
@@ -21,7 +23,7 @@ api = NinjaAPI(
     "endpoints are open without login when MESHUI_PUBLIC_READ is true; everything else needs "
     "a logged-in session and, to change anything, its CSRF token.",
     urls_namespace="api-v1",
-    auth=SessionAuth(),
+    auth=[TokenAuth(), SessionAuth()],
     docs_decorator=guard_docs,
 )
 install_error_handlers(api)

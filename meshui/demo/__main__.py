@@ -35,7 +35,9 @@ def main() -> int:
         print(
             "\n"
             f"  Dashboard   {config.dashboard_url}\n"
-            f"  Login       {config.demo_user} / {config.demo_password}\n"
+            f"  Login       {config.demo_user} / {config.demo_password} (an operator)\n"
+            f"  meshctl     export MESHUI_URL={config.dashboard_url} "
+            f"MESHUI_TOKEN={mesh.demo_token()}\n"
             + (f"  Admin       admin / {config.admin_password} (DEMO_ADMIN)\n"
                if config.admin_password is not None else "")
             + f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"

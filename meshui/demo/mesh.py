@@ -17,11 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from meshui.demo import topology
-from meshui.demo.processes import PYTHON, Supervisor, http_probe, log_probe, tcp_probe
+from meshui.demo.processes import (
+    PYTHON,
+    Supervisor,
+    http_probe,
+    log_probe,
+    policy_applied_probe,
+    tcp_probe,
+)
 from meshui.env import env_bool, env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).resolve().parent / "policy.yaml"
+DEMO_TOKEN_NAME = "demo-cli"
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,14 @@ class MeshConfig:
     run_load: bool = True
     run_celery: bool = True
     trace_sample: float = 0.05
-    policy_file: Path | None = DEMO_POLICY  # traffic policy every sidecar starts with (docs/policy.md)
+    # Seeded as policy revision 1 (docs/policy.md) when the database has none yet; the
+    # sidecars get it from the control channel right after their hello.
+    policy_file: Path | None = DEMO_POLICY
     # The demo's data folder: the embedded Valkey's append-only file (so a restart keeps the
     # live hour) and, unless DATABASE_URL says otherwise, SQLite (meshui/settings.py).
     data_dir: Path = PROJECT_ROOT / "var"
     log_dir: Path = PROJECT_ROOT / "var" / "log"
-    demo_user: str = "demo"  # an ordinary user: it can look and change the mesh, not the site
+    demo_user: str = "demo"  # an operator: it can look and change the mesh, not the site
     demo_password: str = "meshui-demo"
     # A superuser is made only when asked for (DEMO_ADMIN=1), with this password or a random one.
     admin_password: str | None = None
@@ -165,6 +175,14 @@ class Mesh:
             self._valkey.stop()
             self._valkey = None
 
+    @property
+    def token_file(self) -> Path:
+        """Where the demo's meshctl token is written (mode 0600), read back for the banner."""
+        return self.config.data_dir / "demo-token"
+
+    def demo_token(self) -> str:
+        return self.token_file.read_text().strip()
+
     # -- environment shared by children ----------------------------------------------
 
     def child_env(self) -> dict[str, str]:
@@ -214,9 +232,16 @@ class Mesh:
         env = self.child_env()
         self.supervisor.run_to_completion("migrate", [*manage, "migrate", "--noinput"], env)
         self.supervisor.run_to_completion(
-            "demo-user", [*manage, "ensure_user", self.config.demo_user],
+            "demo-user", [*manage, "ensure_user", self.config.demo_user, "--role", "operator"],
             {**env, "MESHUI_USER_PASSWORD": self.config.demo_password},
         )
+        if self.config.policy_file is not None:
+            self.supervisor.run_to_completion(
+                "seed-policy", [*manage, "seed_policy", str(self.config.policy_file)], env)
+        # A fresh token for meshctl at every start (the last run's is revoked).
+        self.supervisor.run_to_completion(
+            "demo-token", [*manage, "issue_token", self.config.demo_user, "--name", DEMO_TOKEN_NAME,
+                           "--replace", "--output", str(self.token_file)], env)
         if self.config.admin_password is not None:
             self.supervisor.run_to_completion(
                 "admin-user", [*manage, "ensure_user", "admin", "--superuser"],
@@ -276,13 +301,15 @@ class Mesh:
                 # visible to every user in ps, and a token starting with "-" reads as a flag.
                 "--control", control,
                 "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
-                *(["--policy", str(config.policy_file)] if config.policy_file else []),
             ], self.child_env(), cwd=PROJECT_ROOT))
         # Both halves of every instance: a sidecar is ready before its app may be listening.
         for index, (app, sidecar) in enumerate(zip(apps, sidecars, strict=True)):
             ports = config.ports(index)
             self.supervisor.wait_ready(app, tcp_probe(config.host, ports.app))
             self.supervisor.wait_ready(sidecar, http_probe(f"http://{config.host}:{ports.admin}/ready"))
+        # Every sidecar runs the current policy revision before the demo says it is up.
+        self.supervisor.wait_ready(self.supervisor.child("meshui"), policy_applied_probe(
+            f"{config.dashboard_url}api/v1/proxies", len(config.instances)))
         names = ", ".join(f"{i.service} {i.version}" for i in config.instances)
         return names
 

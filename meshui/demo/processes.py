@@ -8,6 +8,7 @@ SIGKILL to whatever is left when the grace period ends. Nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -48,6 +49,19 @@ def http_probe(url: str, expect: int = 200) -> Probe:
             return exc.code == expect
         except (OSError, ValueError):
             return False
+
+    return probe
+
+
+def policy_applied_probe(url: str, sidecars: int) -> Probe:
+    """meshui's ``/api/v1/proxies``: no revision yet, or ``sidecars`` connected and all SYNCED."""
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (loopback)
+                summary = json.load(response)["summary"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return summary["revision"] == 0 or summary["synced"] == summary["total"] >= sidecars
 
     return probe
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import Router
 
 from meshui.api.errors import RETRY_AFTER_DOC, Error, data_source_unavailable
 from meshui.redis_clients import DATA_SOURCE_ERRORS
-from meshui.registry.endpoints import acurrent_version, aendpoints_status
+from meshui.registry.endpoints import acurrent_version, aendpoints_status, published_at
 from meshui.registry.models import Instance, Service
 from meshui.registry.schemas import InstanceList, ServiceList
 
@@ -43,8 +44,10 @@ def service_listing() -> list[dict[str, Any]]:
     return result
 
 
-def instance_listing(endpoints_version: int | None) -> list[dict[str, Any]]:
+def instance_listing(endpoints_version: int | None, published_at: datetime | None
+                     ) -> list[dict[str, Any]]:
     """Every instance by service then proxy id, with its sync state for ``endpoints_version``."""
+    now = timezone.now()
     return [
         {
             "proxy_id": instance.proxy_id,
@@ -57,7 +60,7 @@ def instance_listing(endpoints_version: int | None) -> list[dict[str, Any]]:
             "connected_at": iso_timestamp(instance.connected_at),
             "last_seen": iso_timestamp(instance.last_seen),
             "endpoints_acked": instance.endpoints_acked,
-            "sync": instance.sync_state(endpoints_version),
+            "sync": instance.endpoints_sync(endpoints_version, published_at, now).state,
             "last_nack_reason": instance.last_nack_reason or None,
         }
         for instance in Instance.objects.for_listing()
@@ -88,5 +91,5 @@ async def instances(request: HttpRequest) -> Any:
         "endpoints_version": version,
         # Whether the last endpoints publish went out (docs/control-channel.md).
         "endpoints_status": status,
-        "instances": await sync_to_async(instance_listing)(version),
+        "instances": await sync_to_async(instance_listing)(version, published_at(status)),
     }

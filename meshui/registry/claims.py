@@ -81,7 +81,11 @@ def _write(hello: Hello, connection: str, now: datetime) -> Verdict:
             "service": service, "version": hello.version, "address": hello.address,
             "admin_address": hello.admin, "pid": hello.pid, "connected": True,
             "connected_at": now, "last_seen": now, "connection": connection,
-            "endpoints_acked": None, "last_nack_reason": "",
+            # A new connection starts from nothing: what it runs is what it ACKs next.
+            "endpoints_acked": None, "endpoints_acked_at": None, "endpoints_nacked": None,
+            "endpoints_nacked_at": None, "last_nack_reason": "",
+            "config_acked": None, "config_acked_at": None, "config_nacked": None,
+            "config_nacked_at": None, "config_nack_reason": "",
         }
         if row is None:
             Instance.objects.create(proxy_id=hello.proxy_id, **fields)
@@ -120,13 +124,21 @@ def touch(proxy_id: str, connection: str, now: datetime) -> bool:
     return bool(revived)
 
 
+# The columns an ACK and a NACK of each kind write (registry/models.py).
+_ACK_FIELDS = {"endpoints": ("endpoints_acked", "endpoints_acked_at"),
+               "config": ("config_acked", "config_acked_at")}
+_NACK_FIELDS = {"endpoints": ("endpoints_nacked", "endpoints_nacked_at", "last_nack_reason"),
+                "config": ("config_nacked", "config_nacked_at", "config_nack_reason")}
+
+
 def record_ack(proxy_id: str, connection: str, ack: Ack, now: datetime) -> None:
-    if ack.kind == "endpoints":
-        _mine(proxy_id, connection).update(
-            endpoints_acked=ack.version, last_nack_reason="", last_seen=now)
+    """The sidecar runs ``ack.version`` of ``ack.kind`` now."""
+    version, at = _ACK_FIELDS[ack.kind]
+    _mine(proxy_id, connection).update(**{version: ack.version, at: now, "last_seen": now})
 
 
 def record_nack(proxy_id: str, connection: str, nack: Nack, now: datetime) -> None:
-    if nack.kind == "endpoints":
-        _mine(proxy_id, connection).update(
-            last_nack_reason=f"version {nack.version}: {nack.reason}", last_seen=now)
+    """The sidecar rejected ``nack.version``; what it acknowledged before stays in force."""
+    version, at, reason = _NACK_FIELDS[nack.kind]
+    _mine(proxy_id, connection).update(
+        **{version: nack.version, at: now, reason: nack.reason, "last_seen": now})

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
+from meshui.policy.push import current_config
 from meshui.registry import claims
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
@@ -56,6 +57,7 @@ release = database_sync_to_async(claims.release)
 touch = database_sync_to_async(claims.touch)
 record_ack = database_sync_to_async(claims.record_ack)
 record_nack = database_sync_to_async(claims.record_nack)
+read_current_config = database_sync_to_async(current_config)
 
 # A close with SERVICE_RESTART (meshui itself shutting down) leaves the instance
 # registered: it says hello to the next process, which takes its row over, and the restart
@@ -69,10 +71,11 @@ LOGGED_ERRORS = 10
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
-    """Registers a sidecar, keeps its instance live, and pushes it every endpoints change."""
+    """Registers a sidecar, keeps its instance live, and pushes it endpoints and policy."""
 
     proxy_id: str | None = None
     endpoints_sent = 0
+    config_sent = 0  # the newest policy revision sent on this connection
     errors = 0  # error frames sent on this connection
 
     async def connect(self) -> None:
@@ -141,6 +144,12 @@ class ControlConsumer(AsyncWebsocketConsumer):
             "heartbeat_interval": settings.MESHUI_HEARTBEAT_INTERVAL,
         })
         await self.channel_layer.group_add(PROXIES_GROUP, self.channel_name)
+        # The policy in force right after welcome (read after joining the group, so a
+        # revision committed meanwhile arrives through it: the newer one is what counts).
+        # Never held after a restart: a revision is whole, unlike a half-rebuilt registry.
+        config = await read_current_config()
+        if config is not None:
+            await self.send_config(*config)
         # The new instance's own endpoints message arrives through the group like
         # everybody else's (after the restart hold, settle.py, if one is on).
         await apublish_endpoints()
@@ -157,6 +166,15 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
         await self.send(text_data=event["frame"])
+
+    async def config_changed(self, event: dict[str, Any]) -> None:
+        await self.send_config(event["revision"], event["frame"])
+
+    async def send_config(self, revision: int, frame: str) -> None:
+        if revision <= self.config_sent or self.proxy_id is None:
+            return  # sent already (or an older revision overtaken by a newer one)
+        self.config_sent = revision
+        await self.send(text_data=frame)
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

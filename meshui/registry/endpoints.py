@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -177,6 +177,13 @@ def _version(value: bytes | str | None) -> int | None:
 
 def _parsed_status(value: bytes | str | None) -> EndpointsStatus | None:
     return None if value is None else json.loads(value)
+
+
+def published_at(status: EndpointsStatus | None) -> datetime | None:
+    """When the last endpoints publish went out (None before the first, or when too large)."""
+    if status is None or status["state"] != OK:
+        return None
+    return datetime.fromtimestamp(status["at"], UTC)
 
 
 def current_version() -> int | None:

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from meshui.registry.sync import Acknowledgements, KindSync, SyncState, kind_sync
 
-class SyncState(StrEnum):
-    """Where a sidecar stands with the latest endpoints version (as xDS names it)."""
-
-    SYNCED = "SYNCED"  # acknowledged it
-    STALE = "STALE"  # sent, not (yet) acknowledged
-    NACKED = "NACKED"  # rejected a version; its last good state stays in force
+__all__ = ["Instance", "Service", "SyncState", "stale_after", "sync_timeout"]
 
 
 def stale_after() -> timedelta:
     """How long an instance stays live without a heartbeat (3 intervals, as xDS does)."""
     return timedelta(seconds=3 * settings.MESHUI_HEARTBEAT_INTERVAL)
+
+
+def sync_timeout() -> timedelta:
+    """How long a sent state may go unacknowledged before the sidecar shows STALE."""
+    return timedelta(seconds=settings.MESHUI_SYNC_TIMEOUT)
 
 
 class Service(models.Model):
@@ -68,10 +68,21 @@ class Instance(models.Model):
     # so a closing old socket never touches a row a newer connection took over (issue 6).
     connection = models.CharField(max_length=200, blank=True, default="")
     last_seen = models.DateTimeField(null=True, blank=True)
+    # What the sidecar said about each kind of state it was sent (registry/sync.py).
     endpoints_acked = models.BigIntegerField(
         null=True, blank=True, help_text="the last endpoints version the sidecar acknowledged"
     )
-    last_nack_reason = models.TextField(blank=True, default="")
+    endpoints_acked_at = models.DateTimeField(null=True, blank=True)
+    endpoints_nacked = models.BigIntegerField(null=True, blank=True)
+    endpoints_nacked_at = models.DateTimeField(null=True, blank=True)
+    last_nack_reason = models.TextField(blank=True, default="")  # of the endpoints NACK
+    config_acked = models.BigIntegerField(
+        null=True, blank=True, help_text="the last policy revision the sidecar acknowledged"
+    )
+    config_acked_at = models.DateTimeField(null=True, blank=True)
+    config_nacked = models.BigIntegerField(null=True, blank=True)
+    config_nacked_at = models.DateTimeField(null=True, blank=True)
+    config_nack_reason = models.TextField(blank=True, default="")
 
     objects = InstanceQuerySet.as_manager()
 
@@ -81,10 +92,19 @@ class Instance(models.Model):
     def __str__(self) -> str:
         return f"{self.proxy_id} ({self.service_id})"
 
-    def sync_state(self, endpoints_version: int | None) -> SyncState:
-        """SYNCED (acked the latest endpoints), NACKED (rejected it) or STALE (not acked yet)."""
-        if endpoints_version is not None and self.endpoints_acked == endpoints_version:
-            return SyncState.SYNCED
-        if self.last_nack_reason:
-            return SyncState.NACKED
-        return SyncState.STALE
+    def endpoints_sync(self, latest: int | None, published_at: datetime | None,
+                       now: datetime | None = None) -> KindSync:
+        """Where this sidecar stands with endpoints version ``latest``."""
+        said = Acknowledgements(self.endpoints_acked, self.endpoints_acked_at,
+                                self.endpoints_nacked, self.endpoints_nacked_at,
+                                self.last_nack_reason)
+        return kind_sync(latest, published_at, self.connected, self.connected_at, said,
+                         now or timezone.now(), sync_timeout())
+
+    def config_sync(self, latest: int | None, published_at: datetime | None,
+                    now: datetime | None = None) -> KindSync:
+        """Where this sidecar stands with policy revision ``latest``."""
+        said = Acknowledgements(self.config_acked, self.config_acked_at, self.config_nacked,
+                                self.config_nacked_at, self.config_nack_reason)
+        return kind_sync(latest, published_at, self.connected, self.connected_at, said,
+                         now or timezone.now(), sync_timeout())

@@ -1,0 +1,191 @@
+"""The policy app's endpoints of /api/v1/ (docs/api.md): revisions, proxies' sync, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from meshui.accounts.roles import Role
+from meshui.api.auth import require_role
+from meshui.api.errors import ApiError, Error, ErrorCode
+from meshui.policy import diff, merge, revisions
+from meshui.policy.models import Action, AuditEntry, Revision, Source
+from meshui.policy.revisions import InvalidPolicy, StaleParent
+from meshui.policy.schemas import (
+    AuditPage,
+    Diff,
+    ProxyList,
+    RevisionCreated,
+    RevisionIn,
+    RevisionOut,
+    RevisionPage,
+    RollbackIn,
+    ServicePatchIn,
+    ValidateIn,
+    ValidateOut,
+)
+from meshui.policy.status import iso, proxy_status
+from meshui.policy.validation import Validation
+from proxies.mesh.schema import service_name_problem
+
+router = Router(tags=["policy"])
+
+READ = {401: Error}
+WRITE = {400: Error, 401: Error, 403: Error, 409: Error}
+EDIT = "editing the traffic policy"
+
+
+def revision_json(revision: Revision | None) -> dict[str, Any]:
+    if revision is None:  # before the first revision every default is in force
+        return {"revision": 0, "document": {}, "author": None, "message": "", "source": "default",
+                "created_at": None, "parent": None}
+    return {"revision": revision.number, "document": revision.document,
+            "author": revision.author_name or None, "message": revision.message,
+            "source": revision.source, "created_at": iso(revision.created_at),
+            "parent": revision.parent}
+
+
+def invalid(validation: Validation) -> ApiError:
+    first = validation.errors[0]
+    return ApiError(ErrorCode.INVALID_POLICY, f"{first.field}: {first.detail}", field=first.field,
+                    errors=[e.as_json() for e in validation.errors],
+                    warnings=[w.as_json() for w in validation.warnings])
+
+
+def stale(exc: StaleParent) -> ApiError:
+    return ApiError(ErrorCode.STALE_PARENT, str(exc), current=revision_json(exc.current))
+
+
+def written(request: HttpRequest, document: dict[str, Any], parent: int, message: str,
+            source: Source, action: Action = Action.REVISION) -> tuple[int, dict[str, Any]]:
+    try:
+        result = revisions.write(request, document, parent=parent, message=message,
+                                 source=source, action=action)
+    except InvalidPolicy as exc:
+        raise invalid(exc.validation) from None
+    except StaleParent as exc:
+        raise stale(exc) from None
+    return 201, {**revision_json(result.revision),
+                 "warnings": [w.as_json() for w in result.warnings]}
+
+
+def found(number: int) -> Revision:
+    revision = revisions.revision_or_none(number)
+    if revision is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"there is no revision {number}")
+    return revision
+
+
+class Paging(Schema):
+    page: int = Field(1, ge=1)
+    per_page: int = Field(20, ge=1, le=100)
+
+
+def _page(queryset: Any, paging: Paging) -> tuple[int, list[Any]]:
+    start = (paging.page - 1) * paging.per_page
+    return queryset.count(), list(queryset[start:start + paging.per_page])
+
+
+@router.get("/policy", response={200: RevisionOut, **READ}, operation_id="getPolicy",
+            summary="The current policy revision (the newest)")
+def current_policy(request: HttpRequest) -> Any:
+    """Revision 0 with an empty document stands for the built-in defaults (no revision yet)."""
+    return revision_json(Revision.objects.current())
+
+
+@router.get("/policy/revisions", response={200: RevisionPage, **READ},
+            operation_id="listRevisions", summary="Every revision, newest first, a page at a time")
+def list_revisions(request: HttpRequest, paging: Query[Paging]) -> Any:
+    count, rows = _page(Revision.objects.newest_first(), paging)
+    return {"count": count, "page": paging.page, "per_page": paging.per_page,
+            "revisions": [revision_json(r) for r in rows]}
+
+
+@router.post("/policy/revisions", response={201: RevisionCreated, **WRITE},
+             operation_id="createRevision", summary="Write a whole new policy document")
+def create_revision(request: HttpRequest, body: RevisionIn) -> Any:
+    """400 ``invalid_policy`` names the field at fault and creates nothing; 409
+    ``stale_parent`` when ``parent`` is not the current revision (with the current one)."""
+    require_role(request, Role.OPERATOR, EDIT)
+    return written(request, body.document, body.parent, body.message, Source(body.source))
+
+
+@router.get("/policy/revisions/{number}", response={200: RevisionOut, 404: Error, **READ},
+            operation_id="getRevision", summary="One revision")
+def get_revision(request: HttpRequest, number: int) -> Any:
+    return revision_json(found(number))
+
+
+@router.get("/policy/revisions/{number}/diff", response={200: Diff, 404: Error, **READ},
+            operation_id="diffRevision",
+            summary="What changed from revision `against` (default: its parent) to this one")
+def diff_revision(request: HttpRequest, number: int,
+                  against: int | None = Query(None, ge=0)) -> Any:  # noqa: B008
+    new = found(number)
+    base = new.parent if against is None else against
+    old = found(base) if base else None
+    return revisions.between(old, new)
+
+
+@router.patch("/policy/services/{service}", response={201: RevisionCreated, **WRITE},
+              operation_id="patchServicePolicy",
+              summary="A new revision with one service's policy merge-patched")
+def patch_service(request: HttpRequest, service: str, body: ServicePatchIn) -> Any:
+    """What the sliders and ``meshctl split`` send: only ``services.<service>`` changes."""
+    require_role(request, Role.OPERATOR, EDIT)
+    problem = service_name_problem(service)
+    if problem is not None:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"service: {problem}", parameter="service")
+    number, document = revisions.current_document()
+    if number != body.parent:
+        raise stale(StaleParent(body.parent, Revision.objects.current()))
+    patched = merge.patch_service(document, service, body.patch)
+    return written(request, patched, body.parent, body.message, Source(body.source))
+
+
+@router.post("/policy/validate", response={200: ValidateOut, **READ, 400: Error},
+             operation_id="validatePolicy",
+             summary="Dry run: would this document be accepted, and what would change")
+def validate_policy(request: HttpRequest, body: ValidateIn) -> Any:
+    """Writes nothing, so any reader may ask (a POST only because the document is a body)."""
+    validation = revisions.check(body.document)
+    current = Revision.objects.current()
+    old = current.document if current else {}
+    label = f"revision {current.number}" if current else "defaults"
+    return {"valid": validation.valid, "errors": [e.as_json() for e in validation.errors],
+            "warnings": [w.as_json() for w in validation.warnings],
+            "diff": {"changes": diff.changes(old, body.document),
+                     "unified": diff.unified(old, body.document, label, "proposed")}}
+
+
+@router.post("/policy/rollback", response={201: RevisionCreated, 404: Error, **WRITE},
+             operation_id="rollbackPolicy",
+             summary="A new revision whose document is an earlier revision's")
+def rollback(request: HttpRequest, body: RollbackIn) -> Any:
+    require_role(request, Role.OPERATOR, EDIT)
+    target = found(body.revision)
+    parent = revisions.current_document()[0] if body.parent is None else body.parent
+    message = body.message or f"roll back to revision {target.number}"
+    return written(request, target.document, parent, message, Source.ROLLBACK, Action.ROLLBACK)
+
+
+@router.get("/proxies", response={200: ProxyList, **READ, 503: Error}, operation_id="listProxies",
+            summary="Every sidecar's sync state for the policy and the endpoints")
+def proxies(request: HttpRequest) -> Any:
+    """Per sidecar and kind: SYNCED, PENDING (sent, ACK not in yet), STALE (not ACKed within
+    MESHUI_SYNC_TIMEOUT), NACKED (with the sidecar's reason) or NOT_SENT."""
+    return proxy_status()
+
+
+@router.get("/audit", response={200: AuditPage, **READ}, operation_id="listAudit",
+            summary="The audit log: every write and refused write, newest first")
+def audit_log(request: HttpRequest, paging: Query[Paging]) -> Any:
+    count, rows = _page(AuditEntry.objects.newest_first(), paging)
+    return {"count": count, "page": paging.page, "per_page": paging.per_page,
+            "entries": [{"at": iso(e.at), "last_at": iso(e.last_at), "count": e.count,
+                         "user": e.username or None, "action": e.action, "source": e.source,
+                         "address": e.address, "method": e.method, "path": e.path,
+                         "revision": e.revision, "detail": e.detail} for e in rows]}
