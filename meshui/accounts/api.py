@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import HttpRequest
 from ninja import Router, Schema
+from ninja.responses import Status
 from pydantic import Field
 
 from meshui.accounts.models import ApiToken
@@ -98,7 +99,7 @@ def create_token(request: HttpRequest, body: TokenIn) -> Any:
         row, token = ApiToken.issue(owner, body.name)
         record(request, Action.TOKEN_CREATED, detail=f"{row.prefix}... {body.name!r} for "
                                                      f"{owner.get_username()}")
-    return 201, {**token_json(row), "token": token}
+    return Status(201, {**token_json(row), "token": token})
 
 
 @router.delete("/tokens/{token_id}", response={200: TokenOut, 401: Error, 403: Error,

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
+from ninja.responses import Status
 from pydantic import Field
 
 from meshui.accounts.roles import Role
@@ -60,7 +61,7 @@ def stale(exc: StaleParent) -> ApiError:
 
 
 def written(request: HttpRequest, document: dict[str, Any], parent: int, message: str,
-            source: Source, action: Action = Action.REVISION) -> tuple[int, dict[str, Any]]:
+            source: Source, action: Action = Action.REVISION) -> Status[dict[str, Any]]:
     try:
         result = revisions.write(request, document, parent=parent, message=message,
                                  source=source, action=action)
@@ -68,8 +69,8 @@ def written(request: HttpRequest, document: dict[str, Any], parent: int, message
         raise invalid(exc.validation) from None
     except StaleParent as exc:
         raise stale(exc) from None
-    return 201, {**revision_json(result.revision),
-                 "warnings": [w.as_json() for w in result.warnings]}
+    return Status(201, {**revision_json(result.revision),
+                        "warnings": [w.as_json() for w in result.warnings]})
 
 
 def found(number: int) -> Revision:

@@ -28,6 +28,7 @@ from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
 from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node
 from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
+from tests.meshui.users import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -106,11 +107,12 @@ def test_the_document_describes_parameters_errors_and_retry_after(
                                "/api/v1/instances": {"200", "401", "503"}}.items():
         operation = document["paths"][api_path]["get"]
         assert set(operation["responses"]) == statuses, api_path
-        assert operation["security"] == [{"SessionAuth": []}]
+        assert operation["security"] == [{"TokenAuth": []}, {"SessionAuth": []}]
         if "503" in statuses:
             assert "Retry-After" in operation["responses"]["503"]["headers"]
     schemes = document["components"]["securitySchemes"]
     assert schemes["SessionAuth"] == {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+    assert schemes["TokenAuth"]["scheme"] == "bearer"
     graph_schema = document["components"]["schemas"]["Graph"]
     assert graph_schema["required"] == ["window", "generated_at", "nodes", "edges", "hidden"]
 
@@ -172,28 +174,40 @@ def test_every_error_the_api_answers_is_the_documented_shape(
     writer.force_login(User.objects.get(username="reader"))
     writer.get("/accounts/login/")  # the csrftoken cookie
     token = writer.cookies["csrftoken"].value
-    answers = {
-        401: Client(enforce_csrf_checks=True).post("/api/v1/graph"),
-        403: writer.post("/api/v1/graph"),
-        405: writer.post("/api/v1/graph", headers={"X-CSRFToken": token}),
-    }
+    viewer = Client()
+    viewer.force_login(User.objects.create_user("viewer", password="pw"))
+    operator = Client()
+    operator.force_login(make_operator("operator"))
+    policy = {"document": {}, "parent": 0}
+    answers = [
+        (ErrorCode.UNAUTHENTICATED, Client(enforce_csrf_checks=True).post("/api/v1/graph")),
+        (ErrorCode.CSRF_FAILED, writer.post("/api/v1/graph")),
+        (ErrorCode.METHOD_NOT_ALLOWED,
+         writer.post("/api/v1/graph", headers={"X-CSRFToken": token})),
+        (ErrorCode.FORBIDDEN, viewer.post("/api/v1/policy/revisions", policy,
+                                          content_type="application/json")),
+        (ErrorCode.NOT_FOUND, viewer.get("/api/v1/policy/revisions/7")),
+        (ErrorCode.INVALID_POLICY, operator.post(
+            "/api/v1/policy/revisions", {**policy, "document": {"default": {"timeouts": {
+                "connect_ms": -1}}}}, content_type="application/json")),
+        (ErrorCode.STALE_PARENT, operator.post("/api/v1/policy/revisions", {
+            **policy, "parent": 3}, content_type="application/json")),
+    ]
     meshui_settings.MESHUI_PUBLIC_READ = True
-    answers[400] = Client().get("/api/v1/graph", {"window": "0"})
+    answers.append((ErrorCode.INVALID_PARAMETER, Client().get("/api/v1/graph", {"window": "0"})))
     meshui_settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    answers[503] = Client().get("/api/v1/instances")
+    answers.append((ErrorCode.DATA_SOURCE_UNAVAILABLE, Client().get("/api/v1/instances")))
 
-    codes = {}
-    for status, response in answers.items():
-        assert response.status_code == status, response.content
-        codes[status] = Error.model_validate(response.json()).error
-    assert codes == {400: ErrorCode.INVALID_PARAMETER, 401: ErrorCode.UNAUTHENTICATED,
-                     403: ErrorCode.CSRF_FAILED, 405: ErrorCode.METHOD_NOT_ALLOWED,
-                     503: ErrorCode.DATA_SOURCE_UNAVAILABLE}
-    assert set(ErrorCode) == set(codes.values())  # every code is one the API really answers
-    assert answers[405]["Allow"] == "GET, HEAD"
-    assert answers[503]["Retry-After"] == "2"
+    for code, response in answers:
+        assert response.status_code == code.status, response.content
+        assert Error.model_validate(response.json()).error == code
+    codes = {code for code, _ in answers}
+    assert set(ErrorCode) == codes  # every code is one the API really answers
+    responses = dict((code, response) for code, response in answers)
+    assert responses[ErrorCode.METHOD_NOT_ALLOWED]["Allow"] == "GET, HEAD"
+    assert responses[ErrorCode.DATA_SOURCE_UNAVAILABLE]["Retry-After"] == "2"
     enum = document["components"]["schemas"]["ErrorCode"]["enum"]
-    assert sorted(enum) == sorted(code.value for code in codes.values())
+    assert sorted(enum) == sorted(code.value for code in codes)
 
 
 def test_the_docs_list_every_error_code_with_its_status_and_no_other() -> None:

@@ -140,17 +140,19 @@ async def test_acks_and_nacks_are_recorded_as_sync_state(meshui_settings: Any) -
         (row,) = client.get("/api/v1/instances").json()["instances"]
         return row["sync"]
 
-    assert await database_sync_to_async(sync_state)() == SyncState.STALE
+    # Sent, not acknowledged yet, within MESHUI_SYNC_TIMEOUT.
+    assert await database_sync_to_async(sync_state)() == SyncState.PENDING
     await communicator.send_json_to({"type": "nack", "kind": "endpoints", "version": version,
                                      "reason": "no route to inventory"})
     await until(lambda: sync_state() == SyncState.NACKED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
-    assert instance.last_nack_reason == f"version {version}: no route to inventory"
+    assert instance.last_nack_reason == "no route to inventory"
+    assert instance.endpoints_nacked == version
 
     await communicator.send_json_to({"type": "ack", "kind": "endpoints", "version": version})
     await until(lambda: sync_state() == SyncState.SYNCED)
     instance = await database_sync_to_async(Instance.objects.get)(proxy_id="frontend-1")
-    assert instance.endpoints_acked == version and instance.last_nack_reason == ""
+    assert instance.endpoints_acked == version and instance.endpoints_acked_at is not None
     await communicator.disconnect()
 
 
