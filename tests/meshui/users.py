@@ -11,7 +11,8 @@ def make_user(username: str, role: Role | None = None, password: str = "pw") -> 
     """A user holding ``role`` (None: no group, which reads as a viewer)."""
     user = User.objects.create_user(username, password=password)
     if role is not None:
-        user.groups.add(Group.objects.get(name=role.value))
+        # get_or_create: transactional tests flush the groups the migration made.
+        user.groups.add(Group.objects.get_or_create(name=role.value)[0])
     return user
 
 
