@@ -10,7 +10,6 @@ from channels.layers import get_channel_layer
 from django.test import Client
 
 from meshui.policy.push import changed_message
-
 from tests.meshui.test_control_channel import hello, receive_until, register, sidecar
 from tests.meshui.users import make_operator
 from tests.polling import eventually
