@@ -25,6 +25,7 @@ import pytest
 from meshui.demo.mesh import MeshConfig
 from meshui.demo.topology import INSTANCES
 from tests import polling
+from tests.e2e.databases import own_database
 from tests.ports import free_port, free_port_block
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +93,12 @@ class RunningMesh:
 @pytest.fixture(scope="session")
 def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
     workdir = tmp_path_factory.mktemp("mesh")
+    with own_database(workdir, "demo") as database_url:
+        yield from run_demo(workdir, redis_server_url, database_url)
+
+
+def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterator[RunningMesh]:
+    """``python -m meshui.demo`` as a child, until the generator is closed."""
     # Starts with "-" on purpose: token_urlsafe() makes such tokens, and a token passed as a
     # command-line argument would then read as a flag (it once failed a CI run that way).
     token = f"-e2e-{secrets.token_hex(8)}"
@@ -116,8 +123,7 @@ def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -
         "MESHUI_CONTROL_TOKEN": token,
         "PYTHONUNBUFFERED": "1",
     }
-    if not os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = f"sqlite:///{workdir / 'meshui.sqlite3'}"
+    env["DATABASE_URL"] = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "meshui.demo"], cwd=PROJECT_ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -141,10 +147,10 @@ def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(STARTUP_TIMEOUT) or process.poll() is not None:
-        process.kill()
-        pytest.fail("the demo mesh did not start:\n" + "\n".join(mesh.output[-60:]))
     try:
+        if not ready.wait(STARTUP_TIMEOUT) or process.poll() is not None:
+            process.kill()
+            pytest.fail("the demo mesh did not start:\n" + "\n".join(mesh.output[-60:]))
         yield mesh
     finally:
         stop_mesh(mesh)

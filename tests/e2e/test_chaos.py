@@ -18,12 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ import websockets
 
 from meshui.demo.mesh import Mesh, MeshConfig
 from meshui.demo.topology import Instance
+from tests.e2e.databases import own_database
 from tests.polling import eventually, settled, wait_until
 from tests.ports import free_port, free_port_block
 
@@ -50,7 +49,7 @@ HEARTBEAT_S = 8
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     workdir = tmp_path_factory.mktemp("chaos")
-    with own_database(workdir) as database_url:
+    with own_database(workdir, "chaos") as database_url:
         yield from running_mesh(workdir, database_url)
 
 
@@ -69,29 +68,6 @@ def running_mesh(workdir: Path, database_url: str) -> Iterator[Mesh]:
         yield mesh
     finally:
         mesh.stop()
-
-
-@contextmanager
-def own_database(workdir: Path) -> Iterator[str]:
-    """A database of this module's own: SQLite, or a fresh one on the suite's PostgreSQL.
-
-    The other e2e mesh registers its instances in the suite's database; sharing it would mix
-    the two meshes' endpoints.
-    """
-    shared = os.environ.get("DATABASE_URL", "")
-    if not shared.startswith("postgres"):
-        yield f"sqlite:///{workdir / 'db.sqlite3'}"
-        return
-    import psycopg
-
-    name = f"meshui_chaos_{secrets.token_hex(4)}"
-    with psycopg.connect(shared, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield shared.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Load:
