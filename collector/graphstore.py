@@ -9,6 +9,9 @@ since service names may hold any printable):
     e␟<src>␟<dst>␟n        requests on the edge src -> dst (client side view)
     e␟<src>␟<dst>␟x        of which errors (5xx, or a failed span)
     e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see proxies.telemetry.histogram)
+    ev␟<src>␟<dst>␟<version>␟n / x / h<i>
+                           the same for the requests on that edge that <version> of dst
+                           answered (requests with no version count only in e␟...)
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
     r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
@@ -66,10 +69,25 @@ class NodeJSON(TrafficJSON):
 EdgeEventsJSON = dict[str, int]
 
 
+class VersionTrafficJSON(TypedDict):
+    """One version of an edge's target: its part of the edge's requests (the observed split)."""
+
+    requests: int
+    errors: int
+    rps: float
+    share: float  # of the edge's requests, 0..1
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
 class EdgeJSON(TrafficJSON):
     source: str
     target: str
     events: EdgeEventsJSON
+    # Keyed by version, in version order. Requests that carried no version count in the
+    # edge's totals only, so the shares may add up to less than 1.
+    by_version: dict[str, VersionTrafficJSON]
 
 
 class HiddenJSON(TypedDict):
@@ -127,19 +145,48 @@ def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _summary(stats: _Stats, window: int) -> dict[str, Any]:
+def _ratio(part: int, whole: int) -> float:
+    """``part / whole`` rounded to 4 places, 0 when ``whole`` is; never above 1.
+
+    Capped because a version's counts can pass its edge's only through foreign or clipped
+    fields (``graphwriter`` files both under the same second), and a share says 0..1.
+    """
+    return round(min(part / whole, 1.0), 4) if whole else 0.0
+
+
+def _summary(stats: _Stats, window: int, *, share_of: int | None = None) -> dict[str, Any]:
+    """The JSON of a node's or an edge's traffic, or with ``share_of`` of one version's part.
+
+    One place rounds both: a version's entry has ``share`` (of ``share_of`` requests, the
+    edge's) where the edge has ``error_rate``, and is otherwise the same shape.
+    """
+
     def q(p: float) -> float | None:
         value = histogram.quantile(stats.latency, p)
         return None if value is None else round(value, 3)
 
-    return {
+    summary: dict[str, Any] = {
         "requests": stats.requests,
         "errors": stats.errors,
         "rps": round(stats.requests / window, 3),
-        "error_rate": round(stats.errors / stats.requests, 4) if stats.requests else 0.0,
-        "p50_ms": q(0.50),
-        "p95_ms": q(0.95),
-        "p99_ms": q(0.99),
+    }
+    if share_of is None:
+        summary["error_rate"] = _ratio(stats.errors, stats.requests)
+    else:
+        summary["share"] = _ratio(stats.requests, share_of)
+    summary["p50_ms"] = q(0.50)
+    summary["p95_ms"] = q(0.95)
+    summary["p99_ms"] = q(0.99)
+    return summary
+
+
+def _by_version(versions: Mapping[str, _Stats] | None, edge: _Stats, window: int) -> dict[str, Any]:
+    """An edge's ``by_version``: each version of its target that answered, in version order."""
+    if not versions:
+        return {}
+    return {
+        version: _summary(versions[version], window, share_of=edge.requests)
+        for version in sorted(versions)
     }
 
 
@@ -185,6 +232,7 @@ def build_graph(
         raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
     events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    split: dict[tuple[str, str], dict[str, _Stats]] = defaultdict(lambda: defaultdict(_Stats))
     nodes: dict[str, _Stats] = defaultdict(_Stats)
     versions: dict[str, set[str]] = defaultdict(set)
     for fields in hashes:
@@ -196,6 +244,8 @@ def build_graph(
                 continue
             if parts[0] == "e" and len(parts) == 4:
                 edges[(parts[1], parts[2])].add(parts[3], value)
+            elif parts[0] == "ev" and len(parts) == 5:
+                split[(parts[1], parts[2])][parts[3]].add(parts[4], value)
             elif parts[0] == "n" and len(parts) == 3:
                 nodes[parts[1]].add(parts[2], value)
             elif parts[0] == "v" and len(parts) == 3:
@@ -227,6 +277,7 @@ def build_graph(
                 "target": dst,
                 **_summary(stats, window),  # type: ignore[typeddict-item]
                 "events": _events(events.get((src, dst))),
+                "by_version": _by_version(split.get((src, dst)), stats, window),
             }
             for (src, dst), stats in sorted(shown.items())
         ],
