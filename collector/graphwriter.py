@@ -179,8 +179,8 @@ class GraphWriter:
         fields = self._stats(f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
         second = int(self._clock())
         if self._update(edge, edge, fields, second) and version:
-            fields = self._stats(f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}", requests, errors, latency)
-            self._update((), None, fields, second)
+            prefix = f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}"
+            self._update((), None, self._stats(prefix, requests, errors, latency), second)
 
     def add_node(
         self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
