@@ -137,8 +137,12 @@ class _Stats:
         elif kind == "x":
             self.errors += value
         elif kind.startswith("h"):
-            index = int(kind[1:])
-            self.latency[index] = self.latency.get(index, 0) + value
+            try:
+                index = int(kind[1:])
+            except ValueError:  # not written by a collector
+                return
+            if histogram.MIN_INDEX <= index <= histogram.MAX_INDEX:  # else no bound is finite
+                self.latency[index] = self.latency.get(index, 0) + value
 
 
 def _decode(value: bytes | str) -> str:
@@ -235,24 +239,33 @@ def build_graph(
     split: dict[tuple[str, str], dict[str, _Stats]] = defaultdict(lambda: defaultdict(_Stats))
     nodes: dict[str, _Stats] = defaultdict(_Stats)
     versions: dict[str, set[str]] = defaultdict(set)
+    # One pass over the window adds each field up across its seconds; only then is each
+    # distinct field name split and filed, once. A 60 s window holds the same few hundred
+    # names every second, so this splits ~60x fewer names than filing every field of every
+    # hash (the publisher reads the graph twice a second; numbers in bench/RESULTS.md).
+    totals: dict[bytes | str, int] = {}
+    total = totals.get
     for fields in hashes:
         for raw_field, raw_value in fields.items():
-            parts = _decode(raw_field).split(SEP)
             try:
                 value = int(raw_value)
             except ValueError:  # not written by a collector: nothing to add up
                 continue
-            if parts[0] == "e" and len(parts) == 4:
-                edges[(parts[1], parts[2])].add(parts[3], value)
-            elif parts[0] == "ev" and len(parts) == 5:
-                split[(parts[1], parts[2])][parts[3]].add(parts[4], value)
-            elif parts[0] == "n" and len(parts) == 3:
-                nodes[parts[1]].add(parts[2], value)
-            elif parts[0] == "v" and len(parts) == 3:
-                versions[parts[1]].add(parts[2])
-            elif parts[0] == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
-                counts = events[(parts[1], parts[2])]
-                counts[parts[3]] = counts.get(parts[3], 0) + value
+            totals[raw_field] = total(raw_field, 0) + value
+    for raw_field, value in totals.items():
+        parts = _decode(raw_field).split(SEP)
+        kind = parts[0]
+        if kind == "e" and len(parts) == 4:
+            edges[(parts[1], parts[2])].add(parts[3], value)
+        elif kind == "ev" and len(parts) == 5:
+            split[(parts[1], parts[2])][parts[3]].add(parts[4], value)
+        elif kind == "n" and len(parts) == 3:
+            nodes[parts[1]].add(parts[2], value)
+        elif kind == "v" and len(parts) == 3:
+            versions[parts[1]].add(parts[2])
+        elif kind == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
+            counts = events[(parts[1], parts[2])]
+            counts[parts[3]] = counts.get(parts[3], 0) + value
     for pair in events:  # an edge known only by its events (no request ended yet) is shown too
         if pair not in edges:
             edges[pair] = _Stats()

@@ -88,12 +88,14 @@ def test_a_version_field_not_written_by_a_collector_cannot_break_the_split() -> 
         f"{e}n": "4", f"{ev}v1{SEP}n": "9",  # more than its edge: the share stays at most 1
         f"{ev}v2{SEP}n": "not a number", f"{ev}v3": "2", f"{ev}v4{SEP}n{SEP}x": "2",
         f"{ev}v5{SEP}n".encode(): b"1",  # as bytes, the way redis-py answers
+        f"{ev}v5{SEP}hx": "3", f"{ev}v5{SEP}h99999": "3", f"{e}h-99999": "1",  # no such bucket
     }]
     (edge,) = graphstore.build_graph(hashes, 60, NOW)["edges"]
     assert edge["requests"] == 4
     assert {version: entry["share"] for version, entry in edge["by_version"].items()} == {
         "v1": 1.0, "v5": 0.25}
     assert edge["by_version"]["v1"]["p50_ms"] is None  # no histogram: no quantile
+    assert (edge["p50_ms"], edge["by_version"]["v5"]["p50_ms"]) == (None, None)
 
 
 def test_the_split_of_an_idle_edge_has_zero_shares() -> None:
