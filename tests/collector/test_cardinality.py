@@ -34,6 +34,9 @@ def test_the_limiter_admits_up_to_each_limit_all_or_nothing_and_resets_each_wind
     assert limiter.series == {"f1", "f2"}
     assert limiter.admit(("a", "b"), ("a", "b"), ["f3", "f4"]) is None  # known names pass freely
     assert limiter.in_window() == {"services": 3, "edges": 1, "series": 4}
+    assert limiter.admit_series(["f1", "f4"]) is None  # a split's series: known ones pass
+    assert limiter.admit_series(["f1", "f9"]) == "series"
+    assert limiter.series == {"f1", "f2", "f3", "f4"}
     clock.now = 660.0  # the next window
     assert limiter.in_window() == {"services": 0, "edges": 0, "series": 0}
     assert limiter.admit(("x", "y"), ("x", "y")) is None
