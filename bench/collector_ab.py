@@ -146,7 +146,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
     base_sha, head_sha = git("rev-parse", "--short", args.base), git("rev-parse", "--short", "HEAD")
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+    # Uncommitted code changes make "at <sha>" untrue; a rewritten RESULTS.md does not.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/RESULTS.md")
+    dirty = " (with uncommitted changes)" if changed else ""
     tmp = Path(tempfile.mkdtemp(prefix="collector-ab-"))
     base_tree = tmp / "base"
     git("worktree", "add", "--detach", "-q", str(base_tree), base_sha)
