@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -34,3 +35,13 @@ def report(lines: list[str], write: bool) -> None:
     print("\n" + section)
     if write:
         write_section(section)
+
+
+def spread(values: list[float]) -> float:
+    """Half the range of one target's rounds, relative to their median: the noise."""
+    return (max(values) - min(values)) / 2 / statistics.median(values) if values else 0.0
+
+
+def paired_ratios(head: list[float], base: list[float]) -> list[float]:
+    """head/base within each round: drift between rounds cancels out of each ratio."""
+    return [h / b for h, b in zip(head, base, strict=True) if b > 0]

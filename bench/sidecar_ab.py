@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import paired_ratios, spread  # type: ignore[import-not-found]
 from sidecar_hop import (  # type: ignore[import-not-found]
     LOAD_CPU,
     OTLP_SINK,
@@ -50,16 +51,6 @@ def sidecar(tree: Path, tmp: Path, name: str, endpoints: Path, sink: int, policy
         log=tmp / f"{name}.log", cwd=tree,
     )  # fmt: skip
     return outbound, proc
-
-
-def spread(values: list[float]) -> float:
-    """Half the range of one target's rounds, relative to their median: the noise."""
-    return (max(values) - min(values)) / 2 / statistics.median(values) if values else 0.0
-
-
-def paired_ratios(head: list[float], base: list[float]) -> list[float]:
-    """head/base within each round: drift between rounds cancels out of each ratio."""
-    return [h / b for h, b in zip(head, base, strict=True) if b > 0]
 
 
 def main() -> None:

@@ -97,6 +97,17 @@ class CardinalityLimiter:
         self.series.update(new_fields)
         return None
 
+    def admit_series(self, fields: Iterable[str]) -> str | None:
+        """``admit`` for an update that names no service or edge of its own: only series."""
+        self._roll()
+        series = self.series
+        new_fields = {name for name in fields if name not in series}
+        if new_fields:
+            if len(series) + len(new_fields) > self.config.max_series:
+                return "series"
+            series |= new_fields
+        return None
+
     def in_window(self) -> dict[str, int]:
         """How many of each are admitted in the current window (a gauge)."""
         self._roll()

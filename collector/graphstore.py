@@ -9,6 +9,9 @@ since service names may hold any printable):
     e␟<src>␟<dst>␟n        requests on the edge src -> dst (client side view)
     e␟<src>␟<dst>␟x        of which errors (5xx, or a failed span)
     e␟<src>␟<dst>␟h<i>     latency histogram bucket i (see proxies.telemetry.histogram)
+    ev␟<src>␟<dst>␟<version>␟n / x / h<i>
+                           the same for the requests on that edge that <version> of dst
+                           answered (requests with no version count only in e␟...)
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
     r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
@@ -66,10 +69,25 @@ class NodeJSON(TrafficJSON):
 EdgeEventsJSON = dict[str, int]
 
 
+class VersionTrafficJSON(TypedDict):
+    """One version of an edge's target: its part of the edge's requests (the observed split)."""
+
+    requests: int
+    errors: int
+    rps: float
+    share: float  # of the edge's requests, 0..1
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
 class EdgeJSON(TrafficJSON):
     source: str
     target: str
     events: EdgeEventsJSON
+    # Keyed by version, in version order. Requests that carried no version count in the
+    # edge's totals only, so the shares may add up to less than 1.
+    by_version: dict[str, VersionTrafficJSON]
 
 
 class HiddenJSON(TypedDict):
@@ -119,27 +137,60 @@ class _Stats:
         elif kind == "x":
             self.errors += value
         elif kind.startswith("h"):
-            index = int(kind[1:])
-            self.latency[index] = self.latency.get(index, 0) + value
+            try:
+                index = int(kind[1:])
+            except ValueError:  # not written by a collector
+                return
+            if histogram.MIN_INDEX <= index <= histogram.MAX_INDEX:  # else no bound is finite
+                self.latency[index] = self.latency.get(index, 0) + value
 
 
 def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _summary(stats: _Stats, window: int) -> dict[str, Any]:
+def _ratio(part: int, whole: int) -> float:
+    """``part / whole`` rounded to 4 places, 0 when ``whole`` is; never above 1.
+
+    Capped because a version's counts can pass its edge's only through foreign or clipped
+    fields (``graphwriter`` files both under the same second), and a share says 0..1.
+    """
+    return round(min(part / whole, 1.0), 4) if whole else 0.0
+
+
+def _summary(stats: _Stats, window: int, *, share_of: int | None = None) -> dict[str, Any]:
+    """The JSON of a node's or an edge's traffic, or with ``share_of`` of one version's part.
+
+    One place rounds both: a version's entry has ``share`` (of ``share_of`` requests, the
+    edge's) where the edge has ``error_rate``, and is otherwise the same shape.
+    """
+
     def q(p: float) -> float | None:
         value = histogram.quantile(stats.latency, p)
         return None if value is None else round(value, 3)
 
-    return {
+    summary: dict[str, Any] = {
         "requests": stats.requests,
         "errors": stats.errors,
         "rps": round(stats.requests / window, 3),
-        "error_rate": round(stats.errors / stats.requests, 4) if stats.requests else 0.0,
-        "p50_ms": q(0.50),
-        "p95_ms": q(0.95),
-        "p99_ms": q(0.99),
+    }
+    if share_of is None:
+        summary["error_rate"] = _ratio(stats.errors, stats.requests)
+    else:
+        summary["share"] = _ratio(stats.requests, share_of)
+    summary["p50_ms"] = q(0.50)
+    summary["p95_ms"] = q(0.95)
+    summary["p99_ms"] = q(0.99)
+    return summary
+
+
+def _by_version(versions: Mapping[str, _Stats] | None, edge: _Stats, window: int) -> dict[str, Any]:
+    """An edge's ``by_version``: each version of its target that answered, in version order."""
+    if not versions:
+        return {}
+    return {
+        version: _summary(versions[version], window, share_of=edge.requests)
+        for version in sorted(versions)
     }
 
 
@@ -185,24 +236,36 @@ def build_graph(
         raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
     events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    split: dict[tuple[str, str], dict[str, _Stats]] = defaultdict(lambda: defaultdict(_Stats))
     nodes: dict[str, _Stats] = defaultdict(_Stats)
     versions: dict[str, set[str]] = defaultdict(set)
+    # One pass over the window adds each field up across its seconds; only then is each
+    # distinct field name split and filed, once. A 60 s window holds the same few hundred
+    # names every second, so this splits ~60x fewer names than filing every field of every
+    # hash (the publisher reads the graph twice a second; numbers in bench/RESULTS.md).
+    totals: dict[bytes | str, int] = {}
+    total = totals.get
     for fields in hashes:
         for raw_field, raw_value in fields.items():
-            parts = _decode(raw_field).split(SEP)
             try:
                 value = int(raw_value)
             except ValueError:  # not written by a collector: nothing to add up
                 continue
-            if parts[0] == "e" and len(parts) == 4:
-                edges[(parts[1], parts[2])].add(parts[3], value)
-            elif parts[0] == "n" and len(parts) == 3:
-                nodes[parts[1]].add(parts[2], value)
-            elif parts[0] == "v" and len(parts) == 3:
-                versions[parts[1]].add(parts[2])
-            elif parts[0] == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
-                counts = events[(parts[1], parts[2])]
-                counts[parts[3]] = counts.get(parts[3], 0) + value
+            totals[raw_field] = total(raw_field, 0) + value
+    for raw_field, value in totals.items():
+        parts = _decode(raw_field).split(SEP)
+        kind = parts[0]
+        if kind == "e" and len(parts) == 4:
+            edges[(parts[1], parts[2])].add(parts[3], value)
+        elif kind == "ev" and len(parts) == 5:
+            split[(parts[1], parts[2])][parts[3]].add(parts[4], value)
+        elif kind == "n" and len(parts) == 3:
+            nodes[parts[1]].add(parts[2], value)
+        elif kind == "v" and len(parts) == 3:
+            versions[parts[1]].add(parts[2])
+        elif kind == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
+            counts = events[(parts[1], parts[2])]
+            counts[parts[3]] = counts.get(parts[3], 0) + value
     for pair in events:  # an edge known only by its events (no request ended yet) is shown too
         if pair not in edges:
             edges[pair] = _Stats()
@@ -227,6 +290,7 @@ def build_graph(
                 "target": dst,
                 **_summary(stats, window),  # type: ignore[typeddict-item]
                 "events": _events(events.get((src, dst))),
+                "by_version": _by_version(split.get((src, dst)), stats, window),
             }
             for (src, dst), stats in sorted(shown.items())
         ],

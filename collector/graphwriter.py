@@ -130,20 +130,25 @@ class GraphWriter:
         self.clipped = 0
 
     def _update(
-        self, services: tuple[str, ...], edge: tuple[str, str] | None, increments: dict[str, int]
-    ) -> None:
-        """Add one update's increments, if the limiter admits all of it."""
+        self,
+        services: tuple[str, ...],
+        edge: tuple[str, str] | None,
+        increments: dict[str, int],
+        second: int | None = None,
+    ) -> dict[str, int] | None:
+        """Add one update's increments, if the limiter admits all of it; those it added, or None."""
         increments = {name: value for name, value in increments.items() if value}
         if not increments:
-            return
+            return None
         if self.limiter is not None:
             refused = self.limiter.admit(services, edge, list(increments))
             if refused is not None:
                 self.limiter.dropped[refused] += 1
-                return
-        bucket = self._pending[int(self._clock())]
+                return None
+        bucket = self._pending[int(self._clock()) if second is None else second]
         for name, value in increments.items():
             bucket[name] += value
+        return increments
 
     @staticmethod
     def _stats(prefix: str, requests: int, errors: int, latency: Mapping[int, int]) -> dict[str, int]:
@@ -153,11 +158,41 @@ class GraphWriter:
         return fields
 
     def add_edge(
-        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+        self,
+        source: str,
+        target: str,
+        requests: int,
+        errors: int,
+        latency: Mapping[int, int],
+        version: str = "",
     ) -> None:
-        """Count calls from ``source`` to ``target`` as the caller saw them."""
-        fields = self._stats(f"e{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency)
-        self._update((source, target), (source, target), fields)
+        """Count calls from ``source`` to ``target`` as the caller saw them.
+
+        With the ``version`` of ``target`` that answered, the same counts also go to the
+        edge's per-version breakdown (``ev`` fields, the observed traffic split). That is an
+        update of its own, made only once the totals are in: when the series limit refuses
+        it, the edge still counts every request and only the breakdown misses them (its
+        shares then add up to less than 1, as for requests with no version). Both land in
+        the same second, so no window reads a version's part without its edge's total.
+        """
+        edge = (source, target)
+        prefix = f"e{SEP}{source}{SEP}{target}{SEP}"
+        second = int(self._clock())
+        added = self._update(edge, edge, self._stats(prefix, requests, errors, latency), second)
+        if added is None or not version:
+            return
+        # The totals' fields, already free of zeros, renamed: half the cost of building
+        # them anew (bench/RESULTS.md, Collector A/B).
+        split_prefix, cut = f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}", len(prefix)
+        split = {split_prefix + name[cut:]: value for name, value in added.items()}
+        if self.limiter is not None:
+            refused = self.limiter.admit_series(split)
+            if refused is not None:
+                self.limiter.dropped[refused] += 1
+                return
+        bucket = self._pending[second]
+        for name, value in split.items():
+            bucket[name] += value
 
     def add_node(
         self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]

@@ -140,8 +140,16 @@ class GraphSink(Protocol):
     """Where connectors put graph increments (``graphwriter.GraphWriter`` is one)."""
 
     def add_edge(
-        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None: ...
+        self,
+        source: str,
+        target: str,
+        requests: int,
+        errors: int,
+        latency: Mapping[int, int],
+        version: str = "",
+    ) -> None:
+        """Calls ``source`` -> ``target``; ``version``: the target's that answered ("" unknown)."""
+        ...
 
     def add_node(
         self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]

@@ -88,9 +88,15 @@ class RedisGraphExporter:
 
     # GraphSink
     def add_edge(
-        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+        self,
+        source: str,
+        target: str,
+        requests: int,
+        errors: int,
+        latency: Mapping[int, int],
+        version: str = "",
     ) -> None:
-        self.writer.add_edge(source, target, requests, errors, latency)
+        self.writer.add_edge(source, target, requests, errors, latency, version)
 
     def add_node(
         self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]

@@ -2,7 +2,8 @@
 
 Modelled on the collector-contrib servicegraphconnector: a client span and the server span
 whose parent it is (same trace) make one request on the edge client service -> server
-service. Whichever arrives first waits in a bounded store with a TTL; what never finds its
+service, under the server's ``service.version`` when it has one (the edge's split between
+versions). Whichever arrives first waits in a bounded store with a TTL; what never finds its
 partner is counted, and an unpaired client span that names its peer (``peer.service`` or
 ``server.address``) still becomes an edge to that peer ("virtual node").
 https://github.com/open-telemetry/opentelemetry-collector-contrib/tree/main/connector/servicegraphconnector
@@ -61,6 +62,7 @@ class _HalfPair:
         "client_failed",
         "peer",
         "server_service",
+        "server_version",
         "server_failed",
     )
 
@@ -71,6 +73,7 @@ class _HalfPair:
         self.client_failed = False
         self.peer = ""
         self.server_service: str | None = None
+        self.server_version = ""
         self.server_failed = False
 
 
@@ -120,13 +123,14 @@ class ServiceGraphConnector:
                     sink.add_node(service, group.version, 1, int(failed), latency)
                     if not span.parent_span_id:
                         stats.root_spans += 1
-                        sink.add_edge(UNKNOWN, service, 1, int(failed), latency)
+                        sink.add_edge(UNKNOWN, service, 1, int(failed), latency, group.version)
                         continue
                     key = (span.trace_id, span.parent_span_id)
                     half = self._half(key, expires)
                     if half is None:
                         continue
                     half.server_service = service
+                    half.server_version = group.version
                     half.server_failed = failed
                 elif kind in client_kinds:
                     key = (span.trace_id, span.span_id)
@@ -148,6 +152,7 @@ class ServiceGraphConnector:
                         1,
                         int(half.client_failed or half.server_failed),
                         {bucket_index(half.client_ms): 1},
+                        half.server_version,
                     )
         stats.pending_pairs = len(store)
 

@@ -3,7 +3,8 @@
 Mapping (docs/telemetry.md): an ``outbound`` point is the edge source -> destination; an
 ``inbound`` point is node stats of the destination (and its version), and also the edge
 source -> destination when the caller did not come through a sidecar (``unknown ->
-frontend``), since no outbound point will describe that call.
+frontend``), since no outbound point will describe that call. Either edge is also counted
+under the point's ``destination.version``, the edge's observed split between versions.
 
 Delta points are added as they are. Cumulative points are differenced against the last
 point of the same stream, as the collector-contrib cumulativetodelta processor does: a new
@@ -75,12 +76,15 @@ class SidecarMetricsConnector:
             if count <= 0 and not latency:
                 continue
             errors = count if point.status >= 500 else 0
+            # Outbound, ``destination.version`` is the version of the instance that answered
+            # ("" when none did); inbound, the sidecar's own: either way the target's.
+            version = point.destination_version
             if point.direction == "outbound":
-                self.sink.add_edge(point.source, point.destination, count, errors, latency)
+                self.sink.add_edge(point.source, point.destination, count, errors, latency, version)
             else:
-                self.sink.add_node(point.destination, point.destination_version, count, errors, latency)
+                self.sink.add_node(point.destination, version, count, errors, latency)
                 if not point.source_sidecar:
-                    self.sink.add_edge(point.source, point.destination, count, errors, latency)
+                    self.sink.add_edge(point.source, point.destination, count, errors, latency, version)
         for counter in batch.counters:
             if counter.value > 0:
                 self.sink.add_edge_counter(counter.source, counter.destination, counter.event, counter.value)

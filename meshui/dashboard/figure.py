@@ -114,10 +114,20 @@ def events_line(events: Mapping[str, int]) -> str | None:
     return " · ".join(parts) if parts else None
 
 
+def split_line(by_version: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The edge's observed split between its target's versions, or None without one.
+
+    In the store's order (by version); versions came from the network, so they are escaped.
+    """
+    parts = [f"{plotly_text(version)} {entry['share'] * 100:.1f}%" for version, entry in by_version.items()]
+    return "split: " + " · ".join(parts) if parts else None
+
+
 def edge_hover(edge: Mapping[str, Any], window: int) -> str:
     title = f"<b>{plotly_text(edge['source'])} → {plotly_text(edge['target'])}</b>"
-    events = events_line(edge.get("events") or {})
-    return "<br>".join([title, *_stats_lines(edge, window), *([events] if events else [])])
+    extra = [line for line in (split_line(edge.get("by_version") or {}),
+                               events_line(edge.get("events") or {})) if line]
+    return "<br>".join([title, *_stats_lines(edge, window), *extra])
 
 
 def node_label(node: Mapping[str, Any]) -> str:

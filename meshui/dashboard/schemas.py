@@ -4,7 +4,8 @@ The graph store types its output with ``typing.TypedDict``s, which pydantic cann
 Python 3.11, so the shapes are restated here as schemas, field for field and in the order
 the store writes them (tests/meshui/test_api_schema.py fails when the two disagree). A new
 graph metric is a field in the TypedDict and here, and a line in ``figure.py`` to show it;
-a new edge event is a line in ``proxies.telemetry.events`` and nothing here.
+a new edge event is a line in ``proxies.telemetry.events`` and nothing here. An edge's
+``by_version`` entries (``VersionTraffic``) restate ``graphstore.VersionTrafficJSON``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ EdgeEvents = create_model(
             "Every key is always present, 0 when nothing happened.")
 
 
+class VersionTraffic(Schema):
+    """One version of an edge's target: its part of the edge's calls (the observed split)."""
+
+    model_config = CLOSED
+
+    requests: int = Field(description="requests on the edge that this version answered")
+    errors: int = Field(description="of which errors (5xx or failed)")
+    rps: float = Field(description="requests / window")
+    share: float = Field(ge=0, le=1, description="requests / the edge's requests (0 when the edge "
+                                                 "is idle), rounded to 4 places")
+    p50_ms: float | None = Field(description="median latency in ms, null when idle")
+    p95_ms: float | None = Field(description="95th percentile latency in ms, null when idle")
+    p99_ms: float | None = Field(description="99th percentile latency in ms, null when idle")
+
+
 # pydantic puts the fields of the last base first: these orders are the store's.
 class Node(Traffic, NodeName):
     """A service; its stats are the requests it served."""
@@ -68,6 +84,11 @@ class Edge(Traffic, EdgeEnds):
     """Calls from ``source`` to ``target`` as the caller saw them."""
 
     events: EdgeEvents  # type: ignore[valid-type]  # a model built at import (above)
+    by_version: dict[str, VersionTraffic] = Field(
+        description="the observed traffic split: for each version of `target` that answered "
+                    "calls on this edge, in version order, its part of them. Calls that carried "
+                    "no version count in the edge's totals only, so the shares may add up to "
+                    "less than 1.")
 
 
 class Hidden(Schema):

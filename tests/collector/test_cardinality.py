@@ -34,6 +34,9 @@ def test_the_limiter_admits_up_to_each_limit_all_or_nothing_and_resets_each_wind
     assert limiter.series == {"f1", "f2"}
     assert limiter.admit(("a", "b"), ("a", "b"), ["f3", "f4"]) is None  # known names pass freely
     assert limiter.in_window() == {"services": 3, "edges": 1, "series": 4}
+    assert limiter.admit_series(["f1", "f4"]) is None  # a split's series: known ones pass
+    assert limiter.admit_series(["f1", "f9"]) == "series"
+    assert limiter.series == {"f1", "f2", "f3", "f4"}
     clock.now = 660.0  # the next window
     assert limiter.in_window() == {"services": 0, "edges": 0, "series": 0}
     assert limiter.admit(("x", "y"), ("x", "y")) is None
@@ -49,6 +52,21 @@ def test_the_writer_drops_an_update_past_a_limit_whole_and_counts_it() -> None:
     assert [(e["source"], e["target"]) for e in graph["edges"]] == [("a", "b"), ("a", "c")]
     assert limiter.dropped == {"edges": 1, "series": 1}
     assert [n["requests"] for n in graph["nodes"]] == [0, 0, 0]  # a's node update was dropped
+
+
+def test_the_series_limit_drops_a_version_s_split_but_never_the_edge_s_requests() -> None:
+    limiter = CardinalityLimiter(CardinalityConfig(max_edges=1, max_series=5), clock=FakeClock(0.0))
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0), limiter=limiter)
+    writer.add_edge("a", "b", 3, 0, {40: 3}, version="v1")  # 2 edge + 2 version fields
+    writer.add_edge("a", "b", 3, 0, {40: 3}, version="v2")  # v2's 2 new fields: past 5
+    writer.add_edge("a", "c", 3, 0, {40: 3}, version="v1")  # a second edge: past 1
+    increments = writer.take()
+    (edge,) = graphstore.build_graph(increments.values(), 60, 1000.0)["edges"]
+    assert (edge["target"], edge["requests"]) == ("b", 6)
+    assert {version: entry["share"] for version, entry in edge["by_version"].items()} == {"v1": 0.5}
+    # One drop each: the refused edge's split was not tried, so it counts no series drop.
+    assert limiter.dropped == {"series": 1, "edges": 1}
+    assert not [name for fields in increments.values() for name in fields if "\x1fc\x1f" in name]
 
 
 def test_the_graph_read_keeps_the_busiest_nodes_and_says_what_it_hid() -> None:

@@ -280,7 +280,8 @@ def check_writes(writer: GraphWriter) -> None:
         for name, value in fields.items():
             assert 0 < value <= validation.FIELD_LIMIT, (name, value)
             parts = name.split(graphstore.SEP)
-            assert (parts[0], len(parts)) in {("e", 4), ("n", 3), ("v", 3), ("r", 4)}, name
+            assert (parts[0], len(parts)) in {("e", 4), ("ev", 5), ("n", 3), ("v", 3), ("r", 4)}, name
+            assert parts[0] != "ev" or parts[3], name  # no version, no per-version field
 
 
 def run(target: str, decode: Any, body: bytes, check: Any, consume: Any) -> None:

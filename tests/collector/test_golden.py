@@ -62,7 +62,7 @@ def test_sidecar_metrics_golden_file_makes_the_expected_graph(encoding: str) -> 
     body = (GOLDEN / f"sidecar_metrics.{encoding}").read_bytes()
     decode = otlp_metrics.decode_protobuf if encoding == "pb" else otlp_metrics.decode_json
     batch = decode(body)
-    assert batch.point_count == 7  # 5 histogram points + 2 gauges that are not ours
+    assert batch.point_count == 9  # 7 histogram points + 2 gauges that are not ours
     assert batch.rejected.count == 1
     assert "meshui.direction" in batch.rejected.message
 

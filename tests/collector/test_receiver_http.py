@@ -111,7 +111,7 @@ async def test_health_and_metrics_show_the_counters(redis_url: str) -> None:
         status, _, body = await ahttp("GET", f"{base}/health")
         health = orjson.loads(body)
         assert status == 200 and health["status"] == "ok"
-        assert (health["received_spans"], health["received_points"]) == (10, 7)
+        assert (health["received_spans"], health["received_points"]) == (10, 9)
         status, headers, body = await ahttp("GET", f"{base}/metrics")
         text = body.decode()
         assert headers["content-type"].startswith("text/plain")

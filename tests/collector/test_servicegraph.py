@@ -76,6 +76,20 @@ def test_a_root_server_span_is_an_edge_from_unknown_and_counts_for_its_node() ->
     assert connector.stats.root_spans == 1
 
 
+def test_a_pair_s_edge_is_split_by_the_server_span_s_version_in_either_order() -> None:
+    connector, writer, clock = setup(ttl_s=10.0)
+    connector.consume(batch("api", span(2, 1, kind=2), version="v2"))  # server first
+    connector.consume(batch("web", span(1, 0, kind=3), span(3, 0, kind=3), span(5, 0, kind=3, peer="db")))
+    connector.consume(batch("api", span(4, 3, kind=2), version="v1"))  # client first
+    connector.consume(batch("front", span(7, 0, kind=2), version="v9"))  # a root span
+    clock.advance(11.0)
+    assert connector.sweep() == 1  # the client of db: a virtual edge, whose version is unknown
+    graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
+    split = {(e["source"], e["target"]): {v: s["requests"] for v, s in e["by_version"].items()}
+             for e in graph["edges"]}
+    assert split == {("web", "api"): {"v1": 1, "v2": 1}, ("web", "db"): {}, ("unknown", "front"): {"v9": 1}}
+
+
 def test_unpaired_spans_expire_after_the_ttl_and_are_counted() -> None:
     connector, writer, clock = setup(ttl_s=10.0)
     connector.consume(batch("web", span(1, 0, 3), span(3, 0, 3, peer="payments")))

@@ -73,6 +73,19 @@ def test_an_inbound_point_from_outside_the_mesh_is_also_an_edge_from_its_source(
     assert nodes["front"][0] == 7
 
 
+def test_an_edge_is_split_by_the_version_that_answered_and_calls_none_answered_stay_out() -> None:
+    writer = graphwriter.GraphWriter(clock=FakeClock(1000.0))
+    SidecarMetricsConnector(writer, started_ns=0).consume(MetricBatch([
+        point(count=6, version="v1"), point(count=3, version="v2"), point(status=503, count=1, version=""),
+        point("inbound", "unknown", "web", source_sidecar=False, count=4, version="v3"),
+        point("inbound", "web", "api", count=9, version="v1"),  # the outbound side counted it
+    ], 5))
+    graph = graphstore.build_graph(writer.take().values(), 60, 1000.0)
+    split = {(e["source"], e["target"]): {v: (s["requests"], s["share"]) for v, s in e["by_version"].items()}
+             for e in graph["edges"]}
+    assert split == {("web", "api"): {"v1": (6, 0.6), "v2": (3, 0.3)}, ("unknown", "web"): {"v3": (4, 1.0)}}
+
+
 def test_buckets_of_any_scale_map_onto_ours_and_zeros_go_to_the_lowest_bucket() -> None:
     assert exponential_latency(3, 2, 0, 40, [1, 0, 4]) == {histogram.MIN_INDEX: 2, 40: 1, 42: 4}
     # Scale 5 is 4x finer: indexes 160..163 are our 40.

@@ -37,7 +37,8 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
     now = time.time()
     ten_ms = histogram.bucket_index(10.0)
     writer = GraphWriter(clock=lambda: now - 1)
-    writer.add_edge("unknown", "frontend", 60, 3, {ten_ms: 60})
+    writer.add_edge("unknown", "frontend", 40, 2, {ten_ms: 40}, version="v1")
+    writer.add_edge("unknown", "frontend", 20, 1, {ten_ms: 20}, version="v2")
     writer.add_node("frontend", "v1", 40, 2, {ten_ms: 40})
     writer.add_node("frontend", "v2", 20, 1, {ten_ms: 20})
     write(redis_client, writer)
@@ -96,6 +97,12 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
                     "faults": 0,
                     "rate_limited": 0,
                     "retry_budget_exhausted": 0,
+                },
+                "by_version": {
+                    "v1": {"requests": 40, "errors": 2, "rps": 1.333, "share": 0.6667,
+                           "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
+                    "v2": {"requests": 20, "errors": 1, "rps": 0.667, "share": 0.3333,
+                           "p50_ms": p[0.5], "p95_ms": p[0.95], "p99_ms": p[0.99]},
                 },
             },
         ],

@@ -22,11 +22,12 @@ from collector.graphstore import (
     GraphJSON,
     HiddenJSON,
     NodeJSON,
+    VersionTrafficJSON,
     fetch_graph,
 )
 from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
-from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node
+from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node, VersionTraffic
 from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
 from tests.meshui.users import make_operator
 
@@ -119,14 +120,31 @@ def test_the_document_describes_parameters_errors_and_retry_after(
 
 @pytest.mark.parametrize("schema, shape", [
     (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (Hidden, HiddenJSON),
+    (VersionTraffic, VersionTrafficJSON),
 ])
 def test_the_graph_schemas_are_the_graph_store_s_typed_dicts(schema: Any, shape: Any) -> None:
     hints = get_type_hints(shape)
     assert set(schema.model_fields) == set(hints)
-    nested = {"nodes", "edges", "events", "hidden"}  # checked by their own case (events: below)
+    nested = {"nodes", "edges", "events", "hidden", "by_version"}  # each checked by its own case
     for name, field in schema.model_fields.items():
         if name not in nested:
             assert field.annotation == hints[name], name
+    if schema is Edge:  # versions -> the store's VersionTrafficJSON, restated as VersionTraffic
+        assert hints["by_version"] == dict[str, VersionTrafficJSON]
+        assert schema.model_fields["by_version"].annotation == dict[str, VersionTraffic]
+
+
+def test_the_document_describes_an_edge_s_split_by_version(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    by_version = schemas["Edge"]["properties"]["by_version"]
+    assert by_version["type"] == "object"
+    assert by_version["additionalProperties"] == {"$ref": "#/components/schemas/VersionTraffic"}
+    assert "by_version" in schemas["Edge"]["required"]
+    version = schemas["VersionTraffic"]
+    assert version["required"] == list(VersionTrafficJSON.__annotations__)
+    assert version["required"] == ["requests", "errors", "rps", "share", "p50_ms", "p95_ms", "p99_ms"]
+    assert version["additionalProperties"] is False
+    assert (version["properties"]["share"]["minimum"], version["properties"]["share"]["maximum"]) == (0, 1)
 
 
 def test_the_edge_events_schema_lists_every_event_the_graph_carries_in_order(
@@ -155,7 +173,7 @@ def test_the_graph_json_keeps_the_graph_store_s_fields_and_order(
     reader: Client, redis_client: redis.Redis
 ) -> None:
     writer = GraphWriter(clock=lambda: time.time() - 1)
-    writer.add_edge("unknown", "frontend", 10, 1, {3: 10})
+    writer.add_edge("unknown", "frontend", 10, 1, {3: 10}, version="v1")
     writer.add_node("frontend", "v1", 10, 1, {3: 10})
     pipe = redis_client.pipeline(transaction=False)
     GraphWriter.queue_writes(pipe, writer.take())

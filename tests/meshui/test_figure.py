@@ -93,6 +93,18 @@ def test_an_edge_hover_says_what_the_policy_did_and_nothing_when_it_did_nothing(
     assert busy.endswith("7 retries · 1 ejections")
 
 
+def test_an_edge_hover_shows_the_observed_split_and_nothing_without_one() -> None:
+    from meshui.dashboard.figure import edge_hover
+
+    base = {"source": "frontend", "target": "catalog", "rps": 1.0, "error_rate": 0.0,
+            "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0, "requests": 60, "errors": 0,
+            "events": {"retries": 2}}
+    split = edge_hover({**base, "by_version": {"v1": {"share": 0.8}, "v2": {"share": 0.1833}}}, 60)
+    assert split.split("<br>")[-2:] == ["split: v1 80.0% · v2 18.3%", "2 retries"]
+    assert "split" not in edge_hover({**base, "by_version": {}}, 60)
+    assert "split" not in edge_hover(base, 60)  # a graph from before by_version
+
+
 # Names a hostile OTLP client can put in service.name / service.version.
 HOSTILE = [
     "<a href='https://evil.example'>click</a>",
@@ -120,7 +132,8 @@ def plotly_reading(text: str) -> tuple[set[str], list[str]]:
 
 def hostile_graph(names: list[str]) -> dict[str, Any]:
     nodes = [{"id": n, "service": n, "versions": [n, "v1"], **stats(60, 1)} for n in names]
-    edges = [{"source": a, "target": b, **stats(60, 1)} for a, b in pairwise(names)]
+    edges = [{"source": a, "target": b, **stats(60, 1),
+              "by_version": {a: {"share": 0.25}, "v1": {"share": 0.75}}} for a, b in pairwise(names)]
     return {"window": 60, "generated_at": 1.0, "nodes": nodes, "edges": edges}
 
 
@@ -144,6 +157,7 @@ def test_a_hostile_name_is_plain_text_in_every_label_and_hover(name: str) -> Non
     assert hover[1] == name and hover[3] == f"versions: {name}, v1"
     _, edge = plotly_reading(edges["text"][0])
     assert edge[1] == f"{name} → frontend"
+    assert edge[-1] == f"split: {name} 25.0% · v1 75.0%"
     assert nodes["customdata"][0] == name  # ids stay raw: data, never markup
 
 

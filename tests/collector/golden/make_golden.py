@@ -179,6 +179,36 @@ POINTS: list[tuple[str, dict[str, Any], int, int, int, list[int], int]] = [
     (
         "frontend",
         {
+            "meshui.direction": "outbound",
+            "source.service": "frontend",
+            "destination.service": "catalog",
+            "destination.version": "v1",
+            "http.response.status_code": 200,
+        },
+        6,
+        3,
+        38,
+        [6],
+        0,
+    ),  # the same edge's other version: the observed split
+    (
+        "frontend",
+        {
+            "meshui.direction": "outbound",
+            "source.service": "frontend",
+            "destination.service": "catalog",
+            "destination.version": "",
+            "http.response.status_code": 503,
+        },
+        2,
+        3,
+        30,
+        [2],
+        0,
+    ),  # no instance answered: in the edge's totals, in no version
+    (
+        "frontend",
+        {
             "meshui.direction": "inbound",
             "source.service": "unknown",
             "destination.service": "frontend",
