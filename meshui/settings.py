@@ -113,6 +113,12 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_str("DATABASE_URL")
+# SQLite, however it is named: consumers, views and Celery write from several threads and
+# processes. IMMEDIATE takes the write lock at BEGIN (a DEFERRED transaction that reads and
+# then writes fails at once with "database is locked" when another writer holds it, rather
+# than waiting), and WAL lets readers go on while one writes.
+SQLITE_OPTIONS = {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                  "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
 if DATABASE_URL:
     # No persistent connections: under ASGI, connections opened in sync_to_async worker
     # threads would outlive their requests (Django's docs: disable them under ASGI).
@@ -120,13 +126,10 @@ if DATABASE_URL:
 else:
     VAR_DIR.mkdir(exist_ok=True)
     DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "meshui.sqlite3"),
-            # Consumers, views and Celery write from several threads and processes.
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
-        }
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "meshui.sqlite3")}
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = channel_layers_for(REDIS_URL, MESHUI_REDIS_MAX_CONNECTIONS)
@@ -217,6 +220,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"meshui": {"handlers": ["console"], "level": env_str("MESHUI_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "meshui": {"handlers": ["console"], "level": env_str("MESHUI_LOG_LEVEL", "INFO")},
+        # A 500 is logged with its traceback (Django's own logger, which has no handler here).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }
 CSRF_FAILURE_VIEW = "meshui.api.errors.csrf_failure"

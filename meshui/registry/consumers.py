@@ -13,7 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
-from meshui.policy.push import current_config
+from meshui.policy.push import alatest_published, current_config
+from meshui.redis_clients import DATA_SOURCE_ERRORS
 from meshui.registry import claims
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
@@ -111,6 +112,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
             elif isinstance(frame, Heartbeat):
                 if await touch(self.proxy_id, self.channel_name, timezone.now()):
                     await apublish_endpoints()
+                await self.catch_up_config()
             elif isinstance(frame, Ack):
                 await record_ack(self.proxy_id, self.channel_name, frame, timezone.now())
             elif isinstance(frame, Nack):
@@ -166,6 +168,19 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
         await self.send(text_data=event["frame"])
+
+    async def catch_up_config(self) -> None:
+        """Send the current revision if its group message never reached us (push.py)."""
+        try:
+            behind = await alatest_published() > self.config_sent
+        except DATA_SOURCE_ERRORS:
+            return  # Redis away: the next heartbeat asks again
+        if behind:
+            config = await read_current_config()
+            if config is not None:
+                logger.info("control channel: %s missed revision %s; sent at its heartbeat",
+                            self.proxy_id, config[0])
+                await self.send_config(*config)
 
     async def config_changed(self, event: dict[str, Any]) -> None:
         await self.send_config(event["revision"], event["frame"])

@@ -15,9 +15,11 @@ keep their last good set instead of disconnecting on a frame they would refuse.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -142,12 +144,43 @@ def changed_message(version: int, frame: str) -> dict[str, Any]:
     return {"type": "endpoints.changed", "version": version, "frame": frame}
 
 
+class _InFlight:
+    """One event loop's publish in progress, and whether another was asked for meanwhile."""
+
+    running = False
+    again = False
+
+
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InFlight] = (
+    weakref.WeakKeyDictionary())
+
+
 async def apublish_endpoints() -> int | None:
     """Bump the version and send the new snapshot to every connected sidecar.
 
-    Returns the version sent, or None when nothing was sent (held after a restart, or too
-    large).
+    Single flight with a trailing run: a publish asked for while one is in progress in this
+    process is folded into one more run after it, which reads a snapshot holding both
+    changes. A storm of N hellos then sends a few whole snapshots, not N, each to all N
+    sidecars (N^2 messages overflowed the channel layer's per-channel capacity, which drops
+    silently: pitfalls.md). Returns the version sent, or None when nothing was sent (folded
+    into a run in progress, held after a restart, or too large).
     """
+    state = _in_flight.setdefault(asyncio.get_running_loop(), _InFlight())
+    if state.running:
+        state.again = True
+        return None
+    state.running = True
+    try:
+        while True:
+            state.again = False
+            version = await _publish_once()
+            if not state.again:
+                return version
+    finally:
+        state.running = False
+
+
+async def _publish_once() -> int | None:
     if not await current_hold().admits_push(apublish_endpoints):
         return None
     version = int(await get_async_redis().incr(VERSION_KEY))
