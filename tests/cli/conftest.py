@@ -84,9 +84,9 @@ def live_instance(service: str, version: str, proxy_id: str, **fields: Any) -> I
     """A connected sidecar's row, as the control channel records it."""
     row, _ = Service.objects.get_or_create(name=service)
     now = timezone.now()
-    return Instance.objects.create(proxy_id=proxy_id, service=row, version=version,
-                                   address="127.0.0.1:1", connected=True, connected_at=now,
-                                   last_seen=now, **fields)
+    values = {"address": "127.0.0.1:1", "connected": True, "connected_at": now,
+              "last_seen": now, **fields}
+    return Instance.objects.create(proxy_id=proxy_id, service=row, version=version, **values)
 
 
 def write_file(tmp_path: Path, name: str, text: str) -> str:
