@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from meshui.cli.config import Target
-from meshui.cli.errors import CliError, Exit, unreachable
+from meshui.cli.errors import CliError, Exit, unreachable, usage
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 # The largest answer read: the biggest is a page of 100 revisions; a server sending more
@@ -109,6 +109,10 @@ def _answer(response: httpx.Response, raw: bytes, where: str, has_token: bool) -
                               f"JSON; is MESHUI_URL a meshui?")
         return body
     reason = response.reason_phrase or "error"
+    if 300 <= status < 400:  # e.g. http:// to https://: say where, never follow with the token
+        location = response.headers.get("location", "elsewhere")[:MAX_DETAIL]
+        raise usage(f"{where} redirects to {location}; set MESHUI_URL (or meshctl login "
+                    f"--url) to meshui's own URL")
     if status >= 500:
         raise unreachable(f"meshui at {where} answered {status} {reason} "
                           f"({_detail(shaped, 'no detail')}); retry later")

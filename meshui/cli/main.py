@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     except CliError as exc:
         print(f"meshctl: {clean(exc.message)}", file=err)
         return exc.code
+    except BrokenPipeError:  # `meshctl history | head -1`: the reader had enough
+        # Point stdout at nothing so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.OK
     except KeyboardInterrupt:
         print("meshctl: interrupted", file=err)
         return 130

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import stat
+import threading
 from pathlib import Path
 
 import yaml
@@ -107,3 +109,36 @@ def test_usage_errors_are_one_line_and_exit_2(meshctl: Meshctl, tmp_path: Path) 
     corrupt.write_text("url: [unclosed\n")
     result = meshctl("history", MESHUI_URL="", MESHCTL_CONFIG=str(corrupt))
     assert result.code == 2 and "is not valid YAML" in result.err
+
+
+class Redirecting(http.server.BaseHTTPRequestHandler):
+    """A server that sends everything to https (a meshui behind a TLS-only proxy)."""
+
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+        Redirecting.seen.append(self.headers.get("Authorization"))
+        self.send_response(301)
+        self.send_header("Location", "https://mesh.example.com" + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_redirect_is_not_followed_and_names_where_it_points(meshctl: Meshctl) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = meshctl("history", MESHUI_URL=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 2
+    assert result.err == (f"meshctl: {url} redirects to https://mesh.example.com/api/v1/policy/"
+                          f"revisions?page=1&per_page=20; set MESHUI_URL (or meshctl login "
+                          f"--url) to meshui's own URL\n")
+    assert len(Redirecting.seen) == 1  # asked once, the token never sent on to the new place
