@@ -62,9 +62,6 @@ class ApiClient:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
 
-    def patch(self, path: str, body: dict[str, Any]) -> Any:
-        return self.request("PATCH", path, json=body)
-
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON answer of a 2xx; raises ``CliError`` for anything else."""
         where = self.target.url

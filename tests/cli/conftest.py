@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,9 @@ class Meshctl:
     env: dict[str, str]
     url: str = ""
     token: str = ""
-    calls: list[list[str]] = field(default_factory=list)
 
     def __call__(self, *argv: str, stdin: str = "", **env: str) -> Result:
         out, err = io.StringIO(), io.StringIO()
-        self.calls.append(list(argv))
         code = main(list(argv), env={**self.env, **env}, stdin=io.StringIO(stdin),
                     stdout=out, stderr=err)
         return Result(int(code), out.getvalue(), err.getvalue())
