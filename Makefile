@@ -10,10 +10,13 @@ REAL_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: demo test install browser lint bench fuzz wrk
 
+# The pinned dependencies, then the project itself (editable, no dependencies): that puts
+# the meshctl console script (docs/cli.md) in $(BIN), running this checkout's code.
 $(STAMP): pyproject.toml requirements.lock
 	@echo "==> Installing pinned dependencies into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,7 @@
+"""``python -m meshui.cli``: the same as the ``meshctl`` console script."""
+
+from __future__ import annotations
+
+from meshui.cli.main import run
+
+run()
