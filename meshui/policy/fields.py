@@ -261,5 +261,24 @@ BY_SECTION = {section.key: section for section in SECTIONS}
 FIELDS: tuple[EditorField, ...] = tuple(f for section in SECTIONS for f in section.fields)
 
 
+def display(field: EditorField, value: Any) -> str:
+    """``value`` as the text of ``field``'s input ('' for none: the default applies)."""
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return ", ".join(str(v) for v in sorted(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def cards(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per section, its title and rows of (field, value, input text) for the template."""
+    return {section.key: {"title": section.title, "rows": [
+        {"field": f, "value": values.get(f.path), "text": display(f, values.get(f.path)),
+         "on": set(values.get(f.path) or ()) if f.kind == "conditions" else None}
+        for f in section.fields]} for section in SECTIONS}
+
+
 def page_json() -> list[FieldJSON]:
     return [f.page_json() for f in FIELDS]

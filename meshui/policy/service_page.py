@@ -122,14 +122,21 @@ def versions(service: str, policy: Mapping[str, Any], proxies: Iterable[Mapping[
     return sorted(found)
 
 
+def window_words(window: int) -> str:
+    """The window as the page says it: "last minute", "last 30 s"."""
+    return "last minute" if window == 60 else f"last {window} s"
+
+
 def page_json(service: str, graph: Mapping[str, Any] | None,
               proxy_rows: list[Mapping[str, Any]], revision: int,
-              document: Mapping[str, Any]) -> dict[str, Any]:
+              document: Mapping[str, Any], window: int) -> dict[str, Any]:
     """Everything static/policy/service.js starts from (``json_script``)."""
     policy = effective.in_force(document, service)
     return {
         "service": service,
         "revision": revision,
+        "window": window,
+        "window_label": window_words(window),
         "values": editor_values(policy),
         "split": policy.get("split") or {},
         "routes": [r for r in policy.get("routes") or () if r["name"] != FAULT_ROUTE],
@@ -137,7 +144,6 @@ def page_json(service: str, graph: Mapping[str, Any] | None,
         "fields": fields.page_json(),
         "fault_route": FAULT_ROUTE,
         "graph": None if graph is None else {
-            "window": graph.get("window"),
             "golden": golden(graph, service),
             "observed": observed_by_version(graph, service),
             "breaker": breaker_state(graph, service)},
