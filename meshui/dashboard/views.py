@@ -30,9 +30,7 @@ def graph_page_settings(scale: HealthScale, window: int) -> dict[str, Any]:
     return {"health": scale.page_json(), "window": window, "window_label": window_label(window)}
 
 
-# How far above a node (data units of the layout) its policy marks are drawn, and how often
-# the page asks for the marks and the sidecars' sync state.
-MARK_OFFSET = 0.2
+# How often the page asks for the marks and the sidecars' sync state.
 POLICY_POLL_MS = 3000
 
 
@@ -40,7 +38,7 @@ def graph_policy_settings() -> dict[str, Any]:
     """What graph.js marks services with (the current revision's ``policy_marks``)."""
     number, document = revisions.current_document()
     return {"marks": policy_marks(number, document), "labels": MARK_LABELS,
-            "mark_offset": MARK_OFFSET, "mark_color": MUTED, "fault_color": RED,
+            "mark_color": MUTED, "fault_color": RED,
             "poll_ms": POLICY_POLL_MS}
 
 

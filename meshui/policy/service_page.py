@@ -103,7 +103,8 @@ def _at(value: Any, path: str) -> Any:
 def editor_values(policy: Mapping[str, Any]) -> dict[str, Any]:
     """Each editor field's value in force (``policy``: ``effective.in_force``'s dict); the
     fault fields are read off the catch-all route ``FAULT_ROUTE``."""
-    fault_route = next((r for r in policy.get("routes") or () if r["name"] == FAULT_ROUTE), {})
+    routes = policy.get("routes") or ()
+    fault_route: Mapping[str, Any] = next((r for r in routes if r["name"] == FAULT_ROUTE), {})
     values: dict[str, Any] = {}
     for field in fields.FIELDS:
         where: Any = fault_route if field.path.startswith("fault.") else policy

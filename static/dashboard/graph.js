@@ -96,15 +96,17 @@
     return "/services/" + encodeURIComponent(service);
   }
 
-  // The policy marks as a text trace above each node (Plotly text: the server's
-  // plotly_text rule applies, so only the server's own words are drawn here).
+  // The policy marks as a third line under each node's label: invisible markers of the
+  // node's size carry the text, so it sits below the ring as the label does (Plotly text:
+  // only the server's own words are drawn here, never a name).
   function marksTrace(figure) {
     const nodes = figure.data[1];
     if (!nodes || !nodes.customdata) return [];
-    const text = nodes.customdata.map((id) => marksOf(id).map((m) => POLICY.labels[m] || m).join(" · "));
-    if (!text.some(Boolean)) return [];
-    return [{ type: "scatter", mode: "text", name: "policy", hoverinfo: "skip", x: nodes.x,
-      y: nodes.y.map((y) => y + POLICY.mark_offset), text, textposition: "top center",
+    const words = nodes.customdata.map((id) => marksOf(id).map((m) => POLICY.labels[m] || m).join(" · "));
+    if (!words.some(Boolean)) return [];
+    return [{ type: "scatter", mode: "markers+text", name: "policy", hoverinfo: "skip",
+      x: nodes.x, y: nodes.y, text: words.map((w) => (w ? "<br><br>" + w : "")),
+      textposition: "bottom center", marker: { size: nodes.marker.size, opacity: 0 },
       textfont: { size: 11, color: nodes.customdata.map((id) => (marksOf(id).includes("fault") ? POLICY.fault_color : POLICY.mark_color)) } }];
   }
 
