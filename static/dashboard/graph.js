@@ -81,7 +81,7 @@
       const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
       const badges = marksOf(n.id).map((m) => ` <span class="mark ${escapeHtml(m)}">${escapeHtml(POLICY.labels[m] || m)}</span>`).join("");
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
-        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i><a href="${serviceUrl(n.id)}">${escapeHtml(n.service)}</a>${versions}${badges}</td>
+        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i><a class="service-link" href="${serviceUrl(n.id)}">${escapeHtml(n.service)}</a>${versions}${badges}</td>
         <td class="num">${rate(n.rps)}</td>
         <td class="num ${h}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;
@@ -139,6 +139,13 @@
     // Plotly.react diffs against the current figure: no flicker, zoom and hover kept.
     lastPayload = payload;
     Plotly.react(graphEl, [...payload.figure.data, ...marksTrace(payload.figure)], payload.figure.layout, PLOTLY_CONFIG);
+    if (!graphEl.dataset.clickable) { // Plotly adds .on() to the div on its first plot
+      graphEl.dataset.clickable = "true";
+      graphEl.on("plotly_click", (event) => {
+        const point = event.points && event.points[0];
+        if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
+      });
+    }
     renderEdges(payload.graph.edges);
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
@@ -214,10 +221,6 @@
 
   const initial = JSON.parse(document.getElementById("graph-initial").textContent);
   render(initial);
-  graphEl.on("plotly_click", (event) => {
-    const point = event.points && event.points[0];
-    if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
-  });
   connect();
   pollPolicy();
 })();
