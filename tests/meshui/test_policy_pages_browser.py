@@ -251,3 +251,35 @@ def test_the_page_shows_the_observed_share_and_breaker_events_from_the_graph(
                            arg='.observed[data-version="v1"]', timeout=10000)
     assert csp_problems(page, console) == []
     page.close()
+
+
+def test_apply_puts_an_invalid_value_next_to_its_field_and_a_409_names_who_wrote(
+    server: str, browser: Any
+) -> None:
+    page, console = logged_in(browser, server, "olivia")
+    page.goto(server + "/services/catalog")
+    page.fill("#f-retries-backoff-max-ms", "5")  # below the 25 ms base
+    page.click("#apply")
+    page.wait_for_selector("#apply-dialog:not([hidden])")
+    slot = page.locator('[data-field="retries.backoff_max_ms"] .field-error')
+    slot.wait_for(timeout=10000)
+    assert "must be at least backoff_base_ms" in slot.inner_text()
+    assert page.locator("#apply-confirm").is_disabled()
+    page.click("#apply-cancel")
+
+    page.fill("#f-retries-backoff-max-ms", "")
+    page.fill("#f-circuit-breaker-max-retries", "7")
+    status, _ = api(page, "PATCH", "/api/v1/policy/services/catalog",
+                    {"patch": {"retries": {"attempts": 4}}, "parent": current(page),
+                     "message": "behind your back"})
+    assert status == 201
+    page.click("#apply")
+    page.wait_for_selector("#apply-dialog:not([hidden])")
+    page.click("#apply-confirm")
+    conflict = page.locator(".problem.conflict")
+    conflict.wait_for(timeout=10000)
+    assert "olivia changed the policy meanwhile" in conflict.inner_text()
+    assert "behind your back" in conflict.inner_text()
+    assert page.locator("#reload").is_visible()
+    assert csp_problems(page, console) == []
+    page.close()
