@@ -9,9 +9,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from meshui.accounts.access import page_view
-from meshui.dashboard.figure import page_payload
-from meshui.dashboard.health import HEALTH, HealthScale
+from meshui.dashboard.figure import MUTED, page_payload
+from meshui.dashboard.health import HEALTH, RED, HealthScale
 from meshui.dashboard.source import DEFAULT_WINDOW, read_graph
+from meshui.policy import revisions
+from meshui.policy.effective import MARK_LABELS, policy_marks
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,18 @@ def graph_page_settings(scale: HealthScale, window: int) -> dict[str, Any]:
     """What graph.js reads from the server (``json_script``, never a JS copy): the health
     scale it colours the tables with and the window the page shows."""
     return {"health": scale.page_json(), "window": window, "window_label": window_label(window)}
+
+
+# How often the page asks for the marks and the sidecars' sync state.
+POLICY_POLL_MS = 3000
+
+
+def graph_policy_settings() -> dict[str, Any]:
+    """What graph.js marks services with (the current revision's ``policy_marks``)."""
+    number, document = revisions.current_document()
+    return {"marks": policy_marks(number, document), "labels": MARK_LABELS,
+            "mark_color": MUTED, "fault_color": RED,
+            "poll_ms": POLICY_POLL_MS}
 
 
 @page_view
@@ -43,4 +57,5 @@ def graph(request: HttpRequest) -> HttpResponse:
         initial = None
     return render(request, "dashboard/graph.html", {
         "initial": initial, "source_down": initial is None, "nav": "graph",
-        "page": graph_page_settings(scale, DEFAULT_WINDOW), "legend": scale.legend()})
+        "page": graph_page_settings(scale, DEFAULT_WINDOW), "legend": scale.legend(),
+        "policy": graph_policy_settings()})

@@ -12,12 +12,14 @@ from pydantic import Field
 from meshui.accounts.roles import Role
 from meshui.api.auth import require_role
 from meshui.api.errors import ApiError, Error, ErrorCode
-from meshui.policy import diff, merge, revisions
+from meshui.policy import diff, effective, merge, revisions, yaml_text
+from meshui.policy.audit import entry_json
 from meshui.policy.models import Action, AuditEntry, Revision, Source
 from meshui.policy.revisions import InvalidPolicy, StaleParent
 from meshui.policy.schemas import (
     AuditPage,
     Diff,
+    PolicyMarks,
     ProxyList,
     RevisionCreated,
     RevisionIn,
@@ -29,7 +31,7 @@ from meshui.policy.schemas import (
     ValidateOut,
 )
 from meshui.policy.status import iso, proxy_status
-from meshui.policy.validation import Validation
+from meshui.policy.validation import Problem, Validation
 from proxies.mesh.schema import service_name_problem
 
 router = Router(tags=["policy"])
@@ -49,11 +51,38 @@ def revision_json(revision: Revision | None) -> dict[str, Any]:
             "parent": revision.parent}
 
 
-def invalid(validation: Validation) -> ApiError:
+def problems_json(problems: tuple[Problem, ...], text: str | None) -> list[dict[str, Any]]:
+    """Problems as the API writes them; with the line of each field when the document came
+    as YAML text (the YAML editor marks that line)."""
+    if text is None:
+        return [p.as_json() for p in problems]
+    return [{**p.as_json(), "line": yaml_text.line_of(text, p.field)} for p in problems]
+
+
+def invalid(validation: Validation, text: str | None = None) -> ApiError:
     first = validation.errors[0]
+    errors = problems_json(validation.errors, text)
     return ApiError(ErrorCode.INVALID_POLICY, f"{first.field}: {first.detail}", field=first.field,
-                    errors=[e.as_json() for e in validation.errors],
-                    warnings=[w.as_json() for w in validation.warnings])
+                    **({"line": errors[0]["line"]} if text is not None else {}),
+                    errors=errors, warnings=problems_json(validation.warnings, text))
+
+
+def unparsable(problem: yaml_text.YamlProblem) -> dict[str, Any]:
+    return {"field": "yaml", "detail": str(problem), "line": problem.line}
+
+
+def document_of(document: dict[str, Any] | None, text: str | None) -> dict[str, Any]:
+    """The document a write gives as JSON (``document``) or as YAML text (``yaml``)."""
+    if (document is None) == (text is None):
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "give the policy as either document "
+                       "(JSON) or yaml (text), not both or neither", parameter="document")
+    if text is None:
+        return document or {}
+    try:
+        return yaml_text.load(text)
+    except yaml_text.YamlProblem as exc:
+        raise ApiError(ErrorCode.INVALID_POLICY, f"yaml: {exc}", field="yaml", line=exc.line,
+                       errors=[unparsable(exc)], warnings=[]) from None
 
 
 def stale(exc: StaleParent) -> ApiError:
@@ -61,12 +90,13 @@ def stale(exc: StaleParent) -> ApiError:
 
 
 def written(request: HttpRequest, document: dict[str, Any], parent: int, message: str,
-            source: Source, action: Action = Action.REVISION) -> Status[dict[str, Any]]:
+            source: Source, action: Action = Action.REVISION,
+            text: str | None = None) -> Status[dict[str, Any]]:
     try:
         result = revisions.write(request, document, parent=parent, message=message,
                                  source=source, action=action)
     except InvalidPolicy as exc:
-        raise invalid(exc.validation) from None
+        raise invalid(exc.validation, text) from None
     except StaleParent as exc:
         raise stale(exc) from None
     return Status(201, {**revision_json(result.revision),
@@ -108,10 +138,13 @@ def list_revisions(request: HttpRequest, paging: Query[Paging]) -> Any:
 @router.post("/policy/revisions", response={201: RevisionCreated, **WRITE},
              operation_id="createRevision", summary="Write a whole new policy document")
 def create_revision(request: HttpRequest, body: RevisionIn) -> Any:
-    """400 ``invalid_policy`` names the field at fault and creates nothing; 409
-    ``stale_parent`` when ``parent`` is not the current revision (with the current one)."""
+    """400 ``invalid_policy`` names the field at fault (and its ``line`` when the document
+    came as ``yaml``) and creates nothing; 409 ``stale_parent`` when ``parent`` is not the
+    current revision (with the current one)."""
     require_role(request, Role.OPERATOR, EDIT)
-    return written(request, body.document, body.parent, body.message, Source(body.source))
+    document = document_of(body.document, body.yaml)
+    return written(request, document, body.parent, body.message, Source(body.source),
+                   text=body.yaml)
 
 
 @router.get("/policy/revisions/{number}", response={200: RevisionOut, 404: Error, **READ},
@@ -147,19 +180,51 @@ def patch_service(request: HttpRequest, service: str, body: ServicePatchIn) -> A
     return written(request, patched, body.parent, body.message, Source(body.source))
 
 
+def _proposed(body: ValidateIn, current: dict[str, Any]) -> dict[str, Any]:
+    """The would-be document: given whole, as YAML, or as one service's patch of ``current``."""
+    if body.service is None and body.patch is None:
+        return document_of(body.document, body.yaml)
+    if body.service is None or body.patch is None or body.document is not None or body.yaml:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, "a patch needs service and patch, and "
+                       "neither document nor yaml", parameter="patch")
+    problem = service_name_problem(body.service)
+    if problem is not None:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, f"service: {problem}", parameter="service")
+    return merge.patch_service(current, body.service, body.patch)
+
+
 @router.post("/policy/validate", response={200: ValidateOut, **READ, 400: Error},
              operation_id="validatePolicy",
              summary="Dry run: would this document be accepted, and what would change")
 def validate_policy(request: HttpRequest, body: ValidateIn) -> Any:
-    """Writes nothing, so any reader may ask (a POST only because the document is a body)."""
-    validation = revisions.check(body.document)
-    current = Revision.objects.current()
-    old = current.document if current else {}
-    label = f"revision {current.number}" if current else "defaults"
-    return {"valid": validation.valid, "errors": [e.as_json() for e in validation.errors],
-            "warnings": [w.as_json() for w in validation.warnings],
-            "diff": {"changes": diff.changes(old, body.document),
-                     "unified": diff.unified(old, body.document, label, "proposed")}}
+    """Writes nothing, so any reader may ask (a POST only because the document is a body).
+
+    YAML that does not parse is ``valid: false`` with one error on field ``yaml`` (and its
+    line), so an editor can validate as the user types."""
+    number, old = revisions.current_document()
+    label = f"revision {number}" if number else "defaults"
+    try:
+        document = _proposed(body, old)
+    except ApiError as exc:
+        if exc.error != ErrorCode.INVALID_POLICY:
+            raise
+        return {"valid": False, "errors": exc.extra["errors"], "warnings": [],
+                "diff": {"changes": [], "unified": ""}, "revision": number, "document": None}
+    validation = revisions.check(document)
+    return {"valid": validation.valid, "errors": problems_json(validation.errors, body.yaml),
+            "warnings": problems_json(validation.warnings, body.yaml),
+            "diff": {"changes": diff.changes(old, document),
+                     "unified": diff.unified(old, document, label, "proposed")},
+            "revision": number, "document": document}
+
+
+@router.get("/policy/marks", response={200: PolicyMarks, **READ}, operation_id="policyMarks",
+            summary="Which services carry a split, a breaker, a fault or a rate limit")
+def policy_marks(request: HttpRequest) -> Any:
+    """What the graph marks services with: per service named in the current revision, the
+    kinds of policy that differ from the defaults (``default`` for every other service)."""
+    number, document = revisions.current_document()
+    return effective.policy_marks(number, document)
 
 
 @router.post("/policy/rollback", response={201: RevisionCreated, 404: Error, **WRITE},
@@ -186,7 +251,4 @@ def proxies(request: HttpRequest) -> Any:
 def audit_log(request: HttpRequest, paging: Query[Paging]) -> Any:
     count, rows = _page(AuditEntry.objects.newest_first(), paging)
     return {"count": count, "page": paging.page, "per_page": paging.per_page,
-            "entries": [{"at": iso(e.at), "last_at": iso(e.last_at), "count": e.count,
-                         "user": e.username or None, "action": e.action, "source": e.source,
-                         "address": e.address, "method": e.method, "path": e.path,
-                         "revision": e.revision, "detail": e.detail} for e in rows]}
+            "entries": [entry_json(e) for e in rows]}

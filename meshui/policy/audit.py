@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from meshui.policy.models import Action, AuditEntry
+from meshui.policy.status import iso
 
 # Refused writes from one address to one path inside this span are one row with a count.
 COALESCE_WINDOW = timedelta(seconds=60)
@@ -25,6 +26,14 @@ def _who(request: HttpRequest) -> tuple[Any, str]:
 def client_address(request: HttpRequest) -> str:
     """The peer's address, never a forwarded header (as the login lockout counts it)."""
     return str(request.META.get("REMOTE_ADDR") or "")[:64]
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """One entry as ``GET /api/v1/audit`` and the audit page show it."""
+    return {"at": iso(entry.at), "last_at": iso(entry.last_at), "count": entry.count,
+            "user": entry.username or None, "action": entry.action, "source": entry.source,
+            "address": entry.address, "method": entry.method, "path": entry.path,
+            "revision": entry.revision, "detail": entry.detail}
 
 
 def record(request: HttpRequest, action: Action, *, source: str = "", revision: int | None = None,

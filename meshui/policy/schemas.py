@@ -27,6 +27,8 @@ class RevisionOut(Schema):
 class Problem(Schema):
     field: str = Field(description="dotted path at fault, e.g. services.catalog.split.v3")
     detail: str
+    line: int | None = Field(None, description="the 1-based line of `field` in the `yaml` "
+                                               "text (only when the document came as yaml)")
 
 
 class Change(Schema):
@@ -58,8 +60,14 @@ class _Write(Schema):
     source: WriteSource = "api"
 
 
+YAML_TEXT = Field(None, max_length=256 * 1024,
+                  description="the document as YAML text instead of `document` (the YAML "
+                              "editor); parsed on the server, no anchors or aliases")
+
+
 class RevisionIn(_Write):
-    document: PolicyDocument
+    document: PolicyDocument | None = Field(None, description="give `document` or `yaml`")
+    yaml: str | None = YAML_TEXT
 
 
 class ServicePatchIn(_Write):
@@ -69,7 +77,14 @@ class ServicePatchIn(_Write):
 
 
 class ValidateIn(Schema):
-    document: PolicyDocument
+    document: PolicyDocument | None = Field(
+        None, description="the whole would-be document; or give `yaml`, or `service` and "
+                          "`patch`")
+    yaml: str | None = YAML_TEXT
+    service: str | None = Field(None, description="with `patch`: validate the current "
+                                                  "revision with this service merge-patched")
+    patch: PolicyDocument | None = Field(None, description="a merge patch of `service`'s "
+                                                           "policy, as PATCH takes it")
 
 
 class ValidateOut(Schema):
@@ -77,6 +92,17 @@ class ValidateOut(Schema):
     errors: list[Problem]
     warnings: list[Problem]
     diff: Diff = Field(description="from the current revision to this document")
+    revision: int = Field(description="the current revision the diff starts from")
+    document: PolicyDocument | None = Field(description="the document validated (null when "
+                                                        "the yaml did not parse)")
+
+
+class PolicyMarks(Schema):
+    revision: int
+    default: list[str] = Field(description="what every service not named in `services` "
+                                           "carries")
+    services: dict[str, list[str]] = Field(
+        description="per service named in the policy: split, breaker, fault, rate_limit")
 
 
 class RollbackIn(Schema):

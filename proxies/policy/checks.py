@@ -195,8 +195,9 @@ def route_split(value: Any, where: str) -> tuple[tuple[str, float], ...]:
 
 
 _FAULT = {
-    "delay": nullable(sub(DelayFault, {"fixed_ms": positive, "percent": percent}, {"percent": 100.0})),
-    "abort": nullable(sub(AbortFault, {"status": status, "percent": percent}, {"percent": 100.0})),
+    # percent defaults to the schema's (100: every request of the route)
+    "delay": nullable(sub(DelayFault, {"fixed_ms": positive, "percent": percent})),
+    "abort": nullable(sub(AbortFault, {"status": status, "percent": percent})),
 }
 
 

@@ -118,13 +118,13 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class DelayFault:
     fixed_ms: float
-    percent: float
+    percent: float = 100.0  # share of the route's requests delayed (Istio's default: all)
 
 
 @dataclass(frozen=True, slots=True)
 class AbortFault:
     status: int
-    percent: float
+    percent: float = 100.0  # share of the route's requests aborted
 
 
 @dataclass(frozen=True, slots=True)

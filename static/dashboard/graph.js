@@ -1,10 +1,16 @@
 // The live service graph page: draws the server-built Plotly figure, keeps it live over
 // /ws/graph, and mirrors the numbers in the summary bar and the side tables. The health
 // thresholds and the window come from the server (#graph-page, meshui.dashboard.views).
+// It also marks the services that carry policy (#graph-policy, then /api/v1/policy/marks),
+// says whether the current revision is applied on every sidecar (/api/v1/proxies), and
+// opens a service's page when its node or its row is clicked.
 (function () {
   "use strict";
 
   const PAGE = JSON.parse(document.getElementById("graph-page").textContent);
+  const POLICY = JSON.parse(document.getElementById("graph-policy").textContent);
+  let marks = POLICY.marks;
+  let lastPayload = null;
 
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
@@ -73,12 +79,35 @@
     nodesBody.innerHTML = nodes.slice().sort(byRate).map((n) => {
       const h = health(n.requests, n.error_rate);
       const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
+      const badges = marksOf(n.id).map((m) => ` <span class="mark ${escapeHtml(m)}">${escapeHtml(POLICY.labels[m] || m)}</span>`).join("");
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
-        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i>${escapeHtml(n.service)}${versions}</td>
+        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i><a class="service-link" href="${serviceUrl(n.id)}">${escapeHtml(n.service)}</a>${versions}${badges}</td>
         <td class="num">${rate(n.rps)}</td>
         <td class="num ${h}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;
     }).join("");
+  }
+
+  function marksOf(service) {
+    return (marks.services[service] || marks.default || []);
+  }
+
+  function serviceUrl(service) {
+    return "/services/" + encodeURIComponent(service);
+  }
+
+  // The policy marks as a third line under each node's label: invisible markers of the
+  // node's size carry the text, so it sits below the ring as the label does (Plotly text:
+  // only the server's own words are drawn here, never a name).
+  function marksTrace(figure) {
+    const nodes = figure.data[1];
+    if (!nodes || !nodes.customdata) return [];
+    const words = nodes.customdata.map((id) => marksOf(id).map((m) => POLICY.labels[m] || m).join(" · "));
+    if (!words.some(Boolean)) return [];
+    return [{ type: "scatter", mode: "markers+text", name: "policy", hoverinfo: "skip",
+      x: nodes.x, y: nodes.y, text: words.map((w) => (w ? "<br><br>" + w : "")),
+      textposition: "bottom center", marker: { size: nodes.marker.size, opacity: 0 },
+      textfont: { size: 11, color: nodes.customdata.map((id) => (marksOf(id).includes("fault") ? POLICY.fault_color : POLICY.mark_color)) } }];
   }
 
   function renderSummary(summary) {
@@ -108,7 +137,15 @@
     emptyEl.hidden = !empty;
     graphEl.style.visibility = empty ? "hidden" : "visible";
     // Plotly.react diffs against the current figure: no flicker, zoom and hover kept.
-    Plotly.react(graphEl, payload.figure.data, payload.figure.layout, PLOTLY_CONFIG);
+    lastPayload = payload;
+    Plotly.react(graphEl, [...payload.figure.data, ...marksTrace(payload.figure)], payload.figure.layout, PLOTLY_CONFIG);
+    if (!graphEl.dataset.clickable) { // Plotly adds .on() to the div on its first plot
+      graphEl.dataset.clickable = "true";
+      graphEl.on("plotly_click", (event) => {
+        const point = event.points && event.points[0];
+        if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
+      });
+    }
     renderEdges(payload.graph.edges);
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
@@ -155,7 +192,35 @@
     };
   }
 
+  // "revision N applied on all sidecars", or who is behind (and why).
+  const policyEl = document.getElementById("policy-status");
+  function renderSync(body) {
+    const revision = body.summary.revision;
+    if (!revision) {
+      policyEl.className = "status-line muted";
+      policyEl.textContent = "no policy revision yet: defaults in force";
+      return;
+    }
+    const sync = window.MeshUI.syncOf(body.proxies, revision);
+    policyEl.className = "status-line " + (sync.synced === sync.total ? "ok" : sync.problems.some((p) => p.state === "NACKED") ? "bad" : "warn");
+    const behind = sync.problems.map((p) => `${p.proxy_id} ${p.state}${p.reason ? ": " + p.reason : ""}`);
+    policyEl.textContent = window.MeshUI.syncText(revision, sync) + (behind.length ? " · " + behind.join(" · ") : "");
+  }
+
+  async function pollPolicy() {
+    const api = window.MeshUI.api;
+    const [proxies, latest] = await Promise.all([api("GET", "/api/v1/proxies"), api("GET", "/api/v1/policy/marks")])
+      .catch(() => [null, null]);
+    if (proxies && proxies.status === 200) renderSync(proxies.body);
+    if (latest && latest.status === 200 && JSON.stringify(latest.body) !== JSON.stringify(marks)) {
+      marks = latest.body;
+      if (lastPayload) render(lastPayload);
+    }
+    setTimeout(pollPolicy, POLICY.poll_ms);
+  }
+
   const initial = JSON.parse(document.getElementById("graph-initial").textContent);
   render(initial);
   connect();
+  pollPolicy();
 })();

@@ -46,8 +46,12 @@ def csp_problems(page: Any, console: list[str]) -> list[str]:
 
 
 @contextmanager
-def meshui_server(redis_url: str, workdir: Path, **extra_env: str) -> Iterator[str]:
-    """uvicorn serving meshui.asgi on a free port with a freshly migrated SQLite DB; its URL."""
+def meshui_server(redis_url: str, workdir: Path, users: dict[str, str] | None = None,
+                  **extra_env: str) -> Iterator[str]:
+    """uvicorn serving meshui.asgi on a free port with a freshly migrated SQLite DB; its URL.
+
+    ``users`` maps a username to its role (viewer, operator, admin); each gets the password
+    ``MESHUI_USER_PASSWORD`` (which must then be given)."""
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -63,6 +67,9 @@ def meshui_server(redis_url: str, workdir: Path, **extra_env: str) -> Iterator[s
     if "MESHUI_USER_PASSWORD" in env:
         subprocess.run([sys.executable, "manage.py", "ensure_user", "admin", "--superuser"],
                        cwd=ROOT, env=env, check=True, timeout=60)
+    for username, role in (users or {}).items():
+        subprocess.run([sys.executable, "manage.py", "ensure_user", username, "--role", role],
+                       cwd=ROOT, env=env, check=True, timeout=60, stdout=subprocess.DEVNULL)
     port = free_port()
     log_path = workdir / "uvicorn.log"
     log = log_path.open("wb")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -106,7 +107,14 @@ def test_hostile_service_names_show_as_literal_text_never_as_markup(
     table = page.locator("#nodes").inner_text()
     for name in HOSTILE:
         assert name in table
-    assert page.locator("#nodes a, #edges a, #nodes span[style], #edges img").count() == 0
+    # The only links are the page's own, one per service to its page, the name as text.
+    links = page.eval_on_selector_all("#nodes a, #edges a", """links => links.map((a) =>
+        [a.className, a.getAttribute("href"), a.textContent])""")
+    services = page.eval_on_selector_all("#nodes tr[data-node]", "rows => rows.map((r) => r.dataset.node)")
+    # encodeURIComponent's escaping: everything but letters, digits and -_.!~*'()
+    assert sorted(links) == sorted(
+        ["service-link", "/services/" + quote(name, safe="-_.!~*'()"), name] for name in services)
+    assert page.locator("#nodes span[style], #edges img").count() == 0
     assert csp_problems(page, console) == []
 
 
@@ -140,8 +148,10 @@ def test_the_api_docs_list_every_endpoint_and_try_one_out_under_the_csp(
     page.goto(server + "/api/v1/docs")
     page.wait_for_selector(".opblock", timeout=10000)
     paths = page.eval_on_selector_all(".opblock-summary-path", "ps => ps.map(p => p.textContent)")
-    assert sorted(p.replace("\u200b", "") for p in paths) == [
-        "/api/v1/graph", "/api/v1/instances", "/api/v1/services"]
+    schema = page.request.get(server + "/api/v1/openapi.json").json()
+    assert sorted({p.replace("\u200b", "") for p in paths}) == sorted(schema["paths"])
+    assert {"/api/v1/graph", "/api/v1/policy/validate", "/api/v1/policy/marks"} <= set(
+        schema["paths"])
     # Swagger UI and its styles came from our own /static/, nothing from another origin.
     loaded = page.evaluate("performance.getEntriesByType('resource').map(r => r.name)")
     assert loaded and all(url.startswith(server) for url in loaded), loaded
