@@ -16,6 +16,7 @@ from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.policy.push import alatest_published, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 from meshui.registry import claims
+from meshui.registry.ack_writer import writer as ack_writer
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
     BAD_FIELD,
@@ -56,8 +57,6 @@ def peer(scope: dict[str, Any]) -> str:
 claim = database_sync_to_async(claims.claim)
 release = database_sync_to_async(claims.release)
 touch = database_sync_to_async(claims.touch)
-record_ack = database_sync_to_async(claims.record_ack)
-record_nack = database_sync_to_async(claims.record_nack)
 read_current_config = database_sync_to_async(current_config)
 
 # A close with SERVICE_RESTART (meshui itself shutting down) leaves the instance
@@ -114,11 +113,13 @@ class ControlConsumer(AsyncWebsocketConsumer):
                     await apublish_endpoints()
                 await self.catch_up_config()
             elif isinstance(frame, Ack):
-                await record_ack(self.proxy_id, self.channel_name, frame, timezone.now())
+                ack_writer().submit(claims.record_ack, self.proxy_id, self.channel_name, frame,
+                                    timezone.now())
             elif isinstance(frame, Nack):
                 logger.warning("control channel: %s rejected %s %s: %s",
                                self.proxy_id, frame.kind, frame.version, frame.reason)
-                await record_nack(self.proxy_id, self.channel_name, frame, timezone.now())
+                ack_writer().submit(claims.record_nack, self.proxy_id, self.channel_name, frame,
+                                    timezone.now())
         except FrameError as exc:
             self.errors += 1
             # Logged, but a peer sending garbage in a loop must not flood the log.

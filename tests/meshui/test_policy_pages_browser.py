@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.meshui.browser import (
     CHROMIUM,
@@ -129,8 +130,8 @@ def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_
 
     page.click("#apply")
     page.wait_for_selector("#apply-dialog:not([hidden])")
-    diff = page.locator("#apply-diff").inner_text()
-    assert "+    split:" in diff and "+      v1: 50" in diff and "+      v2: 50" in diff
+    for line in ("+    split:", "+      v1: 50", "+      v2: 50"):
+        expect(page.locator("#apply-diff")).to_contain_text(line, timeout=10000)
     page.fill("#apply-message", "even split")
     page.click("#apply-confirm")
     page.wait_for_selector("#apply-progress .sync-count", timeout=10000)
@@ -141,7 +142,7 @@ def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_
     assert page.evaluate("window.__sameDocument") is True  # live, no reload
     revision = current(page)
     assert all(revision in sidecar.configs for sidecar in CATALOG)
-    assert page.locator("#loaded-revision").inner_text() == str(revision)
+    expect(page.locator("#loaded-revision")).to_have_text(str(revision), timeout=10000)
     assert csp_problems(page, console) == []
     page.close()
 
@@ -178,7 +179,8 @@ def test_history_shows_the_revision_and_rollback_restores_the_previous_split(
     page.goto(server + "/policy/history")
     row = page.locator(f'tr[data-revision="{canary}"]')
     assert "canary 10%" in row.inner_text() and "olivia" in row.inner_text()
-    assert "+      v2: 70" in page.locator("#diff").inner_text()  # newest vs the one before
+    # The diff is fetched after the page loads: expect() waits for it (newest vs the one before).
+    expect(page.locator("#diff")).to_contain_text("+      v2: 70", timeout=10000)
 
     button = row.locator(".rollback")
     button.click()
