@@ -20,7 +20,7 @@ from meshui.accounts.roles import Role, has_role, role_of
 from meshui.api.errors import ApiError, Error, ErrorCode
 from meshui.policy.audit import record, record_refusal
 from meshui.policy.models import Action
-from meshui.policy.status import iso
+from meshui.registry.api import iso_timestamp as iso
 from meshui.registry.schemas import DATE_TIME
 
 router = Router(tags=["accounts"])

@@ -30,8 +30,9 @@ from meshui.policy.schemas import (
     ValidateIn,
     ValidateOut,
 )
-from meshui.policy.status import iso, proxy_status
+from meshui.policy.status import proxy_status
 from meshui.policy.validation import Problem, Validation
+from meshui.registry.api import iso_timestamp as iso
 from proxies.mesh.schema import service_name_problem
 
 router = Router(tags=["policy"])

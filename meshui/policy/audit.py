@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from meshui.policy.models import Action, AuditEntry
-from meshui.policy.status import iso
+from meshui.registry.api import iso_timestamp as iso
 
 # Refused writes from one address to one path inside this span are one row with a count.
 COALESCE_WINDOW = timedelta(seconds=60)

@@ -10,13 +10,10 @@ from django.utils import timezone
 
 from meshui.policy.models import Revision
 from meshui.redis_clients import DATA_SOURCE_ERRORS
+from meshui.registry.api import iso_timestamp as iso
 from meshui.registry.endpoints import current_version, endpoints_status, published_at
 from meshui.registry.models import Instance
 from meshui.registry.sync import KindSync, SyncState
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _kind(sync: KindSync) -> dict[str, Any]:
