@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -77,8 +78,13 @@ async def run_worker(url: str, token: str, first: int, count: int) -> None:
                 await asyncio.sleep(0.05)
         elif command == "expect":
             revision = int(value)
-            while any(c.config_revision != revision for c in clients):
+            waiting, applied = set(clients), []
+            while waiting:
+                for client in [c for c in waiting if c.config_revision == revision]:
+                    waiting.discard(client)
+                    applied.append(time.time())
                 await asyncio.sleep(0.002)
+            line += f" {min(applied):.4f} {max(applied):.4f}"
         print(f"done {line}", flush=True)
 
 
@@ -108,7 +114,9 @@ class Workers:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT))
         self.ask("")  # each says "started"
 
-    def ask(self, command: str) -> None:
+    def ask(self, command: str) -> list[str]:
+        """Send ``command`` to every worker; their answers (``done COMMAND ...``)."""
+        answers = []
         for proc in self.procs:
             assert proc.stdin and proc.stdout
             if command:
@@ -119,6 +127,8 @@ class Workers:
             line = proc.stdout.readline()
             if not line:
                 raise SystemExit(f"a worker died (exit {proc.wait()})")
+            answers.append(line.strip())
+        return answers
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -167,7 +177,22 @@ def converge(mesh: Mesh, size: int, rounds: int) -> dict[str, Any]:
         while api(mesh, "GET", "proxies").json()["summary"]["total"] < size:
             time.sleep(0.5)
         connect_s = time.monotonic() - started
-        time.sleep(3)  # let the endpoints pushes of the connection storm drain
+        # The connection storm pushed endpoints snapshots of up to N instances to N clients:
+        # measure once every client runs the last one, not while they still parse the backlog.
+        deadline = time.monotonic() + 300
+        while True:
+            states = Counter(p["endpoints"]["state"]
+                             for p in api(mesh, "GET", "proxies").json()["proxies"]
+                             if p["connected"])
+            if states["SYNCED"] == sum(states.values()):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"N={size}: the endpoints never settled: {dict(states)}")
+            print(f"N={size}: endpoints {dict(states)}", file=sys.stderr)
+            time.sleep(2)
+        print(f"N={size}: endpoints settled {time.monotonic() - started:.1f} s after the "
+              "first connect", file=sys.stderr)
+        time.sleep(3)
         pid = mesh.supervisor.child("meshui").process.pid
         idle_from, idle_cpu = time.monotonic(), cpu_seconds(pid)
         time.sleep(3)
@@ -185,7 +210,10 @@ def converge(mesh: Mesh, size: int, rounds: int) -> dict[str, Any]:
             # the push): the ACKs can land before the 201 even reaches this client.
             created = parse_time(response.json()["created_at"])
             print(f"N={size}: revision {revision} created", file=sys.stderr)
-            workers.ask(f"expect {revision}")
+            applied = [line.split()[-2:] for line in workers.ask(f"expect {revision}")]
+            print(f"N={size}: revision {revision}: clients applied it from "
+                  f"{min(float(a) for a, _ in applied) - created:.3f} s to "
+                  f"{max(float(b) for _, b in applied) - created:.3f} s", file=sys.stderr)
             cpu = cpu_seconds(pid) - cpu_before - idle_rate * (time.monotonic() - wall_before)
             cpu_per_revision.append(cpu)
             deadline = time.monotonic() + 90
@@ -200,6 +228,10 @@ def converge(mesh: Mesh, size: int, rounds: int) -> dict[str, Any]:
                 print(f"N={size}: only {len(acks)} of {size} ACKs recorded within 90 s",
                       file=sys.stderr)
                 missing += size - len(acks)
+            if acks:
+                print(f"N={size}: revision {revision}: p50 {statistics.median(acks):.3f} s, "
+                      f"p99 {percentile(acks, 0.99):.3f} s, {sum(a > 1 for a in acks)} over 1 s",
+                      file=sys.stderr)
             latencies.extend(acks)
         return {"size": size, "connect_s": connect_s, "latencies": latencies,
                 "cpu": cpu_per_revision, "idle_rate": idle_rate, "missing": missing}

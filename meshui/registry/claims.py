@@ -115,13 +115,21 @@ def release(proxy_id: str, connection: str) -> bool:
     return bool(_mine(proxy_id, connection).filter(connected=True).update(connected=False))
 
 
-def touch(proxy_id: str, connection: str, now: datetime) -> bool:
-    """Record a heartbeat; True when it revived an instance the sweep had marked stale."""
-    revived = _mine(proxy_id, connection).filter(connected=False).update(
-        connected=True, last_seen=now)
-    if not revived:
-        _mine(proxy_id, connection).update(last_seen=now)
-    return bool(revived)
+# Heartbeats per UPDATE: SQLite allows 32766 parameters in a statement; stay well below.
+TOUCH_CHUNK = 500
+
+
+def touch(connections: set[str], now: datetime) -> int:
+    """Record heartbeats of ``connections`` (channel names); returns how many instances they
+    revived (the stale sweep had marked them disconnected). A row is touched only by the
+    connection that owns it: one connection owns at most one row."""
+    revived = 0
+    names = sorted(connections)
+    for start in range(0, len(names), TOUCH_CHUNK):
+        chunk = Instance.objects.filter(connection__in=names[start:start + TOUCH_CHUNK])
+        revived += chunk.filter(connected=False).update(connected=True, last_seen=now)
+        chunk.update(last_seen=now)
+    return revived
 
 
 # The columns an ACK and a NACK of each kind write (registry/models.py).

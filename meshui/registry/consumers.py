@@ -16,7 +16,7 @@ from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.policy.push import alatest_published, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 from meshui.registry import claims
-from meshui.registry.ack_writer import writer as ack_writer
+from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
     BAD_FIELD,
@@ -56,7 +56,6 @@ def peer(scope: dict[str, Any]) -> str:
 
 claim = database_sync_to_async(claims.claim)
 release = database_sync_to_async(claims.release)
-touch = database_sync_to_async(claims.touch)
 read_current_config = database_sync_to_async(current_config)
 
 # A close with SERVICE_RESTART (meshui itself shutting down) leaves the instance
@@ -97,6 +96,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
             logger.info("control channel: %s left for a server restart; kept registered",
                         self.proxy_id)
             return
+        control_writes().forget(self.channel_name)
         if await release(self.proxy_id, self.channel_name):
             logger.info("control channel: %s disconnected (code %s)", self.proxy_id, code)
             await apublish_endpoints()
@@ -109,16 +109,15 @@ class ControlConsumer(AsyncWebsocketConsumer):
             elif self.proxy_id is None:
                 raise FrameError(f"send hello before {type(frame).__name__.lower()}", HELLO_FIRST)
             elif isinstance(frame, Heartbeat):
-                if await touch(self.proxy_id, self.channel_name, timezone.now()):
-                    await apublish_endpoints()
+                control_writes().heartbeat(self.channel_name)
                 await self.catch_up_config()
             elif isinstance(frame, Ack):
-                ack_writer().submit(claims.record_ack, self.proxy_id, self.channel_name, frame,
+                control_writes().submit(claims.record_ack, self.proxy_id, self.channel_name, frame,
                                     timezone.now())
             elif isinstance(frame, Nack):
                 logger.warning("control channel: %s rejected %s %s: %s",
                                self.proxy_id, frame.kind, frame.version, frame.reason)
-                ack_writer().submit(claims.record_nack, self.proxy_id, self.channel_name, frame,
+                control_writes().submit(claims.record_nack, self.proxy_id, self.channel_name, frame,
                                     timezone.now())
         except FrameError as exc:
             self.errors += 1

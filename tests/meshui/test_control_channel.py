@@ -213,6 +213,11 @@ async def test_the_stale_sweep_drops_silent_instances_and_broadcasts(
     assert set(update["services"]) == {"frontend"}
     # Idempotent: a second run finds nothing to do.
     assert await database_sync_to_async(sweep_stale_instances)() == []
+    # The silent one speaks again: its heartbeat revives it and everybody hears of it.
+    await quiet.send_json_to({"type": "heartbeat", "state": {}})
+    update = await receive_until(chatty, lambda f: "catalog" in f["services"])
+    assert [e["instance"] for e in update["services"]["catalog"]] == ["catalog-1"]
+    assert (await database_sync_to_async(Instance.objects.get)(proxy_id="catalog-1")).connected
     await quiet.disconnect()
     await chatty.disconnect()
 
