@@ -26,22 +26,33 @@ def changed_message(number: int, frame: str) -> dict[str, Any]:
     return {"type": "config.changed", "revision": number, "frame": frame}
 
 
-# The newest revision published, for the consumers' heartbeat check: the channel layer drops
-# a message to a full channel without a word (pitfalls.md), so a sidecar whose copy was lost
-# is sent the current revision at its next heartbeat instead of waiting for the next one.
-REVISION_KEY = "meshui:policy:revision"
+# The newest revision published and its frame, for the consumers' heartbeat check: the channel
+# layer drops a message to a full channel without a word (pitfalls.md), so a sidecar whose
+# copy was lost is sent the newest revision at its next heartbeat instead of waiting for the
+# next one. The frame is kept beside the number so that the repair, and the heartbeats that
+# simply arrive while a push is still fanning out, cost a Redis read, not a database query.
+PUBLISHED_KEY = "meshui:policy:published"
 
 
 def publish(revision: Revision) -> None:
     """Send ``revision`` to every connected sidecar (call it after the commit)."""
-    get_redis().set(REVISION_KEY, revision.number)
-    broadcast(PROXIES_GROUP, changed_message(revision.number, config_frame(revision)))
+    frame = config_frame(revision)
+    get_redis().hset(PUBLISHED_KEY, mapping={"revision": revision.number, "frame": frame})
+    broadcast(PROXIES_GROUP, changed_message(revision.number, frame))
 
 
 async def alatest_published() -> int:
     """The newest revision published (0 before any)."""
-    value = await get_async_redis().get(REVISION_KEY)
+    value = await get_async_redis().hget(PUBLISHED_KEY, "revision")
     return 0 if value is None else int(value)
+
+
+async def apublished_config() -> tuple[int, str] | None:
+    """The newest revision published and its frame (None before any)."""
+    number, frame = await get_async_redis().hmget(PUBLISHED_KEY, ["revision", "frame"])
+    if number is None or frame is None:
+        return None
+    return int(number), frame.decode() if isinstance(frame, bytes) else frame
 
 
 def current_config() -> tuple[int, str] | None:

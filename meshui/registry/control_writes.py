@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
-from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import transaction
@@ -30,20 +28,18 @@ from meshui.registry.endpoints import apublish_endpoints
 
 logger = logging.getLogger(__name__)
 
-Write = tuple[Callable[..., Any], tuple[Any, ...]]
-
 
 class ControlWriter:
     """One event loop's queue of writes and heartbeats, and its flusher."""
 
     def __init__(self) -> None:
-        self.queue: list[Write] = []
+        self.answers: list[claims.Answer] = []
         self.heartbeats: set[str] = set()  # channel names of the connections heard from
         self.flusher: asyncio.Task[None] | None = None
 
-    def submit(self, write: Callable[..., Any], *args: Any) -> None:
-        """Queue ``write(*args)``; writes from one connection keep their order."""
-        self.queue.append((write, args))
+    def answer(self, answer: claims.Answer) -> None:
+        """Queue an ACK or NACK; answers from one connection keep their order."""
+        self.answers.append(answer)
         self._wake()
 
     def heartbeat(self, connection: str) -> None:
@@ -62,8 +58,8 @@ class ControlWriter:
                                                                   name="control-writes")
 
     async def _flush(self) -> None:
-        while self.queue or self.heartbeats:
-            batch, self.queue = self.queue, []
+        while self.answers or self.heartbeats:
+            batch, self.answers = self.answers, []
             beats, self.heartbeats = self.heartbeats, set()
             try:
                 revived = await database_sync_to_async(_apply)(batch, beats)
@@ -75,10 +71,10 @@ class ControlWriter:
                 await apublish_endpoints()
 
 
-def _apply(batch: list[Write], beats: set[str]) -> int:
+def _apply(answers: list[claims.Answer], beats: set[str]) -> int:
     with transaction.atomic():
-        for write, args in batch:
-            write(*args)
+        if answers:
+            claims.record_answers(answers)
         return claims.touch(beats, timezone.now()) if beats else 0
 
 

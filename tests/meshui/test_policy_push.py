@@ -9,7 +9,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.test import Client
 
-from meshui.policy.push import changed_message
+from meshui.policy.push import PUBLISHED_KEY, changed_message
+from meshui.redis_clients import get_async_redis
 from tests.meshui.test_control_channel import hello, receive_until, register, sidecar
 from tests.meshui.users import make_operator
 from tests.polling import eventually
@@ -138,4 +139,24 @@ async def test_a_newer_revision_overtakes_and_an_older_one_is_never_sent_again(
     await database_sync_to_async(write)(client, CANARY, 2)
     third = await receive_until(communicator, lambda f: f["type"] == "config")
     assert third["revision"] == 3
+    await communicator.disconnect()
+
+
+async def test_a_sidecar_whose_push_was_lost_gets_the_revision_at_its_next_heartbeat(
+    meshui_settings: Any,
+) -> None:
+    communicator = sidecar()
+    await register(communicator, hello("frontend-1", "frontend"))
+    # Published (the Redis record the heartbeats compare with) but its group message lost,
+    # as channels-redis drops a message to a full channel.
+    frame = '{"type":"config","revision":7,"policy":{}}'
+    await get_async_redis().hset(PUBLISHED_KEY, mapping={"revision": 7, "frame": frame})
+    await communicator.send_json_to({"type": "heartbeat", "state": {}})
+    assert await receive_until(communicator, lambda f: f["type"] == "config") == {
+        "type": "config", "revision": 7, "policy": {}}
+    # Sent once: the next heartbeat sends nothing, so the next frame is the group's revision 8.
+    await communicator.send_json_to({"type": "heartbeat", "state": {}})
+    await get_channel_layer().group_send(
+        "proxies", changed_message(8, '{"type":"config","revision":8,"policy":{}}'))
+    assert (await receive_until(communicator, lambda f: f["type"] == "config"))["revision"] == 8
     await communicator.disconnect()
