@@ -20,8 +20,29 @@ from collector.graphstore import (
 )
 from meshui.redis_clients import get_async_redis, get_redis
 
-__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "GraphJSON", "aread_graph", "read_graph",
-           "validate_window"]
+__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "WINDOW_CHOICES", "GraphJSON", "aread_graph",
+           "page_window", "read_graph", "validate_window", "window_label"]
+
+# The windows a page offers to pick from (any other in 1..MAX_WINDOW works as ?window=N).
+WINDOW_CHOICES = (10, 30, 60, 300, 900)
+
+
+def window_label(window: int) -> str:
+    """The window as a page writes it: "last 30 s", "last minute", "last 5 min"."""
+    if window == 60:
+        return "last minute"
+    return f"last {window // 60} min" if window % 60 == 0 else f"last {window} s"
+
+
+def page_window(raw: str | None) -> int:
+    """A page's ``?window=`` (seconds, DEFAULT_WINDOW when absent); ValueError says why not."""
+    if raw is None or raw == "":
+        return DEFAULT_WINDOW
+    try:
+        window = int(raw)
+    except ValueError:
+        raise ValueError(f"window must be a whole number of seconds, got {raw!r}") from None
+    return validate_window(window)
 
 
 def read_graph(window: int) -> GraphJSON:

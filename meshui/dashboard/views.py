@@ -11,17 +11,12 @@ from django.shortcuts import render
 from meshui.accounts.access import page_view
 from meshui.dashboard.figure import MUTED, page_payload
 from meshui.dashboard.health import HEALTH, RED, HealthScale
-from meshui.dashboard.source import DEFAULT_WINDOW, read_graph
+from meshui.dashboard.source import DEFAULT_WINDOW, read_graph, window_label
 from meshui.policy import revisions
 from meshui.policy.effective import MARK_LABELS, policy_marks
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 logger = logging.getLogger(__name__)
-
-
-def window_label(window: int) -> str:
-    """The window as the page writes it: "last 60 s"."""
-    return f"last {window} s"
 
 
 def graph_page_settings(scale: HealthScale, window: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from meshui.dashboard.source import window_label
 from meshui.policy import effective, fields
 from meshui.policy.fields import FAULT_ROUTE
 
@@ -123,11 +124,6 @@ def versions(service: str, policy: Mapping[str, Any], proxies: Iterable[Mapping[
     return sorted(found)
 
 
-def window_words(window: int) -> str:
-    """The window as the page says it: "last minute", "last 30 s"."""
-    return "last minute" if window == 60 else f"last {window} s"
-
-
 def page_json(service: str, graph: Mapping[str, Any] | None,
               proxy_rows: list[Mapping[str, Any]], revision: int,
               document: Mapping[str, Any], window: int) -> dict[str, Any]:
@@ -137,7 +133,7 @@ def page_json(service: str, graph: Mapping[str, Any] | None,
         "service": service,
         "revision": revision,
         "window": window,
-        "window_label": window_words(window),
+        "window_label": window_label(window),
         "values": editor_values(policy),
         "split": policy.get("split") or {},
         "routes": [r for r in policy.get("routes") or () if r["name"] != FAULT_ROUTE],

@@ -17,7 +17,7 @@ from django.shortcuts import render
 
 from meshui.accounts.access import page_view
 from meshui.accounts.roles import Role, has_role, role_of
-from meshui.dashboard.source import DEFAULT_WINDOW, read_graph
+from meshui.dashboard.source import WINDOW_CHOICES, page_window, read_graph, window_label
 from meshui.policy import diff, fields, revisions, service_page
 from meshui.policy.effective import MARK_LABELS
 from meshui.policy.models import AuditEntry, Revision
@@ -46,9 +46,9 @@ def edit_access(user: Any) -> EditAccess:
                              f"(ask an admin).")
 
 
-def _graph() -> dict[str, Any] | None:
+def _graph(window: int) -> dict[str, Any] | None:
     try:
-        return dict(read_graph(DEFAULT_WINDOW))
+        return dict(read_graph(window))
     except DATA_SOURCE_ERRORS as exc:  # the page still renders; its numbers say so
         logger.warning("service page: Redis unavailable: %s", exc)
         return None
@@ -65,20 +65,27 @@ def _known(name: str, graph: dict[str, Any] | None, document: dict[str, Any]) ->
 def service(request: HttpRequest, name: str) -> HttpResponse:
     """One service: golden numbers, versions and instances, and every policy editor."""
     access = edit_access(request.user)
+    try:
+        window = page_window(request.GET.get("window"))
+    except ValueError as exc:
+        return render(request, "policy/service_unknown.html", {
+            "name": name, "window_problem": str(exc), "nav": "graph"}, status=400)
     problem = service_name_problem(name)
-    graph = _graph() if problem is None else None
+    graph = _graph(window) if problem is None else None
     number, document = revisions.current_document()
     if problem is not None or not _known(name, graph, document):
         return render(request, "policy/service_unknown.html", {
             "name": name, "problem": problem, "nav": "graph"})
     proxies = proxy_status()["proxies"]
-    page = service_page.page_json(name, graph, proxies, number, document, DEFAULT_WINDOW)
+    page = service_page.page_json(name, graph, proxies, number, document, window)
     return render(request, "policy/service.html", {
         "name": name, "page": page, "nav": "graph", "access": access,
         "access_json": asdict(access), "cards": fields.cards(page["values"]),
         "split_help": fields.SPLIT_HELP,
         "routes_help": fields.ROUTES_HELP, "mark_labels": MARK_LABELS,
-        "window": DEFAULT_WINDOW, "source_down": graph is None})
+        "window": window, "window_label": window_label(window),
+        "windows": [(w, window_label(w)) for w in WINDOW_CHOICES], "window_seconds": WINDOW_CHOICES,
+        "source_down": graph is None})
 
 
 def _page(request: HttpRequest, queryset: Any) -> Any:

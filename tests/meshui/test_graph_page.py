@@ -79,9 +79,9 @@ def test_the_page_hands_graph_js_the_server_s_scale_and_window(
     write_edge(redis_client, 100, 3)
     page = reader.get("/").content.decode()
     assert json_script(page, "graph-page") == {
-        "health": HEALTH.page_json(), "window": DEFAULT_WINDOW, "window_label": f"last {DEFAULT_WINDOW} s"}
+        "health": HEALTH.page_json(), "window": DEFAULT_WINDOW, "window_label": "last minute"}
     assert legend(page) == [(item["name"], item["label"]) for item in HEALTH.legend()]
-    assert f'<span class="value">last {DEFAULT_WINDOW} s</span>' in page
+    assert '<span class="value">last minute</span>' in page
     initial = json_script(page, "graph-initial")
     assert initial["graph"]["window"] == DEFAULT_WINDOW
     assert initial["figure"]["layout"]["annotations"][0]["arrowcolor"] == AMBER  # 3% errors

@@ -188,6 +188,30 @@ def test_the_service_page_carries_the_live_numbers_from_the_graph(
     assert data["window_label"] == "last minute"
 
 
+def test_the_service_page_takes_a_window_and_refuses_a_bad_one(
+    catalog: None, redis_client: redis.Redis
+) -> None:
+    # 30 requests 20 s ago: inside the last minute, outside the last 10 s.
+    writer = GraphWriter(clock=lambda: time.time() - 20)
+    writer.add_edge("frontend", "catalog", 30, 0, {3: 30})
+    writer.add_node("catalog", "v1", 30, 0, {3: 30})
+    pipe = redis_client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+    viewer = client_for(Role.VIEWER)
+    minute = json_script(viewer.get("/services/catalog").content.decode(), "service-page")
+    assert minute["window"] == 60 and minute["graph"]["golden"]["requests"] == 30
+    page = viewer.get("/services/catalog?window=10").content.decode()
+    short = json_script(page, "service-page")
+    assert short["window"] == 10 and short["window_label"] == "last 10 s"
+    assert short["graph"]["golden"] is None  # catalog served nothing in the last 10 s
+    assert 'aria-current="true" title="numbers and observed shares over the last 10 s"' in page
+    for bad, reason in (("0", "between 1 and 3600"), ("abc", "whole number of seconds")):
+        response = viewer.get(f"/services/catalog?window={bad}")
+        assert response.status_code == 400
+        assert reason in response.content.decode()
+
+
 def test_the_graph_page_hands_graph_js_the_policy_marks(catalog: None) -> None:
     revision({"services": {"catalog": {"rate_limit": {"total": {"requests_per_second": 5}}}}})
     policy = json_script(client_for(Role.VIEWER).get("/").content.decode(), "graph-policy")
