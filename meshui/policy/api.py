@@ -203,7 +203,6 @@ def validate_policy(request: HttpRequest, body: ValidateIn) -> Any:
     YAML that does not parse is ``valid: false`` with one error on field ``yaml`` (and its
     line), so an editor can validate as the user types."""
     number, old = revisions.current_document()
-    label = f"revision {number}" if number else "defaults"
     try:
         document = _proposed(body, old)
     except ApiError as exc:
@@ -214,8 +213,7 @@ def validate_policy(request: HttpRequest, body: ValidateIn) -> Any:
     validation = revisions.check(document)
     return {"valid": validation.valid, "errors": problems_json(validation.errors, body.yaml),
             "warnings": problems_json(validation.warnings, body.yaml),
-            "diff": {"changes": diff.changes(old, document),
-                     "unified": diff.unified(old, document, label, "proposed")},
+            "diff": diff.report(old, document, revisions.label(number), "proposed"),
             "revision": number, "document": document}
 
 

@@ -70,3 +70,9 @@ def unified(old: Any, new: Any, old_label: str, new_label: str) -> str:
                                  as_yaml(new).splitlines(keepends=True),
                                  fromfile=old_label, tofile=new_label)
     return "".join(lines)
+
+
+def report(old: Mapping[str, Any], new: Mapping[str, Any], old_label: str, new_label: str
+           ) -> dict[str, Any]:
+    """Both diffs of the API (``{"changes", "unified"}``: docs/api.md)."""
+    return {"changes": changes(old, new), "unified": unified(old, new, old_label, new_label)}

@@ -92,10 +92,12 @@ def revision_or_none(number: int) -> Revision | None:
     return Revision.objects.filter(number=number).first()
 
 
+def label(number: int) -> str:
+    """How a diff names revision ``number`` (0: before any, the defaults)."""
+    return f"revision {number}" if number else "defaults"
+
+
 def between(old: Revision | None, new: Revision | None) -> dict[str, Any]:
     """The structured and the text diff from ``old`` to ``new`` (None: the defaults, {})."""
-    old_doc, new_doc = (old.document if old else {}), (new.document if new else {})
-    old_label = f"revision {old.number}" if old else "defaults"
-    new_label = f"revision {new.number}" if new else "defaults"
-    return {"changes": diff.changes(old_doc, new_doc),
-            "unified": diff.unified(old_doc, new_doc, old_label, new_label)}
+    return diff.report(old.document if old else {}, new.document if new else {},
+                       label(old.number if old else 0), label(new.number if new else 0))

@@ -22,20 +22,17 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
 
-from meshui.demo.mesh import Mesh, MeshConfig
+from meshui.demo.mesh import Mesh
 from meshui.demo.topology import Instance
-from tests.e2e.databases import own_database
+from tests.e2e.meshes import small_mesh
 from tests.polling import eventually, settled, wait_until
-from tests.ports import free_port, free_port_block
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))
@@ -48,26 +45,9 @@ HEARTBEAT_S = 8
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    workdir = tmp_path_factory.mktemp("chaos")
-    with own_database(workdir, "chaos") as database_url:
-        yield from running_mesh(workdir, database_url)
-
-
-def running_mesh(workdir: Path, database_url: str) -> Iterator[Mesh]:
-    config = replace(
-        MeshConfig(),
-        meshui_port=free_port(), collector_port=free_port(), base_port=free_port_block(10 * len(INSTANCES)),
-        redis_url=None, database_url=database_url,
-        instances=INSTANCES, run_load=False, run_celery=False, trace_sample=0.0,
-        data_dir=workdir, log_dir=workdir / "log", policy_file=None,
-        extra_env=(("MESHUI_HEARTBEAT_INTERVAL", str(HEARTBEAT_S)),),
-    )  # fmt: skip
-    mesh = Mesh(config, say=lambda line: None)
-    try:
-        mesh.start()
+    with small_mesh(tmp_path_factory.mktemp("chaos"), "chaos", INSTANCES,
+                    extra_env=(("MESHUI_HEARTBEAT_INTERVAL", str(HEARTBEAT_S)),)) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 class Load:

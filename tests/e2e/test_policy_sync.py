@@ -11,7 +11,6 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +18,11 @@ import httpx
 import pytest
 import websockets
 
-from meshui.demo.mesh import Mesh, MeshConfig
+from meshui.demo.mesh import Mesh
 from meshui.demo.topology import Instance
-from tests.e2e.databases import own_database
+from tests.e2e.meshes import small_mesh
 from tests.e2e.test_chaos import Load
 from tests.polling import eventually, wait_until
-from tests.ports import free_port, free_port_block
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))
@@ -34,23 +32,8 @@ SEED = "services:\n  catalog:\n    split: {v1: 80, v2: 20}\n"
 
 @pytest.fixture(scope="module")
 def mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    workdir = tmp_path_factory.mktemp("policy")
-    (workdir / "policy.yaml").write_text(SEED)
-    with own_database(workdir, "policy") as database_url:
-        config = replace(
-            MeshConfig(),
-            meshui_port=free_port(), collector_port=free_port(),
-            base_port=free_port_block(10 * len(INSTANCES)), redis_url=None,
-            database_url=database_url, instances=INSTANCES, run_load=False, run_celery=False,
-            trace_sample=0.0, data_dir=workdir, log_dir=workdir / "log",
-            policy_file=workdir / "policy.yaml",
-        )  # fmt: skip
-        mesh = Mesh(config, say=lambda line: None)
-        try:
-            mesh.start()
-            yield mesh
-        finally:
-            mesh.stop()
+    with small_mesh(tmp_path_factory.mktemp("policy"), "policy", INSTANCES, policy=SEED) as mesh:
+        yield mesh
 
 
 def api(mesh: Mesh, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -12,16 +12,15 @@ sent it fewer than five of 40, and it was never ejected).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
 import redis
 
-from meshui.demo.mesh import Mesh, MeshConfig
+from meshui.demo.mesh import Mesh
 from meshui.demo.topology import Instance
+from tests.e2e.meshes import small_mesh
 from tests.polling import wait_until
-from tests.ports import free_port, free_port_block
 
 POLICY = """
 services:
@@ -34,25 +33,13 @@ BAD = "payments-v1-2"  # proxy ids are <service>-<version>-<index>
 
 @pytest.fixture(scope="module")
 def mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    workdir = tmp_path_factory.mktemp("resilience")
     redis_url = f"{redis_server_url}/12"
     redis.Redis.from_url(redis_url).flushdb()
-    (workdir / "policy.yaml").write_text(POLICY)
-    config = replace(
-        MeshConfig(),
-        meshui_port=free_port(), collector_port=free_port(), base_port=free_port_block(30),
-        redis_url=redis_url, database_url=f"sqlite:///{workdir / 'meshui.sqlite3'}",
-        instances=(Instance("checkout", "v1"), Instance("payments", "v1", failure_rate=0.0),
-                   Instance("payments", "v1", failure_rate=1.0)),
-        run_load=False, run_celery=False, trace_sample=0.0, log_dir=workdir / "log",
-        policy_file=workdir / "policy.yaml",
-    )  # fmt: skip
-    mesh = Mesh(config, say=lambda line: None)
-    try:
-        mesh.start()
+    instances = (Instance("checkout", "v1"), Instance("payments", "v1", failure_rate=0.0),
+                 Instance("payments", "v1", failure_rate=1.0))
+    with small_mesh(tmp_path_factory.mktemp("resilience"), "resilience", instances,
+                    policy=POLICY, redis_url=redis_url) as mesh:
         yield mesh
-    finally:
-        mesh.stop()
 
 
 def checkout(mesh: Mesh, count: int) -> list[int]:
