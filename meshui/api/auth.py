@@ -92,9 +92,14 @@ class SessionAuth(APIKeyCookie):
         return request.COOKIES.get(self.param_name)
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
+        # The user is resolved here, in ninja's worker thread. Under MESHUI_PUBLIC_READ
+        # can_read() never looks at it, and ninja's truth test of the lazy user we return
+        # then loaded the session inside the event loop of an async view (the graph): a 500
+        # for every logged-in reader.
         user = request.user
+        logged_in = can_write(user)  # resolves the lazy user
         reading = request.method in SAFE_METHODS
-        if not (can_read(user) if reading else can_write(user)):
+        if not (can_read(user) if reading else logged_in):
             if not reading:
                 record_refusal(request, "not logged in")
             return None  # django-ninja raises AuthenticationError: our 401

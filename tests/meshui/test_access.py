@@ -43,6 +43,20 @@ def test_a_logged_in_write_with_the_csrf_token_passes_the_csrf_check(meshui_sett
     assert passed.status_code == 405  # past login and CSRF: the endpoint is read-only
 
 
+@pytest.mark.parametrize("public_read", [False, True])
+def test_a_logged_in_reader_gets_the_async_graph_endpoint(
+    meshui_settings: Any, public_read: bool
+) -> None:
+    # Under public read the session's user was resolved lazily in the event loop by
+    # ninja's truth test of the auth result: every logged-in poll of the graph was a 500.
+    meshui_settings.MESHUI_PUBLIC_READ = public_read
+    reader = Client()
+    reader.force_login(User.objects.create_user("reader", password="pw"))
+    response = reader.get("/api/v1/graph?window=10")
+    assert response.status_code == 200, response.content
+    assert response.json()["window"] == 10
+
+
 @pytest.mark.parametrize(
     "path", ["/", LOGIN, "/api/v1/graph", "/admin/login/", "/static/dashboard/graph.js"])
 def test_every_response_carries_the_browser_security_headers(
