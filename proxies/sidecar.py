@@ -19,6 +19,7 @@ from proxies.dataplane.limits import ListenerLimits, within_fd_limit
 from proxies.dataplane.plane import DataPlane
 from proxies.dataplane.upstream import Connector, open_tcp
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
+from proxies.mesh.schema import HEARTBEAT_EJECTIONS_MAX
 from proxies.policy.store import PolicyStore
 
 if TYPE_CHECKING:
@@ -168,7 +169,24 @@ class Sidecar:
             "requests_total": self.telemetry.requests_total,
             "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "ejected": self.ejected_now(),
         }
+
+    def ejected_now(self) -> list[dict[str, Any]]:
+        """The instances this sidecar's outlier detection keeps out now, for meshui's service
+        page (docs/control-channel.md): ``until`` is when it may return, in epoch seconds."""
+        plane = self.plane
+        if plane is None:
+            return []
+        now, wall = self.clock(), time.time()
+        ejected = [
+            {"service": destination.name, "instance": endpoint.instance,
+             "until": round(wall + endpoint.ejected_until - now, 1)}
+            for destination in plane.destinations.values()
+            for endpoint in destination.endpoints
+            if endpoint.ejected_until
+        ]
+        return ejected[:HEARTBEAT_EJECTIONS_MAX]
 
 
 def fit_fd_limit(limits: ListenerLimits) -> ListenerLimits:

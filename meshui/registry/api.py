@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -12,9 +12,10 @@ from ninja import Router
 
 from meshui.api.errors import RETRY_AFTER_DOC, Error, data_source_unavailable
 from meshui.redis_clients import DATA_SOURCE_ERRORS
+from meshui.registry.ejections import acurrent as current_ejections
 from meshui.registry.endpoints import acurrent_version, aendpoints_status, published_at
 from meshui.registry.models import Instance, Service
-from meshui.registry.schemas import InstanceList, ServiceList
+from meshui.registry.schemas import EjectionList, InstanceList, ServiceList
 
 router = Router(tags=["registry"])
 
@@ -93,3 +94,20 @@ async def instances(request: HttpRequest) -> Any:
         "endpoints_status": status,
         "instances": await sync_to_async(instance_listing)(version, published_at(status)),
     }
+
+
+@router.get("/ejections", response={200: EjectionList, 401: Error, 503: Error},
+            operation_id="listEjections",
+            summary="Instances the sidecars' outlier detection keeps out now, by whom, until when",
+            openapi_extra=RETRY_AFTER_DOC)
+async def ejections(request: HttpRequest, service: str | None = None) -> Any:
+    """From the sidecars' heartbeats (every MESHUI_HEARTBEAT_INTERVAL seconds): each sidecar
+    ejects on its own, so an instance lists every caller that keeps it out; ``service``
+    narrows the list to one service's instances."""
+    try:
+        rows = await current_ejections(service)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
+    for row in rows:
+        row["until"] = iso_timestamp(datetime.fromtimestamp(row["until"], UTC))
+    return {"ejections": rows}

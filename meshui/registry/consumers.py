@@ -16,7 +16,7 @@ from django.utils import timezone
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.policy.push import alatest_published, apublished_config, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
-from meshui.registry import claims
+from meshui.registry import claims, ejections
 from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
@@ -77,6 +77,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
     endpoints_sent = 0
     config_sent = 0  # the newest policy revision sent on this connection
     errors = 0  # error frames sent on this connection
+    ejections_reported = False  # whether Redis holds an ejection report of this connection
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, without its database clean-up before every message: that is a
@@ -108,6 +109,11 @@ class ControlConsumer(AsyncWebsocketConsumer):
                         self.proxy_id)
             return
         control_writes().forget(self.channel_name)
+        if self.ejections_reported:
+            try:
+                await ejections.aforget(self.proxy_id)
+            except DATA_SOURCE_ERRORS:
+                pass  # each ejection still ends at its own time
         if await release(self.proxy_id, self.channel_name):
             logger.info("control channel: %s disconnected (code %s)", self.proxy_id, code)
             await apublish_endpoints()
@@ -122,6 +128,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
             elif isinstance(frame, Heartbeat):
                 control_writes().heartbeat(self.channel_name)
                 await self.catch_up_config()
+                await self.report_ejections(frame)
             elif isinstance(frame, Ack | Nack):
                 if isinstance(frame, Nack):
                     logger.warning("control channel: %s rejected %s %s: %s",
@@ -177,6 +184,21 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
         await self.send(text_data=event["frame"])
+
+    async def report_ejections(self, heartbeat: Heartbeat) -> None:
+        """Keep what the sidecar ejects now (registry/ejections.py); written when it changes
+        or while something is ejected, so a quiet mesh costs no Redis write per heartbeat."""
+        if heartbeat.ejected_problem is not None:
+            # The heartbeat counted; the report is refused with an error frame, as a bad
+            # field elsewhere would be.
+            raise FrameError(heartbeat.ejected_problem, BAD_FIELD, "state.ejected")
+        if not heartbeat.ejected and not self.ejections_reported:
+            return
+        try:
+            await ejections.areport(self.proxy_id or "", heartbeat.ejected)
+        except DATA_SOURCE_ERRORS:
+            return  # Redis away: the next heartbeat reports again
+        self.ejections_reported = bool(heartbeat.ejected)
 
     async def catch_up_config(self) -> None:
         """Send the newest revision published if this connection has not sent it (push.py):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxies.mesh.schema import (
+    HEARTBEAT_EJECTIONS_MAX,
     NACK_REASON_MAX,
     address_problem,
     proxy_id_problem,
@@ -80,8 +81,21 @@ class Nack:
 
 
 @dataclass(frozen=True, slots=True)
+class Ejected:
+    """An instance a sidecar's outlier detection keeps out, until ``until`` (epoch seconds)."""
+
+    service: str
+    instance: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     state: dict[str, Any]
+    ejected: tuple[Ejected, ...] = ()
+    # Why ``state.ejected`` was not understood (None: it was). The heartbeat still counts:
+    # a sidecar must not be evicted for a report meshui cannot read.
+    ejected_problem: str | None = None
 
 
 Frame = Hello | Ack | Nack | Heartbeat
@@ -181,6 +195,28 @@ def parse_hello(frame: dict[str, Any]) -> Hello:
     )
 
 
+def _ejected(report: Any) -> tuple[Ejected, ...]:
+    """A heartbeat's ``state.ejected``: a list of ``{service, instance, until}``."""
+    if not isinstance(report, list):
+        raise ValueError(f"must be a list, got {shown(report)}")
+    if len(report) > HEARTBEAT_EJECTIONS_MAX:
+        raise ValueError(f"has {len(report)} entries; at most {HEARTBEAT_EJECTIONS_MAX}")
+    ejected = []
+    for n, entry in enumerate(report):
+        if not isinstance(entry, dict):
+            raise ValueError(f"[{n}] must be an object, got {shown(entry)}")
+        service, instance, until = entry.get("service"), entry.get("instance"), entry.get("until")
+        for name, problem in (("service", service_name_problem(service)),
+                              ("instance", proxy_id_problem(instance))):
+            if problem is not None:
+                raise ValueError(f"[{n}].{name} {problem}")
+        if (isinstance(until, bool) or not isinstance(until, int | float)
+                or not 0 < until < 1e11):
+            raise ValueError(f"[{n}].until must be epoch seconds, got {shown(until)}")
+        ejected.append(Ejected(str(service), str(instance), float(until)))
+    return tuple(ejected)
+
+
 def parse_frame(text: str | None) -> Frame:
     """Decode one text frame into its dataclass, or raise FrameError naming what is wrong."""
     frame = decode(text)
@@ -202,5 +238,8 @@ def parse_frame(text: str | None) -> Frame:
         state = frame.get("state", {})
         if not isinstance(state, dict):
             raise _bad(frame, "state", "must be an object")
-        return Heartbeat(state=state)
+        try:
+            return Heartbeat(state=state, ejected=_ejected(state.get("ejected", [])))
+        except ValueError as exc:
+            return Heartbeat(state=state, ejected_problem=f"heartbeat: 'state.ejected' {exc}")
     raise FrameError(f"unknown frame type {shown(kind)}", UNKNOWN_TYPE, "type")

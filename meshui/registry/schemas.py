@@ -55,3 +55,15 @@ class InstanceList(Schema):
     endpoints_status: EndpointsStatus | None = Field(
         description="the last endpoints publish (null before the first one)")
     instances: list[Instance] = Field(description="by service, then proxy id")
+
+
+class EjectionOut(Schema):
+    service: str
+    instance: str = Field(description="the ejected instance's proxy id")
+    until: str = Field(json_schema_extra=DATE_TIME,
+                       description="when the last of its ejections ends")
+    ejected_by: list[str] = Field(description="the sidecars (proxy ids) keeping it out")
+
+
+class EjectionList(Schema):
+    ejections: list[EjectionOut]

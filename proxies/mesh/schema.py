@@ -32,6 +32,8 @@ _SERVICE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 VERSION_MAX = 63
 _VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 # Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
+# Ejected instances a heartbeat reports (the rest are left out: meshui shows the first ones).
+HEARTBEAT_EJECTIONS_MAX = 64
 PROXY_ID_MAX = 200
 _PROXY_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # ``host:port``: the whole string at most 255 characters (the registry's column).

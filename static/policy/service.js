@@ -312,9 +312,26 @@
     $("breaker-live").replaceChildren(
       el("span", { class: "live-count" + (b.ejections ? " warn" : ""), id: "live-ejections" }, `${b.ejections} ejection${b.ejections === 1 ? "" : "s"} in the ${PAGE.window_label}`),
       el("span", { class: "live-count" + (b.overflows ? " warn" : ""), id: "live-overflows" }, `${b.overflows} overflow${b.overflows === 1 ? "" : "s"} in the ${PAGE.window_label}`),
-      el("span", { class: "muted small" }, "Which instance is ejected until when: its sidecar's admin /endpoints."));
+    );
     observed = (graph && graph.observed) || {};
     renderObserved();
+  }
+
+  // Who keeps which instance out now, from the sidecars' heartbeats (GET /api/v1/ejections).
+  function renderEjections(rows) {
+    const box = $("ejected-now");
+    if (!rows.length) {
+      box.replaceChildren(el("span", { class: "live-count" }, "No instance ejected now"));
+      return;
+    }
+    box.replaceChildren(...rows.map((row) => {
+      const left = Math.max(0, Math.round((Date.parse(row.until) - Date.now()) / 1000));
+      const callers = row.ejected_by.length === 1 ? row.ejected_by[0] : `${row.ejected_by.length} callers`;
+      return el("div", { class: "ejected-row", dataset: { instance: row.instance } },
+        el("span", { class: "live-count warn" }, `${row.instance} ejected`),
+        el("span", { class: "small", title: row.ejected_by.join(", ") },
+          ` by ${callers} until ${new Date(row.until).toLocaleTimeString([], { hour12: false })} (${left} s left)`));
+    }));
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
@@ -391,6 +408,7 @@
   changed();
   poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => renderGraph(fromGraph(graph)), 2000);
   poll("/api/v1/proxies", (body) => renderInstances(body.proxies), 3000);
+  poll(`/api/v1/ejections?service=${encodeURIComponent(PAGE.service)}`, (body) => renderEjections(body.ejections), 3000);
   poll("/api/v1/policy/marks", (body) => renderMarks(body.services[PAGE.service] || body.default), 5000);
   if (!ACCESS.allowed) document.body.dataset.readOnly = "true";
 })();

@@ -11,7 +11,10 @@ sent it fewer than five of 40, and it was never ejected).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -77,6 +80,23 @@ def test_an_always_failing_instance_is_ejected_and_the_caller_stops_seeing_error
     state = payments_endpoints(mesh)
     assert state[BAD]["ejected"] is True
     assert state[BAD]["requests_total"] == served_by_bad
+
+
+def test_the_ejections_api_names_the_ejected_instance_who_ejected_it_and_until_when(
+    mesh: Mesh,
+) -> None:
+    """The checkout sidecar's heartbeat reports what it keeps out (the service page shows it)."""
+    api = f"{mesh.config.dashboard_url}api/v1/ejections"
+
+    def ejected() -> list[dict[str, Any]] | None:
+        response = httpx.get(api, params={"service": "payments"}, timeout=5, trust_env=False)
+        return response.json()["ejections"] or None
+
+    # Within one heartbeat interval (5 s) of the previous test's ejection, which lasts 30 s.
+    (row,) = wait_until(ejected, timeout=15.0, interval=0.2, what="payments' ejection reported")
+    assert row["instance"] == BAD and row["ejected_by"] == ["checkout-v1-0"]
+    left = datetime.fromisoformat(row["until"].replace("Z", "+00:00")).timestamp() - time.time()
+    assert 0 < left <= 30
 
 
 def test_the_ejection_reaches_the_graph_as_an_edge_event(mesh: Mesh) -> None:

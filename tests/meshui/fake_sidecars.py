@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,14 @@ class FakeSidecar:
     port: int
     nack_config: str | None = None  # a reason: NACK every config with it
     configs: list[int] = field(default_factory=list)  # the revisions it was sent
+    # (service, instance) its heartbeats report ejected, each for a minute from now.
+    ejecting: tuple[tuple[str, str], ...] = ()
+
+    def heartbeat(self) -> dict[str, Any]:
+        until = time.time() + 60
+        return {"type": "heartbeat", "state": {"ejected": [
+            {"service": service, "instance": instance, "until": until}
+            for service, instance in self.ejecting]}}
 
     def hello(self) -> dict[str, Any]:
         return {"type": "hello", "proxy_id": self.proxy_id, "service": self.service,
@@ -54,7 +63,7 @@ async def _run(url: str, token: str, sidecar: FakeSidecar, stop: asyncio.Event) 
 
         async def beat() -> None:
             while not stop.is_set():
-                await socket.send(json.dumps({"type": "heartbeat", "state": {}}))
+                await socket.send(json.dumps(sidecar.heartbeat()))
                 try:
                     await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
                 except TimeoutError:

@@ -104,6 +104,7 @@ def shoot_policy_pages(url: str, out: Path) -> None:
         page.goto(url + "/services/catalog")
         page.wait_for_function("() => document.querySelector('.observed').textContent "
                                "!== 'no traffic'", timeout=10000)
+        page.wait_for_selector("#ejected-now .ejected-row", timeout=10000)
         # Tall enough for the whole page, so the sticky Apply bar sits at its end.
         page.set_viewport_size({"width": 1440, "height": 1850})
         page.screenshot(path=str(out / "service.png"))
@@ -155,7 +156,9 @@ def policy_main(out_dir: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     valkey = StoppableRedis()
-    sidecars = [FakeSidecar("catalog-1", "catalog", "v1", 9201),
+    sidecars = [FakeSidecar("frontend-1", "frontend", "v1", 9200,
+                            ejecting=(("catalog", "catalog-2"),)),
+                FakeSidecar("catalog-1", "catalog", "v1", 9201),
                 FakeSidecar("catalog-2", "catalog", "v2", 9202),
                 FakeSidecar("reviews-1", "reviews", "v1", 9203),
                 FakeSidecar("reviews-2", "reviews", "v2", 9204,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -239,7 +240,15 @@ def test_the_page_shows_the_observed_share_and_breaker_events_from_the_graph(
                        {"source": "search", "target": "catalog", "events": events,
                         "by_version": by_version(100, 100)}]}
     page.route("**/api/v1/graph?window=60", lambda route: route.fulfill(json=graph))
+    until = datetime.now(UTC) + timedelta(seconds=90)
+    ejected = {"ejections": [{"service": "catalog", "instance": "catalog-2",
+                              "until": until.isoformat().replace("+00:00", "Z"),
+                              "ejected_by": ["frontend-1", "search-1"]}]}
+    page.route("**/api/v1/ejections?service=catalog", lambda route: route.fulfill(json=ejected))
     page.goto(server + "/services/catalog")
+    row = page.locator('#ejected-now .ejected-row[data-instance="catalog-2"]')
+    expect(row).to_contain_text("catalog-2 ejected by 2 callers until", timeout=10000)
+    assert row.locator("[title]").get_attribute("title") == "frontend-1, search-1"
     observed = page.locator('.observed[data-version="v1"]')
     page.wait_for_function("(s) => document.querySelector(s).textContent.includes('75.0%')",
                            arg='.observed[data-version="v1"]', timeout=10000)
@@ -249,8 +258,10 @@ def test_the_page_shows_the_observed_share_and_breaker_events_from_the_graph(
     assert page.locator("#g-success").inner_text() == "99.00%"
 
     graph["edges"] = []
+    ejected["ejections"] = []
     page.wait_for_function("(s) => document.querySelector(s).textContent === 'no traffic'",
                            arg='.observed[data-version="v1"]', timeout=10000)
+    expect(page.locator("#ejected-now")).to_have_text("No instance ejected now", timeout=10000)
     assert csp_problems(page, console) == []
     page.close()
 
