@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from meshui.demo.mesh import PROJECT_ROOT, Mesh
 from meshui.demo.topology import Instance
 from tests.e2e.meshes import small_mesh
 from tests.e2e.test_chaos import Load
-from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, csp_problems, new_page
+from tests.meshui.browser import chromium, click_node, csp_problems, new_page, split_values
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))
@@ -47,10 +47,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def logged_in(browser: Any, mesh: Mesh, username: str, password: str) -> tuple[Any, list[str]]:
@@ -63,22 +61,8 @@ def logged_in(browser: Any, mesh: Mesh, username: str, password: str) -> tuple[A
     return page, console
 
 
-def click_node(page: Any, service: str) -> None:
-    """A real mouse click where Plotly drew ``service``'s node."""
-    page.wait_for_selector(f'[data-node="{service}"]', timeout=20_000)
-    x, y = page.evaluate("""(service) => {
-        const gd = document.getElementById('graph');
-        const trace = gd.data[1], i = trace.customdata.indexOf(service);
-        const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
-        return [box.left + size.l + gd._fullLayout.xaxis.l2p(trace.x[i]),
-                box.top + size.t + gd._fullLayout.yaxis.l2p(trace.y[i])];
-    }""", service)
-    page.mouse.click(x, y)
 
 
-def split_values(page: Any) -> dict[str, int]:
-    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.split-range')]
-        .map((r) => [r.dataset.version, Number(r.value)]))""")
 
 
 def wait_for_observed_share(page: Any, version: str, target: float) -> None:
@@ -100,6 +84,7 @@ def test_an_operator_splits_50_50_sees_it_applied_and_observed_then_rolls_it_bac
     mesh: Mesh, browser: Any
 ) -> None:
     page, console = logged_in(browser, mesh, mesh.config.demo_user, mesh.config.demo_password)
+    page.wait_for_selector('[data-node="catalog"]', timeout=20_000)
     click_node(page, "catalog")
     page.wait_for_url("**/services/catalog", timeout=10_000)
     page.click('.window-choices a[data-window="10"]')

@@ -106,3 +106,34 @@ def meshui_server(redis_url: str, workdir: Path, users: dict[str, str] | None = 
             process.kill()
             process.wait(timeout=10)
         log.close()
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright, for a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def click_node(page: Any, service: str) -> None:
+    """A real mouse click where Plotly drew ``service``'s node on the graph page."""
+    x, y = page.evaluate("""(service) => {
+        const gd = document.getElementById('graph');
+        const trace = gd.data[1], i = trace.customdata.indexOf(service);
+        const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
+        return [box.left + size.l + gd._fullLayout.xaxis.l2p(trace.x[i]),
+                box.top + size.t + gd._fullLayout.yaxis.l2p(trace.y[i])];
+    }""", service)
+    page.mouse.click(x, y)
+
+
+def split_values(page: Any) -> dict[str, int]:
+    """The service page's split sliders, by version."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.split-range')]
+        .map((r) => [r.dataset.version, Number(r.value)]))""")

@@ -171,15 +171,21 @@ def test_the_observed_share_sums_requests_per_version_over_every_edge_into_the_s
     assert observed_by_version({"edges": [{"source": "a", "target": "catalog"}]}, "catalog") == {}
 
 
-def test_the_service_page_carries_the_live_numbers_from_the_graph(
-    catalog: None, redis_client: redis.Redis
-) -> None:
-    writer = GraphWriter(clock=lambda: time.time() - 1)
-    writer.add_edge("frontend", "catalog", 120, 6, {3: 120})
-    writer.add_node("catalog", "v1", 120, 6, {3: 120})
+def catalog_traffic(redis_client: redis.Redis, seconds_ago: float, requests: int, errors: int
+                    ) -> None:
+    """frontend -> catalog v1 in the graph store, ``seconds_ago`` (one second's bucket)."""
+    writer = GraphWriter(clock=lambda: time.time() - seconds_ago)
+    writer.add_edge("frontend", "catalog", requests, errors, {3: requests})
+    writer.add_node("catalog", "v1", requests, errors, {3: requests})
     pipe = redis_client.pipeline(transaction=False)
     GraphWriter.queue_writes(pipe, writer.take())
     pipe.execute()
+
+
+def test_the_service_page_carries_the_live_numbers_from_the_graph(
+    catalog: None, redis_client: redis.Redis
+) -> None:
+    catalog_traffic(redis_client, seconds_ago=1, requests=120, errors=6)
     data = json_script(client_for(Role.VIEWER).get("/services/catalog").content.decode(),
                        "service-page")
     golden = data["graph"]["golden"]
@@ -192,12 +198,7 @@ def test_the_service_page_takes_a_window_and_refuses_a_bad_one(
     catalog: None, redis_client: redis.Redis
 ) -> None:
     # 30 requests 20 s ago: inside the last minute, outside the last 10 s.
-    writer = GraphWriter(clock=lambda: time.time() - 20)
-    writer.add_edge("frontend", "catalog", 30, 0, {3: 30})
-    writer.add_node("catalog", "v1", 30, 0, {3: 30})
-    pipe = redis_client.pipeline(transaction=False)
-    GraphWriter.queue_writes(pipe, writer.take())
-    pipe.execute()
+    catalog_traffic(redis_client, seconds_ago=20, requests=30, errors=0)
     viewer = client_for(Role.VIEWER)
     minute = json_script(viewer.get("/services/catalog").content.decode(), "service-page")
     assert minute["window"] == 60 and minute["graph"]["golden"]["requests"] == 30

@@ -13,12 +13,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.meshui.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     HAVE_CHROMIUM,
+    chromium,
+    click_node,
     csp_problems,
     meshui_server,
     new_page,
+    split_values,
 )
 from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
 from tests.meshui.fake_sidecars import FakeSidecar, fake_sidecars
@@ -51,12 +52,8 @@ def server(page_redis: StoppableRedis, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def logged_in(browser: Any, server: str, username: str) -> tuple[Any, list[str]]:
@@ -91,21 +88,8 @@ def wait_for_sidecars(page: Any) -> None:
     }""", timeout=15000)
 
 
-def click_node(page: Any, service: str) -> None:
-    """A real mouse click where Plotly drew ``service``'s node."""
-    x, y = page.evaluate("""(service) => {
-        const gd = document.getElementById('graph');
-        const trace = gd.data[1], i = trace.customdata.indexOf(service);
-        const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
-        return [box.left + size.l + gd._fullLayout.xaxis.l2p(trace.x[i]),
-                box.top + size.t + gd._fullLayout.yaxis.l2p(trace.y[i])];
-    }""", service)
-    page.mouse.click(x, y)
 
 
-def split_values(page: Any) -> dict[str, int]:
-    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.split-range')]
-        .map((r) => [r.dataset.version, Number(r.value)]))""")
 
 
 def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_apply_it(
