@@ -8,9 +8,20 @@ from django.http import HttpRequest
 from ninja import Query, Router
 from pydantic import BeforeValidator, Field
 
-from meshui.api.errors import RETRY_AFTER_DOC, Error, data_source_unavailable
-from meshui.dashboard.schemas import Graph
-from meshui.dashboard.source import DEFAULT_WINDOW, MAX_WINDOW, aread_graph, validate_window
+from meshui.api.errors import RETRY_AFTER_DOC, ApiError, Error, ErrorCode, data_source_unavailable
+from meshui.dashboard.schemas import Graph, Heatmap
+from meshui.dashboard.source import (
+    DEFAULT_STEP,
+    DEFAULT_WINDOW,
+    MAX_STEP,
+    MAX_WINDOW,
+    aread_graph,
+    aread_heatmap,
+    edge_series,
+    service_series,
+    validate_step,
+    validate_window,
+)
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 
 router = Router(tags=["graph"])
@@ -49,5 +60,47 @@ async def graph(request: HttpRequest, window: Window) -> Any:
     ``hidden``."""
     try:
         return await aread_graph(window)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
+
+
+def heatmap_series(source: str | None, target: str | None, service: str | None,
+                   version: str | None, instance: str | None) -> str:
+    """Which series the query names, or ValueError saying what to ask instead."""
+    if instance:
+        raise ValueError("per-instance heatmaps are not recorded yet; ask for an edge "
+                         "(source and target, optionally version) or a service")
+    if service and (source or target):
+        raise ValueError("give either source and target (an edge) or service, not both")
+    if service:
+        if version:
+            raise ValueError("a served heatmap per version is not recorded yet; ask for "
+                             "the edge into it: source, target and version")
+        return service_series(service)
+    if not (source and target):
+        raise ValueError("give source and target (an edge), or service (what it served)")
+    return edge_series(source, target, version or None)
+
+
+@router.get(
+    "/heatmap", response={200: Heatmap, 400: Error, 401: Error, 503: Error},
+    operation_id="getHeatmap",
+    summary="A latency heatmap of one edge or service: buckets over time",
+    openapi_extra=RETRY_AFTER_DOC)
+async def heatmap(request: HttpRequest, window: Window, source: str | None = None,
+                  target: str | None = None, service: str | None = None,
+                  version: str | None = None, instance: str | None = None,
+                  step: int = Query(DEFAULT_STEP, ge=1, le=MAX_STEP,
+                                    description="seconds per column")) -> Any:
+    """Columns of ``step`` seconds (aligned to epoch multiples of it) over the last
+    ``window`` seconds; rows are latency buckets, each a factor of sqrt(2). The counts over
+    the window add up to the graph's requests for the same edge or service."""
+    try:
+        series = heatmap_series(source, target, service, version, instance)
+        validate_step(step, window)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
+    try:
+        return await aread_heatmap(series, window, step)
     except DATA_SOURCE_ERRORS as exc:
         raise data_source_unavailable(request, exc) from exc

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from proxies.telemetry.events import EDGE_EVENTS
 
@@ -109,3 +109,29 @@ class Graph(Schema):
     nodes: list[Node] = Field(description="services, by name")
     edges: list[Edge] = Field(description="edges, by source then target")
     hidden: Hidden
+
+
+class HeatmapColumn(BaseModel):
+    """One column: ``step`` seconds of one series (``collector.heatmap.ColumnJSON``)."""
+
+    model_config = CLOSED
+    start: int = Field(description="epoch seconds, a multiple of step")
+    requests: int
+    errors: int
+    counts: list[int] = Field(description="requests per row of buckets_ms")
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class Heatmap(BaseModel):
+    """A latency heatmap (``collector.heatmap.HeatmapJSON``); its counts over the window
+    are the graph's requests of the same edge or service over the same window."""
+
+    model_config = CLOSED
+    window: int
+    step: int
+    buckets_ms: list[float] = Field(description="each row's lower bound (ms), low to high")
+    top_ms: float | None = Field(description="where the last row ends (null: no traffic)")
+    columns: list[HeatmapColumn] = Field(description="by start time")
+    exemplars: list[dict[str, Any]] = Field(description="traces per cell (not recorded yet)")

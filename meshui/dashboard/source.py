@@ -18,10 +18,21 @@ from collector.graphstore import (
     fetch_graph,
     validate_window,
 )
+from collector.heatmap import (
+    DEFAULT_STEP,
+    MAX_STEP,
+    HeatmapJSON,
+    afetch_heatmap,
+    edge_series,
+    service_series,
+    validate_step,
+)
 from meshui.redis_clients import get_async_redis, get_redis
 
-__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "WINDOW_CHOICES", "GraphJSON", "aread_graph",
-           "page_window", "read_graph", "validate_window", "window_label"]
+__all__ = ["DEFAULT_STEP", "DEFAULT_WINDOW", "MAX_STEP", "MAX_WINDOW", "WINDOW_CHOICES",
+           "GraphJSON", "HeatmapJSON", "aread_graph", "aread_heatmap", "edge_series",
+           "page_window", "read_graph", "service_series", "validate_step", "validate_window",
+           "window_label"]
 
 # The windows a page offers to pick from (any other in 1..MAX_WINDOW works as ?window=N).
 WINDOW_CHOICES = (10, 30, 60, 300, 900)
@@ -53,3 +64,8 @@ def read_graph(window: int) -> GraphJSON:
 async def aread_graph(window: int) -> GraphJSON:
     """``read_graph`` for async callers (the API and the socket)."""
     return await afetch_graph(get_async_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
+
+
+async def aread_heatmap(series: str, window: int, step: int) -> HeatmapJSON:
+    """One series' latency heatmap (``collector.heatmap``); raises ``DATA_SOURCE_ERRORS``."""
+    return await afetch_heatmap(get_async_redis(), series, window, step)

@@ -334,6 +334,21 @@
     }));
   }
 
+  // The served heatmap with the policy revisions of its window marked (a user sees what a
+  // change did). Revisions are read with it: a new one shows up at the next column.
+  const HEATMAP = { window: 600, step: 10 };
+  async function renderHeatmap(heatmap) {
+    const busy = heatmap.columns.some((c) => c.requests);
+    $("heatmap-empty").hidden = busy;
+    $("heatmap").hidden = !busy;
+    if (!busy) return;
+    const since = Date.now() - HEATMAP.window * 1000;
+    const listed = await api("GET", "/api/v1/policy/revisions?per_page=20").catch(() => null);
+    const revisions = listed && listed.status === 200
+      ? listed.body.revisions.filter((r) => Date.parse(r.created_at) >= since) : [];
+    window.MeshHeatmap.draw($("heatmap"), heatmap, revisions);
+  }
+
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
   function fromGraph(graph) {
     const edges = graph.edges.filter((e) => e.target === PAGE.service);
@@ -408,6 +423,8 @@
   changed();
   poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => renderGraph(fromGraph(graph)), 2000);
   poll("/api/v1/proxies", (body) => renderInstances(body.proxies), 3000);
+  poll(`/api/v1/heatmap?service=${encodeURIComponent(PAGE.service)}&window=${HEATMAP.window}&step=${HEATMAP.step}`,
+    renderHeatmap, 5000);
   poll(`/api/v1/ejections?service=${encodeURIComponent(PAGE.service)}`, (body) => renderEjections(body.ejections), 3000);
   poll("/api/v1/policy/marks", (body) => renderMarks(body.services[PAGE.service] || body.default), 5000);
   if (!ACCESS.allowed) document.body.dataset.readOnly = "true";

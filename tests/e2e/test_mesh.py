@@ -41,6 +41,20 @@ def test_counted_requests_appear_as_exact_edge_counts(demo_mesh: RunningMesh) ->
     assert {edge: demo_mesh.edge_count(*edge) for edge in PRODUCT_EDGES} == target
 
 
+def test_an_edges_heatmap_adds_up_to_its_request_count_in_the_graph(demo_mesh: RunningMesh) -> None:
+    assert send(demo_mesh, 10) == [200] * 10
+
+    def heatmap_total() -> int:
+        response = httpx.get(f"{demo_mesh.api}/api/v1/heatmap", timeout=10, params={
+            "source": "frontend", "target": "catalog", "window": 3600, "step": 60})
+        response.raise_for_status()
+        return sum(sum(column["counts"]) for column in response.json()["columns"])
+
+    counted, in_heatmap = demo_mesh.settled(
+        lambda: (demo_mesh.edge_count("frontend", "catalog"), heatmap_total()))
+    assert in_heatmap == counted >= 10
+
+
 def test_graph_nodes_carry_versions_and_latency(demo_mesh: RunningMesh) -> None:
     send(demo_mesh, 10)
 

@@ -220,3 +220,48 @@ def test_the_graph_shows_the_busiest_nodes_up_to_the_setting_and_counts_the_rest
     assert graph["hidden"]["nodes"] == len(services) - 4
     assert all(edge["source"] in kept and edge["target"] in kept for edge in graph["edges"])
     assert graph["hidden"]["edges"] == len(EDGES) - len(graph["edges"])
+
+
+def test_the_heatmap_of_an_edge_adds_up_to_its_requests_in_the_graph(
+    reader: Client, redis_client: redis.Redis
+) -> None:
+    now = time.time()
+    writer = GraphWriter(clock=lambda: now - 1)
+    writer.add_edge("frontend", "catalog", 30, 0, {histogram.bucket_index(4.0): 30}, version="v1")
+    writer.add_edge("frontend", "catalog", 2, 2, {histogram.bucket_index(850.0): 2},
+                    version="v2")
+    writer.add_node("catalog", "v1", 32, 2, {histogram.bucket_index(4.0): 32})
+    write(redis_client, writer)
+    graph = reader.get("/api/v1/graph", {"window": 60}).json()
+    (edge,) = [e for e in graph["edges"] if e["target"] == "catalog"]
+
+    answer = reader.get("/api/v1/heatmap", {"source": "frontend", "target": "catalog",
+                                            "window": 60, "step": 10})
+    assert answer.status_code == 200, answer.content
+    heatmap = answer.json()
+    assert heatmap["window"] == 60 and heatmap["step"] == 10
+    assert sum(sum(c["counts"]) for c in heatmap["columns"]) == edge["requests"] == 32
+    assert all(c["start"] % 10 == 0 for c in heatmap["columns"])
+    slow = reader.get("/api/v1/heatmap", {"source": "frontend", "target": "catalog",
+                                          "version": "v2"}).json()
+    (busy,) = [c for c in slow["columns"] if c["requests"]]
+    assert busy["errors"] == 2 and busy["p50_ms"] > 500
+    served = reader.get("/api/v1/heatmap", {"service": "catalog"}).json()
+    assert sum(c["requests"] for c in served["columns"]) == 32
+
+
+@pytest.mark.parametrize(("query", "detail"), [
+    ({}, "give source and target"),
+    ({"source": "frontend"}, "give source and target"),
+    ({"service": "catalog", "source": "frontend"}, "not both"),
+    ({"service": "catalog", "version": "v1"}, "per version is not recorded yet"),
+    ({"service": "catalog", "instance": "catalog-1"}, "per-instance heatmaps are not recorded"),
+    ({"service": "catalog", "window": 10, "step": 30}, "must not be longer than the window"),
+    ({"service": "catalog", "step": 0}, "step"),
+])
+def test_a_heatmap_query_that_names_no_series_is_a_400_that_says_why(
+    reader: Client, query: dict[str, Any], detail: str
+) -> None:
+    answer = reader.get("/api/v1/heatmap", query)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_parameter" and detail in answer.json()["detail"]
