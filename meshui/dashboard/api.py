@@ -23,6 +23,7 @@ from meshui.dashboard.source import (
     validate_window,
 )
 from meshui.redis_clients import DATA_SOURCE_ERRORS
+from proxies.mesh.schema import service_name_problem, version_problem
 
 router = Router(tags=["graph"])
 
@@ -67,6 +68,12 @@ async def graph(request: HttpRequest, window: Window) -> Any:
 def heatmap_series(source: str | None, target: str | None, service: str | None,
                    version: str | None, instance: str | None) -> str:
     """Which series the query names, or ValueError saying what to ask instead."""
+    for name, value, problem in (("source", source, service_name_problem),
+                                 ("target", target, service_name_problem),
+                                 ("service", service, service_name_problem),
+                                 ("version", version, version_problem)):
+        if value and problem(value) is not None:
+            raise ValueError(f"{name} {problem(value)}")
     if instance:
         raise ValueError("per-instance heatmaps are not recorded yet; ask for an edge "
                          "(source and target, optionally version) or a service")

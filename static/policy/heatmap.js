@@ -5,6 +5,9 @@
   "use strict";
   const ROOT2 = Math.SQRT2;
 
+  // Plotly reads a few tags in hover and annotation text: what a person typed is text only.
+  const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
   function label(ms) {
     if (ms >= 1000) return `${(ms / 1000).toPrecision(2)} s`;
     return ms >= 10 ? `${Math.round(ms)} ms` : `${ms.toPrecision(2)} ms`;
@@ -51,7 +54,7 @@
     const notes = revisions.map((r) => ({
       x: r.created_at, y: 1, xref: "x", yref: "paper", yanchor: "bottom", showarrow: false,
       text: `rev ${r.revision}`, font: { size: 10, color: "#7aa2f7" },
-      hovertext: `revision ${r.revision} by ${r.author || "—"}: ${r.message || "(no message)"}`,
+      hovertext: `revision ${r.revision} by ${escape(r.author || "—")}: ${escape(r.message || "(no message)")}`,
     }));
     return {
       margin: { l: 64, r: 16, t: 18, b: 32 }, height: 300,

@@ -258,6 +258,8 @@ def test_the_heatmap_of_an_edge_adds_up_to_its_requests_in_the_graph(
     ({"service": "catalog", "instance": "catalog-1"}, "per-instance heatmaps are not recorded"),
     ({"service": "catalog", "window": 10, "step": 30}, "must not be longer than the window"),
     ({"service": "catalog", "step": 0}, "step"),
+    ({"source": "frontend\x1fcatalog", "target": "x"}, "source must be"),
+    ({"source": "frontend", "target": "catalog", "version": "v 1"}, "version must be"),
 ])
 def test_a_heatmap_query_that_names_no_series_is_a_400_that_says_why(
     reader: Client, query: dict[str, Any], detail: str
