@@ -109,10 +109,15 @@ def key_for(second: int) -> str:
     return f"{KEY_PREFIX}{second}"
 
 
+def window_seconds(window: int, now: float) -> list[int]:
+    """The ``window`` seconds ending with the current (partial) second."""
+    last = int(now)
+    return list(range(last - window + 1, last + 1))
+
+
 def keys_for_window(window: int, now: float) -> list[str]:
     """Keys of the ``window`` seconds ending with the current (partial) second."""
-    last = int(now)
-    return [key_for(second) for second in range(last - window + 1, last + 1)]
+    return [key_for(second) for second in window_seconds(window, now)]
 
 
 # How many nodes a graph read returns unless told otherwise: the busiest ones.

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from collector.graphstore import SEP, key_for, validate_window
+from collector.graphstore import SEP, key_for, validate_window, window_seconds
 from proxies.telemetry import histogram
 
 ROW_MERGE = 4  # sidecar buckets per heatmap row: 2 ** (4/8), a factor of sqrt(2) per row
@@ -64,12 +64,6 @@ def validate_step(step: int, window: int) -> int:
     if step > window:
         raise ValueError(f"step ({step} s) must not be longer than the window ({window} s)")
     return step
-
-
-def window_seconds(window: int, now: float) -> list[int]:
-    """The seconds a window ending now covers (the graph's: ``graphstore.keys_for_window``)."""
-    last = int(now)
-    return list(range(last - window + 1, last + 1))
 
 
 def _quantile(latency: Mapping[int, int], q: float) -> float | None:
