@@ -14,6 +14,14 @@ since service names may hold any printable):
                            answered (requests with no version count only in e␟...)
     n␟<svc>␟n / x / h<i>   the same for requests a service served (server side view)
     v␟<svc>␟<version>      requests served by that version of the service
+    nv␟<svc>␟<version>␟n / x / h<i>
+                           the same, with latency (the version's served series)
+    i␟<svc>␟<instance>␟n / x / h<i>
+                           requests served by one instance (its ``service.instance.id``,
+                           for a sidecar its proxy id)
+    es␟<src>␟<dst>␟n / x / h<i>
+                           the edge src -> dst as the target's side timed it (server side);
+                           the client side's latency less this is the network and queueing
     r␟<src>␟<dst>␟<event>  what traffic policy did on the edge src -> dst (sidecar counters;
                            ``proxies.telemetry.events`` names them: retries, ...)
 
@@ -29,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from proxies.telemetry import histogram
 from proxies.telemetry.events import EVENT_KEYS
@@ -57,10 +65,16 @@ class TrafficJSON(TypedDict):
     p99_ms: float | None
 
 
+class InstanceJSON(TrafficJSON):
+    instance: str  # service.instance.id (a sidecar's proxy id)
+
+
 class NodeJSON(TrafficJSON):
     id: str
     service: str
     versions: list[str]
+    # Only in a graph read with ``instances=True`` (the API's ``level=instance``).
+    instances: NotRequired[list[InstanceJSON]]
 
 
 # How often traffic policy acted on an edge's requests over the window. Every edge has
@@ -84,6 +98,13 @@ class VersionTrafficJSON(TypedDict):
 class EdgeJSON(TrafficJSON):
     source: str
     target: str
+    # The same calls as the target's side timed them (0 / null where no sidecar or SDK
+    # span on that side reported them); network = client side - server side, per quantile.
+    server_requests: int
+    server_p50_ms: float | None
+    server_p99_ms: float | None
+    network_p50_ms: float | None
+    network_p99_ms: float | None
     events: EdgeEventsJSON
     # Keyed by version, in version order. Requests that carried no version count in the
     # edge's totals only, so the shares may add up to less than 1.
@@ -199,6 +220,24 @@ def _by_version(versions: Mapping[str, _Stats] | None, edge: _Stats, window: int
     }
 
 
+def _server_side(client: _Stats, server: _Stats | None) -> dict[str, Any]:
+    """An edge's server-side timing and what the client side adds to it (network, queueing).
+
+    A difference of quantiles, not the quantile of per-request differences (that would need
+    both halves of every request): it says how much slower the edge looks from the caller.
+    """
+    fields: dict[str, Any] = {"server_requests": server.requests if server else 0}
+    for name, q in (("p50", 0.50), ("p99", 0.99)):
+        theirs = histogram.quantile(server.latency, q) if server else None
+        ours = histogram.quantile(client.latency, q)
+        fields[f"server_{name}_ms"] = None if theirs is None else round(theirs, 3)
+        fields[f"network_{name}_ms"] = (
+            None if theirs is None or ours is None else round(max(ours - theirs, 0.0), 3))
+    # In the TypedDict's order: requests, then both server quantiles, then both network ones.
+    return {key: fields[key] for key in ("server_requests", "server_p50_ms", "server_p99_ms",
+                                          "network_p50_ms", "network_p99_ms")}
+
+
 def _events(counts: Mapping[str, int] | None) -> EdgeEventsJSON:
     found = counts or {}
     return {name: found.get(name, 0) for name in EVENT_KEYS}
@@ -229,8 +268,11 @@ def build_graph(
     now: float,
     *,
     max_nodes: int = DEFAULT_MAX_NODES,
+    instances: bool = False,
 ) -> GraphJSON:
     """Add up per-second hashes into the graph the API and the dashboard show.
+
+    With ``instances``, each node lists the instances that served its requests.
 
     Only the ``max_nodes`` busiest services are kept (by requests served plus requests
     sent, then name), with the edges between them; ``hidden`` says how many nodes and edges
@@ -242,7 +284,9 @@ def build_graph(
     edges: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
     events: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     split: dict[tuple[str, str], dict[str, _Stats]] = defaultdict(lambda: defaultdict(_Stats))
+    served: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
     nodes: dict[str, _Stats] = defaultdict(_Stats)
+    by_instance: dict[str, dict[str, _Stats]] = defaultdict(lambda: defaultdict(_Stats))
     versions: dict[str, set[str]] = defaultdict(set)
     # One pass over the window adds each field up across its seconds; only then is each
     # distinct field name split and filed, once. A 60 s window holds the same few hundred
@@ -266,6 +310,10 @@ def build_graph(
             split[(parts[1], parts[2])][parts[3]].add(parts[4], value)
         elif kind == "n" and len(parts) == 3:
             nodes[parts[1]].add(parts[2], value)
+        elif kind == "es" and len(parts) == 4:
+            served[(parts[1], parts[2])].add(parts[3], value)
+        elif kind == "i" and len(parts) == 4 and instances:
+            by_instance[parts[1]][parts[2]].add(parts[3], value)
         elif kind == "v" and len(parts) == 3:
             versions[parts[1]].add(parts[2])
         elif kind == "r" and len(parts) == 4 and parts[3] in EVENT_KEYS:
@@ -277,23 +325,31 @@ def build_graph(
     services = set(nodes) | {name for pair in edges for name in pair}
     kept = _busiest(services, nodes, edges, max_nodes)
     shown = {pair: stats for pair, stats in edges.items() if pair[0] in kept and pair[1] in kept}
+    node_list: list[NodeJSON] = []
+    for name in sorted(kept):
+        node: NodeJSON = {
+            "id": name,
+            "service": name,
+            "versions": sorted(versions.get(name, ())),
+            **_summary(nodes.get(name, _Stats()), window),  # type: ignore[typeddict-item]
+        }
+        if instances:
+            parts_of = by_instance.get(name, {})
+            node["instances"] = [
+                {"instance": instance, **_summary(parts_of[instance], window)}  # type: ignore[typeddict-item]
+                for instance in sorted(parts_of)
+            ]
+        node_list.append(node)
     return {
         "window": window,
         "generated_at": round(now, 3),
-        "nodes": [
-            {
-                "id": name,
-                "service": name,
-                "versions": sorted(versions.get(name, ())),
-                **_summary(nodes.get(name, _Stats()), window),  # type: ignore[typeddict-item]
-            }
-            for name in sorted(kept)
-        ],
+        "nodes": node_list,
         "edges": [
             {
                 "source": src,
                 "target": dst,
                 **_summary(stats, window),  # type: ignore[typeddict-item]
+                **_server_side(stats, served.get((src, dst))),  # type: ignore[typeddict-item]
                 "events": _events(events.get((src, dst))),
                 "by_version": _by_version(split.get((src, dst)), stats, window),
             }
@@ -304,22 +360,24 @@ def build_graph(
 
 
 def fetch_graph(
-    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES
+    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES,
+    instances: bool = False,
 ) -> GraphJSON:
     """Read the graph with a synchronous redis-py client (the busiest ``max_nodes`` nodes)."""
     now = time.time() if now is None else now
     pipe = redis_client.pipeline(transaction=False)
     for key in keys_for_window(validate_window(window), now):
         pipe.hgetall(key)
-    return build_graph(pipe.execute(), window, now, max_nodes=max_nodes)
+    return build_graph(pipe.execute(), window, now, max_nodes=max_nodes, instances=instances)
 
 
 async def afetch_graph(
-    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES
+    redis_client: Any, window: int, now: float | None = None, *, max_nodes: int = DEFAULT_MAX_NODES,
+    instances: bool = False,
 ) -> GraphJSON:
     """Read the graph with an asyncio redis-py client (the busiest ``max_nodes`` nodes)."""
     now = time.time() if now is None else now
     pipe = redis_client.pipeline(transaction=False)
     for key in keys_for_window(validate_window(window), now):
         pipe.hgetall(key)
-    return build_graph(await pipe.execute(), window, now, max_nodes=max_nodes)
+    return build_graph(await pipe.execute(), window, now, max_nodes=max_nodes, instances=instances)

@@ -12,12 +12,14 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from collector import seriesstore
 from collector.cardinality import CardinalityLimiter
 from collector.graphstore import KEY_TTL, MAX_WINDOW, SEP, key_for
+from collector.records import Exemplar
 from collector.validation import FIELD_LIMIT
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,13 @@ FLUSH_MARKER_PREFIX = "meshui:flush:"
 # back at most MAX_WINDOW seconds. So once a marker of that age has expired, a late resend could
 # only add to seconds no graph reads any more: the marker need not live longer.
 FLUSH_MARKER_TTL = MAX_WINDOW
-# KEYS[1] is the batch's marker, KEYS[2..] the per-second hashes. ARGV[1] is the marker TTL,
-# ARGV[2] the hashes' TTL, ARGV[3] the most a field may hold (FIELD_LIMIT), then for each
-# hash in KEYS order: its number of fields, then field, increment pairs. Returns
-# {applied, clipped}: applied is 1, or 0 when the batch had been applied before; clipped
-# counts the increments cut or refused so that no field passes the limit.
+# KEYS[1] is the batch's marker, KEYS[2..ARGV[3]+1] the counter hashes (the graph's
+# per-second hashes and the series' keys), the rest the exemplar hashes. ARGV[1] is the
+# marker TTL, ARGV[2] the most a field may hold (FIELD_LIMIT), ARGV[3] the number of counter
+# hashes, then for each hash in KEYS order: its TTL, its number of fields, then field,
+# increment pairs (counters) or field, exemplar pairs. Returns {applied, clipped}: applied is
+# 1, or 0 when the batch had been applied before; clipped counts the increments cut or
+# refused so that no field passes the limit.
 #
 # Redis does not roll a script back when a command in it fails: the writes before the error
 # stay. So no command here may fail: each HINCRBY goes through pcall, and one that Redis
@@ -46,26 +50,39 @@ FLUSH_MARKER_TTL = MAX_WINDOW
 # increment is cut to FIELD_LIMIT when the batch is sealed, so the sum stays below 2^53
 # (exact in Lua's doubles); a field that passes the limit is set back to it. One HINCRBY a
 # field, as plain increments would cost (bench/collector_flush.py).
+#
+# An exemplar replaces the one in its field unless that one is an error's and the new one
+# is not (its text starts with E or -; ``seriesstore.Exemplar``): the slow bucket's failed
+# request stays findable however many successes follow it in the same cell.
 FLUSH_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, 0}
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-local limit = tonumber(ARGV[3])
+local limit = tonumber(ARGV[2])
+local counters = tonumber(ARGV[3]) + 1
 local clipped = 0
 local at = 4
 for k = 2, #KEYS do
-  local last = at + 2 * tonumber(ARGV[at])
-  for i = at + 1, last, 2 do
-    local value = redis.pcall('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
-    if type(value) ~= 'number' then
-      clipped = clipped + 1
-    elseif value > limit then
-      redis.call('HSET', KEYS[k], ARGV[i], ARGV[3])
-      clipped = clipped + 1
+  local ttl = ARGV[at]
+  local last = at + 1 + 2 * tonumber(ARGV[at + 1])
+  for i = at + 2, last, 2 do
+    if k <= counters then
+      local value = redis.pcall('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+      if type(value) ~= 'number' then
+        clipped = clipped + 1
+      elseif value > limit then
+        redis.call('HSET', KEYS[k], ARGV[i], ARGV[2])
+        clipped = clipped + 1
+      end
+    else
+      local old = redis.pcall('HGET', KEYS[k], ARGV[i])
+      if type(old) ~= 'string' or string.sub(old, 1, 1) ~= 'E' or string.sub(ARGV[i + 1], 1, 1) == 'E' then
+        redis.pcall('HSET', KEYS[k], ARGV[i], ARGV[i + 1])
+      end
     end
   end
-  redis.pcall('EXPIRE', KEYS[k], ARGV[2])
+  redis.pcall('EXPIRE', KEYS[k], ttl)
   at = last + 1
 end
 return {1, clipped}
@@ -74,10 +91,17 @@ return {1, clipped}
 
 @dataclass(frozen=True, slots=True)
 class FlushBatch:
-    """Increments sealed under one id: Redis applies them at most once, however often sent."""
+    """Increments sealed under one id: Redis applies them at most once, however often sent.
+
+    ``increments`` are the graph's, by second; ``series`` the same increments filed under
+    each series' own keys (``seriesstore.series_increments``), ``exemplars`` exemplar texts
+    by key and field. All three land together or not at all.
+    """
 
     id: str
     increments: Mapping[int, Mapping[str, int]]
+    series: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    exemplars: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def marker_key(self) -> str:
@@ -90,12 +114,19 @@ class FlushBatch:
     def script_call(self) -> tuple[list[str], list[str | int]]:
         """The ``KEYS`` and ``ARGV`` of ``FLUSH_SCRIPT`` for this batch."""
         keys = [self.marker_key]
-        args: list[str | int] = [FLUSH_MARKER_TTL, KEY_TTL, FIELD_LIMIT]
-        for second, fields in self.increments.items():
-            keys.append(key_for(second))
-            args.append(len(fields))
-            for name, value in fields.items():
+        args: list[str | int] = [FLUSH_MARKER_TTL, FIELD_LIMIT, len(self.increments) + len(self.series)]
+        counters = [(key_for(second), KEY_TTL, fields) for second, fields in self.increments.items()]
+        counters += [(key, seriesstore.ttl_of(key), fields) for key, fields in self.series.items()]
+        for key, ttl, counts in counters:
+            keys.append(key)
+            args += (ttl, len(counts))
+            for name, value in counts.items():
                 args += (name, value)
+        for key, texts in self.exemplars.items():
+            keys.append(key)
+            args += (seriesstore.S10_TTL, len(texts))
+            for name, text in texts.items():
+                args += (name, text)
         return keys, args
 
 
@@ -120,6 +151,8 @@ class GraphWriter:
     ) -> None:
         self._clock = clock
         self._pending: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        # Exemplar texts by key and field (``seriesstore``), sealed with the increments.
+        self._exemplars: dict[str, dict[str, str]] = defaultdict(dict)
         # Random per writer, so a restarted or second collector never reuses a batch id.
         self.instance_id = instance_id or uuid.uuid4().hex
         self._sequence = itertools.count(1)
@@ -165,6 +198,7 @@ class GraphWriter:
         errors: int,
         latency: Mapping[int, int],
         version: str = "",
+        exemplars: Sequence[tuple[int, Exemplar]] = (),
     ) -> None:
         """Count calls from ``source`` to ``target`` as the caller saw them.
 
@@ -174,34 +208,88 @@ class GraphWriter:
         it, the edge still counts every request and only the breakdown misses them (its
         shares then add up to less than 1, as for requests with no version). Both land in
         the same second, so no window reads a version's part without its edge's total.
+        ``exemplars`` (bucket index, exemplar) go with the counts that admitted them.
         """
         edge = (source, target)
         prefix = f"e{SEP}{source}{SEP}{target}{SEP}"
         second = int(self._clock())
         added = self._update(edge, edge, self._stats(prefix, requests, errors, latency), second)
-        if added is None or not version:
+        if added is None:
             return
-        # The totals' fields, already free of zeros, renamed: half the cost of building
-        # them anew (bench/RESULTS.md, Collector A/B).
-        split_prefix, cut = f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}", len(prefix)
-        split = {split_prefix + name[cut:]: value for name, value in added.items()}
+        self._file_exemplars(prefix, second, exemplars)
+        if version:
+            split_prefix = f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}"
+            if self._breakdown(prefix, split_prefix, added, second):
+                self._file_exemplars(split_prefix, second, exemplars)
+
+    def add_edge_served(
+        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
+        """Count calls from ``source`` to ``target`` as the target's side saw them (``es``).
+
+        The target's sidecar times a request from its arrival to its answer, the caller's
+        from sending to the answer: the difference is the network and the queueing between.
+        """
+        edge = (source, target)
+        self._update(edge, edge, self._stats(f"es{SEP}{source}{SEP}{target}{SEP}", requests, errors, latency))
+
+    def _breakdown(self, prefix: str, breakdown: str, added: dict[str, int], second: int) -> bool:
+        """File an update's fields again under a breakdown's prefix (a version, an instance).
+
+        The totals' fields, already free of zeros, renamed: half the cost of building them
+        anew (bench/RESULTS.md, Collector A/B). An update of its own for the series limit.
+        """
+        cut = len(prefix)
+        fields = {breakdown + name[cut:]: value for name, value in added.items()}
         if self.limiter is not None:
-            refused = self.limiter.admit_series(split)
+            refused = self.limiter.admit_series(fields)
             if refused is not None:
                 self.limiter.dropped[refused] += 1
-                return
+                return False
         bucket = self._pending[second]
-        for name, value in split.items():
+        for name, value in fields.items():
             bucket[name] += value
+        return True
+
+    def _file_exemplars(self, series: str, second: int, exemplars: Sequence[tuple[int, Exemplar]]) -> None:
+        if not exemplars:
+            return
+        texts = self._exemplars[seriesstore.exemplar_key(series, second)]
+        for bucket, exemplar in exemplars:
+            name = seriesstore.exemplar_field(second, bucket)
+            old = texts.get(name)
+            if old is None or not old.startswith("E") or exemplar.error:
+                texts[name] = seriesstore.exemplar_text(exemplar)
 
     def add_node(
-        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
+        self,
+        service: str,
+        version: str,
+        requests: int,
+        errors: int,
+        latency: Mapping[int, int],
+        instance: str = "",
+        exemplars: Sequence[tuple[int, Exemplar]] = (),
     ) -> None:
-        """Count requests that ``service`` (at ``version``) served."""
-        fields = self._stats(f"n{SEP}{service}{SEP}", requests, errors, latency)
+        """Count requests that ``service`` (at ``version``, by ``instance``) served.
+
+        The version's (``nv``) and the instance's (``i``) parts are breakdowns, as an edge's
+        versions are: refused by the series limit on their own, the totals still count.
+        """
+        second = int(self._clock())
+        prefix = f"n{SEP}{service}{SEP}"
+        fields = self._stats(prefix, requests, errors, latency)
         if version:
             fields[f"v{SEP}{service}{SEP}{version}"] = requests
-        self._update((service,), None, fields)
+        added = self._update((service,), None, fields, second)
+        if added is None:
+            return
+        self._file_exemplars(prefix, second, exemplars)
+        added = {name: value for name, value in added.items() if name.startswith(prefix)}
+        for part, name in (("nv", version), ("i", instance)):
+            breakdown = f"{part}{SEP}{service}{SEP}{name}{SEP}"
+            if name and self._breakdown(prefix, breakdown, added, second):
+                self._file_exemplars(breakdown, second, exemplars)
 
     def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
         """Count ``value`` policy events ``name`` (an ``EdgeEvent.key``) on ``source -> target``."""
@@ -224,12 +312,17 @@ class GraphWriter:
         return self._unconfirmed
 
     def take(self) -> dict[int, dict[str, int]]:
-        """Hand over the open increments and start afresh (an unconfirmed batch stays)."""
+        """Hand over the open graph increments and start afresh (an unconfirmed batch stays)."""
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(int))
         return {second: dict(fields) for second, fields in pending.items()}
 
+    def take_exemplars(self) -> dict[str, dict[str, str]]:
+        """Hand over the open exemplars (key -> field -> text) and start afresh."""
+        exemplars, self._exemplars = self._exemplars, defaultdict(dict)
+        return dict(exemplars)
+
     def _seal(self) -> FlushBatch | None:
-        increments = self.take()
+        increments, exemplars = self.take(), self.take_exemplars()
         if not increments:
             return None
         for fields in increments.values():
@@ -237,16 +330,19 @@ class GraphWriter:
                 if value > FIELD_LIMIT:  # the script would cut it anyway; keep ARGV exact
                     fields[name] = FIELD_LIMIT
                     self.clipped += 1
-        return FlushBatch(f"{self.instance_id}:{next(self._sequence)}", increments)
+        return FlushBatch(f"{self.instance_id}:{next(self._sequence)}", increments,
+                          seriesstore.series_increments(increments), exemplars)
 
     @staticmethod
     def queue_writes(pipe: Any, increments: Mapping[int, Mapping[str, int]]) -> None:
         """Queue plain HINCRBY/EXPIRE writes on ``pipe`` (for seeding a graph; not idempotent)."""
-        for second, fields in increments.items():
-            key = key_for(second)
+        keyed = [(key_for(second), KEY_TTL, fields) for second, fields in increments.items()]
+        keyed += [(key, seriesstore.ttl_of(key), fields)
+                  for key, fields in seriesstore.series_increments(increments).items()]
+        for key, ttl, fields in keyed:
             for name, value in fields.items():
                 pipe.hincrby(key, name, value)
-            pipe.expire(key, KEY_TTL)
+            pipe.expire(key, ttl)
 
     async def aflush(self, redis_client: Any) -> int:
         """Write the unconfirmed batch, then the open increments as a new one; returns fields written.

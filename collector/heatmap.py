@@ -1,16 +1,16 @@
-"""Latency heatmaps from the graph store: one series' histogram per column of ``step`` seconds.
+"""Latency heatmaps of one series: its histogram per column of ``step`` seconds, with exemplars.
 
-The graph store (``collector.graphstore``) keeps, per wall-clock second, a latency histogram
-per edge, per edge and version of its target, and per service served. A heatmap reads the
-same per-second hashes as the graph over the same window and files one series' fields by
-column instead of adding them all up, so its counts over the window are exactly the
-graph's requests for that edge or service over that window (docs/api.md, "heatmap").
+The graph writer files every series' increments under keys of that series alone
+(``collector.seriesstore``), in the same at-most-once batch as the graph's per-second
+hashes, so a heatmap's counts over a window are exactly the graph's requests for that edge,
+service, version or instance over that window (docs/api.md, "heatmap").
 
 Columns are aligned to multiples of ``step`` in epoch seconds, so a live page adds a column
 every ``step`` seconds instead of watching every column shift; the first and last columns
 hold only the seconds of the window. Rows merge ``ROW_MERGE`` of the sidecar's exponential
 buckets (``proxies.telemetry.histogram``, ~9% each) into one of a factor of sqrt(2), from
-the lowest to the highest bucket any column has.
+the lowest to the highest bucket any column has. Each cell (column, row) lists at most one
+exemplar: an error's if any, else the slowest.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from collector.graphstore import SEP, key_for, validate_window, window_seconds
+from collector import seriesstore
+from collector.graphstore import SEP, validate_window
+from collector.records import Exemplar
 from proxies.telemetry import histogram
 
 ROW_MERGE = 4  # sidecar buckets per heatmap row: 2 ** (4/8), a factor of sqrt(2) per row
@@ -37,24 +39,43 @@ class ColumnJSON(TypedDict):
     p99_ms: float | None
 
 
+class ExemplarJSON(TypedDict):
+    column: int  # index into columns
+    bucket: int  # index into buckets_ms (the row)
+    trace_id: str
+    span_id: str
+    value_ms: float
+    time: float
+    error: bool
+
+
 class HeatmapJSON(TypedDict):
     window: int
     step: int
     buckets_ms: list[float]  # each row's lower bound; a row ends where the next begins
     top_ms: float | None  # where the last row ends
     columns: list[ColumnJSON]
-    exemplars: list[dict[str, Any]]
+    exemplars: list[ExemplarJSON]
 
 
 def edge_series(source: str, target: str, version: str | None = None) -> str:
-    """The field prefix of an edge's requests (of one version of its target, if given)."""
+    """The series of an edge's requests (of one version of its target, if given)."""
     if version is None:
         return f"e{SEP}{source}{SEP}{target}{SEP}"
     return f"ev{SEP}{source}{SEP}{target}{SEP}{version}{SEP}"
 
 
-def service_series(service: str) -> str:
-    """The field prefix of the requests a service served."""
+def edge_served_series(source: str, target: str) -> str:
+    """The series of an edge's requests as its target's side timed them."""
+    return f"es{SEP}{source}{SEP}{target}{SEP}"
+
+
+def service_series(service: str, version: str | None = None, instance: str | None = None) -> str:
+    """The series of the requests a service served (by one version or instance, if given)."""
+    if instance:
+        return f"i{SEP}{service}{SEP}{instance}{SEP}"
+    if version:
+        return f"nv{SEP}{service}{SEP}{version}{SEP}"
     return f"n{SEP}{service}{SEP}"
 
 
@@ -71,23 +92,24 @@ def _quantile(latency: Mapping[int, int], q: float) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def build_heatmap(hashes: Iterable[Mapping[bytes | str, bytes | str]], seconds: list[int],
-                  series: str, window: int, step: int) -> HeatmapJSON:
-    """File ``series``' fields of each second's hash (in ``seconds`` order) into columns."""
-    prefix = series.encode()
-    per_column: dict[int, dict[str, Any]] = {}
-    for second, fields in zip(seconds, hashes, strict=True):
-        column = per_column.setdefault(second - second % step,
-                                       {"requests": 0, "errors": 0, "latency": {}})
-        for raw_field, raw_value in fields.items():
-            name = raw_field if isinstance(raw_field, bytes) else raw_field.encode()
-            if not name.startswith(prefix):
-                continue
-            try:
-                value = int(raw_value)
-            except ValueError:  # not written by a collector
-                continue
-            kind = name[len(prefix):].decode()
+def _rank(exemplar: Exemplar) -> tuple[bool, float]:
+    return exemplar.error, exemplar.value_ms
+
+
+def build_heatmap(counts: Mapping[int, Mapping[str, int]], found: Iterable[tuple[int, int, Exemplar]],
+                  seconds: range, step: int) -> HeatmapJSON:
+    """Columns over ``seconds`` of a series' counts by second (``seriesstore.per_second``)
+    and its exemplars (``seriesstore.exemplars``); every column of the window, empty or not."""
+    first, last = seconds[0], seconds[-1]
+    per_column: dict[int, dict[str, Any]] = {
+        start: {"requests": 0, "errors": 0, "latency": {}}
+        for start in range(first - first % step, last + 1, step)}
+    for second, fields in counts.items():
+        column = per_column.get(second - second % step)
+        if column is None:  # outside the window: the plan reads only inside it
+            continue
+        latency = column["latency"]
+        for kind, value in fields.items():
             if kind == "n":
                 column["requests"] += value
             elif kind == "x":
@@ -95,81 +117,76 @@ def build_heatmap(hashes: Iterable[Mapping[bytes | str, bytes | str]], seconds: 
             elif kind.startswith("h") and kind[1:].lstrip("-").isdigit():
                 index = int(kind[1:])
                 if histogram.MIN_INDEX <= index <= histogram.MAX_INDEX:
-                    column["latency"][index] = column["latency"].get(index, 0) + value
+                    latency[index] = latency.get(index, 0) + value
     rows = sorted({index // ROW_MERGE for c in per_column.values() for index in c["latency"]})
     low, high = (rows[0], rows[-1]) if rows else (0, -1)
+    starts = sorted(per_column)
     columns: list[ColumnJSON] = []
-    for start in sorted(per_column):
+    for start in starts:
         column = per_column[start]
-        counts = [0] * (high - low + 1)
+        cells = [0] * (high - low + 1)
         for index, count in column["latency"].items():
-            counts[index // ROW_MERGE - low] += count
+            cells[index // ROW_MERGE - low] += count
         columns.append({"start": start, "requests": column["requests"],
-                        "errors": column["errors"], "counts": counts,
+                        "errors": column["errors"], "counts": cells,
                         "p50_ms": _quantile(column["latency"], 0.50),
                         "p95_ms": _quantile(column["latency"], 0.95),
                         "p99_ms": _quantile(column["latency"], 0.99)})
+    index_of = {start: i for i, start in enumerate(starts)}
+    best: dict[tuple[int, int], Exemplar] = {}
+    for second, bucket, exemplar in found:
+        column_index = index_of.get(second - second % step)
+        row = bucket // ROW_MERGE - low
+        # An exemplar outside every counted cell (its counts fell outside the window, or a
+        # foreign write) would point at nothing on the page.
+        if column_index is None or not 0 <= row <= high - low:
+            continue
+        cell = (column_index, row)
+        if cell not in best or _rank(exemplar) > _rank(best[cell]):
+            best[cell] = exemplar
     return {
-        "window": window, "step": step,
+        "window": len(seconds), "step": step,
         "buckets_ms": [round(histogram.lower_bound(row * ROW_MERGE), 4)
                        for row in range(low, high + 1)],
         "top_ms": round(histogram.lower_bound((high + 1) * ROW_MERGE), 4) if rows else None,
         "columns": columns,
-        "exemplars": [],
+        "exemplars": [
+            {"column": column_index, "bucket": row, "trace_id": exemplar.trace_id,
+             "span_id": exemplar.span_id, "value_ms": exemplar.value_ms, "time": exemplar.time,
+             "error": exemplar.error}
+            for (column_index, row), exemplar in sorted(best.items())
+        ],
     }
 
 
-# One series' fields of each second's hash, filtered inside Redis: a second's hash holds every
-# edge's and service's fields (~900 at 40 edges), and shipping all of them to file a few was
-# most of a query's time (bench/heatmap_query.py). Chunked, so one call never blocks Redis
-# (and the collectors' writes) for long.
-SERIES_SCRIPT = """
-local prefix, out = ARGV[1], {}
-for i, key in ipairs(KEYS) do
-  local fields, row = redis.call('HGETALL', key), {}
-  for j = 1, #fields, 2 do
-    if string.sub(fields[j], 1, #prefix) == prefix then
-      row[#row + 1] = fields[j]
-      row[#row + 1] = fields[j + 1]
-    end
-  end
-  out[i] = row
-end
-return out
-"""
-KEYS_PER_CALL = 60  # ~15 ms of Redis time a call at 900 fields a hash
-
-
-def _reads(window: int, step: int, now: float | None) -> list[int]:
+def window_range(window: int, step: int, now: float | None = None) -> range:
+    """The seconds a heatmap of ``window`` seconds ending now covers (checked)."""
     validate_step(step, validate_window(window))
-    return window_seconds(window, time.time() if now is None else now)
+    last = int(time.time() if now is None else now)
+    return range(last - window + 1, last + 1)
 
 
-def _queue(pipe: Any, series: str, seconds: list[int]) -> None:
-    # EVAL with the script's text (400 bytes a call): the same on sync and async pipelines.
-    for start in range(0, len(seconds), KEYS_PER_CALL):
-        keys = [key_for(second) for second in seconds[start:start + KEYS_PER_CALL]]
-        pipe.eval(SERIES_SCRIPT, len(keys), *keys, series)
-
-
-def _hashes(replies: list[list[Any]]) -> list[dict[Any, Any]]:
-    """The script's flat ``[field, value, ...]`` rows, one per second, as mappings."""
-    return [dict(zip(row[::2], row[1::2], strict=True)) for chunk in replies for row in chunk]
+def read_plan(series: str, seconds: range, step: int) -> seriesstore.ReadPlan:
+    return seriesstore.plan_read(series, seconds[0], seconds[-1], step)
 
 
 def fetch_heatmap(redis_client: Any, series: str, window: int, step: int = DEFAULT_STEP,
                   now: float | None = None) -> HeatmapJSON:
     """Read a heatmap with a synchronous redis-py client."""
-    seconds = _reads(window, step, now)
+    seconds = window_range(window, step, now)
+    plan = read_plan(series, seconds, step)
     pipe = redis_client.pipeline(transaction=False)
-    _queue(pipe, series, seconds)
-    return build_heatmap(_hashes(pipe.execute()), seconds, series, window, step)
+    seriesstore.queue_reads(pipe, plan, with_exemplars=True)
+    counts, found = seriesstore.split_replies(plan, pipe.execute(), with_exemplars=True)
+    return build_heatmap(counts, found, seconds, step)
 
 
 async def afetch_heatmap(redis_client: Any, series: str, window: int, step: int = DEFAULT_STEP,
                          now: float | None = None) -> HeatmapJSON:
     """Read a heatmap with an asyncio redis-py client (the API)."""
-    seconds = _reads(window, step, now)
+    seconds = window_range(window, step, now)
+    plan = read_plan(series, seconds, step)
     pipe = redis_client.pipeline(transaction=False)
-    _queue(pipe, series, seconds)
-    return build_heatmap(_hashes(await pipe.execute()), seconds, series, window, step)
+    seriesstore.queue_reads(pipe, plan, with_exemplars=True)
+    counts, found = seriesstore.split_replies(plan, await pipe.execute(), with_exemplars=True)
+    return build_heatmap(counts, found, seconds, step)

@@ -15,6 +15,7 @@ import orjson
 from collector import validation
 from collector.errors import InvalidRequest
 from collector.records import UNKNOWN_SERVICE, Rejections
+from collector.validation import MAX_NAME_LENGTH
 
 
 def json_value(value: Any) -> Any:
@@ -67,7 +68,11 @@ class Resource:
         version = attributes.get("service.version")
         self.version = version if isinstance(version, str) else ""
         instance = attributes.get("service.instance.id")
-        self.instance = instance if isinstance(instance, str) else ""
+        # Only a breakdown (the per-instance series): one that could not be a series' name
+        # leaves its spans and points counted for the service, under no instance.
+        self.instance = ""
+        if isinstance(instance, str) and len(instance) <= MAX_NAME_LENGTH and instance.isprintable():
+            self.instance = instance
         self.sidecar = is_true(attributes.get("meshui.sidecar"))
         try:
             validation.name(self.service, "resource service.name")

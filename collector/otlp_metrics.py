@@ -32,6 +32,7 @@ from collector.otlp_common import (
 )
 from collector.records import MetricBatch, Rejections, SidecarCounter, SidecarPoint
 from collector.sidecar_points import (
+    MAX_EXEMPLARS_PER_POINT,
     SIDECAR_COUNTERS,
     SIDECAR_METRIC,
     counter_point,
@@ -40,6 +41,7 @@ from collector.sidecar_points import (
     explicit_point,
     exponential_latency,
     exponential_point,
+    point_exemplars,
 )
 from collector.validation import MAX_SCALE, MIN_SCALE, Rejected
 
@@ -115,9 +117,16 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                 temporality = getattr(metric, data).aggregation_temporality
                 for p in points:
                     try:
-                        _keep(batch, _pb_histogram_point(resource, p, data, temporality))
+                        point = _pb_histogram_point(resource, p, data, temporality)
                     except Rejected as exc:
                         batch.rejected.add(str(exc))
+                        continue
+                    if p.exemplars:
+                        batch.bad_exemplars += point_exemplars(point, [
+                            (e.trace_id, e.span_id,
+                             e.as_int if e.WhichOneof("value") == "as_int" else e.as_double,
+                             e.time_unix_nano) for e in p.exemplars])
+                    _keep(batch, point)
     return batch
 
 
@@ -194,7 +203,7 @@ def _json_metric(batch: MetricBatch, resource: Resource, metric: dict[str, Any],
         return
     else:
         exponential = data == "exponentialHistogram"
-        convert = lambda p: _json_histogram_point(resource, p, exponential, temporality)  # noqa: E731
+        convert = lambda p: _json_histogram_point(batch, resource, p, exponential, temporality)  # noqa: E731
     for p, point in enumerate(points):
         try:
             _keep(batch, convert(json_object(point, "data point")))
@@ -224,6 +233,28 @@ def _json_buckets(side: Any, what: str) -> tuple[int, list[int]]:
 
 
 def _json_histogram_point(
+    batch: MetricBatch, resource: Resource, p: dict[str, Any], exponential: bool, temporality: int
+) -> SidecarPoint:
+    point = _json_histogram_counts(resource, p, exponential, temporality)
+    exemplars = p.get("exemplars")
+    if isinstance(exemplars, list) and exemplars:
+        raw = []
+        for e in exemplars[:MAX_EXEMPLARS_PER_POINT]:
+            try:
+                value = e.get("asDouble", e.get("asInt"))
+                raw.append((validation.json_hex_id(e.get("traceId"), 16, "traceId"),
+                            validation.json_hex_id(e.get("spanId"), 8, "spanId"),
+                            validation.json_float(value, "asDouble") if value is not None else -1.0,
+                            validation.json_int(e.get("timeUnixNano"), "timeUnixNano")))
+            except (*_POINT_ERRORS, Rejected):
+                batch.bad_exemplars += 1
+        batch.bad_exemplars += point_exemplars(point, raw) + max(len(exemplars) - MAX_EXEMPLARS_PER_POINT, 0)
+    elif exemplars is not None and not isinstance(exemplars, list):
+        batch.bad_exemplars += 1
+    return point
+
+
+def _json_histogram_counts(
     resource: Resource, p: dict[str, Any], exponential: bool, temporality: int
 ) -> SidecarPoint:
     attributes = json_attributes(p.get("attributes"), "dataPoint")

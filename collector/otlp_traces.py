@@ -75,7 +75,7 @@ def decode_protobuf(body: bytes) -> TraceBatch:
             batch.span_count += spans_here
             rejected.add(resource.problem, spans_here)
             continue
-        group = SpanGroup(resource.service, resource.version, resource.sidecar)
+        group = SpanGroup(resource.service, resource.version, resource.sidecar, instance=resource.instance)
         spans = group.spans
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
@@ -117,6 +117,7 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                         span.status.code == 2,
                         http_status,
                         peer,
+                        end,
                     )
                 )
         if spans:
@@ -127,7 +128,7 @@ def decode_protobuf(body: bytes) -> TraceBatch:
 def decode_json(body: bytes) -> TraceBatch:
     batch = TraceBatch()
     for where, resource_spans, resource in json_resources(body, "ExportTraceServiceRequest", "resourceSpans"):
-        group = SpanGroup(resource.service, resource.version, resource.sidecar)
+        group = SpanGroup(resource.service, resource.version, resource.sidecar, instance=resource.instance)
         for s, scope_spans in enumerate(json_list(resource_spans, "scopeSpans", where)):
             scope_where = f"{where}.scopeSpans[{s}]"
             scope_spans = json_object(scope_spans, scope_where)
@@ -185,6 +186,7 @@ def _json_span(span: dict[str, Any]) -> Span | str:
         code == 2,
         http_status,
         peer,
+        end,
     )
 
 

@@ -6,7 +6,7 @@ service graph needs, so connectors never touch protobuf or JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,7 @@ class Span:
         "failed",
         "http_status",
         "peer",
+        "end_ns",
     )
 
     def __init__(
@@ -46,6 +47,7 @@ class Span:
         failed: bool,
         http_status: int,
         peer: str,
+        end_ns: int = 0,
     ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
@@ -55,6 +57,18 @@ class Span:
         self.failed = failed  # status code ERROR
         self.http_status = http_status
         self.peer = peer  # peer.service, else server.address, else ""
+        self.end_ns = end_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """A request counted in a latency bucket, with the trace that shows it (OTLP exemplar)."""
+
+    trace_id: str  # 32 lower-case hex
+    span_id: str  # 16 lower-case hex
+    value_ms: float
+    time: float  # epoch seconds, when the request ended
+    error: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +79,7 @@ class SpanGroup:
     version: str
     sidecar: bool
     spans: list[Span] = field(default_factory=list)
+    instance: str = ""  # service.instance.id, if it can name a series
 
 
 @dataclass(slots=True)
@@ -111,6 +126,8 @@ class SidecarPoint:
     time_ns: int
     count: int
     latency: dict[int, int]
+    instance: str = ""  # the reporting sidecar's service.instance.id (its proxy id)
+    exemplars: list[tuple[int, Exemplar]] = field(default_factory=list)  # (bucket index, exemplar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +147,7 @@ class MetricBatch:
     point_count: int = 0
     rejected: Rejections = field(default_factory=Rejections)
     counters: list[SidecarCounter] = field(default_factory=list)
+    bad_exemplars: int = 0  # exemplars left out (bad ids or values, past the per-point cap)
 
     @property
     def items(self) -> int:
@@ -137,7 +155,11 @@ class MetricBatch:
 
 
 class GraphSink(Protocol):
-    """Where connectors put graph increments (``graphwriter.GraphWriter`` is one)."""
+    """Where connectors put graph increments (``graphwriter.GraphWriter`` is one).
+
+    ``exemplars`` are (bucket index, ``seriesstore.Exemplar``) pairs of requests among the
+    counted ones, kept per heatmap cell.
+    """
 
     def add_edge(
         self,
@@ -147,12 +169,26 @@ class GraphSink(Protocol):
         errors: int,
         latency: Mapping[int, int],
         version: str = "",
+        exemplars: Sequence[tuple[int, Exemplar]] = (),
     ) -> None:
         """Calls ``source`` -> ``target``; ``version``: the target's that answered ("" unknown)."""
         ...
 
+    def add_edge_served(
+        self, source: str, target: str, requests: int, errors: int, latency: Mapping[int, int]
+    ) -> None:
+        """The same calls as ``target``'s side timed them (server-side latency of the edge)."""
+        ...
+
     def add_node(
-        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
+        self,
+        service: str,
+        version: str,
+        requests: int,
+        errors: int,
+        latency: Mapping[int, int],
+        instance: str = "",
+        exemplars: Sequence[tuple[int, Exemplar]] = (),
     ) -> None: ...
 
     def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None: ...

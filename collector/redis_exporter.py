@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,28 +83,17 @@ class RedisGraphExporter:
         self.stats = stats or CollectorStats()
         self.availability = availability or RedisAvailability(self.stats)
         self.writer = GraphWriter(clock=clock, limiter=limiter)
+        self._bind_sink()
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
-    # GraphSink
-    def add_edge(
-        self,
-        source: str,
-        target: str,
-        requests: int,
-        errors: int,
-        latency: Mapping[int, int],
-        version: str = "",
-    ) -> None:
-        self.writer.add_edge(source, target, requests, errors, latency, version)
-
-    def add_node(
-        self, service: str, version: str, requests: int, errors: int, latency: Mapping[int, int]
-    ) -> None:
-        self.writer.add_node(service, version, requests, errors, latency)
-
-    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
-        self.writer.add_edge_counter(source, target, name, value)
+    # GraphSink: the writer's, bound once (the connectors call them per span or point).
+    def _bind_sink(self) -> None:
+        writer = self.writer
+        self.add_edge = writer.add_edge
+        self.add_edge_served = writer.add_edge_served
+        self.add_node = writer.add_node
+        self.add_edge_counter = writer.add_edge_counter
 
     def refusal(self) -> Refusal | None:
         """Why new exports should be refused with 503 now, or None."""

@@ -28,7 +28,9 @@ from collector.records import (
     SPAN_KIND_CONSUMER,
     SPAN_KIND_PRODUCER,
     SPAN_KIND_SERVER,
+    Exemplar,
     GraphSink,
+    Span,
     TraceBatch,
 )
 from collector.stats import CollectorStats
@@ -52,6 +54,11 @@ class ServiceGraphConfig:
             raise ConfigError("servicegraph.sweep_interval_s", f"must be > 0, got {self.sweep_interval_s}")
 
 
+def _exemplar(span: Span, failed: bool) -> Exemplar:
+    return Exemplar(span.trace_id.hex(), span.span_id.hex(), round(span.duration_ms, 3),
+                    span.end_ns / 1e9, failed)
+
+
 class _HalfPair:
     """What we know of one client->server call while waiting for its other half."""
 
@@ -60,10 +67,12 @@ class _HalfPair:
         "client_service",
         "client_ms",
         "client_failed",
+        "client_exemplar",
         "peer",
         "server_service",
         "server_version",
         "server_failed",
+        "server_ms",
     )
 
     def __init__(self, expires: float) -> None:
@@ -71,10 +80,12 @@ class _HalfPair:
         self.client_service: str | None = None
         self.client_ms = 0.0
         self.client_failed = False
+        self.client_exemplar: list[tuple[int, Exemplar]] = []
         self.peer = ""
         self.server_service: str | None = None
         self.server_version = ""
         self.server_failed = False
+        self.server_ms = 0.0
 
 
 class ServiceGraphConnector:
@@ -114,16 +125,19 @@ class ServiceGraphConnector:
                 # Sidecars' edges come from their metrics; pairing their sampled spans too
                 # would count those requests twice.
                 continue
-            service = group.service
+            service, instance = group.service, group.instance
             for span in group.spans:
                 kind = span.kind
                 if kind in server_kinds:
                     failed = span.failed or span.http_status >= 500
-                    latency = {bucket_index(span.duration_ms): 1}
-                    sink.add_node(service, group.version, 1, int(failed), latency)
+                    bucket = bucket_index(span.duration_ms)
+                    latency = {bucket: 1}
+                    # Every span an SDK sent is a stored trace: each is its cell's exemplar.
+                    exemplar = [(bucket, _exemplar(span, failed))]
+                    sink.add_node(service, group.version, 1, int(failed), latency, instance, exemplar)
                     if not span.parent_span_id:
                         stats.root_spans += 1
-                        sink.add_edge(UNKNOWN, service, 1, int(failed), latency, group.version)
+                        sink.add_edge(UNKNOWN, service, 1, int(failed), latency, group.version, exemplar)
                         continue
                     key = (span.trace_id, span.parent_span_id)
                     half = self._half(key, expires)
@@ -132,6 +146,7 @@ class ServiceGraphConnector:
                     half.server_service = service
                     half.server_version = group.version
                     half.server_failed = failed
+                    half.server_ms = span.duration_ms
                 elif kind in client_kinds:
                     key = (span.trace_id, span.span_id)
                     half = self._half(key, expires)
@@ -140,20 +155,26 @@ class ServiceGraphConnector:
                     half.client_service = service
                     half.client_ms = span.duration_ms
                     half.client_failed = span.failed
+                    half.client_exemplar = [(bucket_index(span.duration_ms), _exemplar(span, span.failed))]
                     half.peer = span.peer
                 else:
                     continue
                 if half.client_service is not None and half.server_service is not None:
                     del store[key]
                     stats.pairs += 1
+                    failed = half.client_failed or half.server_failed
                     sink.add_edge(
                         half.client_service,
                         half.server_service,
                         1,
-                        int(half.client_failed or half.server_failed),
+                        int(failed),
                         {bucket_index(half.client_ms): 1},
                         half.server_version,
+                        half.client_exemplar,
                     )
+                    sink.add_edge_served(
+                        half.client_service, half.server_service, 1, int(failed),
+                        {bucket_index(half.server_ms): 1})
         stats.pending_pairs = len(store)
 
     def sweep(self, now: float | None = None) -> int:
@@ -206,7 +227,8 @@ class ServiceGraphConnector:
             return False
         self.stats.virtual_peer_edges += 1
         self.sink.add_edge(
-            half.client_service, half.peer, 1, int(half.client_failed), {bucket_index(half.client_ms): 1}
+            half.client_service, half.peer, 1, int(half.client_failed), {bucket_index(half.client_ms): 1},
+            exemplars=half.client_exemplar,
         )
         return True
 

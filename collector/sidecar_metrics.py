@@ -65,6 +65,8 @@ class SidecarMetricsConnector:
         self._last: OrderedDict[tuple[object, ...], _Last] = OrderedDict()
 
     def consume(self, batch: MetricBatch) -> None:
+        if batch.bad_exemplars:
+            self.stats.dropped["bad_exemplar"] += batch.bad_exemplars
         for point in batch.points:
             if point.temporality == TEMPORALITY_CUMULATIVE:
                 delta = self._delta(point)
@@ -79,12 +81,16 @@ class SidecarMetricsConnector:
             # Outbound, ``destination.version`` is the version of the instance that answered
             # ("" when none did); inbound, the sidecar's own: either way the target's.
             version = point.destination_version
+            source, target, exemplars = point.source, point.destination, point.exemplars
             if point.direction == "outbound":
-                self.sink.add_edge(point.source, point.destination, count, errors, latency, version)
+                self.sink.add_edge(source, target, count, errors, latency, version, exemplars)
             else:
-                self.sink.add_node(point.destination, version, count, errors, latency)
-                if not point.source_sidecar:
-                    self.sink.add_edge(point.source, point.destination, count, errors, latency, version)
+                self.sink.add_node(target, version, count, errors, latency, point.instance, exemplars)
+                if point.source_sidecar:
+                    # The caller's sidecar counts the edge; this is its server-side timing.
+                    self.sink.add_edge_served(source, target, count, errors, latency)
+                else:
+                    self.sink.add_edge(source, target, count, errors, latency, version, exemplars)
         for counter in batch.counters:
             if counter.value > 0:
                 self.sink.add_edge_counter(counter.source, counter.destination, counter.event, counter.value)

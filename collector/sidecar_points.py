@@ -14,7 +14,13 @@ from typing import Any
 
 from collector import validation
 from collector.otlp_common import Resource, is_true
-from collector.records import TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA, SidecarCounter, SidecarPoint
+from collector.records import (
+    TEMPORALITY_CUMULATIVE,
+    TEMPORALITY_DELTA,
+    Exemplar,
+    SidecarCounter,
+    SidecarPoint,
+)
 from collector.validation import Rejected
 from proxies.telemetry import histogram
 from proxies.telemetry.encode import METRIC_NAME
@@ -140,6 +146,7 @@ def _point(
         tuple(sorted((k, repr(v)) for k, v in attributes.items())),
     )
     return SidecarPoint(
+        instance=resource.instance,
         stream=stream,
         direction=direction,
         source=source,
@@ -184,3 +191,27 @@ def counter_problem(name: str, data: str, temporality: int) -> str | None:
     if temporality != TEMPORALITY_DELTA:
         return f"{name}: aggregation temporality must be delta"
     return None
+
+
+# Exemplars kept per data point: a sidecar sends one per latency bucket it saw sampled
+# requests in (docs/telemetry.md), a few dozen at most.
+MAX_EXEMPLARS_PER_POINT = 64
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
+
+
+def point_exemplars(point: SidecarPoint, raw: Sequence[tuple[bytes, bytes, float, int]]) -> int:
+    """Attach the usable ones of ``raw`` (trace id, span id, value ms, time ns) to ``point``.
+
+    Each goes to the bucket its value falls in; an exemplar with bad ids or a value that is
+    not a finite duration is left out, as is any past the cap. Returns how many were.
+    """
+    bad = max(len(raw) - MAX_EXEMPLARS_PER_POINT, 0)
+    error = point.status >= 500
+    for trace_id, span_id, value, time_ns in raw[:MAX_EXEMPLARS_PER_POINT]:
+        if (len(trace_id) != 16 or trace_id == _ZERO_TRACE or len(span_id) != 8 or span_id == _ZERO_SPAN
+                or not isinstance(value, (int, float)) or not 0 <= value < 1e12):
+            bad += 1
+            continue
+        point.exemplars.append((histogram.bucket_index(float(value)), Exemplar(
+            trace_id.hex(), span_id.hex(), round(float(value), 3), time_ns / 1e9, error)))
+    return bad

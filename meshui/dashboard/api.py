@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router
@@ -23,7 +23,7 @@ from meshui.dashboard.source import (
     validate_window,
 )
 from meshui.redis_clients import DATA_SOURCE_ERRORS
-from proxies.mesh.schema import service_name_problem, version_problem
+from proxies.mesh.schema import proxy_id_problem, service_name_problem, version_problem
 
 router = Router(tags=["graph"])
 
@@ -54,13 +54,15 @@ Window = Annotated[int, Field(ge=1, le=MAX_WINDOW), BeforeValidator(parse_window
 @router.get(
     "/graph", response={200: Graph, 400: Error, 401: Error, 503: Error},
     operation_id="getGraph", summary="The live service graph over the last `window` seconds",
-    openapi_extra=RETRY_AFTER_DOC)
-async def graph(request: HttpRequest, window: Window) -> Any:
+    openapi_extra=RETRY_AFTER_DOC, exclude_unset=True)
+async def graph(request: HttpRequest, window: Window,
+                level: Literal["service", "instance"] = Query(
+                    "service", description="instance: each node also lists its instances")) -> Any:
     """Nodes are services with the requests they served, edges the calls between them as the
     caller saw them; at most MESHUI_GRAPH_MAX_NODES services, the busiest, the rest counted in
     ``hidden``."""
     try:
-        return await aread_graph(window)
+        return await aread_graph(window, instances=level == "instance")
     except DATA_SOURCE_ERRORS as exc:
         raise data_source_unavailable(request, exc) from exc
 
@@ -71,21 +73,21 @@ def heatmap_series(source: str | None, target: str | None, service: str | None,
     for name, value, problem in (("source", source, service_name_problem),
                                  ("target", target, service_name_problem),
                                  ("service", service, service_name_problem),
-                                 ("version", version, version_problem)):
+                                 ("version", version, version_problem),
+                                 ("instance", instance, proxy_id_problem)):
         if value and problem(value) is not None:
             raise ValueError(f"{name} {problem(value)}")
-    if instance:
-        raise ValueError("per-instance heatmaps are not recorded yet; ask for an edge "
-                         "(source and target, optionally version) or a service")
     if service and (source or target):
         raise ValueError("give either source and target (an edge) or service, not both")
     if service:
-        if version:
-            raise ValueError("a served heatmap per version is not recorded yet; ask for "
-                             "the edge into it: source, target and version")
-        return service_series(service)
+        if version and instance:
+            raise ValueError("give version or instance, not both (an instance runs one version)")
+        return service_series(service, version or None, instance or None)
     if not (source and target):
         raise ValueError("give source and target (an edge), or service (what it served)")
+    if instance:
+        raise ValueError("an edge's heatmap per instance of its target is not recorded; ask "
+                         "for what the instance served: service and instance")
     return edge_series(source, target, version or None)
 
 

@@ -75,14 +75,32 @@ class VersionTraffic(Schema):
     p99_ms: float | None = Field(description="99th percentile latency in ms, null when idle")
 
 
+class InstanceTraffic(Traffic):
+    """One instance of a service: the requests it served."""
+
+    instance: str = Field(description="its service.instance.id: a sidecar's proxy id "
+                                      "(GET /api/v1/instances/{proxy_id}/state)")
+
+
 # pydantic puts the fields of the last base first: these orders are the store's.
 class Node(Traffic, NodeName):
     """A service; its stats are the requests it served."""
+
+    instances: list[InstanceTraffic] | None = Field(
+        None, description="with level=instance only: the instances that served requests in "
+                          "the window, by name")
 
 
 class Edge(Traffic, EdgeEnds):
     """Calls from ``source`` to ``target`` as the caller saw them."""
 
+    server_requests: int = Field(description="the same calls as the target's side timed them "
+                                             "(its sidecar, or SDK server spans paired)")
+    server_p50_ms: float | None = Field(description="median latency at the target's side")
+    server_p99_ms: float | None = Field(description="99th percentile at the target's side")
+    network_p50_ms: float | None = Field(
+        description="p50_ms - server_p50_ms, at least 0: the network and queueing between")
+    network_p99_ms: float | None = Field(description="p99_ms - server_p99_ms, at least 0")
     events: EdgeEvents  # type: ignore[valid-type]  # a model built at import (above)
     by_version: dict[str, VersionTraffic] = Field(
         description="the observed traffic split: for each version of `target` that answered "
@@ -124,6 +142,19 @@ class HeatmapColumn(BaseModel):
     p99_ms: float | None
 
 
+class HeatmapExemplar(BaseModel):
+    """A request in one cell, with the trace that shows it (an OTLP exemplar or a span)."""
+
+    model_config = CLOSED
+    column: int = Field(description="index into columns")
+    bucket: int = Field(description="row: index into buckets_ms")
+    trace_id: str = Field(description="32 lower-case hex digits; GET /api/v1/traces/{trace_id}")
+    span_id: str = Field(description="16 lower-case hex digits")
+    value_ms: float
+    time: float = Field(description="epoch seconds, when the request ended")
+    error: bool = Field(description="the request failed; an error's exemplar wins its cell")
+
+
 class Heatmap(BaseModel):
     """A latency heatmap (``collector.heatmap.HeatmapJSON``); its counts over the window
     are the graph's requests of the same edge or service over the same window."""
@@ -134,4 +165,5 @@ class Heatmap(BaseModel):
     buckets_ms: list[float] = Field(description="each row's lower bound (ms), low to high")
     top_ms: float | None = Field(description="where the last row ends (null: no traffic)")
     columns: list[HeatmapColumn] = Field(description="by start time")
-    exemplars: list[dict[str, Any]] = Field(description="traces per cell (not recorded yet)")
+    exemplars: list[HeatmapExemplar] = Field(
+        description="at most one per cell: an error's if any, else the slowest")

@@ -61,9 +61,10 @@ def read_graph(window: int) -> GraphJSON:
     return fetch_graph(get_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
 
 
-async def aread_graph(window: int) -> GraphJSON:
+async def aread_graph(window: int, *, instances: bool = False) -> GraphJSON:
     """``read_graph`` for async callers (the API and the socket)."""
-    return await afetch_graph(get_async_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
+    return await afetch_graph(get_async_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES,
+                              instances=instances)
 
 
 async def aread_heatmap(series: str, window: int, step: int) -> HeatmapJSON:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector import graphstore, otlp_metrics, otlp_traces, validation
+from collector import graphstore, otlp_metrics, otlp_traces, seriesstore, validation
 from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.errors import InvalidRequest
 from collector.graphwriter import GraphWriter
@@ -276,12 +276,22 @@ def check_traces(batch: TraceBatch) -> None:
 
 def check_writes(writer: GraphWriter) -> None:
     """What would go to Redis: integers within the field limit, names that split cleanly."""
-    for fields in writer.take().values():
+    kinds = {("e", 4), ("ev", 5), ("es", 4), ("n", 3), ("nv", 4), ("i", 4), ("v", 3), ("r", 4)}
+    increments = writer.take()
+    for fields in increments.values():
         for name, value in fields.items():
             assert 0 < value <= validation.FIELD_LIMIT, (name, value)
             parts = name.split(graphstore.SEP)
-            assert (parts[0], len(parts)) in {("e", 4), ("ev", 5), ("n", 3), ("v", 3), ("r", 4)}, name
-            assert parts[0] != "ev" or parts[3], name  # no version, no per-version field
+            assert (parts[0], len(parts)) in kinds, name
+            assert parts[0] not in ("ev", "nv", "i") or parts[-2], name  # no breakdown of nothing
+    series = seriesstore.series_increments(increments)
+    assert sum(map(len, series.values())) >= sum(
+        1 for fields in increments.values() for name in fields if not name.startswith("v" + graphstore.SEP))
+    for key, texts in writer.take_exemplars().items():
+        assert key.startswith(seriesstore.EXEMPLAR_PREFIX)
+        for text in texts.values():
+            exemplar = seriesstore.parse_exemplar(text)
+            assert exemplar is not None and len(exemplar.trace_id) == 32 and len(exemplar.span_id) == 16
 
 
 def run(target: str, decode: Any, body: bytes, check: Any, consume: Any) -> None:

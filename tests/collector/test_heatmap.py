@@ -2,66 +2,101 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import pytest
 
-from collector.graphstore import build_graph
+from collector import seriesstore
+from collector.graphstore import build_graph, key_for
 from collector.graphwriter import GraphWriter
 from collector.heatmap import (
     ROW_MERGE,
     build_heatmap,
     edge_series,
+    read_plan,
     service_series,
     validate_step,
-    window_seconds,
+    window_range,
 )
+from collector.records import Exemplar
 from proxies.telemetry import histogram
 
 NOW = 1_800_000_017.5  # 17 s past a multiple of 10
+TRACE = "ab" * 16
 
 
-def hashes_for(seconds: list[int], traffic: dict[int, list[tuple[float, int]]]
-               ) -> list[dict[str, Any]]:
-    """The per-second hashes a collector would have written: (latency ms, count) per second."""
+class Stored:
+    """What a flush of the writer leaves in Redis, as plain dicts (graph, series, exemplars)."""
+
+    def __init__(self, writer: GraphWriter) -> None:
+        increments = writer.take()
+        self.keys: dict[str, dict[bytes, bytes]] = {}
+        for key, fields in [(key_for(second), f) for second, f in increments.items()] + list(
+                seriesstore.series_increments(increments).items()):
+            self.keys[key] = {name.encode(): str(value).encode() for name, value in fields.items()}
+        for key, texts in writer.take_exemplars().items():
+            self.keys[key] = {name.encode(): text.encode() for name, text in texts.items()}
+
+    def graph(self, window: int, now: float = NOW) -> Any:
+        seconds = window_range(window, 1, now)
+        return build_graph([self.keys.get(key_for(s), {}) for s in seconds], window, now)
+
+    def heatmap(self, series: str, window: int, step: int, now: float = NOW) -> Any:
+        seconds = window_range(window, step, now)
+        plan = read_plan(series, seconds, step)
+        replies = [self.keys.get(key, {}) for key in
+                   plan.s1_keys + plan.s10_keys + plan.exemplar_keys]
+        counts, found = seriesstore.split_replies(plan, replies, with_exemplars=True)
+        return build_heatmap(counts, found, seconds, step)
+
+
+def stored(traffic: dict[int, list[tuple[float, int]]], exemplars: bool = False) -> Stored:
+    """The keys a collector would have written: (latency ms, count) per second."""
     clock = {"now": 0.0}
     writer = GraphWriter(clock=lambda: clock["now"])
     for second, calls in traffic.items():
         clock["now"] = second + 0.5
         for value, count in calls:
-            latency = {histogram.bucket_index(value): count}
+            index = histogram.bucket_index(value)
+            latency = {index: count}
             errors = count if value > 500 else 0
-            writer.add_edge("frontend", "catalog", count, errors, latency, version="v2")
-            writer.add_node("catalog", "v2", count, errors, latency)
-    written: dict[int, dict[str, int]] = defaultdict(dict, writer.take())
-    return [{name.encode(): str(value).encode() for name, value in written[s].items()}
-            for s in seconds]
+            found = [(index, Exemplar(TRACE, f"{second:016x}", value, second + 0.4, errors > 0))
+                     ] if exemplars else []
+            writer.add_edge("frontend", "catalog", count, errors, latency, version="v2",
+                            exemplars=found)
+            writer.add_node("catalog", "v2", count, errors, latency, instance="catalog-1",
+                            exemplars=found)
+    return Stored(writer)
 
 
-def test_the_counts_over_the_window_are_the_graphs_requests_exactly() -> None:
-    seconds = window_seconds(60, NOW)
+@pytest.mark.parametrize(("window", "step"), [(60, 10), (60, 1), (60, 7), (3600, 10), (3600, 60),
+                                            (45, 30)])
+def test_the_counts_over_the_window_are_the_graphs_requests_exactly(window: int, step: int) -> None:
+    seconds = window_range(window, step, NOW)
     traffic = {s: [(4.0, 3), (850.0, 1)] for s in seconds[::7]}
     traffic[seconds[0]] = [(20.0, 5)]  # the first second of the window counts
-    hashes = hashes_for(seconds, traffic)
-    graph = build_graph(hashes, 60, NOW)
+    traffic[seconds[0] - 1] = [(20.0, 100)]  # the second before it does not
+    store = stored(traffic)
+    graph = store.graph(window)
     (edge,) = graph["edges"]
     node = next(n for n in graph["nodes"] if n["id"] == "catalog")
-    for series, expected in ((edge_series("frontend", "catalog"), edge["requests"]),
-                             (edge_series("frontend", "catalog", "v2"),
-                              edge["by_version"]["v2"]["requests"]),
-                             (service_series("catalog"), node["requests"])):
-        heatmap = build_heatmap(hashes, seconds, series, 60, 10)
+    for series, expected, errors in (
+            (edge_series("frontend", "catalog"), edge["requests"], edge["errors"]),
+            (edge_series("frontend", "catalog", "v2"), edge["by_version"]["v2"]["requests"],
+             edge["by_version"]["v2"]["errors"]),
+            (service_series("catalog"), node["requests"], node["errors"]),
+            (service_series("catalog", version="v2"), node["requests"], node["errors"]),
+            (service_series("catalog", instance="catalog-1"), node["requests"], node["errors"])):
+        heatmap = store.heatmap(series, window, step)
         assert sum(sum(c["counts"]) for c in heatmap["columns"]) == expected
         assert sum(c["requests"] for c in heatmap["columns"]) == expected
-        assert sum(c["errors"] for c in heatmap["columns"]) == (
-            edge["errors"] if series.startswith("e") else node["errors"])
+        assert sum(c["errors"] for c in heatmap["columns"]) == errors
 
 
 def test_columns_align_to_the_step_and_the_slow_call_sits_in_its_row() -> None:
-    seconds = window_seconds(60, NOW)
-    hashes = hashes_for(seconds, {seconds[-1]: [(4.0, 3), (850.0, 1)]})
-    heatmap = build_heatmap(hashes, seconds, edge_series("frontend", "catalog"), 60, 10)
+    last_second = int(NOW)
+    heatmap = stored({last_second: [(4.0, 3), (850.0, 1)]}).heatmap(
+        edge_series("frontend", "catalog"), 60, 10)
     starts = [c["start"] for c in heatmap["columns"]]
     # 60 s ending 17 s past a ten: 7 columns, the first and last partial, all on tens.
     assert starts == list(range(int(NOW) // 10 * 10 - 60, int(NOW) // 10 * 10 + 1, 10))
@@ -78,18 +113,45 @@ def test_columns_align_to_the_step_and_the_slow_call_sits_in_its_row() -> None:
 
 
 def test_an_idle_series_has_no_rows_and_empty_columns() -> None:
-    seconds = window_seconds(30, NOW)
-    heatmap = build_heatmap(hashes_for(seconds, {}), seconds, service_series("catalog"), 30, 10)
+    heatmap = stored({}).heatmap(service_series("catalog"), 30, 10)
     assert heatmap["buckets_ms"] == [] and heatmap["top_ms"] is None
     assert [c["counts"] for c in heatmap["columns"]] == [[]] * 4
     assert all(c["p50_ms"] is None for c in heatmap["columns"])
+    assert heatmap["exemplars"] == []
 
 
 def test_a_series_never_reads_another_whose_name_starts_the_same() -> None:
-    seconds = window_seconds(10, NOW)
-    hashes = hashes_for(seconds, {seconds[-1]: [(4.0, 2)]})
-    assert sum(c["requests"] for c in build_heatmap(
-        hashes, seconds, service_series("cat"), 10, 10)["columns"]) == 0
+    store = stored({int(NOW): [(4.0, 2)]})
+    assert sum(c["requests"] for c in store.heatmap(service_series("cat"), 10, 10)["columns"]) == 0
+
+
+def test_the_slow_cell_has_an_exemplar_and_an_error_wins_its_cell() -> None:
+    second = int(NOW) - 3
+    store = stored({second: [(4.0, 3), (850.0, 1)]}, exemplars=True)
+    heatmap = store.heatmap(edge_series("frontend", "catalog"), 60, 10)
+    by_row = {e["bucket"]: e for e in heatmap["exemplars"]}
+    rows = heatmap["buckets_ms"]
+    slow = by_row[max(i for i, low in enumerate(rows) if low < 850.0)]
+    assert slow["error"] is True and slow["value_ms"] == 850.0 and slow["trace_id"] == TRACE
+    column = heatmap["columns"][slow["column"]]
+    assert column["start"] <= second < column["start"] + 10
+    assert column["counts"][slow["bucket"]] == 1
+
+    # In one cell, an error's exemplar is kept over a later success's.
+    clock = {"now": second + 0.5}
+    writer = GraphWriter(clock=lambda: clock["now"])
+    bucket = histogram.bucket_index(850.0)
+    for error, span in ((True, "1" * 16), (False, "2" * 16)):
+        writer.add_edge("frontend", "catalog", 1, int(error), {bucket: 1},
+                        exemplars=[(bucket, Exemplar(TRACE, span, 850.0, second, error))])
+    (exemplar,) = Stored(writer).heatmap(edge_series("frontend", "catalog"), 60, 10)["exemplars"]
+    assert exemplar["span_id"] == "1" * 16
+
+
+def test_a_long_window_at_ten_second_steps_reads_a_few_small_keys() -> None:
+    seconds = window_range(3600, 10, NOW)
+    plan = read_plan(edge_series("frontend", "catalog"), seconds, 10)
+    assert len(plan.s10_keys) <= 7 and len(plan.s1_keys) <= 2
 
 
 @pytest.mark.parametrize(("step", "window", "problem"), [

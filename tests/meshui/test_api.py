@@ -89,6 +89,11 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
                 "p50_ms": p[0.5],
                 "p95_ms": p[0.95],
                 "p99_ms": p[0.99],
+                "server_requests": 0,
+                "server_p50_ms": None,
+                "server_p99_ms": None,
+                "network_p50_ms": None,
+                "network_p99_ms": None,
                 "events": {
                     "retries": 0,
                     "ejections": 0,
@@ -222,6 +227,31 @@ def test_the_graph_shows_the_busiest_nodes_up_to_the_setting_and_counts_the_rest
     assert graph["hidden"]["edges"] == len(EDGES) - len(graph["edges"])
 
 
+def test_the_graph_at_the_instance_level_lists_each_nodes_instances_and_the_network_time(
+    reader: Client, redis_client: redis.Redis
+) -> None:
+    now = time.time()
+    writer = GraphWriter(clock=lambda: now - 1)
+    client_side, server_side = histogram.bucket_index(12.0), histogram.bucket_index(2.0)
+    writer.add_edge("frontend", "catalog", 30, 0, {client_side: 30}, version="v1")
+    writer.add_edge_served("frontend", "catalog", 30, 0, {server_side: 30})
+    writer.add_node("catalog", "v1", 20, 0, {server_side: 20}, instance="catalog-1")
+    writer.add_node("catalog", "v1", 10, 0, {server_side: 10}, instance="catalog-2")
+    write(redis_client, writer)
+
+    flat = reader.get("/api/v1/graph", {"window": 30}).json()
+    assert all("instances" not in node for node in flat["nodes"])
+    (edge,) = flat["edges"]
+    assert edge["server_requests"] == 30 and edge["server_p50_ms"] < edge["p50_ms"]
+    assert edge["network_p50_ms"] == pytest.approx(edge["p50_ms"] - edge["server_p50_ms"], abs=1e-3)
+
+    graph = reader.get("/api/v1/graph", {"window": 30, "level": "instance"}).json()
+    catalog = next(node for node in graph["nodes"] if node["id"] == "catalog")
+    assert [(i["instance"], i["requests"]) for i in catalog["instances"]] == [
+        ("catalog-1", 20), ("catalog-2", 10)]
+    assert reader.get("/api/v1/graph", {"level": "pod"}).status_code == 400
+
+
 def test_the_heatmap_of_an_edge_adds_up_to_its_requests_in_the_graph(
     reader: Client, redis_client: redis.Redis
 ) -> None:
@@ -230,7 +260,10 @@ def test_the_heatmap_of_an_edge_adds_up_to_its_requests_in_the_graph(
     writer.add_edge("frontend", "catalog", 30, 0, {histogram.bucket_index(4.0): 30}, version="v1")
     writer.add_edge("frontend", "catalog", 2, 2, {histogram.bucket_index(850.0): 2},
                     version="v2")
-    writer.add_node("catalog", "v1", 32, 2, {histogram.bucket_index(4.0): 32})
+    writer.add_node("catalog", "v1", 30, 0, {histogram.bucket_index(4.0): 30},
+                    instance="catalog-1")
+    writer.add_node("catalog", "v2", 2, 2, {histogram.bucket_index(850.0): 2},
+                    instance="catalog-2")
     write(redis_client, writer)
     graph = reader.get("/api/v1/graph", {"window": 60}).json()
     (edge,) = [e for e in graph["edges"] if e["target"] == "catalog"]
@@ -248,14 +281,18 @@ def test_the_heatmap_of_an_edge_adds_up_to_its_requests_in_the_graph(
     assert busy["errors"] == 2 and busy["p50_ms"] > 500
     served = reader.get("/api/v1/heatmap", {"service": "catalog"}).json()
     assert sum(c["requests"] for c in served["columns"]) == 32
+    for query, requests in (({"version": "v2"}, 2), ({"instance": "catalog-1"}, 30)):
+        part = reader.get("/api/v1/heatmap", {"service": "catalog", **query}).json()
+        assert sum(c["requests"] for c in part["columns"]) == requests
 
 
 @pytest.mark.parametrize(("query", "detail"), [
     ({}, "give source and target"),
     ({"source": "frontend"}, "give source and target"),
     ({"service": "catalog", "source": "frontend"}, "not both"),
-    ({"service": "catalog", "version": "v1"}, "per version is not recorded yet"),
-    ({"service": "catalog", "instance": "catalog-1"}, "per-instance heatmaps are not recorded"),
+    ({"service": "catalog", "version": "v1", "instance": "catalog-1"}, "not both"),
+    ({"source": "frontend", "target": "catalog", "instance": "catalog-1"}, "not recorded"),
+    ({"service": "catalog", "instance": "catalog 1"}, "instance must be"),
     ({"service": "catalog", "window": 10, "step": 30}, "must not be longer than the window"),
     ({"service": "catalog", "step": 0}, "step"),
     ({"source": "frontend\x1fcatalog", "target": "x"}, "source must be"),

@@ -21,13 +21,22 @@ from collector.graphstore import (
     EdgeJSON,
     GraphJSON,
     HiddenJSON,
+    InstanceJSON,
     NodeJSON,
     VersionTrafficJSON,
     fetch_graph,
 )
 from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
-from meshui.dashboard.schemas import Edge, EdgeEvents, Graph, Hidden, Node, VersionTraffic
+from meshui.dashboard.schemas import (
+    Edge,
+    EdgeEvents,
+    Graph,
+    Hidden,
+    InstanceTraffic,
+    Node,
+    VersionTraffic,
+)
 from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
 from tests.meshui.users import make_operator
 
@@ -99,8 +108,9 @@ def test_the_document_describes_parameters_errors_and_retry_after(
     document: dict[str, Any],
 ) -> None:
     graph = document["paths"]["/api/v1/graph"]["get"]
-    (window,) = graph["parameters"]
+    window, level = graph["parameters"]
     assert (window["name"], window["in"], window["required"]) == ("window", "query", False)
+    assert (level["name"], level["schema"]["enum"]) == ("level", ["service", "instance"])
     assert {key: window["schema"][key] for key in ("type", "minimum", "maximum", "default")} == {
         "type": "integer", "minimum": 1, "maximum": 3600, "default": 60}
     for api_path, statuses in {"/api/v1/graph": {"200", "400", "401", "503"},
@@ -120,18 +130,22 @@ def test_the_document_describes_parameters_errors_and_retry_after(
 
 @pytest.mark.parametrize("schema, shape", [
     (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (Hidden, HiddenJSON),
-    (VersionTraffic, VersionTrafficJSON),
+    (VersionTraffic, VersionTrafficJSON), (InstanceTraffic, InstanceJSON),
 ])
 def test_the_graph_schemas_are_the_graph_store_s_typed_dicts(schema: Any, shape: Any) -> None:
     hints = get_type_hints(shape)
     assert set(schema.model_fields) == set(hints)
-    nested = {"nodes", "edges", "events", "hidden", "by_version"}  # each checked by its own case
+    # Each checked by its own case.
+    nested = {"nodes", "edges", "events", "hidden", "by_version", "instances"}
     for name, field in schema.model_fields.items():
         if name not in nested:
             assert field.annotation == hints[name], name
     if schema is Edge:  # versions -> the store's VersionTrafficJSON, restated as VersionTraffic
         assert hints["by_version"] == dict[str, VersionTrafficJSON]
         assert schema.model_fields["by_version"].annotation == dict[str, VersionTraffic]
+    if schema is Node:  # level=instance only: NotRequired in the store, None by default here
+        assert hints["instances"] == list[InstanceJSON]
+        assert schema.model_fields["instances"].annotation == list[InstanceTraffic] | None
 
 
 def test_the_document_describes_an_edge_s_split_by_version(document: dict[str, Any]) -> None:
