@@ -229,3 +229,14 @@ def test_the_collector_process_serves_grpc_and_stops_cleanly_on_sigterm(redis_ur
     assert "Traceback" not in log and "ERROR" not in log, log
     # Shutdown drained the queue and flushed the graph: every pair is in Redis.
     assert sdk_edge(redis_url)[0]["requests"] == N
+
+
+async def test_two_messages_on_the_unary_export_get_invalid_argument(redis_url: str) -> None:
+    async with running_collector(redis_url) as collector:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            call = channel.stream_unary(f"/{TRACE_SERVICE}/Export")
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await call(iter([GOLDEN_TRACES, GOLDEN_TRACES]), timeout=10)
+        assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert collector.stats.grpc_requests == {"INVALID_ARGUMENT": 1}
+        assert collector.stats.received_spans == 0
