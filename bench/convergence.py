@@ -246,7 +246,8 @@ def part_one(sizes: list[int], rounds: int) -> tuple[list[dict[str, Any]], list[
         workdir = Path(tempfile.mkdtemp(prefix="meshui-convergence-"))
         config = replace(
             MeshConfig(), meshui_port=free_port(), collector_port=free_port(),
-            base_port=free_port_block(10), instances=(), run_load=False, run_celery=False,
+            collector_grpc_port=free_port(), base_port=free_port_block(10), instances=(),
+            run_load=False, run_celery=False,
             trace_sample=0.0, data_dir=workdir, log_dir=workdir / "log", policy_file=None,
             database_url=f"sqlite:///{workdir / 'meshui.sqlite3'}",
         )
@@ -269,7 +270,7 @@ def part_two(samples: int) -> list[float]:
     workdir = Path(tempfile.mkdtemp(prefix="meshui-follow-"))
     (workdir / "policy.yaml").write_text("services:\n  catalog:\n    split: {v1: 100, v2: 0}\n")
     config = replace(
-        MeshConfig(), meshui_port=free_port(), collector_port=free_port(),
+        MeshConfig(), meshui_port=free_port(), collector_port=free_port(), collector_grpc_port=free_port(),
         base_port=free_port_block(40),
         instances=(Instance("frontend", "v1"), Instance("catalog", "v1"),
                    Instance("catalog", "v2"), Instance("inventory", "v1")),

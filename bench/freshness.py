@@ -104,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="meshui-freshness-"))
     config = replace(
-        MeshConfig(), meshui_port=free_port(), collector_port=free_port(), base_port=free_port_block(30),
+        MeshConfig(), meshui_port=free_port(), collector_port=free_port(), collector_grpc_port=free_port(),
+        base_port=free_port_block(30),
         instances=(Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("inventory", "v1")),
         run_load=False, run_celery=False, trace_sample=0.0, log_dir=workdir / "log", policy_file=None,
         database_url=f"sqlite:///{workdir / 'meshui.sqlite3'}",

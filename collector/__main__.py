@@ -14,6 +14,7 @@ from collector.cardinality import CardinalityConfig
 from collector.errors import ConfigError
 from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
+from collector.receiver_grpc import GrpcReceiverConfig
 from collector.service import Collector, CollectorConfig
 
 
@@ -25,6 +26,19 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+GRPC_OFF = "off"
+
+
+def _grpc_port(raw: str) -> int | None:
+    """A gRPC port flag's value: a port 0..65535 (0 picks a free one), or ``off`` for none."""
+    if raw.strip().lower() == GRPC_OFF:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number or {GRPC_OFF!r}, got {raw!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
@@ -43,6 +57,12 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         help="OTLP/HTTP port (env COLLECTOR_HTTP_PORT, default 4318)",
     )
     parser.add_argument(
+        "--grpc-port",
+        type=_grpc_port,
+        default=os.environ.get("COLLECTOR_GRPC_PORT") or "4317",
+        help=f"OTLP/gRPC port, {GRPC_OFF!r} for none (env COLLECTOR_GRPC_PORT, default 4317)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("REDIS_URL", ""),
         help="Redis for the graph and the channel layer (env REDIS_URL, required)",
@@ -56,7 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         "--max-body-bytes",
         type=int,
         default=_env_int("COLLECTOR_MAX_BODY_BYTES", 8 * 1024 * 1024),
-        help="largest accepted request body, also after gzip (env COLLECTOR_MAX_BODY_BYTES, default 8 MiB)",
+        help="largest accepted request body or gRPC message, also after gzip"
+        " (env COLLECTOR_MAX_BODY_BYTES, default 8 MiB)",
     )
     parser.add_argument(
         "--max-header-bytes",
@@ -96,6 +117,12 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
             port=args.http_port,
             max_body_bytes=args.max_body_bytes,
             max_header_bytes=args.max_header_bytes,
+        ),
+        grpc_receiver=GrpcReceiverConfig(
+            enabled=args.grpc_port is not None,
+            host=args.host,
+            port=args.grpc_port or 0,
+            max_message_bytes=args.max_body_bytes,
         ),
         publisher=LivePublisherConfig(group=args.graph_group),
         cardinality=CardinalityConfig(

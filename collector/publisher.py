@@ -139,6 +139,7 @@ class LivePublisher:
                 await close()
 
     async def _publish_forever(self) -> None:
+        task = asyncio.current_task()
         while True:
             await asyncio.sleep(self.config.interval_s)
             try:
@@ -146,3 +147,7 @@ class LivePublisher:
             except Exception as exc:  # loop boundary: Redis may be down; try next round
                 self.stats.publish_errors += 1
                 log.debug("live publish failed: %s", exc)
+            if task is not None and task.cancelling():
+                # shutdown() cancelled us during tick() and something under it swallowed the
+                # CancelledError (seen: shutdown then waited out its 10 s): stop all the same.
+                raise asyncio.CancelledError

@@ -8,6 +8,7 @@ overloaded or Redis is down (retryable); 413 above the body limit, applied while
 to the decompressed size (gzip bombs); 431 (and a closed connection) above the header limit;
 415 for other media types or encodings.
 Also GET /health (JSON counters; 503 when degraded) and GET /metrics (Prometheus text).
+What happens to an export's bytes is shared with the gRPC receiver (``collector.ingest``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import asyncio
 import logging
 import socket
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import uvicorn
 from google.rpc.status_pb2 import Status
 
-from collector import otlp_metrics, otlp_traces
-from collector.errors import ConfigError, InvalidRequest, Refusal
+from collector.errors import ConfigError, InvalidRequest
 from collector.http_limits import header_limited_protocol
+from collector.ingest import METRICS, TRACES, Pipeline, Refused, ingest
 from collector.stats import CollectorStats
 
 log = logging.getLogger(__name__)
@@ -58,20 +58,6 @@ class ReceiverConfig:
             raise ConfigError("receiver.retry_after_s", f"must be >= 0, got {self.retry_after_s}")
 
 
-class Pipeline(Protocol):
-    """What the receiver needs from the rest of the collector."""
-
-    def refusal(self) -> Refusal | None: ...
-
-    def health_problems(self) -> list[str]: ...
-
-    def offer(self, batch: Any, items: int) -> bool: ...
-
-    def limit(self, batch: Any) -> None:
-        """Reject, in place and through the batch's partial success, what passes a cardinality limit."""
-        ...
-
-
 class _Reply(Exception):
     """Ends request handling with an error status (a control-flow shortcut, not a bug)."""
 
@@ -91,21 +77,7 @@ _CODES = {
     405: _UNIMPLEMENTED,
 }
 
-_Signal = tuple[str, Callable[[bytes], Any], Callable[[bytes], Any], Callable[[Any, bool], bytes]]
-_SIGNALS: dict[str, _Signal] = {
-    "/v1/traces": (
-        "traces",
-        otlp_traces.decode_protobuf,
-        otlp_traces.decode_json,
-        otlp_traces.encode_response,
-    ),
-    "/v1/metrics": (
-        "metrics",
-        otlp_metrics.decode_protobuf,
-        otlp_metrics.decode_json,
-        otlp_metrics.encode_response,
-    ),
-}
+_SIGNALS = {"/v1/traces": TRACES, "/v1/metrics": METRICS}
 
 
 def _status_body(status: int, message: str, json: bool) -> tuple[bytes, bytes]:
@@ -192,8 +164,6 @@ class OTLPHttpReceiver:
             raise _Reply(404, f"no such path {path}; OTLP/HTTP uses /v1/traces and /v1/metrics")
         if method != "POST":
             raise _Reply(405, "use POST", [(b"allow", b"POST")])
-        name, decode_protobuf, decode_json, encode_response = signal
-
         content_type = _content_type(scope)
         if content_type not in (_PROTOBUF, _JSON):
             raise _Reply(415, f"unsupported content type {content_type!r}; use {_PROTOBUF} or {_JSON}")
@@ -206,33 +176,12 @@ class OTLPHttpReceiver:
         if encoding == "gzip":
             body = gunzip(body, self.config.max_body_bytes)
         try:
-            batch = decode_json(body) if json else decode_protobuf(body)
+            response = ingest(self.pipeline, self.stats, signal, body, json)
         except InvalidRequest as exc:
             raise _Reply(400, str(exc)) from None
-        items = batch.span_count if name == "traces" else batch.point_count
-
-        # Refused only once decoded, as the OpenTelemetry Collector does, so that a request
-        # that can never be accepted gets its 400 rather than 503s forever, and so that the
-        # items inside a refused request are known and counted.
-        refusal = self.pipeline.refusal()
-        if refusal is None:
-            self.pipeline.limit(batch)
-        if refusal is None and batch.items and not self.pipeline.offer(batch, batch.items):
-            refusal = Refusal("queue_full", "the collector's queue is full; retry later")
-        if refusal is not None:
-            self.stats.refused[refusal.reason] += 1
-            self.stats.refused_items[name, refusal.reason] += items
-            raise _Reply(503, refusal.message, self._retry_after())
-
-        # Counted only once accepted: a refused request comes back as a retry.
-        rejected = batch.rejected.count
-        if name == "traces":
-            self.stats.received_spans += items
-            self.stats.rejected_spans += rejected
-        else:
-            self.stats.received_points += items
-            self.stats.rejected_points += rejected
-        return 200, [(b"content-type", content_type.encode())], encode_response(batch, json)
+        except Refused as exc:
+            raise _Reply(503, exc.refusal.message, self._retry_after()) from None
+        return 200, [(b"content-type", content_type.encode())], response
 
     def _retry_after(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(self.config.retry_after_s).encode())]

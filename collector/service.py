@@ -1,6 +1,7 @@
 """The collector's pipeline, assembled: receiver -> queue -> connectors -> exporters.
 
-    OTLP/HTTP receiver ─▶ queue processor ─┬▶ sidecar metrics connector ─┐
+    OTLP/HTTP receiver ─┐
+    OTLP/gRPC receiver ─┴▶ queue processor ─┬▶ sidecar metrics connector ─┐
                                           └▶ service graph connector ───┴▶ Redis graph exporter
     live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
 
@@ -23,6 +24,7 @@ from collector.errors import ConfigError, Refusal
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
 from collector.queue import QueueConfig, QueueProcessor
 from collector.receiver import OTLPHttpReceiver, ReceiverConfig
+from collector.receiver_grpc import GrpcReceiverConfig, OTLPGrpcReceiver
 from collector.records import MetricBatch, TraceBatch
 from collector.redis_availability import RedisAvailability
 from collector.redis_exporter import RedisExporterConfig, RedisGraphExporter, redis_client
@@ -48,6 +50,7 @@ COMPONENT_SHUTDOWN_TIMEOUT_S = 10.0
 class CollectorConfig:
     redis_url: str = ""
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    grpc_receiver: GrpcReceiverConfig = field(default_factory=GrpcReceiverConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     servicegraph: ServiceGraphConfig = field(default_factory=ServiceGraphConfig)
     sidecar_metrics: SidecarMetricsConfig = field(default_factory=SidecarMetricsConfig)
@@ -60,6 +63,7 @@ class CollectorConfig:
             raise ConfigError("redis_url", f"must be a redis:// URL, got {self.redis_url!r}")
         for part in (
             self.receiver,
+            self.grpc_receiver,
             self.queue,
             self.servicegraph,
             self.sidecar_metrics,
@@ -114,6 +118,7 @@ class Collector:
         self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics, self.stats)
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
+        self.grpc_receiver = OTLPGrpcReceiver(self, config.grpc_receiver, self.stats)
         # Downstream first.
         self._components: list[Component] = [
             self.exporter,
@@ -122,6 +127,7 @@ class Collector:
             self.sidecar_metrics,
             self.queue,
             self.receiver,
+            self.grpc_receiver,
         ]
 
     def _route(self, batch: TraceBatch | MetricBatch) -> None:
@@ -152,7 +158,13 @@ class Collector:
 
     @property
     def port(self) -> int | None:
+        """The OTLP/HTTP port (the one /health and /metrics are on)."""
         return self.receiver.port
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The OTLP/gRPC port, None when the gRPC receiver is off."""
+        return self.grpc_receiver.port
 
     async def start(self) -> None:
         try:
@@ -170,6 +182,8 @@ class Collector:
                 await component.shutdown()
             raise
         log.info("collector listening on http://%s:%s", self.config.receiver.host, self.port)
+        if self.grpc_port is not None:
+            log.info("OTLP/gRPC listening on %s:%s", self.config.grpc_receiver.host, self.grpc_port)
 
     async def shutdown(self) -> None:
         """Upstream first: stop receiving, drain the queue, flush the graph.

@@ -17,13 +17,14 @@ class CollectorStats:
     received_points: int = 0
     rejected_spans: int = 0
     rejected_points: int = 0
-    # Export requests refused with 503 (the client retries them), by reason, and the spans
+    # Export requests refused with 503 / UNAVAILABLE (the client retries them), by reason, and the spans
     # or data points inside them, by (signal, reason). Neither counts in received_*.
     refused: Counter[str] = field(default_factory=Counter)
     refused_items: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Items accepted but not turned into graph data, by reason.
     dropped: Counter[str] = field(default_factory=Counter)
     requests: Counter[int] = field(default_factory=Counter)  # by HTTP status
+    grpc_requests: Counter[str] = field(default_factory=Counter)  # by gRPC status name
     pairs: int = 0
     root_spans: int = 0
     expired_unpaired: int = 0
@@ -64,6 +65,7 @@ class CollectorStats:
             "refused_points": {r: n for (s, r), n in sorted(self.refused_items.items()) if s == "metrics"},
             "dropped": dict(self.dropped),
             "requests": {str(code): n for code, n in sorted(self.requests.items())},
+            "grpc_requests": dict(sorted(self.grpc_requests.items())),
             "pairing": {
                 "pairs": self.pairs,
                 "root_spans": self.root_spans,
@@ -134,6 +136,12 @@ class CollectorStats:
             "counter",
             "OTLP/HTTP requests, by status code.",
             [(f'{{code="{c}"}}', n) for c, n in sorted(self.requests.items())],
+        )
+        metric(
+            "grpc_requests_total",
+            "counter",
+            "OTLP/gRPC Export calls, by gRPC status code name.",
+            [(f'{{code="{c}"}}', n) for c, n in sorted(self.grpc_requests.items())],
         )
         metric("pairs_total", "counter", "Client/server span pairs matched.", [("", self.pairs)])
         metric(

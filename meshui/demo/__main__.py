@@ -41,7 +41,8 @@ def main() -> int:
             + (f"  Admin       admin / {config.admin_password} (DEMO_ADMIN)\n"
                if config.admin_password is not None else "")
             + f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"
-            f"  OTLP        {config.collector_url} (point any OpenTelemetry SDK here)\n"
+            f"  OTLP        {config.collector_url} (HTTP), {config.host}:{config.collector_grpc_port}"
+            " (gRPC): point any OpenTelemetry SDK here\n"
             f"  Load        {f'{config.rps:g} requests/s' if config.run_load else 'off'}"
             " (set DEMO_RPS to change; 0 turns it off)\n"
             "\nPress Ctrl-C to stop.\n",
@@ -57,7 +58,7 @@ def main() -> int:
             time.sleep(0.5)
     except StartupError as exc:
         print(f"\nThe demo could not start: {exc}", file=sys.stderr, flush=True)
-        print("Ports are set by MESHUI_PORT, COLLECTOR_HTTP_PORT and DEMO_BASE_PORT.",
+        print("Ports are set by MESHUI_PORT, COLLECTOR_HTTP_PORT, COLLECTOR_GRPC_PORT and DEMO_BASE_PORT.",
               file=sys.stderr, flush=True)
         return 1
     except (_Stop, KeyboardInterrupt):

@@ -47,6 +47,7 @@ class MeshConfig:
     host: str = "127.0.0.1"
     meshui_port: int = 8000
     collector_port: int = 4318
+    collector_grpc_port: int = 4317  # OTLP/gRPC, beside OTLP/HTTP on collector_port
     base_port: int = 15000
     redis_url: str | None = None
     database_url: str | None = None
@@ -78,6 +79,7 @@ class MeshConfig:
             host=env_str("MESHUI_HOST", "127.0.0.1"),
             meshui_port=env_int("MESHUI_PORT", 8000, minimum=1, maximum=65535),
             collector_port=env_int("COLLECTOR_HTTP_PORT", 4318, minimum=1, maximum=65535),
+            collector_grpc_port=env_int("COLLECTOR_GRPC_PORT", 4317, minimum=1, maximum=65535),
             base_port=env_int("DEMO_BASE_PORT", 15000, minimum=1024, maximum=65000),
             redis_url=env_str("REDIS_URL") or None,
             database_url=env_str("DATABASE_URL") or None,
@@ -264,9 +266,11 @@ class Mesh:
         child = self.supervisor.start("collector", [PYTHON, "-m", "collector"], {
             **self.child_env(), "COLLECTOR_HOST": self.config.host,
             "COLLECTOR_HTTP_PORT": str(self.config.collector_port),
+            "COLLECTOR_GRPC_PORT": str(self.config.collector_grpc_port),
         }, cwd=PROJECT_ROOT)
         self.supervisor.wait_ready(child, http_probe(f"{self.config.collector_url}/health"))
-        return f"{self.config.collector_url}/v1/traces, /v1/metrics"
+        return (f"{self.config.collector_url}/v1/traces, /v1/metrics; "
+                f"OTLP/gRPC {self.config.host}:{self.config.collector_grpc_port}")
 
     def _start_celery(self) -> str:
         child = self.supervisor.start("celery", [

@@ -86,7 +86,7 @@ def collector_process(redis_url: str) -> Iterator[tuple[subprocess.Popen[str], i
     """``python -m collector`` as its own process on a free port."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "collector", "--http-port", "0", "--redis-url", redis_url],
+        [sys.executable, "-m", "collector", "--http-port", "0", "--grpc-port", "0", "--redis-url", redis_url],
         cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,

@@ -48,3 +48,23 @@ def test_a_limit_out_of_range_stops_the_start_naming_its_key(
     with pytest.raises(SystemExit):
         parse_args(["--redis-url", "redis://127.0.0.1:6379/0", *flags])
     assert key in capsys.readouterr().err
+
+
+def test_the_grpc_port_is_4317_by_default_and_can_be_moved_or_turned_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("COLLECTOR_GRPC_PORT", raising=False)
+    url = ["--redis-url", "redis://127.0.0.1:6379/0"]
+    default = parse_args(url).grpc_receiver
+    assert (default.enabled, default.port, default.max_message_bytes) == (True, 4317, 8 * 1024 * 1024)
+    monkeypatch.setenv("COLLECTOR_GRPC_PORT", "off")
+    assert not parse_args(url).grpc_receiver.enabled
+    moved = parse_args([*url, "--grpc-port", "0", "--host", "::1", "--max-body-bytes", "4096"]).grpc_receiver
+    assert (moved.enabled, moved.port, moved.host, moved.max_message_bytes) == (True, 0, "::1", 4096)
+
+
+@pytest.mark.parametrize("value", ["grpc", "70000"])
+def test_a_bad_grpc_port_stops_the_start(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--redis-url", "redis://127.0.0.1:6379/0", "--grpc-port", value])
+    assert "grpc" in capsys.readouterr().err

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
+from collections.abc import Awaitable
 
 import orjson
 import pytest
@@ -17,8 +15,7 @@ from collector import graphstore, graphwriter
 from collector.publisher import LivePublisherConfig
 from collector.redis_exporter import RedisExporterConfig, redis_client
 from tests.clock import FakeClock
-from tests.collector.support import ahttp, running_collector
-from tests.collector.tcp_cut import CuttableLink
+from tests.collector.support import ahttp, redis_through_a_link, running_collector
 from tests.polling import eventually
 
 PB = {"Content-Type": "application/x-protobuf"}
@@ -68,18 +65,6 @@ async def test_two_collectors_writing_to_one_redis_add_up_exactly(redis_url: str
             assert (await ahttp("POST", url, root_spans("api", 37, i * 37 + 1), PB))[0] == 200
     # Shutdown flushed both collectors.
     assert edge_requests(redis_url, "unknown", "api") == 370
-
-
-@asynccontextmanager
-async def redis_through_a_link(redis_url: str) -> AsyncIterator[tuple[CuttableLink, str]]:
-    """A link to the test Redis that can be cut, and the Redis URL that goes through it."""
-    real = urlsplit(redis_url)
-    link = CuttableLink(real.hostname or "127.0.0.1", real.port or 6379)
-    await link.start()
-    try:
-        yield link, f"redis://127.0.0.1:{link.port}{real.path}"
-    finally:
-        await link.close()
 
 
 async def test_redis_down_gets_503_and_recovery_loses_no_counted_increment(redis_url: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from collector import service
 from collector.receiver import ReceiverConfig
+from collector.receiver_grpc import GrpcReceiverConfig
 from collector.service import Collector, CollectorConfig
 
 
@@ -23,7 +24,11 @@ async def test_a_component_that_hangs_at_shutdown_is_logged_and_left_behind(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(service, "COMPONENT_SHUTDOWN_TIMEOUT_S", 0.2)
-    collector = Collector(CollectorConfig(redis_url=redis_url, receiver=ReceiverConfig(port=0)))
+    collector = Collector(
+        CollectorConfig(
+            redis_url=redis_url, receiver=ReceiverConfig(port=0), grpc_receiver=GrpcReceiverConfig(port=0)
+        )
+    )
     await collector.start()
     collector._components.append(NeverStops())
 

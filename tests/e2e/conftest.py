@@ -110,6 +110,7 @@ def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterato
         **os.environ,
         "MESHUI_PORT": str(free_port()),
         "COLLECTOR_HTTP_PORT": str(free_port()),
+        "COLLECTOR_GRPC_PORT": str(free_port()),
         "DEMO_BASE_PORT": str(free_port_block(10 * len(INSTANCES))),
         "DEMO_RPS": "0",
         "DEMO_TRACE_SAMPLE": "0",
@@ -129,7 +130,8 @@ def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterato
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     saved = dict(os.environ)
-    os.environ.update({k: env[k] for k in ("MESHUI_PORT", "COLLECTOR_HTTP_PORT", "DEMO_BASE_PORT")})
+    ports = ("MESHUI_PORT", "COLLECTOR_HTTP_PORT", "COLLECTOR_GRPC_PORT", "DEMO_BASE_PORT")
+    os.environ.update({k: env[k] for k in ports})
     try:
         config = MeshConfig.from_env()
     finally:

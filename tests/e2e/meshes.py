@@ -32,7 +32,7 @@ def small_mesh(workdir: Path, label: str, instances: tuple[Instance, ...], *,
     with own_database(workdir, label) as database_url:
         config = replace(
             MeshConfig(),
-            meshui_port=free_port(), collector_port=free_port(),
+            meshui_port=free_port(), collector_port=free_port(), collector_grpc_port=free_port(),
             base_port=free_port_block(10 * len(instances)), redis_url=redis_url,
             database_url=database_url, instances=instances, run_load=False, run_celery=False,
             trace_sample=0.0, data_dir=workdir, log_dir=workdir / "log",

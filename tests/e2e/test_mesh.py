@@ -11,6 +11,7 @@ import pytest
 import websockets
 import websockets.exceptions
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -82,15 +83,20 @@ def test_failing_payments_show_as_edge_errors(demo_mesh: RunningMesh) -> None:
                        what="checkout -> payments to count 5 more")
 
 
-def test_an_sdk_app_without_a_sidecar_appears_in_the_graph(demo_mesh: RunningMesh) -> None:
-    endpoint = f"{demo_mesh.config.collector_url}/v1/traces"
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_sdk_app_without_a_sidecar_appears_in_the_graph(demo_mesh: RunningMesh, protocol: str) -> None:
+    config = demo_mesh.config
+    web_name, api_name = f"sdk-{protocol}-web", f"sdk-{protocol}-api"
     providers = {}
-    for service in ("sdk-web", "sdk-api"):
+    for service in (web_name, api_name):
+        grpc_endpoint = f"{config.host}:{config.collector_grpc_port}"
+        exporter = (OTLPSpanExporter(endpoint=f"{config.collector_url}/v1/traces") if protocol == "http"
+                    else GrpcSpanExporter(endpoint=grpc_endpoint, insecure=True))
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
         providers[service] = provider
-    web = providers["sdk-web"].get_tracer("e2e")
-    api = providers["sdk-api"].get_tracer("e2e")
+    web = providers[web_name].get_tracer("e2e")
+    api = providers[api_name].get_tracer("e2e")
     for _ in range(25):
         with web.start_as_current_span("GET /api/items", kind=trace.SpanKind.CLIENT):
             with api.start_as_current_span("GET /items", kind=trace.SpanKind.SERVER):
@@ -99,11 +105,11 @@ def test_an_sdk_app_without_a_sidecar_appears_in_the_graph(demo_mesh: RunningMes
         assert provider.force_flush(10_000)
         provider.shutdown()
 
-    demo_mesh.wait_for(lambda: demo_mesh.edge_count("sdk-web", "sdk-api") >= 25,
-                       what="the SDK edge sdk-web -> sdk-api")
-    assert demo_mesh.edge_count("sdk-web", "sdk-api") == 25
+    demo_mesh.wait_for(lambda: demo_mesh.edge_count(web_name, api_name) >= 25,
+                       what=f"the SDK edge {web_name} -> {api_name}")
+    assert demo_mesh.edge_count(web_name, api_name) == 25
     nodes = {node["id"] for node in demo_mesh.graph()["nodes"]}
-    assert {"sdk-web", "sdk-api"} <= nodes
+    assert {web_name, api_name} <= nodes
 
 
 def test_an_unknown_service_gets_a_clear_error_from_the_sidecar(demo_mesh: RunningMesh) -> None:
