@@ -67,6 +67,10 @@ class Pipeline(Protocol):
 
     def offer(self, batch: Any, items: int) -> bool: ...
 
+    def forward(self, signal: str, payload: bytes, content_type: str, items: int) -> None:
+        """Forward an accepted export as received (uncompressed), when forwarding is on."""
+        ...
+
     def limit(self, batch: Any) -> None:
         """Reject, in place and through the batch's partial success, what passes a cardinality limit."""
         ...
@@ -232,6 +236,9 @@ class OTLPHttpReceiver:
         else:
             self.stats.received_points += items
             self.stats.rejected_points += rejected
+        # After acceptance only: a refused export comes back as a retry, and is forwarded
+        # then, so the backend gets each export once.
+        self.pipeline.forward(name, body, content_type, items)
         return 200, [(b"content-type", content_type.encode())], encode_response(batch, json)
 
     def _retry_after(self) -> list[tuple[bytes, bytes]]:
