@@ -38,7 +38,9 @@ METRICS_JSON = (GOLDEN / "sidecar_metrics.json").read_bytes()
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 # Fast enough for a test, slow enough that a retry is never a busy loop.
-QUICK = ForwarderConfig(endpoint="http://unset", initial_backoff_s=0.02, max_backoff_s=0.1, drain_timeout_s=0.5)
+QUICK = ForwarderConfig(
+    endpoint="http://unset", initial_backoff_s=0.02, max_backoff_s=0.1, drain_timeout_s=0.5
+)
 
 
 def running_collector(redis_url: str, **overrides: object):  # type: ignore[no-untyped-def]
@@ -94,7 +96,8 @@ async def test_everything_sent_to_the_first_collector_reaches_the_second_exactly
         async with running_collector(redis_url, forwarder=forward) as first:
             await asyncio.to_thread(emit, f"http://127.0.0.1:{first.port}/v1/traces")  # 2N spans
             await post(first.port, "/v1/traces", TRACES, PROTOBUF)
-            await post(first.port, "/v1/traces", gzip.compress(TRACES), {**PROTOBUF, "Content-Encoding": "gzip"})
+            gzipped = {**PROTOBUF, "Content-Encoding": "gzip"}
+            await post(first.port, "/v1/traces", gzip.compress(TRACES), gzipped)
             await post(first.port, "/v1/traces", TRACES_JSON, JSON)
             await post(first.port, "/v1/metrics", METRICS, PROTOBUF)
             await post(first.port, "/v1/metrics", METRICS_JSON, JSON)
@@ -200,7 +203,8 @@ async def test_a_backend_that_stays_unavailable_is_given_up_on_after_the_max_ret
             await eventually(lambda: stats.dropped["traces", "retries_exhausted"] == 10, what="given up")
             assert stats.retries["traces"] >= 1 and stats.queue_exports == 0
             text = first.stats.prometheus()
-            assert 'meshui_collector_forward_dropped_total{signal="traces",reason="retries_exhausted"} 10' in text
+            family = "meshui_collector_forward_dropped_total"
+            assert f'{family}{{signal="traces",reason="retries_exhausted"}} 10' in text
 
 
 async def test_partial_success_from_the_backend_is_counted(redis_url: str) -> None:
@@ -252,4 +256,5 @@ async def test_protobuf_exports_queued_together_arrive_as_one_request_holding_th
             await eventually(lambda: stats.forwarded["traces"] == 40, what="all forty spans")
             assert len(backend.received) == 2  # the first alone, then the three queued behind it
             merged = ExportTraceServiceRequest.FromString(backend.received[1].body)
-            assert len(merged.resource_spans) == 3 * len(ExportTraceServiceRequest.FromString(TRACES).resource_spans)
+            one = ExportTraceServiceRequest.FromString(TRACES)
+            assert list(merged.resource_spans) == list(one.resource_spans) * 3
