@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from collector.cardinality import CardinalityConfig
 from collector.errors import ConfigError
+from collector.forwarder import ForwarderConfig
 from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
 from collector.receiver_grpc import GrpcReceiverConfig
@@ -39,6 +40,40 @@ def _grpc_port(raw: str) -> int | None:
         return int(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a port number or {GRPC_OFF!r}, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+def _header(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` (the first ``=`` splits) as a header; ``Authorization=Bearer x``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _env_headers(name: str) -> list[tuple[str, str]]:
+    """``k1=v1,k2=v2`` with percent-encoded values, as ``OTEL_EXPORTER_OTLP_HEADERS`` is written."""
+    from urllib.parse import unquote
+
+    headers = []
+    for item in os.environ.get(name, "").split(","):
+        if not item.strip():
+            continue
+        try:
+            key, value = _header(item)
+        except argparse.ArgumentTypeError as exc:
+            raise SystemExit(f"{name}: {exc}") from None
+        headers.append((key, unquote(value)))
+    return headers
 
 
 def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
@@ -103,6 +138,53 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         default=_env_int("COLLECTOR_MAX_SERIES", 250_000),
         help="distinct graph fields written per window (env COLLECTOR_MAX_SERIES, default 250000)",
     )
+    parser.add_argument(
+        "--forward-endpoint",
+        default=os.environ.get("COLLECTOR_FORWARD_ENDPOINT", ""),
+        help="also send every accepted export to this OTLP/HTTP base URL, e.g. http://tempo:4318 "
+        "(env COLLECTOR_FORWARD_ENDPOINT; default off)",
+    )
+    parser.add_argument(
+        "--forward-header",
+        action="append",
+        type=_header,
+        default=None,
+        metavar="NAME=VALUE",
+        help="header sent with every forwarded request, repeatable, e.g. 'Authorization=Bearer x' "
+        "(env COLLECTOR_FORWARD_HEADERS: k1=v1,k2=v2 with percent-encoded values)",
+    )
+    parser.add_argument(
+        "--forward-signals",
+        default=os.environ.get("COLLECTOR_FORWARD_SIGNALS", "traces,metrics"),
+        help="signals to forward: traces, metrics or both (env COLLECTOR_FORWARD_SIGNALS; "
+        "Tempo and Jaeger take traces only)",
+    )
+    parser.add_argument(
+        "--forward-queue-bytes",
+        type=int,
+        default=_env_int("COLLECTOR_FORWARD_QUEUE_BYTES", 64 * 1024 * 1024),
+        help="payload bytes the forward queue holds, past it new exports are dropped "
+        "(env COLLECTOR_FORWARD_QUEUE_BYTES, default 64 MiB)",
+    )
+    parser.add_argument(
+        "--forward-queue-exports",
+        type=int,
+        default=_env_int("COLLECTOR_FORWARD_QUEUE_EXPORTS", 10_000),
+        help="exports the forward queue holds (env COLLECTOR_FORWARD_QUEUE_EXPORTS, default 10000)",
+    )
+    parser.add_argument(
+        "--forward-timeout",
+        type=float,
+        default=_env_float("COLLECTOR_FORWARD_TIMEOUT", 10.0),
+        help="seconds for one forward request (env COLLECTOR_FORWARD_TIMEOUT, default 10)",
+    )
+    parser.add_argument(
+        "--forward-max-retry-time",
+        type=float,
+        default=_env_float("COLLECTOR_FORWARD_MAX_RETRY_TIME", 300.0),
+        help="seconds a batch is retried before it is dropped (env COLLECTOR_FORWARD_MAX_RETRY_TIME, "
+        "default 300)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
@@ -127,6 +209,18 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         publisher=LivePublisherConfig(group=args.graph_group),
         cardinality=CardinalityConfig(
             max_services=args.max_services, max_edges=args.max_edges, max_series=args.max_series
+        ),
+        forwarder=ForwarderConfig(
+            endpoint=args.forward_endpoint,
+            headers=tuple(
+                args.forward_header if args.forward_header is not None
+                else _env_headers("COLLECTOR_FORWARD_HEADERS")
+            ),
+            signals=tuple(s.strip() for s in args.forward_signals.split(",") if s.strip()),
+            queue_max_bytes=args.forward_queue_bytes,
+            queue_max_exports=args.forward_queue_exports,
+            timeout_s=args.forward_timeout,
+            max_retry_time_s=args.forward_max_retry_time,
         ),
     )
     try:

@@ -32,6 +32,10 @@ class Pipeline(Protocol):
 
     def offer(self, batch: Any, items: int) -> bool: ...
 
+    def forward(self, signal: str, payload: bytes, content_type: str, items: int) -> None:
+        """Forward an accepted export as received (uncompressed), when forwarding is on."""
+        ...
+
     def limit(self, batch: Any) -> None:
         """Reject, in place and through the batch's partial success, what passes a cardinality limit."""
         ...
@@ -91,4 +95,7 @@ def ingest(pipeline: Pipeline, stats: CollectorStats, signal: Signal, body: byte
     else:
         stats.received_points += items
         stats.rejected_points += rejected
+    # After acceptance only: a refused export comes back as a retry, and is forwarded then,
+    # so the backend gets each export once.
+    pipeline.forward(signal.name, body, "application/json" if json else "application/x-protobuf", items)
     return signal.encode_response(batch, json)

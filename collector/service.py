@@ -2,7 +2,8 @@
 
     OTLP/HTTP receiver ─┐
     OTLP/gRPC receiver ─┴▶ queue processor ─┬▶ sidecar metrics connector ─┐
-                                          └▶ service graph connector ───┴▶ Redis graph exporter
+           │                              └▶ service graph connector ───┴▶ Redis graph exporter
+           └─▶ forwarder (when configured) ─▶ another OTLP endpoint
     live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
 
 Components start downstream first and stop upstream first, so every buffer drains into a
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.errors import ConfigError, Refusal
+from collector.forwarder import Forwarder, ForwarderConfig
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
 from collector.queue import QueueConfig, QueueProcessor
 from collector.receiver import OTLPHttpReceiver, ReceiverConfig
@@ -57,6 +59,7 @@ class CollectorConfig:
     redis_exporter: RedisExporterConfig = field(default_factory=RedisExporterConfig)
     publisher: LivePublisherConfig = field(default_factory=LivePublisherConfig)
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
+    forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
 
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -70,8 +73,15 @@ class CollectorConfig:
             self.redis_exporter,
             self.publisher,
             self.cardinality,
+            self.forwarder,
         ):
             part.validate()
+        if self.forwarder.enabled and self.forwarder.queue_max_bytes < self.receiver.max_body_bytes:
+            raise ConfigError(
+                "forwarder.queue_max_bytes",
+                f"must be at least receiver.max_body_bytes ({self.receiver.max_body_bytes}), "
+                "or the largest exports could never be forwarded",
+            )
 
 
 class Collector:
@@ -119,8 +129,15 @@ class Collector:
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
         self.grpc_receiver = OTLPGrpcReceiver(self, config.grpc_receiver, self.stats)
-        # Downstream first.
-        self._components: list[Component] = [
+        self.forwarder: Forwarder | None = None
+        # Downstream first. The forwarder stops last, after the graph's final flush: its
+        # drain may take up to its drain_timeout_s while the backend is away.
+        self._components: list[Component] = []
+        if config.forwarder.enabled:
+            self.forwarder = Forwarder(config.forwarder, monotonic=monotonic)
+            self.stats.forwarding = self.forwarder.stats
+            self._components.append(self.forwarder)
+        self._components += [
             self.exporter,
             self.publisher,
             self.servicegraph,
@@ -149,6 +166,11 @@ class Collector:
 
     def offer(self, batch: Any, items: int) -> bool:
         return self.queue.offer(batch, items)
+
+    def forward(self, signal: str, payload: bytes, content_type: str, items: int) -> None:
+        """Hand an accepted export to the forwarder, if one is configured (never blocks)."""
+        if self.forwarder is not None:
+            self.forwarder.offer(signal, payload, content_type, items)
 
     def limit(self, batch: TraceBatch | MetricBatch) -> None:
         if isinstance(batch, TraceBatch):

@@ -8,6 +8,45 @@ from typing import Any
 
 from collector.cardinality import LIMITS, CardinalityLimiter
 
+# Why the forwarder dropped spans or data points (docs/collector.md, "Forwarding").
+# "error" is a bug in the forwarder (logged with its traceback).
+FORWARD_DROP_REASONS = ("queue_full", "rejected", "retries_exhausted", "shutdown", "error")
+
+
+@dataclass(slots=True)
+class ForwardStats:
+    """The forwarder's counters (collector/forwarder.py); items are spans or data points."""
+
+    queue_max_bytes: int = 0
+    queue_max_exports: int = 0
+    forwarded: Counter[str] = field(default_factory=Counter)  # items delivered, by signal
+    # POSTs by (signal, HTTP status or "error" for no response: refused, reset, timed out).
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)  # by signal
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # items by (signal, reason)
+    backend_rejected: Counter[str] = field(default_factory=Counter)  # partial success, by signal
+    queue_bytes: int = 0
+    queue_exports: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "forwarded_spans": self.forwarded["traces"],
+            "forwarded_points": self.forwarded["metrics"],
+            "requests": {
+                signal: {code: n for (s, code), n in sorted(self.requests.items()) if s == signal}
+                for signal in ("traces", "metrics")
+            },
+            "retries": {signal: self.retries[signal] for signal in ("traces", "metrics")},
+            "dropped_spans": {r: self.dropped["traces", r] for r in FORWARD_DROP_REASONS},
+            "dropped_points": {r: self.dropped["metrics", r] for r in FORWARD_DROP_REASONS},
+            "backend_rejected_spans": self.backend_rejected["traces"],
+            "backend_rejected_points": self.backend_rejected["metrics"],
+            "queue_bytes": self.queue_bytes,
+            "queue_exports": self.queue_exports,
+            "queue_max_bytes": self.queue_max_bytes,
+            "queue_max_exports": self.queue_max_exports,
+        }
+
 
 @dataclass(slots=True)
 class CollectorStats:
@@ -41,6 +80,8 @@ class CollectorStats:
     clipped_increments: int = 0
     # The collector's cardinality limiter, read for its counters (None: no limits).
     cardinality: CardinalityLimiter | None = None
+    # The forwarder's counters (None: forwarding is off).
+    forwarding: ForwardStats | None = None
 
     def _cardinality(self) -> dict[str, Any]:
         limiter = self.cardinality
@@ -84,6 +125,7 @@ class CollectorStats:
             "publish_errors": self.publish_errors,
             "clipped_increments": self.clipped_increments,
             "cardinality": self._cardinality(),
+            "forwarding": self.forwarding.as_dict() if self.forwarding is not None else {},
         }
 
     def prometheus(self) -> str:
@@ -219,5 +261,66 @@ class CollectorStats:
                 "counter",
                 "Graph updates dropped after acceptance for passing a cardinality limit.",
                 [(f'{{limit="{k}"}}', n) for k, n in cardinality["dropped"].items()],
+            )
+        forwarding = self.forwarding
+        if forwarding is not None:
+            signals = ("traces", "metrics")
+            metric(
+                "forwarded_total",
+                "counter",
+                "Spans and data points the forward backend accepted (2xx; less its partial rejections).",
+                [(f'{{signal="{s}"}}', forwarding.forwarded[s]) for s in signals],
+            )
+            metric(
+                "forward_requests_total",
+                "counter",
+                'Requests to the forward backend, by signal and HTTP status ("error": no response).',
+                [(f'{{signal="{s}",code="{c}"}}', n) for (s, c), n in sorted(forwarding.requests.items())],
+            )
+            metric(
+                "forward_retries_total",
+                "counter",
+                "Forward requests retried after a retryable outcome (429, 502, 503, 504, no response).",
+                [(f'{{signal="{s}"}}', forwarding.retries[s]) for s in signals],
+            )
+            metric(
+                "forward_dropped_total",
+                "counter",
+                "Spans and data points not forwarded, by signal and reason.",
+                [
+                    (f'{{signal="{s}",reason="{r}"}}', forwarding.dropped[s, r])
+                    for s in signals
+                    for r in FORWARD_DROP_REASONS
+                ],
+            )
+            metric(
+                "forward_backend_rejected_total",
+                "counter",
+                "Spans and data points the forward backend rejected through partial success.",
+                [(f'{{signal="{s}"}}', forwarding.backend_rejected[s]) for s in signals],
+            )
+            metric(
+                "forward_queue_bytes",
+                "gauge",
+                "Payload bytes waiting to be forwarded or in flight.",
+                [("", forwarding.queue_bytes)],
+            )
+            metric(
+                "forward_queue_exports",
+                "gauge",
+                "Exports waiting to be forwarded or in flight.",
+                [("", forwarding.queue_exports)],
+            )
+            metric(
+                "forward_queue_max_bytes",
+                "gauge",
+                "The forward queue's limit in payload bytes.",
+                [("", forwarding.queue_max_bytes)],
+            )
+            metric(
+                "forward_queue_max_exports",
+                "gauge",
+                "The forward queue's limit in exports.",
+                [("", forwarding.queue_max_exports)],
             )
         return "\n".join(lines) + "\n"

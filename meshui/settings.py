@@ -10,7 +10,8 @@ from pathlib import Path
 import dj_database_url
 
 from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
-from meshui.env import env_bool, env_int, env_list, env_str
+from meshui.dashboard.trace_links import validate_template
+from meshui.env import EnvError, env_bool, env_int, env_list, env_str
 from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -55,6 +56,22 @@ REDIS_URL = env_str("REDIS_URL")
 # The graph API, page and socket show at most this many services, the busiest first; the
 # rest are counted in the graph's ``hidden`` (docs/api.md).
 MESHUI_GRAPH_MAX_NODES = env_int("MESHUI_GRAPH_MAX_NODES", 100, minimum=1, maximum=10000)
+
+
+def _trace_link_template(name: str) -> str:
+    """The template checked now, so a bad one stops the start naming the variable."""
+    value = env_str(name).strip()
+    if not value:
+        return ""
+    try:
+        return validate_template(value)
+    except ValueError as exc:
+        raise EnvError(f"{name} {exc}") from None
+
+
+# Where a trace's own page is in the long-term backend the collector forwards to, with
+# {trace_id} for the id (meshui/dashboard/trace_links.py); empty: no links.
+MESHUI_TRACE_LINK_TEMPLATE = _trace_link_template("MESHUI_TRACE_LINK_TEMPLATE")
 # The pool size of the channel layer and of each asyncio Redis client (meshui.redis_clients).
 MESHUI_REDIS_MAX_CONNECTIONS = env_int(
     "MESHUI_REDIS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, minimum=10)

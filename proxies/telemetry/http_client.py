@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -27,20 +28,26 @@ class HttpResponse:
 
 
 class _ResponseReader:
-    """Codec callbacks collecting one response."""
+    """Codec callbacks collecting one response, keeping at most ``max_body`` bytes of its body."""
 
-    __slots__ = ("headers", "body", "complete")
+    __slots__ = ("headers", "body", "complete", "room")
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int) -> None:
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.complete = False
+        self.room = max_body
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        # The rest is read and discarded: memory stays bounded whatever the server sends
+        # (the request timeout bounds the time).
+        if self.room > 0:
+            kept = body[: self.room]
+            self.body.append(kept)
+            self.room -= len(kept)
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -49,7 +56,15 @@ class _ResponseReader:
 class HttpClient:
     """POSTs to one origin over one reused connection; not safe for concurrent posts."""
 
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 5.0,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        user_agent: str = "meshui-sidecar",
+        max_response_body: int = 1024 * 1024,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"OTLP endpoint must be http(s)://host[:port]: {base_url!r}")
@@ -62,6 +77,10 @@ class HttpClient:
         if ":" in self.host:  # IPv6 literal
             self.authority = f"[{self.host}]" if default_port else f"[{self.host}]:{self.port}"
         self.timeout = timeout
+        # Sent with every request (e.g. an Authorization header); the caller validates them.
+        self.extra_head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        self.user_agent = user_agent
+        self.max_response_body = max_response_body
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -70,7 +89,7 @@ class HttpClient:
         head = (
             f"POST {self.path_prefix}{path} HTTP/1.1\r\nHost: {self.authority}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "User-Agent: meshui-sidecar\r\n\r\n"
+            f"User-Agent: {self.user_agent}\r\n{self.extra_head}\r\n"
         ).encode("latin-1")
         reused = self._writer is not None
         try:
@@ -101,7 +120,7 @@ class HttpClient:
         assert reader is not None
         writer.write(head + body)
         await writer.drain()
-        collected = _ResponseReader()
+        collected = _ResponseReader(self.max_response_body)
         parser = http1.ResponseParser(collected)
         received_any = False
         while not collected.complete:

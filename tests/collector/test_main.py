@@ -68,3 +68,43 @@ def test_a_bad_grpc_port_stops_the_start(value: str, capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         parse_args(["--redis-url", "redis://127.0.0.1:6379/0", "--grpc-port", value])
     assert "grpc" in capsys.readouterr().err
+
+
+def test_forwarding_is_off_unless_an_endpoint_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLLECTOR_FORWARD_ENDPOINT", raising=False)
+    assert not parse_args(["--redis-url", "redis://127.0.0.1:6379/0"]).forwarder.enabled
+
+
+def test_the_forward_flags_and_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR_FORWARD_ENDPOINT", "http://tempo:4318")
+    monkeypatch.setenv("COLLECTOR_FORWARD_HEADERS", "Authorization=Bearer%20abc,X-Scope-OrgID=team-a")
+    monkeypatch.setenv("COLLECTOR_FORWARD_SIGNALS", "traces")
+    monkeypatch.setenv("COLLECTOR_FORWARD_QUEUE_BYTES", "16777216")
+    monkeypatch.setenv("COLLECTOR_FORWARD_TIMEOUT", "2.5")
+    config = parse_args(["--redis-url", "redis://127.0.0.1:6379/0", "--forward-queue-exports", "50",
+                         "--forward-max-retry-time", "60"]).forwarder
+    assert config.endpoint == "http://tempo:4318" and config.signals == ("traces",)
+    assert config.headers == (("Authorization", "Bearer abc"), ("X-Scope-OrgID", "team-a"))
+    assert (config.queue_max_bytes, config.queue_max_exports) == (16777216, 50)
+    assert (config.timeout_s, config.max_retry_time_s) == (2.5, 60.0)
+    flags = parse_args(
+        ["--redis-url", "redis://127.0.0.1:6379/0", "--forward-header", "Authorization=Basic eA=="]
+    )
+    # The flag wins over the environment; split at the first "=".
+    assert flags.forwarder.headers == (("Authorization", "Basic eA=="),)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--forward-endpoint", "tempo:4318"], "forwarder.endpoint"),
+        (["--forward-endpoint", "http://tempo:4318", "--forward-signals", "logs"], "forwarder.signals"),
+        (["--forward-header", "no-equals-sign"], "expected NAME=VALUE"),
+    ],
+)
+def test_a_bad_forward_setting_stops_the_start(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--redis-url", "redis://127.0.0.1:6379/0", *flags])
+    assert message in capsys.readouterr().err

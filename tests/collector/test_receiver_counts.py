@@ -23,6 +23,7 @@ class Pipeline:
         self.queue_has_room = True
         self.problems: list[str] = []
         self.offered: list[Any] = []
+        self.forwarded: list[tuple[str, bytes, str, int]] = []
 
     def refusal(self) -> Refusal | None:
         return self.refusal_now
@@ -37,6 +38,9 @@ class Pipeline:
         if self.queue_has_room:
             self.offered.append(batch)
         return self.queue_has_room
+
+    def forward(self, signal: str, payload: bytes, content_type: str, items: int) -> None:
+        self.forwarded.append((signal, payload, content_type, items))
 
 
 async def call(
@@ -135,3 +139,16 @@ async def test_a_bad_body_gets_400_even_while_exports_are_refused() -> None:
     app = OTLPHttpReceiver(pipeline)
     assert (await call(app, "POST", "/v1/traces", b"\xff\xff\xff garbage"))[0] == 400
     assert app.stats.refused == {}
+
+
+async def test_only_an_accepted_export_is_handed_to_the_forwarder_once_as_received() -> None:
+    pipeline = Pipeline()
+    app = OTLPHttpReceiver(pipeline)
+    pipeline.refusal_now = Refusal("queue_full", "the collector's queue is full; retry later")
+    assert (await call(app, "POST", "/v1/traces", TRACES))[0] == 503
+    assert (await call(app, "POST", "/v1/traces", b"\xff\xff\xff garbage"))[0] == 400
+    assert pipeline.forwarded == []
+    pipeline.refusal_now = None
+    assert (await call(app, "POST", "/v1/traces", TRACES))[0] == 200  # the sender's retry
+    # All ten spans, the one this collector rejected included: the backend judges for itself.
+    assert pipeline.forwarded == [("traces", TRACES, "application/x-protobuf", 10)]
