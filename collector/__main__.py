@@ -15,6 +15,7 @@ from collector.errors import ConfigError
 from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
 from collector.service import Collector, CollectorConfig
+from collector.traceconnector import TraceStoreConfig
 
 
 def _env_int(name: str, default: int) -> int:
@@ -82,6 +83,25 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         default=_env_int("COLLECTOR_MAX_SERIES", 250_000),
         help="distinct graph fields written per window (env COLLECTOR_MAX_SERIES, default 250000)",
     )
+    parser.add_argument(
+        "--trace-ttl",
+        type=int,
+        default=_env_int("COLLECTOR_TRACE_TTL_S", 3600),
+        help="seconds a stored trace stays searchable (env COLLECTOR_TRACE_TTL_S, default 3600)",
+    )
+    parser.add_argument(
+        "--trace-max-bytes",
+        type=int,
+        default=_env_int("COLLECTOR_TRACE_MAX_BYTES", 256 * 1024 * 1024),
+        help="Redis memory budget of the trace store, shared by all collectors "
+        "(env COLLECTOR_TRACE_MAX_BYTES, default 256 MiB)",
+    )
+    parser.add_argument(
+        "--no-trace-store",
+        action="store_true",
+        default=os.environ.get("COLLECTOR_TRACE_STORE", "on").lower() in ("off", "false", "0"),
+        help="do not store traces (env COLLECTOR_TRACE_STORE=off)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
@@ -100,6 +120,9 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         publisher=LivePublisherConfig(group=args.graph_group),
         cardinality=CardinalityConfig(
             max_services=args.max_services, max_edges=args.max_edges, max_series=args.max_series
+        ),
+        trace_store=TraceStoreConfig(
+            enabled=not args.no_trace_store, ttl_s=args.trace_ttl, max_bytes=args.trace_max_bytes
         ),
     )
     try:

@@ -1,7 +1,8 @@
 """The collector's pipeline, assembled: receiver -> queue -> connectors -> exporters.
 
     OTLP/HTTP receiver ─▶ queue processor ─┬▶ sidecar metrics connector ─┐
-                                          └▶ service graph connector ───┴▶ Redis graph exporter
+                                          ├▶ service graph connector ───┴▶ Redis graph exporter
+                                          └▶ trace store connector ──────▶ Redis trace exporter
     live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
 
 Components start downstream first and stop upstream first, so every buffer drains into a
@@ -29,6 +30,8 @@ from collector.redis_exporter import RedisExporterConfig, RedisGraphExporter, re
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConfig, SidecarMetricsConnector
 from collector.stats import CollectorStats
+from collector.trace_exporter import RedisTraceExporter
+from collector.traceconnector import TraceStoreConfig, TraceStoreConnector
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class CollectorConfig:
     redis_exporter: RedisExporterConfig = field(default_factory=RedisExporterConfig)
     publisher: LivePublisherConfig = field(default_factory=LivePublisherConfig)
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
+    trace_store: TraceStoreConfig = field(default_factory=TraceStoreConfig)
 
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -66,6 +70,7 @@ class CollectorConfig:
             self.redis_exporter,
             self.publisher,
             self.cardinality,
+            self.trace_store,
         ):
             part.validate()
 
@@ -112,13 +117,20 @@ class Collector:
             self.exporter, config.servicegraph, self.stats, clock=monotonic
         )
         self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics, self.stats)
+        self.trace_exporter = RedisTraceExporter(
+            self.redis, config.trace_store, self.stats, clock=wall_clock,
+            availability=self.redis_availability)
+        self.tracestore = TraceStoreConnector(
+            self.trace_exporter, config.trace_store, self.stats, clock=monotonic)
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
         # Downstream first.
         self._components: list[Component] = [
             self.exporter,
+            *([self.trace_exporter] if config.trace_store.enabled else []),
             self.publisher,
             self.servicegraph,
+            *([self.tracestore] if config.trace_store.enabled else []),
             self.sidecar_metrics,
             self.queue,
             self.receiver,
@@ -127,6 +139,8 @@ class Collector:
     def _route(self, batch: TraceBatch | MetricBatch) -> None:
         if isinstance(batch, TraceBatch):
             self.servicegraph.consume(batch)
+            if self.config.trace_store.enabled:
+                self.tracestore.consume(batch)
         else:
             self.sidecar_metrics.consume(batch)
 
