@@ -188,6 +188,7 @@ class RedisTraceExporter:
                 self._drop(chunk, "shutdown")
             self._pending.clear()
             self._unconfirmed = []
+            self.stats.trace_backlog_spans = self._backlog_spans
 
     async def _flush_forever(self) -> None:
         while True:
