@@ -2,8 +2,11 @@
 
 Baseline (same run): upb ``ParseFromString`` plus walking every span and every attribute,
 the least any receiver must do. Ours: ``collector.otlp_traces`` decode + span pairing +
-graph writer increments (no HTTP layer, no Redis I/O). The same for OTLP/JSON (orjson
-parse + walk vs our JSON path). Writes ``## Collector ingest`` into bench/RESULTS.md.
+graph writer increments (no HTTP layer, no Redis I/O), and the same with the trace store on
+(gathering spans per trace, summarising each trace, deciding its tier and building the
+write script's arguments: everything but the Redis round trip). The same for OTLP/JSON
+(orjson parse + walk vs our JSON path). Rounds of the three are interleaved. Writes
+``## Collector ingest`` into bench/RESULTS.md.
 
 ``--wire`` measures the whole collector process instead: ``python -m collector`` (with an
 embedded Valkey) takes the same 512-span export from ``--clients`` client processes, over
@@ -40,6 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.results import write_section  # noqa: E402
 from collector import graphwriter, otlp_traces  # noqa: E402
 from collector.servicegraph import ServiceGraphConnector  # noqa: E402
+from collector.traceconnector import TraceStoreConnector  # noqa: E402
+from collector.tracestore import write_args  # noqa: E402
+from collector.tracesummary import TraceChunk  # noqa: E402
 
 SPANS_PER_EXPORT = 512  # the SDK's BatchSpanProcessor max_export_batch_size
 
@@ -129,13 +135,30 @@ def raw_json(body: bytes) -> int:
     return n
 
 
-def full(decode: Callable[[bytes], otlp_traces.TraceBatch]) -> Callable[[bytes], int]:
+class ArgsSink:
+    """The trace exporter's CPU work without its I/O: each batch's script arguments."""
+
+    def __init__(self) -> None:
+        self.chunks: list[TraceChunk] = []
+
+    def add_chunk(self, chunk: TraceChunk) -> None:
+        self.chunks.append(chunk)
+        if len(self.chunks) >= 200:
+            write_args(self.chunks, int(time.time() * 1e6), 3600 * 1_000_000)
+            self.chunks = []
+
+
+def full(decode: Callable[[bytes], otlp_traces.TraceBatch], traces: bool = False) -> Callable[[bytes], int]:
     writer = graphwriter.GraphWriter()
     connector = ServiceGraphConnector(writer)
+    store = TraceStoreConnector(ArgsSink(), clock=lambda: 0.0)  # every trace due at its sweep
 
     def run(body: bytes) -> int:
         batch = decode(body)
         connector.consume(batch)
+        if traces:
+            store.consume(batch)
+            store.flush()
         if writer.pending_fields > 10_000:
             writer.take()
         return batch.span_count
@@ -267,6 +290,16 @@ def wire(seconds: float, clients: int) -> None:
     write_section("\n".join(lines_out))
 
 
+def interleaved(fns: list[Callable[[bytes], int]], body: bytes, seconds: float, rounds: int = 3
+                ) -> list[float]:
+    """Each function's median rate over ``rounds`` rounds that take turns (drift cancels)."""
+    rates: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out in zip(fns, rates, strict=True):
+            out.append(rate(fn, body, seconds / rounds))
+    return [sorted(r)[len(r) // 2] for r in rates]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -279,15 +312,16 @@ def main() -> None:
     request = payload()
     pb, js = request.SerializeToString(), to_json(request)
     rows = []
-    for label, body, raw, ours in (
-        ("protobuf", pb, raw_protobuf, full(otlp_traces.decode_protobuf)),
-        ("OTLP/JSON", js, raw_json, full(otlp_traces.decode_json)),
+    for label, body, raw, decode in (
+        ("protobuf", pb, raw_protobuf, otlp_traces.decode_protobuf),
+        ("OTLP/JSON", js, raw_json, otlp_traces.decode_json),
     ):
-        baseline = rate(raw, body, args.seconds)
-        collector = rate(ours, body, args.seconds)
-        rows.append((label, len(body), baseline, collector))
+        baseline, collector, stored = interleaved(
+            [raw, full(decode), full(decode, traces=True)], body, 3 * args.seconds)
+        rows.append((label, len(body), baseline, collector, stored))
         print(f"{label:9}  raw decode+walk {baseline:>10,.0f} spans/s   collector "
-              f"{collector:>10,.0f} spans/s   ratio {collector / baseline:.2f}")
+              f"{collector:>10,.0f} spans/s   + trace store {stored:>10,.0f} spans/s   "
+              f"ratio {stored / baseline:.2f}")
     lines = [
         "## Collector ingest",
         "",
@@ -296,12 +330,15 @@ def main() -> None:
         f"{os.cpu_count()} CPUs. Payload: one export of {SPANS_PER_EXPORT} spans "
         "(256 client/server pairs, 10 attributes each, 2 resources). Baseline = parse + walk "
         "every span and attribute; collector = our decode + span pairing + graph writer "
-        "increments (no HTTP, no Redis I/O). Single core.",
+        "increments (no HTTP, no Redis I/O); + trace store = the same with the trace store's "
+        "CPU work (spans kept as bytes, gathered per trace, summarised, tiered, script "
+        "arguments built; no Redis I/O). Rounds interleaved, medians. Single core.",
         "",
-        "| encoding | body bytes | raw decode+walk spans/s | collector spans/s | collector / raw |",
-        "|---|---:|---:|---:|---:|",
-        *(f"| {label} | {size:,} | {b:,.0f} | {c:,.0f} | {c / b:.2f} |"
-          for label, size, b, c in rows),
+        "| encoding | body bytes | raw decode+walk spans/s | collector spans/s | + trace store spans/s "
+        "| + trace store / raw |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {label} | {size:,} | {b:,.0f} | {c:,.0f} | {t:,.0f} | {t / b:.2f} |"
+          for label, size, b, c, t in rows),
         "",
     ]
     write_section("\n".join(lines))

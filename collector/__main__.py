@@ -17,6 +17,7 @@ from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
 from collector.receiver_grpc import GrpcReceiverConfig
 from collector.service import Collector, CollectorConfig
+from collector.traceconnector import TraceStoreConfig
 
 
 def _env_int(name: str, default: int) -> int:
@@ -185,6 +186,25 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         help="seconds a batch is retried before it is dropped (env COLLECTOR_FORWARD_MAX_RETRY_TIME, "
         "default 300)",
     )
+    parser.add_argument(
+        "--trace-ttl",
+        type=int,
+        default=_env_int("COLLECTOR_TRACE_TTL_S", 3600),
+        help="seconds a stored trace stays searchable (env COLLECTOR_TRACE_TTL_S, default 3600)",
+    )
+    parser.add_argument(
+        "--trace-max-bytes",
+        type=int,
+        default=_env_int("COLLECTOR_TRACE_MAX_BYTES", 256 * 1024 * 1024),
+        help="Redis memory budget of the trace store, shared by all collectors "
+        "(env COLLECTOR_TRACE_MAX_BYTES, default 256 MiB)",
+    )
+    parser.add_argument(
+        "--no-trace-store",
+        action="store_true",
+        default=os.environ.get("COLLECTOR_TRACE_STORE", "on").lower() in ("off", "false", "0"),
+        help="do not store traces (env COLLECTOR_TRACE_STORE=off)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
@@ -221,6 +241,9 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
             queue_max_exports=args.forward_queue_exports,
             timeout_s=args.forward_timeout,
             max_retry_time_s=args.forward_max_retry_time,
+        ),
+        trace_store=TraceStoreConfig(
+            enabled=not args.no_trace_store, ttl_s=args.trace_ttl, max_bytes=args.trace_max_bytes
         ),
     )
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -19,6 +20,7 @@ from collector.errors import InvalidRequest
 from collector.otlp_common import (
     Resource,
     encode_export_response,
+    is_true,
     json_attributes,
     json_list,
     json_object,
@@ -26,14 +28,22 @@ from collector.otlp_common import (
     pb_attributes,
     pb_value,
 )
-from collector.records import Span, SpanGroup, TraceBatch
+from collector.records import RAW_JSON, Span, SpanGroup, TraceBatch
 from collector.validation import Rejected
 
 # Span attributes the graph reads. The old semconv name is accepted for status codes.
 _HTTP_STATUS_KEYS = frozenset({"http.response.status_code", "http.status_code"})
 _PEER_SERVICE = "peer.service"
 _SERVER_ADDRESS = "server.address"
-_WANTED = _HTTP_STATUS_KEYS | {_PEER_SERVICE, _SERVER_ADDRESS}
+# ... and those the trace store's summary reads (collector.tracesummary). The operation is
+# "<method> <http.route>" when the span has a route, else its name.
+_METHOD = "http.request.method"
+_OLD_METHOD = "http.method"
+_ROUTE = "http.route"
+_DESTINATION = "destination.service"  # a sidecar's CLIENT span names its callee so
+KEEP_ATTRIBUTE = "meshui.keep"  # true: keep the span's trace in preference (docs/collector.md)
+_WANTED = _HTTP_STATUS_KEYS | {
+    _PEER_SERVICE, _SERVER_ADDRESS, _METHOD, _OLD_METHOD, _ROUTE, _DESTINATION, KEEP_ATTRIBUTE}
 
 _KIND_NAMES = {
     "SPAN_KIND_UNSPECIFIED": 0,
@@ -88,7 +98,8 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                     rejected.add(problem)
                     continue
                 http_status = 0
-                peer = ""
+                peer = method = route = destination = ""
+                keep = False
                 try:
                     for kv in span.attributes:
                         key = kv.key
@@ -101,6 +112,16 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                                     value.string_value, "server.address", required=False
                                 )
                                 peer = peer or address
+                            elif key == _METHOD:
+                                method = value.string_value
+                            elif key == _OLD_METHOD:
+                                method = method or value.string_value
+                            elif key == _ROUTE:
+                                route = value.string_value
+                            elif key == _DESTINATION:
+                                destination = value.string_value
+                            elif key == KEEP_ATTRIBUTE:
+                                keep = is_true(pb_value(value))
                             else:
                                 http_status = validation.http_status(pb_value(value), key)
                 except Rejected as exc:
@@ -117,7 +138,13 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                         span.status.code == 2,
                         http_status,
                         peer,
-                        end,
+                        start,
+                        f"{method} {route}" if route and method else route or span.name,
+                        keep,
+                        destination,
+                        # The whole span for the trace store, decoded only when read.
+                        span.SerializeToString(),
+                        end_ns=end,
                     )
                 )
         if spans:
@@ -177,6 +204,14 @@ def _json_span(span: dict[str, Any]) -> Span | str:
         peer = validation.name(address, _SERVER_ADDRESS, required=False) if isinstance(address, str) else ""
     start = validation.json_int(span.get("startTimeUnixNano"), "startTimeUnixNano")
     end = validation.json_int(span.get("endTimeUnixNano"), "endTimeUnixNano")
+    method = attributes.get(_METHOD) or attributes.get(_OLD_METHOD)
+    route = attributes.get(_ROUTE)
+    name = span.get("name")
+    if isinstance(route, str) and route:
+        operation = f"{method} {route}" if isinstance(method, str) and method else route
+    else:
+        operation = name if isinstance(name, str) else ""
+    destination = attributes.get(_DESTINATION)
     return Span(
         trace_id,
         span_id,
@@ -186,7 +221,13 @@ def _json_span(span: dict[str, Any]) -> Span | str:
         code == 2,
         http_status,
         peer,
-        end,
+        start,
+        operation,
+        is_true(attributes.get(KEEP_ATTRIBUTE)),
+        destination if isinstance(destination, str) else "",
+        orjson.dumps(span),
+        RAW_JSON,
+        end_ns=end,
     )
 
 

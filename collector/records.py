@@ -22,8 +22,21 @@ TEMPORALITY_CUMULATIVE = 2
 UNKNOWN_SERVICE = "unknown_service"
 
 
+# How a stored span's bytes are encoded (``Span.raw``): the decoder's own message, re-encoded
+# once. Readers (``collector.tracedecode``) turn either into the API's JSON.
+RAW_PROTOBUF = "P"  # an opentelemetry.proto.trace.v1.Span, SerializeToString()
+RAW_JSON = "J"  # the OTLP/JSON span object, orjson.dumps()
+
+
 class Span:
-    """One span, reduced to what pairing needs. Hot: one per received span."""
+    """One span, reduced to what pairing and the trace store need. Hot: one per received span.
+
+    Pairing reads the ids, kind, duration, status and peer. The trace store also keeps the
+    span whole, as the bytes it arrived in (``raw``, re-encoded from the decoder's message:
+    ~1.4 µs a span for protobuf, bench/RESULTS.md "Collector ingest"), and reads its start,
+    operation, ``meshui.keep`` flag and ``destination.service`` for the trace's summary;
+    everything else is decoded only when someone opens the trace.
+    """
 
     __slots__ = (
         "trace_id",
@@ -34,6 +47,12 @@ class Span:
         "failed",
         "http_status",
         "peer",
+        "start_ns",
+        "operation",
+        "keep",
+        "destination",
+        "raw",
+        "encoding",
         "end_ns",
     )
 
@@ -47,6 +66,12 @@ class Span:
         failed: bool,
         http_status: int,
         peer: str,
+        start_ns: int = 0,
+        operation: str = "",
+        keep: bool = False,
+        destination: str = "",
+        raw: bytes = b"",
+        encoding: str = RAW_PROTOBUF,
         end_ns: int = 0,
     ) -> None:
         self.trace_id = trace_id
@@ -57,6 +82,12 @@ class Span:
         self.failed = failed  # status code ERROR
         self.http_status = http_status
         self.peer = peer  # peer.service, else server.address, else ""
+        self.start_ns = start_ns
+        self.operation = operation  # "<method> <http.route>", else the span's name
+        self.keep = keep  # meshui.keep = true: store the trace in the kept tier
+        self.destination = destination  # destination.service (a sidecar's CLIENT span)
+        self.raw = raw  # the whole span, encoded as ``encoding`` says
+        self.encoding = encoding
         self.end_ns = end_ns
 
 

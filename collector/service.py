@@ -2,7 +2,8 @@
 
     OTLP/HTTP receiver ─┐
     OTLP/gRPC receiver ─┴▶ queue processor ─┬▶ sidecar metrics connector ─┐
-           │                              └▶ service graph connector ───┴▶ Redis graph exporter
+           │                              ├▶ service graph connector ───┴▶ Redis graph exporter
+           │                              └▶ trace store connector ──────▶ Redis trace exporter
            └─▶ forwarder (when configured) ─▶ another OTLP endpoint
     live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
 
@@ -33,6 +34,8 @@ from collector.redis_exporter import RedisExporterConfig, RedisGraphExporter, re
 from collector.servicegraph import ServiceGraphConfig, ServiceGraphConnector
 from collector.sidecar_metrics import SidecarMetricsConfig, SidecarMetricsConnector
 from collector.stats import CollectorStats
+from collector.trace_exporter import RedisTraceExporter
+from collector.traceconnector import TraceStoreConfig, TraceStoreConnector
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class CollectorConfig:
     publisher: LivePublisherConfig = field(default_factory=LivePublisherConfig)
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
+    trace_store: TraceStoreConfig = field(default_factory=TraceStoreConfig)
 
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -74,6 +78,7 @@ class CollectorConfig:
             self.publisher,
             self.cardinality,
             self.forwarder,
+            self.trace_store,
         ):
             part.validate()
         if self.forwarder.enabled and self.forwarder.queue_max_bytes < self.receiver.max_body_bytes:
@@ -126,6 +131,11 @@ class Collector:
             self.exporter, config.servicegraph, self.stats, clock=monotonic
         )
         self.sidecar_metrics = SidecarMetricsConnector(self.exporter, config.sidecar_metrics, self.stats)
+        self.trace_exporter = RedisTraceExporter(
+            self.redis, config.trace_store, self.stats, clock=wall_clock,
+            availability=self.redis_availability)
+        self.tracestore = TraceStoreConnector(
+            self.trace_exporter, config.trace_store, self.stats, clock=monotonic)
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
         self.grpc_receiver = OTLPGrpcReceiver(self, config.grpc_receiver, self.stats)
@@ -139,8 +149,10 @@ class Collector:
             self._components.append(self.forwarder)
         self._components += [
             self.exporter,
+            *([self.trace_exporter] if config.trace_store.enabled else []),
             self.publisher,
             self.servicegraph,
+            *([self.tracestore] if config.trace_store.enabled else []),
             self.sidecar_metrics,
             self.queue,
             self.receiver,
@@ -150,6 +162,8 @@ class Collector:
     def _route(self, batch: TraceBatch | MetricBatch) -> None:
         if isinstance(batch, TraceBatch):
             self.servicegraph.consume(batch)
+            if self.config.trace_store.enabled:
+                self.tracestore.consume(batch)
         else:
             self.sidecar_metrics.consume(batch)
 

@@ -82,6 +82,21 @@ class CollectorStats:
     cardinality: CardinalityLimiter | None = None
     # The forwarder's counters (None: forwarding is off).
     forwarding: ForwardStats | None = None
+    # The trace store (collector.traceconnector, collector.trace_exporter).
+    traces_stored: int = 0
+    trace_spans_stored: int = 0
+    traces_kept: int = 0  # of the stored, those in the kept tier (errors, slow, meshui.keep)
+    traces_expired: int = 0
+    trace_spans_expired: int = 0
+    # Traces and their spans lost, by reason: evicted (past the budget), backlog_full,
+    # too_large, shutdown.
+    traces_dropped: Counter[str] = field(default_factory=Counter)
+    trace_spans_dropped: Counter[str] = field(default_factory=Counter)
+    trace_pending_spans: int = 0
+    trace_backlog_spans: int = 0
+    trace_store_bytes: int = 0  # as accounted in Redis after this collector's last write
+    trace_store_budget: int = 0
+    trace_write_errors: int = 0
 
     def _cardinality(self) -> dict[str, Any]:
         limiter = self.cardinality
@@ -126,6 +141,20 @@ class CollectorStats:
             "clipped_increments": self.clipped_increments,
             "cardinality": self._cardinality(),
             "forwarding": self.forwarding.as_dict() if self.forwarding is not None else {},
+            "traces": {
+                "stored": self.traces_stored,
+                "stored_spans": self.trace_spans_stored,
+                "kept": self.traces_kept,
+                "expired": self.traces_expired,
+                "expired_spans": self.trace_spans_expired,
+                "dropped": dict(self.traces_dropped),
+                "dropped_spans": dict(self.trace_spans_dropped),
+                "pending_spans": self.trace_pending_spans,
+                "backlog_spans": self.trace_backlog_spans,
+                "bytes": self.trace_store_bytes,
+                "budget_bytes": self.trace_store_budget,
+                "write_errors": self.trace_write_errors,
+            },
         }
 
     def prometheus(self) -> str:
@@ -236,6 +265,40 @@ class CollectorStats:
             "Graph increments cut so that no per-second counter passes its limit.",
             [("", self.clipped_increments)],
         )
+        metric(
+            "traces_stored_total",
+            "counter",
+            "Traces (or later parts of traces) written to the trace store, by tier.",
+            [('{tier="kept"}', self.traces_kept), ('{tier="common"}', self.traces_stored - self.traces_kept)],
+        )
+        metric("trace_spans_stored_total", "counter", "Spans written to the trace store.",
+               [("", self.trace_spans_stored)])
+        metric("traces_expired_total", "counter",
+               "Traces removed from the trace store at the end of their TTL.", [("", self.traces_expired)])
+        metric("trace_spans_expired_total", "counter",
+               "Spans removed with their traces at the end of the TTL.", [("", self.trace_spans_expired)])
+        metric(
+            "traces_dropped_total",
+            "counter",
+            "Traces lost by the trace store, by reason (evicted, backlog_full, too_large, shutdown).",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.traces_dropped.items())],
+        )
+        metric(
+            "trace_spans_dropped_total",
+            "counter",
+            "Spans lost by the trace store, by reason.",
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.trace_spans_dropped.items())],
+        )
+        metric("trace_pending_spans", "gauge", "Spans held while their trace gathers.",
+               [("", self.trace_pending_spans)])
+        metric("trace_backlog_spans", "gauge", "Spans of finished traces not yet written to Redis.",
+               [("", self.trace_backlog_spans)])
+        metric("trace_store_bytes", "gauge", "Bytes the trace store holds in Redis, as accounted.",
+               [("", self.trace_store_bytes)])
+        metric("trace_store_budget_bytes", "gauge", "The trace store's budget in Redis.",
+               [("", self.trace_store_budget)])
+        metric("trace_write_errors_total", "counter", "Failed trace store writes to Redis.",
+               [("", self.trace_write_errors)])
         cardinality = self._cardinality()
         if cardinality:
             metric(

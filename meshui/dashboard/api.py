@@ -1,4 +1,4 @@
-"""The dashboard's endpoints of /api/v1/ (docs/api.md): the live service graph."""
+"""The dashboard's endpoints of /api/v1/ (docs/api.md): the live service graph, heatmaps, traces."""
 
 from __future__ import annotations
 
@@ -8,15 +8,21 @@ from django.http import HttpRequest
 from ninja import Query, Router
 from pydantic import BeforeValidator, Field
 
+from collector.tracesearch import DEFAULT_LIMIT, MAX_LIMIT, QueryProblem, trace_id_problem
+from collector.validation import Rejected
+from collector.validation import name as stored_name
 from meshui.api.errors import RETRY_AFTER_DOC, ApiError, Error, ErrorCode, data_source_unavailable
-from meshui.dashboard.schemas import Graph, Heatmap
+from meshui.dashboard.schemas import Graph, Heatmap, Trace, TraceList
 from meshui.dashboard.source import (
     DEFAULT_STEP,
     DEFAULT_WINDOW,
     MAX_STEP,
     MAX_WINDOW,
+    TraceQuery,
+    afind_traces,
     aread_graph,
     aread_heatmap,
+    aread_trace,
     edge_series,
     service_series,
     validate_step,
@@ -113,3 +119,80 @@ async def heatmap(request: HttpRequest, window: Window, source: str | None = Non
         return await aread_heatmap(series, window, step)
     except DATA_SOURCE_ERRORS as exc:
         raise data_source_unavailable(request, exc) from exc
+
+
+def trace_query(**given: Any) -> TraceQuery:
+    """The search's parameters, checked; ``QueryProblem`` names the one at fault.
+
+    Names are checked the way the collector checks what it stores (1..255 printable
+    characters), not as mesh service names: traces also come from SDK apps named freely.
+    """
+    for name in ("service", "source", "target"):
+        value = given.get(name)
+        if value:
+            try:
+                stored_name(value, name)
+            except Rejected as exc:
+                raise QueryProblem(name, str(exc)) from None
+    if given.get("operation") is not None and not given["operation"]:
+        raise QueryProblem("operation", "operation must not be empty")
+    query = TraceQuery(**{key: value for key, value in given.items() if value is not None})
+    query.validate()
+    return query
+
+
+@router.get(
+    "/traces", response={200: TraceList, 400: Error, 401: Error, 503: Error},
+    operation_id="searchTraces", tags=["traces"],
+    summary="Search the stored traces: by service, edge, operation, status, duration and time",
+    openapi_extra=RETRY_AFTER_DOC)
+async def traces(
+    request: HttpRequest,
+    service: str | None = Query(None, description="a service with a span in the trace"),
+    source: str | None = Query(None, description="with target: a call on the edge source -> target"),
+    target: str | None = None,
+    operation: str | None = Query(None, description="`<method> <http.route>` (else the span name) "
+                                                    "of a SERVER or root span"),
+    trace_id: str | None = Query(None, description="32 lower-case hex digits"),
+    min_ms: float | None = Query(None, description="duration (the root span's, else the longest) "
+                                                   "at least this many ms"),
+    max_ms: float | None = Query(None, description="duration at most this many ms"),
+    status: str | None = Query(None, description="`error` (a span failed) or `ok` (none did)"),
+    start: float | None = Query(None, description="epoch seconds; default: an hour before end"),
+    end: float | None = Query(None, description="epoch seconds; default: now"),
+    limit: int = Query(DEFAULT_LIMIT, description=f"at most this many traces (1..{MAX_LIMIT})"),
+) -> Any:
+    """Newest first (by start). The search reads one index within the time range and stops
+    after `limit` matches or its cap of candidates (`truncated`); to page back, ask again
+    with `end` set to the start of the last trace listed."""
+    try:
+        query = trace_query(service=service, source=source, target=target, operation=operation,
+                            trace_id=trace_id, min_ms=min_ms, max_ms=max_ms, status=status,
+                            start=start, end=end, limit=limit)
+    except QueryProblem as exc:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, str(exc), parameter=exc.parameter) from None
+    try:
+        return await afind_traces(query)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
+
+
+@router.get(
+    "/traces/{trace_id}", response={200: Trace, 400: Error, 401: Error, 404: Error, 503: Error},
+    operation_id="getTrace", tags=["traces"],
+    summary="One stored trace with every span: service, name, kind, times, status, attributes, "
+            "events, parent",
+    openapi_extra=RETRY_AFTER_DOC)
+async def trace(request: HttpRequest, trace_id: str) -> Any:
+    """The spans come parents first, siblings by start, each with its `depth`."""
+    problem = trace_id_problem(trace_id)
+    if problem:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, problem, parameter="trace_id")
+    try:
+        found = await aread_trace(trace_id)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
+    if found is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"no trace {trace_id} is stored: it was never "
+                                            "received, or it expired or was evicted")
+    return found

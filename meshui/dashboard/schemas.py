@@ -167,3 +167,91 @@ class Heatmap(BaseModel):
     columns: list[HeatmapColumn] = Field(description="by start time")
     exemplars: list[HeatmapExemplar] = Field(
         description="at most one per cell: an error's if any, else the slowest")
+
+
+# Traces (collector.tracesearch / collector.tracedecode restate these as TypedDicts).
+# Every name in them came from a span: data to escape, never markup.
+class TraceEdge(BaseModel):
+    model_config = CLOSED
+    source: str = Field(description="the calling service (`unknown`: a caller outside the trace)")
+    target: str
+
+
+class TraceRoot(BaseModel):
+    model_config = CLOSED
+    service: str
+    operation: str = Field(description="`<method> <http.route>`, else the span's name")
+
+
+class TraceSummary(BaseModel):
+    """One stored trace, as the search lists it (``collector.tracesearch.TraceSummaryJSON``)."""
+
+    model_config = CLOSED
+    trace_id: str = Field(description="32 lower-case hex digits")
+    start: float = Field(description="epoch seconds: the trace's first span (or when it arrived, "
+                                     "if its clock was implausible)")
+    duration_ms: float = Field(description="the root span's duration, else the longest span's")
+    max_span_ms: float = Field(description="the longest span")
+    error: bool = Field(description="a span has status ERROR or an HTTP status >= 500")
+    kept: bool = Field(description="in the kept tier (errors, calls slower than their edge's p99, "
+                                   "meshui.keep): evicted after every common trace")
+    span_count: int
+    services: list[str] = Field(description="services with a span in the trace (at most 32)")
+    edges: list[TraceEdge] = Field(description="calls client service -> server service (at most 64)")
+    operations: list[str] = Field(description="operations of SERVER and root spans (at most 32)")
+    root: TraceRoot | None = Field(description="the span without a parent; null when it was not "
+                                               "stored (not sampled, or not arrived)")
+
+
+class TraceList(BaseModel):
+    """Traces a search found, newest first."""
+
+    model_config = CLOSED
+    traces: list[TraceSummary]
+    examined: int = Field(description="stored traces the search read to find these")
+    truncated: bool = Field(description="the search stopped at its cap of candidates before "
+                                        "reading them all: narrow the time range or add filters")
+
+
+class SpanEvent(BaseModel):
+    model_config = CLOSED
+    name: str
+    time: float = Field(description="epoch seconds")
+    offset_ms: float = Field(description="ms from the trace's first span")
+    attributes: dict[str, Any]
+
+
+class SpanLink(BaseModel):
+    model_config = CLOSED
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+class TraceSpan(BaseModel):
+    """One span (``collector.tracedecode.SpanJSON``), in tree order."""
+
+    model_config = CLOSED
+    span_id: str = Field(description="16 lower-case hex digits")
+    parent_span_id: str | None
+    parent_missing: bool = Field(description="has a parent that is not in the stored trace")
+    depth: int = Field(description="0 for a root; a child is one deeper than its parent")
+    service: str
+    version: str
+    name: str
+    kind: str = Field(description="server, client, internal, producer, consumer or unspecified")
+    start: float = Field(description="epoch seconds")
+    offset_ms: float = Field(description="ms from the trace's first span")
+    duration_ms: float
+    status: str = Field(description="unset, ok or error")
+    status_message: str
+    attributes: dict[str, Any] = Field(description="the span's attributes as JSON values (bytes "
+                                                   "in base64, NaN and infinities as strings)")
+    events: list[SpanEvent] = Field(description="the span's events (a sidecar's policy events)")
+    links: list[SpanLink]
+
+
+class Trace(TraceSummary):
+    """A stored trace with all its spans, parents before their children."""
+
+    spans: list[TraceSpan]

@@ -27,10 +27,18 @@ from collector.heatmap import (
     service_series,
     validate_step,
 )
+from collector.tracesearch import (
+    TraceJSON,
+    TraceListJSON,
+    TraceQuery,
+    afetch_trace,
+    asearch_traces,
+)
 from meshui.redis_clients import get_async_redis, get_redis
 
 __all__ = ["DEFAULT_STEP", "DEFAULT_WINDOW", "MAX_STEP", "MAX_WINDOW", "WINDOW_CHOICES",
-           "GraphJSON", "HeatmapJSON", "aread_graph", "aread_heatmap", "edge_series",
+           "GraphJSON", "HeatmapJSON", "TraceJSON", "TraceListJSON", "TraceQuery",
+           "aread_graph", "aread_heatmap", "aread_trace", "afind_traces", "edge_series",
            "page_window", "read_graph", "service_series", "validate_step", "validate_window",
            "window_label"]
 
@@ -70,3 +78,13 @@ async def aread_graph(window: int, *, instances: bool = False) -> GraphJSON:
 async def aread_heatmap(series: str, window: int, step: int) -> HeatmapJSON:
     """One series' latency heatmap (``collector.heatmap``); raises ``DATA_SOURCE_ERRORS``."""
     return await afetch_heatmap(get_async_redis(), series, window, step)
+
+
+async def afind_traces(query: TraceQuery) -> TraceListJSON:
+    """Stored traces ``query`` finds (``collector.tracesearch``); raises ``DATA_SOURCE_ERRORS``."""
+    return await asearch_traces(get_async_redis(), query)
+
+
+async def aread_trace(trace_id: str) -> TraceJSON | None:
+    """One stored trace with all its spans, or None; raises ``DATA_SOURCE_ERRORS``."""
+    return await afetch_trace(get_async_redis(), trace_id)
