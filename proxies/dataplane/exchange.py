@@ -386,7 +386,8 @@ class Exchange:
         plane = self.plane
         status = self.status
         end = _perf()
-        plane.telemetry.record_request(
+        telemetry = plane.telemetry
+        telemetry.record_request(
             self.direction,
             self.source,
             self.destination_service,
@@ -395,5 +396,11 @@ class Exchange:
             self.source_sidecar,
             end - self.t0,
         )
-        if self.trace.sampled:
+        trace = self.trace
+        if trace.sampled:
+            # Its span is exported: let the latency bucket it landed in point at it.
+            telemetry.record_exemplar(
+                self.direction, self.source, self.destination_service, self.destination_version,
+                status, self.source_sidecar, end - self.t0, trace.trace_id, trace.span_id,
+                time.time_ns())
             plane.record_span(self, error or status >= 500)

@@ -114,6 +114,20 @@ class TelemetrySink(Protocol):
         duration_s: float,
     ) -> None: ...
 
+    def record_exemplar(
+        self,
+        direction: str,
+        source: str,
+        destination: str,
+        destination_version: str,
+        status: int,
+        source_sidecar: bool,
+        duration_s: float,
+        trace_id: bytes,
+        span_id: bytes,
+        end_ns: int,
+    ) -> None: ...
+
     def record_span(self, span: Any) -> None: ...
 
 

@@ -25,6 +25,9 @@ MAX_INDEX = histogram.MAX_INDEX
 _log = math.log
 _ceil = math.ceil
 
+# Exemplars per data point: one per bucket, up to this many buckets (the collector keeps 64).
+MAX_EXEMPLARS_PER_POINT = 32
+
 # Attribute values come partly from request headers (x-meshui-source): keep them short.
 MAX_ATTRIBUTE_LENGTH = 256
 DEFAULT_MAX_ATTRIBUTE_SETS = 2000
@@ -44,7 +47,7 @@ def bucket_index(value_ms: float) -> int:
 class Point:
     """One attribute set's measurements in one interval (mutable, owned by one interval)."""
 
-    __slots__ = ("attributes", "count", "sum", "min", "max", "zero_count", "buckets")
+    __slots__ = ("attributes", "count", "sum", "min", "max", "zero_count", "buckets", "exemplars")
 
     def __init__(self, attributes: AttributeSet) -> None:
         self.attributes = attributes
@@ -54,6 +57,10 @@ class Point:
         self.max = -math.inf
         self.zero_count = 0
         self.buckets: dict[int, int] = {}
+        # bucket index -> (trace id, span id, ms, end ns) of a sampled request that landed
+        # there, the latest: one per bucket, so the slow buckets have theirs too, not only
+        # the common one. None until the first (most intervals have none).
+        self.exemplars: dict[int, tuple[bytes, bytes, float, int]] | None = None
 
 
 @dataclass(slots=True)
@@ -161,6 +168,39 @@ class RequestAggregator:
                 buckets[index] = buckets.get(index, 0) + 1
         except Exception:  # noqa: BLE001 - the request path must never see telemetry fail
             self.dropped_invalid += 1
+
+    def exemplar(
+        self,
+        direction: str,
+        source: str,
+        destination: str,
+        destination_version: str,
+        status: int,
+        source_sidecar: bool,
+        duration_s: float,
+        trace_id: bytes,
+        span_id: bytes,
+        end_ns: int,
+    ) -> None:
+        """Attach a sampled request (just counted by ``record``) to its bucket as its exemplar.
+
+        Off the common path: only sampled requests come here. Never raises.
+        """
+        try:
+            key = (direction, source, destination, destination_version, status, source_sidecar)
+            point = self.interval.points.get(key)
+            if point is None:  # dropped by record (invalid, cardinality): nothing to point at
+                return
+            ms = duration_s * 1000.0
+            index = bucket_index(ms) if ms > 0.0 else MIN_INDEX
+            exemplars = point.exemplars
+            if exemplars is None:
+                exemplars = point.exemplars = {}
+            elif len(exemplars) >= MAX_EXEMPLARS_PER_POINT and index not in exemplars:
+                return
+            exemplars[index] = (trace_id, span_id, ms, end_ns)
+        except Exception:  # noqa: BLE001 - the request path must never see telemetry fail
+            return
 
     def _add(self, key: tuple[object, ...]) -> Point | None:
         """The slow path of a new attribute set: validate it once, alias equal sets."""

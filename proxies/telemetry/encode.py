@@ -162,6 +162,9 @@ class MetricsEncoder:
             packed = _varints(counts)
             positive = b"\x08" + _varint(_zigzag(low)) + b"\x12" + _varint(len(packed)) + packed
             parts.append(b"\x42" + _varint(len(positive)) + positive)
+        exemplars = point.exemplars
+        if exemplars:
+            parts.extend([_exemplar(*exemplar) for exemplar in exemplars.values()])
         body = b"".join(parts)
         return b"\x0a" + _varint(len(body)) + body
 
@@ -199,6 +202,12 @@ def encode_counters(counts: Sequence[tuple[CounterKey, int]], start_ns: int, end
     return b"".join(_field(2, metric.SerializeToString()) for metric in metrics.values())
 
 
+def _exemplar(trace_id: bytes, span_id: bytes, value_ms: float, time_ns: int) -> bytes:
+    """ExponentialHistogramDataPoint.exemplars (field 11): time, as_double, span id, trace id."""
+    body = _pack_exemplar(0x11, time_ns, 0x19, value_ms, 0x22, 8) + span_id + b"\x2a\x10" + trace_id
+    return b"\x5a" + _varint(len(body)) + body
+
+
 def _varint(value: int) -> bytes:
     if value < 0x80:
         return _SMALL[value]
@@ -233,6 +242,8 @@ _pack_times = struct.Struct("<BQBQ").pack
 # count (fixed64), sum (double), scale (sint32 varint < 128), zero_count (fixed64),
 # min (double), max (double): field numbers 4, 5, 6, 7, 12, 13.
 _pack_point = struct.Struct("<BQBdBBBQBdBd").pack
+# Exemplar: time_unix_nano (fixed64, 2), as_double (3), span_id (bytes, 4) length prefix.
+_pack_exemplar = struct.Struct("<BQBdBB").pack
 _AGGREGATION_DELTA = b"\x10" + _varint(_DELTA)
 _METRIC_HEADER = (
     _field(1, METRIC_NAME.encode()) + _field(2, METRIC_DESCRIPTION.encode()) + _field(3, METRIC_UNIT.encode())

@@ -24,9 +24,13 @@ class RecordingTelemetry:
     def __init__(self) -> None:
         self.requests: list[tuple[Any, ...]] = []
         self.spans: list[Any] = []
+        self.exemplars: list[tuple[Any, ...]] = []
 
     def record_request(self, *args: Any) -> None:
         self.requests.append(args)
+
+    def record_exemplar(self, *args: Any) -> None:
+        self.exemplars.append(args)
 
     def record_span(self, span: Any) -> None:
         self.spans.append(span)

@@ -14,7 +14,12 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from proxies.telemetry import Resource, SpanData, Telemetry, histogram
-from proxies.telemetry.aggregate import MAX_ATTRIBUTE_LENGTH, RequestAggregator, bucket_index
+from proxies.telemetry.aggregate import (
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_EXEMPLARS_PER_POINT,
+    RequestAggregator,
+    bucket_index,
+)
 from proxies.telemetry.encode import MetricsEncoder, encode_spans, resource_proto
 
 RESOURCE = Resource(service="frontend", version="v2", instance_id="frontend-7f3a")
@@ -205,6 +210,50 @@ def test_the_encoded_metrics_request_decodes_back_field_by_field() -> None:
     assert inbound.positive.offset == histogram.bucket_index(0.5)
     assert list(inbound.positive.bucket_counts) == [300]
     assert inbound.positive.offset < 0  # sint32 zigzag for negative offsets
+
+
+def test_each_bucket_keeps_its_own_exemplar_so_slow_requests_have_one_too() -> None:
+    aggregator = RequestAggregator(start_ns=1_700_000_000_000_000_000)
+    edge = ("outbound", "frontend", "cart", "v1", 200, False)
+    for i in range(1000):  # the common case, 2 ms, many sampled requests: one exemplar
+        aggregator.record(*edge, 0.002)
+        aggregator.exemplar(*edge, 0.002, i.to_bytes(16, "big"), (i + 1).to_bytes(8, "big"), 10 + i)
+    aggregator.record(*edge, 0.85)  # one slow request: its bucket gets its own exemplar
+    slow_trace, slow_span = bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 8)
+    aggregator.exemplar(*edge, 0.85, slow_trace, slow_span, 5000)
+    # A request that record() never counted (another edge) has nothing to point at.
+    aggregator.exemplar("outbound", "frontend", "nowhere", "v1", 200, False, 0.1, slow_trace,
+                        slow_span, 1)
+    interval = aggregator.take(now_ns=1_700_000_001_000_000_000)
+
+    body = MetricsEncoder(resource_proto(RESOURCE)).encode(
+        interval.unique, interval.start_ns, interval.end_ns)
+    (point,) = ExportMetricsServiceRequest.FromString(
+        body).resource_metrics[0].scope_metrics[0].metrics[0].exponential_histogram.data_points
+    assert point.count == 1001
+    by_value = {round(exemplar.as_double, 3): exemplar for exemplar in point.exemplars}
+    assert set(by_value) == {2.0, 850.0}
+    slow = by_value[850.0]
+    assert (slow.trace_id, slow.span_id, slow.time_unix_nano) == (slow_trace, slow_span, 5000)
+    common = by_value[2.0]  # the latest of the common bucket's sampled requests
+    assert common.trace_id == (999).to_bytes(16, "big")
+    assert common.span_id == (1000).to_bytes(8, "big")
+    assert common.time_unix_nano == 1009
+
+
+def test_exemplars_per_point_are_bounded_and_existing_buckets_still_update() -> None:
+    aggregator = RequestAggregator(start_ns=0)
+    edge = ("outbound", "frontend", "cart", "v1", 200, False)
+    durations = [histogram.BASE ** (i * 2) / 1000 for i in range(MAX_EXEMPLARS_PER_POINT + 10)]
+    for i, duration in enumerate(durations):
+        aggregator.record(*edge, duration)
+        aggregator.exemplar(*edge, duration, bytes(16), i.to_bytes(8, "big"), i)
+    aggregator.record(*edge, durations[0])
+    aggregator.exemplar(*edge, durations[0], bytes(16), b"latest!!", 99)
+    (point,) = aggregator.take(now_ns=1).unique
+    assert point.exemplars is not None
+    assert len(point.exemplars) == MAX_EXEMPLARS_PER_POINT
+    assert point.exemplars[bucket_index(durations[0] * 1000)][1] == b"latest!!"
 
 
 def test_the_encoded_span_batch_decodes_back_field_by_field() -> None:
