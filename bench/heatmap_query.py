@@ -30,6 +30,7 @@ from collector.graphstore import key_for, window_seconds  # noqa: E402
 from collector.graphwriter import GraphWriter  # noqa: E402
 from collector.heatmap import edge_series, fetch_heatmap  # noqa: E402
 from collector.records import Exemplar  # noqa: E402
+from collector.seriesstore import BLOCK, series_increments  # noqa: E402
 from proxies.telemetry import histogram  # noqa: E402
 
 WINDOW, STEP = 3600, 10
@@ -53,15 +54,22 @@ def fill(client: redis.Redis, edges: int, now: float) -> int:
                             version=f"v{n % 2 + 1}", exemplars=exemplars)
             writer.add_node(f"svc-{n + 1}", f"v{n % 2 + 1}", count, count // 50, latency,
                             instance=f"svc-{n + 1}-{second % 2}", exemplars=exemplars)
-        if second % 300 == 0:
+        if (second + 1) % BLOCK == 0:  # a 600 s block (and its minutes) is complete
             write(client, writer)
     write(client, writer)
     return int(client.hlen(key_for(int(now) - 1)))
 
 
 def write(client: redis.Redis, writer: GraphWriter) -> None:
+    """The same keys and fields the collector's flush script writes, set whole: the blocks
+    written are complete, so HSET of the summed fields equals the script's HINCRBYs (one
+    Redis command per key instead of one per field: the fill takes seconds, not an hour)."""
     pipe = client.pipeline(transaction=False)
-    GraphWriter.queue_writes(pipe, writer.take())
+    increments = writer.take()
+    for second, fields in increments.items():
+        pipe.hset(key_for(second), mapping=fields)
+    for key, fields in series_increments(increments).items():
+        pipe.hset(key, mapping=fields)
     for key, texts in writer.take_exemplars().items():
         pipe.hset(key, mapping=texts)
     pipe.execute()

@@ -30,6 +30,7 @@ script), otherwise the latest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,14 +162,17 @@ def _start_of(key: str | bytes) -> int:
     return int(text[text.rfind(SEP) + 1:])
 
 
+# A counter field: the offset's digits, then the kind (which never starts with a digit).
+_FIELD_BYTES = re.compile(rb"([0-9]+)([^0-9].*)", re.S).fullmatch
+_FIELD_TEXT = re.compile(r"([0-9]+)([^0-9].*)", re.S).fullmatch
+
+
 def _offset_kind(field: str | bytes) -> tuple[int, str] | None:
-    text = field.decode() if isinstance(field, bytes) else field
-    digits = 0
-    while digits < len(text) and text[digits].isdigit():
-        digits += 1
-    if digits == 0 or digits == len(text):
-        return None
-    return int(text[:digits]), text[digits:]
+    if isinstance(field, bytes):
+        match = _FIELD_BYTES(field)
+        return None if match is None else (int(match[1]), match[2].decode())
+    match = _FIELD_TEXT(field)
+    return None if match is None else (int(match[1]), match[2])
 
 
 def per_second(plan: ReadPlan, s1: Iterable[Mapping[bytes | str, bytes | str]],
