@@ -291,9 +291,19 @@ class GraphWriter:
             if name and self._breakdown(prefix, breakdown, added, second):
                 self._file_exemplars(breakdown, second, exemplars)
 
-    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None:
-        """Count ``value`` policy events ``name`` (an ``EdgeEvent.key``) on ``source -> target``."""
-        self._update((source, target), (source, target), {f"r{SEP}{source}{SEP}{target}{SEP}{name}": value})
+    def add_edge_counter(self, source: str, target: str, name: str, value: int,
+                         reporter: str = "", instance: str = "") -> None:
+        """Count ``value`` policy events ``name`` (an ``EdgeEvent.key``) on ``source -> target``.
+
+        Also filed for the series of ``target`` (``rn``: events on the calls it gets) and of
+        the counting sidecar's ``instance`` of ``reporter`` (``ri``), for their charts; the
+        graph reads only the edge's.
+        """
+        fields = {f"r{SEP}{source}{SEP}{target}{SEP}{name}": value,
+                  f"rn{SEP}{target}{SEP}{name}": value}
+        if reporter and instance:
+            fields[f"ri{SEP}{reporter}{SEP}{instance}{SEP}{name}"] = value
+        self._update((source, target), (source, target), fields)
 
     @property
     def pending(self) -> bool:

@@ -107,7 +107,7 @@ def decode_protobuf(body: bytes) -> MetricBatch:
                     for p in points:
                         value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
                         try:
-                            _keep(batch, counter_point(name, pb_attributes(p.attributes), value))
+                            _keep(batch, counter_point(name, pb_attributes(p.attributes), value, resource))
                         except Rejected as exc:
                             batch.rejected.add(str(exc))
                     continue
@@ -197,7 +197,7 @@ def _json_metric(batch: MetricBatch, resource: Resource, metric: dict[str, Any],
         if problem is not None:
             batch.rejected.add(problem, len(points))
             return
-        convert: Any = lambda p: _json_counter(name, p)  # noqa: E731
+        convert: Any = lambda p: _json_counter(name, p, resource)  # noqa: E731
     elif data not in ("exponentialHistogram", "histogram"):
         batch.rejected.add(f"{SIDECAR_METRIC} must be a histogram, got {data}", len(points))
         return
@@ -211,14 +211,14 @@ def _json_metric(batch: MetricBatch, resource: Resource, metric: dict[str, Any],
             batch.rejected.add(f"{where}.dataPoints[{p}]: {exc}")
 
 
-def _json_counter(name: str, p: dict[str, Any]) -> SidecarCounter:
+def _json_counter(name: str, p: dict[str, Any], resource: Resource) -> SidecarCounter:
     attributes = json_attributes(p.get("attributes"), "dataPoint")
     value: int | float
     if "asDouble" in p:
         value = validation.json_float(p["asDouble"], "asDouble")
     else:
         value = validation.json_int(p.get("asInt"), "asInt", -(2**63), 2**63 - 1)
-    return counter_point(name, attributes, value)
+    return counter_point(name, attributes, value, resource)
 
 
 def _json_buckets(side: Any, what: str) -> tuple[int, list[int]]:

@@ -170,6 +170,8 @@ class SidecarCounter:
     destination: str
     event: str  # the edge's ``events`` key: "retries", "ejections", ...
     value: int
+    reporter: str = ""  # the service of the sidecar that counted them
+    instance: str = ""  # and its service.instance.id (proxy id)
 
 
 @dataclass(slots=True)
@@ -222,4 +224,5 @@ class GraphSink(Protocol):
         exemplars: Sequence[tuple[int, Exemplar]] = (),
     ) -> None: ...
 
-    def add_edge_counter(self, source: str, target: str, name: str, value: int) -> None: ...
+    def add_edge_counter(self, source: str, target: str, name: str, value: int,
+                         reporter: str = "", instance: str = "") -> None: ...

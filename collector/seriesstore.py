@@ -49,7 +49,7 @@ S1_TTL = MAX_WINDOW + MINUTE + 60
 S10_TTL = MAX_WINDOW + BLOCK + 60
 
 # Graph field kinds that are series (the parts before the last one name the series).
-_SERIES_PARTS = {"e": 4, "ev": 5, "es": 4, "n": 3, "nv": 4, "i": 4, "r": 4}
+_SERIES_PARTS = {"e": 4, "ev": 5, "es": 4, "n": 3, "nv": 4, "i": 4, "r": 4, "rn": 3, "ri": 4}
 
 
 def split_field(name: str) -> tuple[str, str] | None:
@@ -169,10 +169,10 @@ _FIELD_TEXT = re.compile(r"([0-9]+)([^0-9].*)", re.S).fullmatch
 
 def _offset_kind(field: str | bytes) -> tuple[int, str] | None:
     if isinstance(field, bytes):
-        match = _FIELD_BYTES(field)
-        return None if match is None else (int(match[1]), match[2].decode())
-    match = _FIELD_TEXT(field)
-    return None if match is None else (int(match[1]), match[2])
+        raw = _FIELD_BYTES(field)
+        return None if raw is None else (int(raw[1]), raw[2].decode())
+    text = _FIELD_TEXT(field)
+    return None if text is None else (int(text[1]), text[2])
 
 
 def per_second(plan: ReadPlan, s1: Iterable[Mapping[bytes | str, bytes | str]],

@@ -93,7 +93,8 @@ class SidecarMetricsConnector:
                     self.sink.add_edge(source, target, count, errors, latency, version, exemplars)
         for counter in batch.counters:
             if counter.value > 0:
-                self.sink.add_edge_counter(counter.source, counter.destination, counter.event, counter.value)
+                self.sink.add_edge_counter(counter.source, counter.destination, counter.event,
+                                           counter.value, counter.reporter, counter.instance)
 
     def _delta(self, point: SidecarPoint) -> tuple[int, dict[int, int]] | None:
         """What a cumulative point adds since the last one of its stream (None: nothing)."""

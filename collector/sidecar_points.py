@@ -173,15 +173,18 @@ def _edge(metric: str, attributes: dict[str, Any]) -> tuple[str, str]:
     return destination, validation.name(source, f"{metric}: source.service")
 
 
-def counter_point(name: str, attributes: dict[str, Any], value: int | float) -> SidecarCounter:
-    """A point of a policy counter (a delta sum): a whole number of events, 0..MAX_POINT_COUNT."""
+def counter_point(name: str, attributes: dict[str, Any], value: int | float,
+                  resource: Resource) -> SidecarCounter:
+    """A point of a policy counter (a delta sum): a whole number of events, 0..MAX_POINT_COUNT,
+    with the sidecar that counted them (``resource``)."""
     destination, source = _edge(name, attributes)
     if isinstance(value, float):
         if not value.is_integer():
             raise Rejected(f"{name}: value must be a whole number, got {value!r}")
         value = int(value)
     validation.count(value, f"{name}: value")
-    return SidecarCounter(source, destination, SIDECAR_COUNTERS[name], value)
+    return SidecarCounter(source, destination, SIDECAR_COUNTERS[name], value,
+                          resource.service, resource.instance)
 
 
 def counter_problem(name: str, data: str, temporality: int) -> str | None:

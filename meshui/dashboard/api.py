@@ -12,19 +12,23 @@ from collector.tracesearch import DEFAULT_LIMIT, MAX_LIMIT, QueryProblem, trace_
 from collector.validation import Rejected
 from collector.validation import name as stored_name
 from meshui.api.errors import RETRY_AFTER_DOC, ApiError, Error, ErrorCode, data_source_unavailable
-from meshui.dashboard.schemas import Graph, Heatmap, Trace, TraceList
+from meshui.dashboard.schemas import Graph, Heatmap, Series, Trace, TraceList
 from meshui.dashboard.source import (
     DEFAULT_STEP,
     DEFAULT_WINDOW,
     MAX_STEP,
     MAX_WINDOW,
+    METRICS,
+    Scope,
     TraceQuery,
     afind_traces,
     aread_graph,
     aread_heatmap,
+    aread_series,
     aread_trace,
     edge_series,
     service_series,
+    validate_metrics,
     validate_step,
     validate_window,
 )
@@ -117,6 +121,61 @@ async def heatmap(request: HttpRequest, window: Window, source: str | None = Non
         raise ApiError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
     try:
         return await aread_heatmap(series, window, step)
+    except DATA_SOURCE_ERRORS as exc:
+        raise data_source_unavailable(request, exc) from exc
+
+
+def default_step(window: int) -> int:
+    """About 60 points a chart: 5 min at 5 s, 15 min at 15 s, 1 h at 60 s."""
+    return min(MAX_STEP, max(1, -(-window // 60)))
+
+
+async def instance_service(instance: str) -> str:
+    """The service an instance (proxy id) registered as, or ValueError."""
+    from meshui.registry.models import Instance  # the registry's, read-only here
+
+    found = await Instance.objects.select_related("service").filter(proxy_id=instance).afirst()
+    if found is None:
+        raise ValueError(f"no instance {instance!r} is registered; give service and instance "
+                         "to chart one that has gone")
+    return found.service.name
+
+
+@router.get(
+    "/series", response={200: Series, 400: Error, 401: Error, 503: Error},
+    operation_id="getSeries",
+    summary="Golden metrics over time: rates, success, latency quantiles, policy events",
+    openapi_extra=RETRY_AFTER_DOC)
+async def series(request: HttpRequest, window: Window,
+                 metric: str | None = Query(
+                     None, description="comma-separated; absent: the golden ones. Known: "
+                                       + ", ".join(METRICS)),
+                 source: str | None = None, target: str | None = None,
+                 service: str | None = None, version: str | None = None,
+                 instance: str | None = None,
+                 step: int | None = Query(None, ge=1, le=MAX_STEP,
+                                          description="seconds per point; default window/60")
+                 ) -> Any:
+    """One edge (``source`` and ``target``, maybe ``version``), service (``service``, maybe
+    ``version``) or instance (``instance``, maybe with its ``service``). Effective rates are
+    what the caller saw, actual ones every try (retries included)."""
+    try:
+        metrics = validate_metrics(metric)
+        if instance and not service and not (source or target):
+            if proxy_id_problem(instance) is not None:
+                raise ValueError(f"instance {proxy_id_problem(instance)}")
+            service = await instance_service(instance)
+        heatmap_series(source, target, service, version, instance)  # the same checks
+        if service:
+            scope = Scope.service(service, version or None, instance or None)
+        else:
+            scope = Scope.edge(source or "", target or "", version or None)
+        step = default_step(window) if step is None else step
+        validate_step(step, window)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.INVALID_PARAMETER, str(exc)) from None
+    try:
+        return await aread_series(scope, window, step, metrics)
     except DATA_SOURCE_ERRORS as exc:
         raise data_source_unavailable(request, exc) from exc
 

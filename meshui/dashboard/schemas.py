@@ -169,6 +169,27 @@ class Heatmap(BaseModel):
         description="at most one per cell: an error's if any, else the slowest")
 
 
+class SeriesLine(BaseModel):
+    """One metric's values, one per column (``collector.series.SeriesLineJSON``)."""
+
+    model_config = CLOSED
+    metric: str = Field(description="as asked in `metric` (docs/api.md lists them)")
+    unit: str = Field(description="req/s, ratio (0..1), ms or events/s")
+    values: list[float | None] = Field(
+        description="one per entry of times; null where there is nothing to compute it from "
+                    "(no requests in the column, or a metric this scope does not record)")
+
+
+class Series(BaseModel):
+    """Golden metrics over time of one edge, service, version or instance."""
+
+    model_config = CLOSED
+    window: int
+    step: int
+    times: list[int] = Field(description="each column's start, epoch seconds, a multiple of step")
+    series: list[SeriesLine]
+
+
 # Traces (collector.tracesearch / collector.tracedecode restate these as TypedDicts).
 # Every name in them came from a span: data to escape, never markup.
 class TraceEdge(BaseModel):

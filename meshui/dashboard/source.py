@@ -27,6 +27,14 @@ from collector.heatmap import (
     service_series,
     validate_step,
 )
+from collector.series import (
+    DEFAULT_METRICS,
+    METRICS,
+    Scope,
+    SeriesJSON,
+    afetch_series,
+    validate_metrics,
+)
 from collector.tracesearch import (
     TraceJSON,
     TraceListJSON,
@@ -36,7 +44,8 @@ from collector.tracesearch import (
 )
 from meshui.redis_clients import get_async_redis, get_redis
 
-__all__ = ["DEFAULT_STEP", "DEFAULT_WINDOW", "MAX_STEP", "MAX_WINDOW", "WINDOW_CHOICES",
+__all__ = ["DEFAULT_METRICS", "METRICS", "Scope", "SeriesJSON", "aread_series", "validate_metrics",
+           "DEFAULT_STEP", "DEFAULT_WINDOW", "MAX_STEP", "MAX_WINDOW", "WINDOW_CHOICES",
            "GraphJSON", "HeatmapJSON", "TraceJSON", "TraceListJSON", "TraceQuery",
            "aread_graph", "aread_heatmap", "aread_trace", "afind_traces", "edge_series",
            "page_window", "read_graph", "service_series", "validate_step", "validate_window",
@@ -78,6 +87,11 @@ async def aread_graph(window: int, *, instances: bool = False) -> GraphJSON:
 async def aread_heatmap(series: str, window: int, step: int) -> HeatmapJSON:
     """One series' latency heatmap (``collector.heatmap``); raises ``DATA_SOURCE_ERRORS``."""
     return await afetch_heatmap(get_async_redis(), series, window, step)
+
+
+async def aread_series(scope: Scope, window: int, step: int, metrics: tuple[str, ...]) -> SeriesJSON:
+    """Golden metrics of one edge or service over time (``collector.series``)."""
+    return await afetch_series(get_async_redis(), scope, window, step, metrics)
 
 
 async def afind_traces(query: TraceQuery) -> TraceListJSON:

@@ -276,14 +276,15 @@ def check_traces(batch: TraceBatch) -> None:
 
 def check_writes(writer: GraphWriter) -> None:
     """What would go to Redis: integers within the field limit, names that split cleanly."""
-    kinds = {("e", 4), ("ev", 5), ("es", 4), ("n", 3), ("nv", 4), ("i", 4), ("v", 3), ("r", 4)}
+    kinds = {("e", 4), ("ev", 5), ("es", 4), ("n", 3), ("nv", 4), ("i", 4), ("v", 3), ("r", 4),
+             ("rn", 3), ("ri", 4)}
     increments = writer.take()
     for fields in increments.values():
         for name, value in fields.items():
             assert 0 < value <= validation.FIELD_LIMIT, (name, value)
             parts = name.split(graphstore.SEP)
             assert (parts[0], len(parts)) in kinds, name
-            assert parts[0] not in ("ev", "nv", "i") or parts[-2], name  # no breakdown of nothing
+            assert parts[0] not in ("ev", "nv", "i", "ri") or parts[-2], name  # no breakdown of nothing
     series = seriesstore.series_increments(increments)
     assert sum(map(len, series.values())) >= sum(
         1 for fields in increments.values() for name in fields if not name.startswith("v" + graphstore.SEP))

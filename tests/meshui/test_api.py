@@ -304,3 +304,57 @@ def test_a_heatmap_query_that_names_no_series_is_a_400_that_says_why(
     answer = reader.get("/api/v1/heatmap", query)
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_parameter" and detail in answer.json()["detail"]
+
+
+def test_the_series_of_an_edge_add_up_to_its_requests_and_show_the_retried_tries(
+    reader: Client, redis_client: redis.Redis
+) -> None:
+    from meshui.registry.models import Instance, Service
+
+    now = time.time()
+    writer = GraphWriter(clock=lambda: now - 1)
+    writer.add_edge("frontend", "catalog", 40, 2, {histogram.bucket_index(6.0): 40}, version="v1")
+    writer.add_edge_counter("frontend", "catalog", "retries", 8, "frontend", "frontend-a1")
+    writer.add_node("catalog", "v1", 48, 2, {histogram.bucket_index(5.0): 48}, instance="catalog-1")
+    write(redis_client, writer)
+    graph = reader.get("/api/v1/graph", {"window": 60}).json()
+    (edge,) = graph["edges"]
+
+    answer = reader.get("/api/v1/series", {"source": "frontend", "target": "catalog",
+                                           "window": 60, "step": 10,
+                                           "metric": "rps,actual_rps,actual_success_rate,retries"})
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["window"] == 60 and body["step"] == 10 and len(body["times"]) == 7
+    lines = {line["metric"]: line for line in body["series"]}
+    assert list(lines) == ["rps", "actual_rps", "actual_success_rate", "retries"]
+    assert sum(v * 10 for v in lines["rps"]["values"]) == pytest.approx(edge["requests"]) == 40
+    assert sum(v * 10 for v in lines["actual_rps"]["values"]) == pytest.approx(48)
+    assert [v for v in lines["actual_success_rate"]["values"] if v is not None] == [0.7917]
+    assert lines["retries"]["unit"] == "events/s"
+
+    # The golden metrics by default, over 5 minutes at 5 s; an instance found by its proxy id.
+    Instance.objects.create(proxy_id="catalog-1", service=Service.objects.create(name="catalog"),
+                            address="127.0.0.1:1")
+    answer = reader.get("/api/v1/series", {"instance": "catalog-1", "window": 300})
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["step"] == 5 and len(body["times"]) == 61
+    rps = next(line for line in body["series"] if line["metric"] == "rps")
+    assert sum(v * 5 for v in rps["values"]) == pytest.approx(48)
+
+
+@pytest.mark.parametrize(("query", "detail"), [
+    ({"service": "catalog", "metric": "rps,p42"}, "unknown metric 'p42'"),
+    ({"instance": "catalog-9"}, "no instance 'catalog-9' is registered"),
+    ({"instance": "catalog 9"}, "instance must be"),
+    ({}, "give source and target"),
+    ({"service": "catalog", "window": 60, "step": 61}, "step"),
+])
+def test_a_series_query_that_names_nothing_known_is_a_400_that_says_why(
+    reader: Client, query: dict[str, Any], detail: str
+) -> None:
+    answer = reader.get("/api/v1/series", query)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_parameter" and detail in answer.json()["detail"], (
+        answer.json())
