@@ -3,7 +3,8 @@
 // thresholds and the window come from the server (#graph-page, meshui.dashboard.views).
 // It also marks the services that carry policy (#graph-policy, then /api/v1/policy/marks),
 // says whether the current revision is applied on every sidecar (/api/v1/proxies), and
-// opens a service's page when its node or its row is clicked.
+// opens a service's page when its node or its row is clicked, and an edge's detail view
+// (edge_detail.js) when its diamond or its row is clicked.
 (function () {
   "use strict";
 
@@ -69,6 +70,12 @@
         <td class="num ${h}">${percent(e.error_rate)}</td>
         <td class="num">${ms(e.p95_ms)}</td></tr>`;
     }).join("");
+  }
+
+  // An edge's detail view, by its "source->target" id (the figure's and the table's).
+  function openEdge(id) {
+    const edge = lastPayload && lastPayload.graph.edges.find((e) => `${e.source}->${e.target}` === id);
+    if (edge) window.MeshEdgeDetail.show(edge.source, edge.target, lastPayload.graph);
   }
 
   function renderNodes(nodes) {
@@ -144,9 +151,11 @@
       graphEl.on("plotly_click", (event) => {
         const point = event.points && event.points[0];
         if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
+        if (point && point.data.name === "edges") openEdge(point.customdata);
       });
     }
     renderEdges(payload.graph.edges);
+    window.MeshEdgeDetail.update(payload.graph);
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
     renderHidden(payload.graph);
@@ -219,8 +228,15 @@
     setTimeout(pollPolicy, POLICY.poll_ms);
   }
 
+  edgesBody.addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-edge]");
+    if (row) openEdge(row.dataset.edge);
+  });
+
   const initial = JSON.parse(document.getElementById("graph-initial").textContent);
   render(initial);
+  const linked = window.MeshEdgeDetail.linked();
+  if (linked) window.MeshEdgeDetail.show(linked.source, linked.target, initial.graph);
   connect();
   pollPolicy();
 })();
