@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from collector.tracesearch import DEFAULT_RANGE_S, MAX_LIMIT
 from collector.traceconnector import TraceStoreConfig
+from collector.tracesearch import DEFAULT_RANGE_S, MAX_LIMIT
 
 # The search page asks for more than the API's default of 20: a scatter of 20 dots says
 # little about a latency distribution, and 100 summaries are ~30 KB.

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from collector.tracesearch import trace_id_problem
-
 from meshui.accounts.access import page_view
 from meshui.dashboard.figure import MUTED, page_payload
 from meshui.dashboard.health import HEALTH, RED, HealthScale

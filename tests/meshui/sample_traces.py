@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import dataclass
 
 from collector.redis_exporter import redis_client
 from collector.stats import CollectorStats
@@ -109,17 +110,28 @@ def hostile_trace(n: int, start_s: float) -> list[S]:
     ]
 
 
+@dataclass(frozen=True)
+class SampleTrace:
+    trace_id: str
+    duration_ms: float  # the root span's
+    error: bool
+    retried: bool
+    start_s: float
+
+
 def write_sample_traces(redis_url: str, now: float | None = None, count: int = 40,
-                        seed: int = 7) -> list[str]:
-    """``count`` shop traces over the last 10 minutes, a few slow, some failing; their ids."""
+                        seed: int = 7) -> list[SampleTrace]:
+    """``count`` shop traces over the last 10 minutes, a few slow, some retried or failing."""
     now = time.time() if now is None else now
     rng = random.Random(seed)
     spans: list[S] = []
-    ids = []
+    written = []
     for n in range(1, count + 1):
         start = now - 600 + (n - 1) * (590 / max(count - 1, 1))
         scale = rng.choice([0.4, 0.6, 0.8, 1.0, 1.3]) * (5 if n % 9 == 0 else 1)
-        spans += shop_trace(n, start, scale=scale, fail_catalog=n % 7 == 0, retried=n % 3 == 0)
-        ids.append(hex_id(n))
+        retried, failing = n % 3 == 0, n % 7 == 0
+        trace = shop_trace(n, start, scale=scale, fail_catalog=failing, retried=retried)
+        spans += trace
+        written.append(SampleTrace(hex_id(n), trace[0].ms, failing or retried, retried, start))
     store(redis_url, *spans)
-    return ids
+    return written

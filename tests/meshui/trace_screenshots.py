@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, meshui_server
 from tests.meshui.conftest import StoppableRedis
-from tests.meshui.sample_traces import hex_id, write_sample_traces
+from tests.meshui.sample_traces import SampleTrace, hex_id, write_sample_traces
 
 PASSWORD = "screenshot-password"
 
@@ -31,7 +31,7 @@ def login(browser: Any, url: str) -> Any:
     return page
 
 
-def shoot(url: str, out: Path, ids: list[str]) -> None:
+def shoot(url: str, out: Path, traces: list[SampleTrace]) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = login(browser, url)
@@ -44,7 +44,7 @@ def shoot(url: str, out: Path, ids: list[str]) -> None:
         page.wait_for_selector("#empty:not([hidden])", timeout=15000)
         page.screenshot(path=str(out / "traces-empty.png"))
 
-        page.goto(url + f"/traces/{ids[20]}")  # trace 21: catalog fails, is retried, fails again
+        page.goto(url + f"/traces/{traces[20].trace_id}")  # trace 21: catalog fails, is retried, fails again
         page.wait_for_selector(".wf-row", timeout=15000)
         page.locator('.wf-row[data-kind="client"]').first.click()
         page.wait_for_selector(".wf-detail")
@@ -62,12 +62,12 @@ def main(out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     valkey = StoppableRedis()
     try:
-        ids = write_sample_traces(valkey.url, now=time.time())
+        traces = write_sample_traces(valkey.url, now=time.time())
         with tempfile.TemporaryDirectory() as work, meshui_server(
                 valkey.url, Path(work), users={"victor": "viewer"}, MESHUI_USER_PASSWORD=PASSWORD,
                 MESHUI_PUBLIC_READ="false",
                 MESHUI_TRACE_LINK_TEMPLATE="http://jaeger:16686/trace/{trace_id}") as url:
-            shoot(url, out, ids)
+            shoot(url, out, traces)
     finally:
         valkey.close()
     print("trace 1:", hex_id(1))
