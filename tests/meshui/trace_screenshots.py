@@ -38,7 +38,18 @@ def shoot(url: str, out: Path, traces: list[SampleTrace]) -> None:
         page.goto(url + "/traces")
         page.wait_for_selector("#trace-table tbody tr", timeout=15000)
         page.wait_for_timeout(500)
-        page.screenshot(path=str(out / "traces.png"), full_page=True)
+        slowest = max(traces, key=lambda t: t.duration_ms)
+        curve, index = page.evaluate("""(id) => {
+            const data = document.getElementById('scatter').data;
+            const c = data.findIndex((d) => d.customdata.includes(id));
+            return [c, data[c].customdata.indexOf(id)];
+        }""", slowest.trace_id)
+        box = page.locator("#scatter .scatterlayer .trace").nth(curve).locator("path.point") \
+            .nth(index).bounding_box()
+        if box:  # hover the slowest trace's dot
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_timeout(400)
+        page.screenshot(path=str(out / "traces.png"))
 
         page.goto(url + "/traces?service=catalog&min_ms=1000&last=900")
         page.wait_for_selector("#empty:not([hidden])", timeout=15000)
