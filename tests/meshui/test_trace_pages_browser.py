@@ -153,19 +153,25 @@ def test_min_ms_narrows_the_search_and_the_url_carries_the_filters(
     assert row_ids(page) == expected
     assert re.search(rf"min_ms={threshold:.2f}(&|$)", page.url) and "status=error" in page.url
 
-    # The URL is the search: opened afresh, it fills the form and finds the same traces.
+    # Back and Forward step through the searches.
+    rows = "(n) => document.querySelectorAll('#trace-table tbody tr').length === n"
     shared = page.url
+    page.go_back()
+    page.wait_for_url(server + "/traces")
+    page.wait_for_function(rows, arg=len(samples))
+    assert page.input_value("#f-min") == ""
+    page.go_forward()
+    page.wait_for_url(shared)
+    page.wait_for_function(rows, arg=len(expected))
+
+    # The URL is the search: opened afresh, it fills the form and finds the same traces.
     page.goto(server + "/")
     page.goto(shared)
-    page.wait_for_function("(n) => document.querySelectorAll('#trace-table tbody tr').length === n",
-                           arg=len(expected))
+    page.wait_for_function(rows, arg=len(expected))
+    assert row_ids(page) == expected
     assert page.input_value("#f-min") == f"{threshold:.2f}" and page.input_value("#f-status") == "error"
-    page.go_back()
-    page.wait_for_url(server + "/")
 
     # A row opens its trace.
-    page.goto(shared)
-    page.wait_for_selector("#trace-table tbody tr")
     page.locator("#trace-table tbody tr").first.locator("td.services").click()
     page.wait_for_url(server + f"/traces/{expected[0]}")
     assert csp_problems(page, console) == []
