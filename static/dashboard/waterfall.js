@@ -87,7 +87,7 @@
   function eventInfo(event) {
     const words = PAGE.events[event.name];
     const attributes = event.attributes || {};
-    if (!words) return { label: cut(event.name || "(unnamed event)", 60), description: "", tone: "info", known: false };
+    if (!words) return { label: cut(event.name || "(unnamed event)", 60), description: "", tone: "other", known: false };
     return { label: fillIn(words.label, attributes) || event.name, description: fillIn(words.description, attributes),
              tone: words.tone, known: true };
   }

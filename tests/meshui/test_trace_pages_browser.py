@@ -348,6 +348,8 @@ def test_hostile_names_show_as_text_on_both_pages(server: str, browser: Any) -> 
     first = page.locator(".wf-row").first
     assert first.locator(".wf-service").inner_text() == HOSTILE_NAME
     assert first.locator(".wf-name").inner_text() == HOSTILE_NAME
+    assert first.locator(".ev-chip").inner_text() == HOSTILE_NAME  # an event of its own name
+    assert first.locator(".ev-chip").bounding_box()["width"] > 100
     assert page.locator(".wf-row").nth(1).locator(".wf-name").inner_text() == "</script><b>x</b>"
     first.click()
     detail = page.locator(".wf-detail")
