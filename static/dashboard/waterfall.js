@@ -15,6 +15,8 @@
   const MAX_INDENT = 24; // levels; deeper spans say their depth instead
   const MAX_VALUE = 2000; // characters of one attribute value shown
   const MAX_CHIPS = 3; // event labels beside a span's name
+  const MAX_MARKERS = 100; // event markers drawn on one bar
+  const MAX_LISTED = 500; // attributes, events and links listed in one span's details
 
   // ---- the model: pure, from the API's trace ----------------------------------------------
   const end = (s) => s.offset_ms + s.duration_ms;
@@ -160,7 +162,7 @@
           title: `network ${T.duration(g.to - g.from)} (${g.where} the server span)` }));
       }
     }
-    for (const e of events) {
+    for (const e of events.slice(0, MAX_MARKERS)) {
       const info = eventInfo(e);
       const at = e.offset_ms - span.offset_ms;
       timeline.append(el("span", { class: `wf-event ${info.tone}`, style: `left:${pct(e.offset_ms, m)}`,
@@ -211,17 +213,18 @@
         ". The rest is the server's own time.",
         hop.skewed ? el("span", { class: "muted" }, " The clocks disagree: a server span reaches outside its client span.") : null));
     }
+    const more = (count) => (count > MAX_LISTED ? el("p", { class: "muted small" }, `The first ${MAX_LISTED} of ${count.toLocaleString()} are listed.`) : null);
     const keys = Object.keys(span.attributes || {}).sort();
     parts.push(el("h3", {}, `Attributes (${keys.length})`));
     parts.push(keys.length
-      ? el("table", { class: "table kv" }, el("tbody", {}, keys.map((k) => el("tr", {},
+      ? el("table", { class: "table kv" }, el("tbody", {}, keys.slice(0, MAX_LISTED).map((k) => el("tr", {},
         el("th", { class: "mono" }, k), el("td", { class: "mono" }, cut(show(span.attributes[k]), MAX_VALUE))))))
-      : el("p", { class: "muted small" }, "No attributes."));
+      : el("p", { class: "muted small" }, "No attributes."), more(keys.length));
     const events = span.events || [];
     parts.push(el("h3", {}, `Events (${events.length})`));
     parts.push(events.length
       ? el("table", { class: "table kv events" }, el("thead", {}, el("tr", {}, el("th", { class: "num" }, "at"), el("th", {}, "event"), el("th", {}, "attributes"))),
-        el("tbody", {}, events.map((e) => {
+        el("tbody", {}, events.slice(0, MAX_LISTED).map((e) => {
           const info = eventInfo(e);
           return el("tr", { dataset: { event: e.name } },
             el("td", { class: "num", title: `+${T.duration(e.offset_ms)} from the trace's start` }, `+${T.duration(e.offset_ms - span.offset_ms)}`),
@@ -230,10 +233,10 @@
               info.description ? el("div", { class: "muted small" }, info.description) : null),
             el("td", { class: "mono small" }, attributeLines(e.attributes || {}).map((line) => el("div", {}, line))));
         })))
-      : el("p", { class: "muted small" }, "No events."));
+      : el("p", { class: "muted small" }, "No events."), more(events.length));
     if ((span.links || []).length) {
       parts.push(el("h3", {}, `Links (${span.links.length})`));
-      parts.push(el("ul", { class: "links" }, span.links.slice(0, 50).map((l) => el("li", {},
+      parts.push(el("ul", { class: "links" }, span.links.slice(0, MAX_LISTED).map((l) => el("li", {},
         T.traceId(l.trace_id) ? el("a", { href: `/traces/${l.trace_id}` }, l.trace_id) : el("code", {}, l.trace_id || "?"),
         " · ", el("code", {}, l.span_id || "?")))));
     }
@@ -385,6 +388,11 @@
     }
   });
   $("wf-more-button").addEventListener("click", renderMore);
+  // Back to the search this trace was opened from, with its filters.
+  try {
+    const from = new URL(document.referrer);
+    if (from.origin === location.origin && from.pathname === "/traces") $("back-to-search").href = from.pathname + from.search;
+  } catch (e) { /* no referrer */ }
 
   window.MeshWaterfall = { model, networkOf, eventInfo };
   load();

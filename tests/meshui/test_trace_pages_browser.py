@@ -174,6 +174,8 @@ def test_min_ms_narrows_the_search_and_the_url_carries_the_filters(
     # A row opens its trace.
     page.locator("#trace-table tbody tr").first.locator("td.services").click()
     page.wait_for_url(server + f"/traces/{expected[0]}")
+    page.wait_for_selector(".wf-row")
+    assert page.get_attribute("#back-to-search", "href") == shared.removeprefix(server)  # filters kept
     assert csp_problems(page, console) == []
     page.close()
 
