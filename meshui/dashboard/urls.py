@@ -8,4 +8,6 @@ from meshui.dashboard import views
 # templates/dashboard/ and its one JS file in static/dashboard/.
 urlpatterns = [
     path("", views.graph, name="graph"),
+    path("traces", views.traces, name="traces"),
+    path("traces/<str:trace_id>", views.trace, name="trace"),
 ]

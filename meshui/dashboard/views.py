@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
+from collector.tracesearch import trace_id_problem
 from meshui.accounts.access import page_view
 from meshui.dashboard.figure import MUTED, page_payload
 from meshui.dashboard.health import HEALTH, RED, HealthScale
 from meshui.dashboard.source import DEFAULT_WINDOW, read_graph, window_label
+from meshui.dashboard.trace_links import normalized_trace_id, trace_link
+from meshui.dashboard.trace_pages import (
+    TRACE_TTL_S,
+    search_page_settings,
+    trace_page_settings,
+    ttl_label,
+)
 from meshui.policy import revisions
 from meshui.policy.effective import MARK_LABELS, policy_marks
 from meshui.redis_clients import DATA_SOURCE_ERRORS
@@ -54,3 +63,40 @@ def graph(request: HttpRequest) -> HttpResponse:
         "initial": initial, "source_down": initial is None, "nav": "graph",
         "page": graph_page_settings(scale, DEFAULT_WINDOW), "legend": scale.legend(),
         "policy": graph_policy_settings()})
+
+
+@page_view
+def traces(request: HttpRequest) -> HttpResponse:
+    """The trace search; the script runs it (GET /api/v1/traces) from the query string.
+
+    A usable ``?trace_id=`` (any case, spaces around it) opens that trace's waterfall; any
+    other is left to the search, whose 400 names the field.
+    """
+    raw = request.GET.get("trace_id", "")
+    normalized = normalized_trace_id(raw) if raw else None
+    if normalized is not None:
+        return redirect("trace", trace_id=normalized)
+    return render(request, "dashboard/traces.html", {
+        "nav": "traces", "page": search_page_settings(), "ttl": ttl_label(TRACE_TTL_S)})
+
+
+@page_view
+def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """One trace's waterfall; the script fetches the spans (GET /api/v1/traces/{trace_id}).
+
+    An id in upper case is redirected to its canonical lower-case form; anything that is
+    not a trace id is a 400 page that says why. Whether the trace is stored is the script's
+    to find out (a 404 from the API is the page's "not found" state).
+    """
+    normalized = normalized_trace_id(trace_id)
+    if normalized is not None and normalized != trace_id:
+        return redirect("trace", trace_id=normalized)
+    if normalized is None:
+        return render(request, "dashboard/trace.html", {
+            "nav": "traces", "trace_id": trace_id[:64], "ttl": ttl_label(TRACE_TTL_S),
+            "problem": trace_id_problem(trace_id) or "not a usable trace id"}, status=400)
+    link = trace_link(normalized)
+    return render(request, "dashboard/trace.html", {
+        "nav": "traces", "trace_id": normalized, "ttl": ttl_label(TRACE_TTL_S),
+        "link": link, "link_host": urlsplit(link).netloc if link else "",
+        "page": trace_page_settings(normalized, link)})
