@@ -187,6 +187,9 @@ class Series(BaseModel):
     window: int
     step: int
     times: list[int] = Field(description="each column's start, epoch seconds, a multiple of step")
+    seconds: list[int] = Field(
+        description="the seconds of the window each column covers: step, except maybe the "
+                    "first and last; rates are per covered second (rate * seconds = count)")
     series: list[SeriesLine]
 
 

@@ -334,19 +334,26 @@
     }));
   }
 
-  // The served heatmap with the policy revisions of its window marked (a user sees what a
-  // change did). Revisions are read with it: a new one shows up at the next column.
-  const HEATMAP = { window: 600, step: 10 };
-  async function renderHeatmap(heatmap) {
-    const busy = heatmap.columns.some((c) => c.requests);
-    $("heatmap-empty").hidden = busy;
-    $("heatmap").hidden = !busy;
-    if (!busy) return;
-    const since = Date.now() - HEATMAP.window * 1000;
-    const listed = await api("GET", "/api/v1/policy/revisions?per_page=20").catch(() => null);
-    const revisions = listed && listed.status === 200
-      ? listed.body.revisions.filter((r) => Date.parse(r.created_at) >= since) : [];
-    window.MeshHeatmap.draw($("heatmap"), heatmap, revisions);
+  // Where the time goes (MeshPanel): the service's, one version's or one instance's live
+  // heatmap and golden metrics, picked in #panel-scope (#version=v2 or #instance=<proxy id>).
+  function mountPanel() {
+    const select = $("panel-scope");
+    const versions = PAGE.instances.map((g) => g.version).filter((v) => v);
+    for (const version of versions) select.append(el("option", { value: `version=${version}` }, `version ${version}`));
+    for (const group of PAGE.instances) {
+      for (const instance of group.instances) select.append(el("option", { value: `instance=${instance.proxy_id}` }, `instance ${instance.proxy_id}`));
+    }
+    const scopeOf = (value) => {
+      const [kind, name] = value.split(/=(.*)/s);
+      return name ? { service: PAGE.service, [kind]: name } : { service: PAGE.service };
+    };
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+    const panel = window.MeshPanel.mount($("service-panel"), scopeOf(select.value));
+    select.addEventListener("change", () => {
+      panel.scope(scopeOf(select.value));
+      history.replaceState(null, "", select.value ? `#${encodeURIComponent(select.value)}` : location.pathname + location.search);
+    });
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
@@ -423,8 +430,7 @@
   changed();
   poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => renderGraph(fromGraph(graph)), 2000);
   poll("/api/v1/proxies", (body) => renderInstances(body.proxies), 3000);
-  poll(`/api/v1/heatmap?service=${encodeURIComponent(PAGE.service)}&window=${HEATMAP.window}&step=${HEATMAP.step}`,
-    renderHeatmap, 5000);
+  mountPanel();
   poll(`/api/v1/ejections?service=${encodeURIComponent(PAGE.service)}`, (body) => renderEjections(body.ejections), 3000);
   poll("/api/v1/policy/marks", (body) => renderMarks(body.services[PAGE.service] || body.default), 5000);
   if (!ACCESS.allowed) document.body.dataset.readOnly = "true";
