@@ -325,7 +325,8 @@ def test_the_series_of_an_edge_add_up_to_its_requests_and_show_the_retried_tries
                                            "metric": "rps,actual_rps,actual_success_rate,retries"})
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["window"] == 60 and body["step"] == 10 and len(body["times"]) == 7
+    assert body["window"] == 60 and body["step"] == 10
+    assert len(body["times"]) in (6, 7)  # 7 unless the window starts on a multiple of 10
     lines = {line["metric"]: line for line in body["series"]}
     assert list(lines) == ["rps", "actual_rps", "actual_success_rate", "retries"]
     assert sum(body["seconds"]) == 60
@@ -341,7 +342,7 @@ def test_the_series_of_an_edge_add_up_to_its_requests_and_show_the_retried_tries
     answer = reader.get("/api/v1/series", {"instance": "catalog-1", "window": 300})
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["step"] == 5 and len(body["times"]) == 61
+    assert body["step"] == 5 and len(body["times"]) in (60, 61) and sum(body["seconds"]) == 300
     rps = next(line for line in body["series"] if line["metric"] == "rps")
     assert sum(v * s for v, s in zip(rps["values"], body["seconds"], strict=True)) == pytest.approx(48)
 
