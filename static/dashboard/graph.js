@@ -3,7 +3,8 @@
 // thresholds and the window come from the server (#graph-page, meshui.dashboard.views).
 // It also marks the services that carry policy (#graph-policy, then /api/v1/policy/marks),
 // says whether the current revision is applied on every sidecar (/api/v1/proxies), and
-// opens a service's page when its node or its row is clicked.
+// opens a service's page when its row is clicked. A click on a node expands it into its
+// instances (graph_instances.js, which also owns the "Instances" toggle).
 (function () {
   "use strict";
 
@@ -11,6 +12,7 @@
   const POLICY = JSON.parse(document.getElementById("graph-policy").textContent);
   let marks = POLICY.marks;
   let lastPayload = null;
+  const instances = window.MeshUIGraphInstances(PAGE.view);
 
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
@@ -143,13 +145,16 @@
       graphEl.dataset.clickable = "true";
       graphEl.on("plotly_click", (event) => {
         const point = event.points && event.points[0];
-        if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
+        if (!point) return;
+        if (point.data.name === "services") instances.toggleService(point.customdata, lastPayload && lastPayload.graph);
+        if (point.data.name === "instances") instances.openInstance(...point.customdata);
       });
     }
     renderEdges(payload.graph.edges);
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
     renderHidden(payload.graph);
+    instances.rendered(payload);
     document.body.dataset.generatedAt = payload.graph.generated_at;
   }
 
@@ -173,6 +178,7 @@
     const socket = new WebSocket(scheme + location.host + "/ws/graph");
     socket.onopen = () => {
       attempt = 0;
+      instances.connected(socket);
       if (sourceDownEl.hidden) setStatus("live", "live");
     };
     socket.onmessage = (event) => {
