@@ -89,6 +89,15 @@ def point_of(page: Any, trace: str, customdata: Any) -> tuple[float, float]:
     }""", [trace, customdata])
 
 
+def click_point(page: Any, trace: str, customdata: Any) -> None:
+    """Move onto the point as a person does, and click once Plotly shows its hover label:
+    Plotly picks the clicked point from the hover (a click at once may find none)."""
+    page.mouse.move(*point_of(page, trace, customdata))
+    page.wait_for_selector("#graph .hoverlayer .hovertext", timeout=5000)
+    page.mouse.down()
+    page.mouse.up()
+
+
 def instances_trace(page: Any) -> dict[str, Any] | None:
     return page.evaluate("""() => {
         const t = document.getElementById("graph").data.find((t) => t.name === "instances");
@@ -145,7 +154,7 @@ def test_the_instances_toggle_expands_every_service_and_shows_an_ejected_instanc
         page.screenshot(path=str(tmp_path / "graph-instances.png"))
 
         # A click on the ejected instance opens its state: who ejects it, until when.
-        page.mouse.click(*point_of(page, "instances", [EJECTED, "catalog"]))
+        click_point(page, "instances", [EJECTED, "catalog"])
         page.wait_for_selector("#instance-panel:not([hidden]) .ejected-note", timeout=10000)
         panel = page.inner_text("#instance-panel")
         assert EJECTED in panel and re.search(r"until \d\d:\d\d:\d\d UTC", panel)
@@ -159,7 +168,7 @@ def test_the_instances_toggle_expands_every_service_and_shows_an_ejected_instanc
         page.click(".instance-panel-close")
 
         # A click on a service's label collapses just that one; the toggle turns off.
-        page.mouse.click(*point_of(page, "services", "catalog"))
+        click_point(page, "services", "catalog")
         page.wait_for_function("() => document.body.dataset.expanded === 'frontend,inventory,reviews'",
                                timeout=15000)
         assert page.get_attribute("#instances-toggle", "aria-pressed") == "false"
@@ -180,10 +189,19 @@ def test_a_click_on_a_node_expands_only_that_service(server: str, redis_url: str
         page, console = new_page(browser)
         page.goto(server + "/")
         page.wait_for_selector("#status.live", timeout=15000)
-        page.mouse.click(*point_of(page, "services", "reviews"))
+        click_point(page, "services", "reviews")
         page.wait_for_function("() => document.body.dataset.expanded === 'reviews'", timeout=15000)
         trace = instances_trace(page)
         assert trace is not None
         assert [name for name, _ in trace["ids"]] == ["reviews-v1-0", "reviews-v2-0"]
         assert all("50%" in text for text in trace["text"])  # frontend splits 8 and 8
+        assert csp_problems(page, console) == []
+
+        # The panel's link leads to the instance's row on its service page, highlighted.
+        click_point(page, "instances", ["reviews-v2-0", "reviews"])
+        page.wait_for_selector("#instance-panel:not([hidden]) .kv-grid", timeout=10000)
+        assert "2" in page.inner_text("#instance-panel .kv-grid")  # 2 in flight from frontend
+        page.click("#instance-panel a")
+        page.wait_for_url(server + "/services/reviews#instance-reviews-v2-0", timeout=10000)
+        page.wait_for_selector("tr#instance-reviews-v2-0.linked", timeout=10000)
         assert csp_problems(page, console) == []
