@@ -19,10 +19,10 @@ from proxies.telemetry import histogram
 from tests.meshui.browser import (
     HAVE_CHROMIUM,
     chromium,
-    click_node,
     csp_problems,
     meshui_server,
     new_page,
+    open_service_page,
     split_values,
 )
 from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
@@ -102,7 +102,7 @@ def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_
     page, console = logged_in(browser, server, "olivia")
     wait_for_sidecars(page)
     page.wait_for_selector("#status.live", timeout=10000)
-    click_node(page, "catalog")
+    open_service_page(page, "catalog")
     page.wait_for_url(server + "/services/catalog", timeout=10000)
     page.evaluate("window.__sameDocument = true")
     assert page.locator("#service-name").inner_text() == "catalog"
