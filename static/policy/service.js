@@ -335,7 +335,8 @@
   }
 
   // Where the time goes (MeshPanel): the service's, one version's or one instance's live
-  // heatmap and golden metrics, picked in #panel-scope (#version=v2 or #instance=<proxy id>).
+  // heatmap and golden metrics, picked in #panel-scope; a link picks one with #version-v2 or
+  // #instance-<proxy id> (the graph's instance panel links there).
   function mountPanel() {
     const select = $("panel-scope");
     const versions = PAGE.instances.map((g) => g.version).filter((v) => v);
@@ -347,13 +348,19 @@
       const [kind, name] = value.split(/=(.*)/s);
       return name ? { service: PAGE.service, [kind]: name } : { service: PAGE.service };
     };
-    const wanted = decodeURIComponent(location.hash.slice(1));
-    if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+    const hashOf = (value) => (value ? `#${value.replace("=", "-")}` : "");
+    const linked = () => {
+      const wanted = [...select.options].find((o) => o.value && hashOf(o.value) === decodeURIComponent(location.hash));
+      if (wanted) select.value = wanted.value;
+      return Boolean(wanted);
+    };
+    linked();
     const panel = window.MeshPanel.mount($("service-panel"), scopeOf(select.value));
     select.addEventListener("change", () => {
       panel.scope(scopeOf(select.value));
-      history.replaceState(null, "", select.value ? `#${encodeURIComponent(select.value)}` : location.pathname + location.search);
+      history.replaceState(null, "", location.pathname + location.search + hashOf(select.value));
     });
+    window.addEventListener("hashchange", () => { if (linked()) panel.scope(scopeOf(select.value)); });
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
