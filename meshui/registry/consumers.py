@@ -74,6 +74,7 @@ LOGGED_ERRORS = 10
 # export_traces frames sent to one sidecar per second at most (the collectors' keep relays
 # send a few; this bounds what any number of them can make one connection carry).
 EXPORT_FRAMES_PER_S = 10
+_clock = time.monotonic  # the export_traces rate's clock (tests move it)
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
@@ -251,7 +252,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
                            "not relayed", problem)
             return
         # A bound of our own, whatever the collectors send: a few frames a second at most.
-        now = time.monotonic()
+        now = _clock()
         tokens = min(EXPORT_FRAMES_PER_S, self._export_tokens + (now - self._export_at)
                      * EXPORT_FRAMES_PER_S)
         self._export_at = now
