@@ -302,7 +302,8 @@ class DataPlane:
                 end_ns=time.time_ns(),
                 attributes=span_attributes(
                     exchange.method, exchange.target, exchange.host, exchange.status,
-                    exchange.destination_service, exchange.destination_version, exchange.endpoint,
+                    exchange.destination_service, exchange.destination_version,
+                    None if exchange.endpoint is None else exchange.endpoint.address,
                 ),
                 error=error,
                 **({"events": tuple(exchange.events)} if exchange.events else {}),

@@ -6,30 +6,47 @@ the collector. So each unsampled request leaves one **record**, a plain tuple of
 its span would be made of (``RECORD_FIELDS``), here for a few seconds; nothing is encoded
 unless someone asks for the trace.
 
-Bounded by count (``size`` records: past it the oldest goes, counted ``overwritten``) and by
-age (``max_age_s``: ``sweep`` drops older ones, counted ``expired``, and every lookup sweeps
-first, so nothing older is ever handed out). A trace holds at most ``max_per_trace``
-records; more are not held (``per_trace_full``). Lookup is by trace id: a dict of trace id
--> its records, beside a deque of every record in arrival order for expiry. ``take`` hands
-a trace's records over and forgets them, so a trace asked for twice is exported once.
+Records are kept in ``GENERATIONS`` dicts of trace id -> that trace's records, the newest
+taking every new record. A generation is closed when it holds ``size / GENERATIONS``
+records or has been open ``max_age_s / (GENERATIONS - 1)`` seconds; closing one drops the oldest
+whole (counted ``overwritten`` when the count closed it, ``expired`` when time did). So the
+ring holds at most ``size`` records and at least the last three quarters of that, and a
+record stays at least ``max_age_s`` (if the count allows) and at most a third more;
+``take`` never hands out an older one, and ``sweep`` closes generations on time when no
+request comes to do it. A trace holds at most
+``max_per_trace`` records in a generation; more are not held (``per_trace_full``).
+
+Why generations rather than a deque in arrival order beside the dict: expiring one record at
+a time (a deque pop, a dict lookup and a delete for every record added, on a full ring) was
+most of an add's cost; a generation is dropped in one reference swap (its dict freed in C).
+And why tuples all the way down: a trace's records are a tuple, rebuilt on the rare second
+record, not a list, and a record holds only atomic values (the instance's address, not the
+``Endpoint``), so CPython's collector stops tracking them at their first collection. With
+a list per trace, and the ring's ~10,000 live containers promoted to the oldest generation,
+cyclic GC passes doubled the cost of an add (measured in-process: ~0.85 µs against ~0.35
+with ``gc.disable()``; bench/RESULTS.md, "Telemetry overhead", has the figures of this
+layout). ``take`` hands a trace's records over and forgets them, so a trace asked for twice
+is exported once.
 
 Pure: times are passed in (the data path's ``time.perf_counter`` seconds), no I/O.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
 # One record: what ``SpanData`` needs, raw (bytes as they came, perf_counter seconds).
 RECORD_FIELDS = (
     "trace_id", "span_id", "parent_span_id", "outbound", "method", "target", "host",
-    "status", "destination_service", "destination_version", "endpoint", "t0", "end",
+    "status", "destination_service", "destination_version", "address", "t0", "end",
     "failed", "events",
 )  # fmt: skip
 TRACE_ID, END = RECORD_FIELDS.index("trace_id"), RECORD_FIELDS.index("end")
 Record = tuple[Any, ...]
 
+GENERATIONS = 4
 DEFAULT_SIZE = 10_000
 DEFAULT_MAX_AGE_S = 5.0
 DEFAULT_MAX_PER_TRACE = 64
@@ -38,7 +55,8 @@ DEFAULT_MAX_PER_TRACE = 64
 class SpanRing:
     """Recent records by trace id, bounded by count and age (see the module docstring)."""
 
-    __slots__ = ("size", "max_age_s", "max_per_trace", "by_trace", "order", "dropped")
+    __slots__ = ("size", "max_age_s", "max_per_trace", "limit", "span_s", "generations", "counts",
+                 "current", "count", "rotate_at", "dropped")
 
     def __init__(self, size: int = DEFAULT_SIZE, max_age_s: float = DEFAULT_MAX_AGE_S,
                  max_per_trace: int = DEFAULT_MAX_PER_TRACE) -> None:
@@ -49,64 +67,83 @@ class SpanRing:
         self.size = size
         self.max_age_s = max_age_s
         self.max_per_trace = max_per_trace
-        self.by_trace: dict[bytes, list[Record]] = {}
-        self.order: deque[Record] = deque()
+        self.limit = max(1, size // GENERATIONS)  # records a generation takes
+        # Seconds a generation stays open: the oldest is dropped when GENERATIONS newer ones
+        # were opened, so every record is held at least max_age_s (take() cuts at it).
+        self.span_s = max_age_s / (GENERATIONS - 1)
+        # Oldest first; the last one is ``current``, whose count is ``count`` (the others'
+        # are in ``counts``, less what was taken from them).
+        self.generations: deque[dict[bytes, tuple[Record, ...]]] = deque([{}])
+        self.counts: deque[int] = deque([0])
+        self.current = self.generations[-1]
+        self.count = 0
+        self.rotate_at = -math.inf  # the first record opens the first generation's clock
         self.dropped = {"overwritten": 0, "expired": 0, "per_trace_full": 0}
 
     def __len__(self) -> int:
-        return len(self.order)
+        return self.held()
 
     def add(self, record: Record) -> None:
-        """Hold ``record`` (on the request path: a few dict and deque operations)."""
-        by_trace = self.by_trace
+        """Hold ``record`` (on the request path: one dict lookup and an append, mostly)."""
+        if self.count >= self.limit or record[END] >= self.rotate_at:
+            self._rotate(record[END], "overwritten" if self.count >= self.limit else "expired")
+        current = self.current
         trace_id = record[0]
-        held = by_trace.get(trace_id)
+        held = current.get(trace_id)
         if held is None:
-            by_trace[trace_id] = [record]
+            current[trace_id] = (record,)
         elif len(held) < self.max_per_trace:
-            held.append(record)
+            current[trace_id] = held + (record,)
         else:
             self.dropped["per_trace_full"] += 1
             return
-        order = self.order
-        if len(order) >= self.size:
-            self._forget(order.popleft())
-            self.dropped["overwritten"] += 1
-        order.append(record)
+        self.count += 1
 
-    def _forget(self, record: Record) -> None:
-        """Drop the oldest record from its trace's list, unless the trace was taken since."""
-        by_trace = self.by_trace
-        trace_id = record[0]
-        held = by_trace.get(trace_id)
-        # Records of a trace are held in arrival order, so the oldest is the list's first;
-        # a list that does not start with it was made after the trace was taken.
-        if held is not None and held[0] is record:
-            if len(held) == 1:
-                del by_trace[trace_id]
-            else:
-                del held[0]
+    def _rotate(self, now: float, reason: str) -> None:
+        """Close the current generation, open a new one; drop the oldest past GENERATIONS."""
+        generations, counts = self.generations, self.counts
+        counts[-1] = self.count
+        generations.append({})
+        counts.append(0)
+        while len(generations) > GENERATIONS:
+            generations.popleft()
+            self.dropped[reason] += counts.popleft()
+        self.current = generations[-1]
+        self.count = 0
+        self.rotate_at = now + self.span_s
 
-    def sweep(self, now: float) -> int:
-        """Drop every record that ended more than ``max_age_s`` before ``now``; how many."""
-        order = self.order
-        cutoff = now - self.max_age_s
-        dropped = 0
-        while order and order[0][END] < cutoff:
-            self._forget(order.popleft())
-            dropped += 1
-        self.dropped["expired"] += dropped
-        return dropped
+    def sweep(self, now: float) -> None:
+        """Close generations that time has closed (when no request came to do it)."""
+        for _ in range(GENERATIONS):
+            if now < self.rotate_at:
+                return
+            self._rotate(self.rotate_at, "expired")
+        self.rotate_at = now + self.span_s
 
     def take(self, trace_id: bytes, now: float) -> list[Record]:
-        """The records held of ``trace_id`` (oldest first), forgotten here; [] when none."""
+        """The records held of ``trace_id`` (oldest first), forgotten here; [] when none.
+
+        Records that ended more than ``max_age_s`` before ``now`` are never handed out.
+        """
         self.sweep(now)
-        # The deque still holds them until they age out; _forget then sees the list gone.
-        return self.by_trace.pop(trace_id, None) or []
+        cutoff = now - self.max_age_s
+        taken: list[Record] = []  # a new list: the caller may append to it
+        generations, counts = self.generations, self.counts
+        last = len(generations) - 1
+        for index, generation in enumerate(generations):
+            held = generation.pop(trace_id, None)
+            if held is None:
+                continue
+            if index == last:
+                self.count -= len(held)
+            else:
+                counts[index] -= len(held)
+            taken += [record for record in held if record[END] >= cutoff]
+        return taken
 
     def held(self) -> int:
-        """Records held now (O(traces): for the admin port, not the request path)."""
-        return sum(map(len, self.by_trace.values()))
+        """Records held now (for the admin port and tests)."""
+        return sum(self.counts) - self.counts[-1] + self.count
 
     def holds(self, trace_id: bytes) -> bool:
-        return trace_id in self.by_trace
+        return any(trace_id in generation for generation in self.generations)

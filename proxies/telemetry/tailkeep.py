@@ -158,9 +158,11 @@ class TailKeeper:
         trace = ex.trace
         trace_id = trace.trace_id
         outbound = ex.outbound
+        endpoint = ex.endpoint
+        # Atomic values only (the address, not the Endpoint): see spanring's docstring on GC.
         record = (trace_id, trace.span_id, trace.parent_span_id, outbound, ex.method, ex.target,
-                  ex.host, ex.status, ex.destination_service, ex.destination_version, ex.endpoint,
-                  ex.t0, end, failed, ex.events)
+                  ex.host, ex.status, ex.destination_service, ex.destination_version,
+                  None if endpoint is None else endpoint.address, ex.t0, end, failed, ex.events)
         if trace_id in self.wanted:
             self._export((record,), FAILED if failed else WANTED)
         elif failed:
@@ -179,7 +181,7 @@ class TailKeeper:
         if status >= 500 or ex.trace.trace_id in self.wanted:
             return True
         slow = self.slow
-        return _perf() - ex.t0 >= slow.inbound.get(ex.source, slow.floor_s)
+        return self.clock() - ex.t0 >= slow.inbound.get(ex.source, slow.floor_s)
 
     def hinted(self, trace_id: bytes) -> None:
         """A sidecar this one called answered with ``x-meshui-keep``: keep the trace."""
@@ -202,10 +204,11 @@ class TailKeeper:
             if not ring.holds(trace_id):
                 self._want(trace_id, self.clock())
                 continue
-            if self._mark(trace_id, REMOTE, None):
-                exported += 1
-            else:
+            spans = self._mark(trace_id, REMOTE, None)
+            if spans is None:
                 refused += 1
+            elif spans:
+                exported += 1
         return exported, refused
 
     # what happens off the request path ----------------------------------------------------
@@ -227,14 +230,17 @@ class TailKeeper:
 
     # marking and exporting ------------------------------------------------------------------
 
-    def _mark(self, trace_id: bytes, reason: str, record: Record | None) -> bool:
-        """Keep ``trace_id`` (a token permitting): export what is held and ``record``."""
+    def _mark(self, trace_id: bytes, reason: str, record: Record | None) -> int | None:
+        """Keep ``trace_id`` (a token permitting): export what is held and ``record``.
+
+        Returns the spans exported, or None when the keep rate refused the trace.
+        """
         now = self.clock()
         if not self._take_token(now):
             self.refused[reason] += 1
             if record is not None:
                 self.ring.add(record)  # still there if it is asked for once tokens are back
-            return False
+            return None
         self.marked[reason] += 1
         self._want(trace_id, now)
         records = self.ring.take(trace_id, now)
@@ -242,7 +248,7 @@ class TailKeeper:
             records.append(record)
         if records:
             self._export(records, reason)
-        return True
+        return len(records)
 
     def _want(self, trace_id: bytes, now: float) -> None:
         wanted = self.wanted
@@ -315,7 +321,7 @@ class TailKeeper:
 
 
 def span_attributes(method: bytes, target: bytes, host: bytes | None, status: int,
-                    destination: str, destination_version: str, endpoint: Any) -> dict[str, Any]:
+                    destination: str, destination_version: str, address: str | None) -> dict[str, Any]:
     """A sidecar span's attributes (docs/telemetry.md, "Spans"), sampled or kept."""
     split = split_target(target)
     path = (split[1] if split else target).split(b"?", 1)[0]
@@ -323,16 +329,16 @@ def span_attributes(method: bytes, target: bytes, host: bytes | None, status: in
         "http.request.method": method.decode("latin-1"),
         "url.path": path.decode("latin-1"),
         "http.response.status_code": status,
-        "server.address": server_address(endpoint, host, method, target),
+        "server.address": server_address(address, host, method, target),
         "destination.service": destination,
         "destination.version": destination_version,
     }
 
 
-def server_address(endpoint: Any, host: bytes | None, method: bytes, target: bytes) -> str:
-    """The instance dialled, or else the host that was asked for (an unregistered one)."""
-    if endpoint is not None:
-        return str(endpoint.address)
+def server_address(address: str | None, host: bytes | None, method: bytes, target: bytes) -> str:
+    """The instance dialled (its address), or else the host asked for (an unregistered one)."""
+    if address is not None:
+        return address
     requested = host
     if requested is None and method == b"CONNECT":
         requested = target  # authority-form: the host the client wanted a tunnel to
@@ -342,8 +348,8 @@ def server_address(endpoint: Any, host: bytes | None, method: bytes, target: byt
 def span_of(record: Record, offset_ns: int, reason: str) -> SpanData:
     """A record as a ``SpanData`` with ``meshui.keep``; ``offset_ns``: epoch ns - perf ns."""
     (trace_id, span_id, parent, outbound, method, target, host, status, destination,
-     version, endpoint, t0, end, failed, events) = record
-    attributes = span_attributes(method, target, host, status, destination, version, endpoint)
+     version, address, t0, end, failed, events) = record
+    attributes = span_attributes(method, target, host, status, destination, version, address)
     attributes[KEEP_ATTRIBUTE] = True
     attributes[KEEP_REASON_ATTRIBUTE] = reason
     return SpanData(

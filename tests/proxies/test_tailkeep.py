@@ -206,13 +206,16 @@ def test_wanted_traces_are_forgotten_after_their_ttl(clock: FakeClock, sink: Spa
 
 
 def test_the_sweep_drops_records_past_the_ring_age(clock: FakeClock, sink: Spans) -> None:
-    tail = keeper(clock, sink, ring_age_s=5)
+    tail = keeper(clock, sink, ring_age_s=6)
     end(tail, clock, Request(context(1), 0))
-    clock.advance(5.1)
+    end(tail, clock, Request(context(2), 0))
+    clock.advance(6.1)
     tail.sweep()
 
-    assert not tail.ring.holds(tid(1))
-    assert tail.export_traces([tid(1)]) == (0, 0) and sink.spans == []
+    assert tail.export_traces([tid(1)]) == (0, 0) and sink.spans == []  # too old to hand out
+    clock.advance(2.0)  # past the age and a generation more: gone
+    tail.sweep()
+    assert not tail.ring.holds(tid(2)) and tail.ring.held() == 0
 
 
 def test_an_inbound_response_signals_its_caller_when_failed_wanted_or_slow(
