@@ -19,8 +19,9 @@ request comes to do it. A trace holds at most
 Why generations rather than a deque in arrival order beside the dict: expiring one record at
 a time (a deque pop, a dict lookup and a delete for every record added, on a full ring) was
 most of an add's cost; a generation is dropped in one reference swap (its dict freed in C).
-And why tuples all the way down: a trace's records are a tuple, rebuilt on the rare second
-record, not a list, and a record holds only atomic values (the instance's address, not the
+And why tuples all the way down: a trace's value is its record, or once it has more than
+one a tuple of them (rebuilt on each further one: a handful at most), never a list; a
+record holds only atomic values (the instance's address, not the
 ``Endpoint``), so CPython's collector stops tracking them at their first collection. With
 a list per trace, and the ring's ~10,000 live containers promoted to the oldest generation,
 cyclic GC passes doubled the cost of an add (measured in-process: ~0.85 µs against ~0.35
@@ -73,7 +74,8 @@ class SpanRing:
         self.span_s = max_age_s / (GENERATIONS - 1)
         # Oldest first; the last one is ``current``, whose count is ``count`` (the others'
         # are in ``counts``, less what was taken from them).
-        self.generations: deque[dict[bytes, tuple[Record, ...]]] = deque([{}])
+        # A trace's value: its one record, or a tuple of its records (``_records``).
+        self.generations: deque[dict[bytes, Any]] = deque([{}])
         self.counts: deque[int] = deque([0])
         self.current = self.generations[-1]
         self.count = 0
@@ -91,7 +93,9 @@ class SpanRing:
         trace_id = record[0]
         held = current.get(trace_id)
         if held is None:
-            current[trace_id] = (record,)
+            current[trace_id] = record  # a trace's first record is its own value: no wrapper
+        elif held[0] is trace_id or type(held[0]) is bytes:
+            current[trace_id] = (held, record)
         elif len(held) < self.max_per_trace:
             current[trace_id] = held + (record,)
         else:
@@ -134,11 +138,12 @@ class SpanRing:
             held = generation.pop(trace_id, None)
             if held is None:
                 continue
+            records = _records(held)
             if index == last:
-                self.count -= len(held)
+                self.count -= len(records)
             else:
-                counts[index] -= len(held)
-            taken += [record for record in held if record[END] >= cutoff]
+                counts[index] -= len(records)
+            taken += [record for record in records if record[END] >= cutoff]
         return taken
 
     def held(self) -> int:
@@ -147,3 +152,9 @@ class SpanRing:
 
     def holds(self, trace_id: bytes) -> bool:
         return any(trace_id in generation for generation in self.generations)
+
+
+def _records(held: Any) -> tuple[Record, ...]:
+    """A generation's value for a trace: one record (its first field, the trace id, is
+    bytes) or a tuple of records."""
+    return (held,) if type(held[0]) is bytes else held
