@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -27,6 +28,7 @@ from proxies.telemetry.tailkeep import TailKeepConfig
 from tests.polling import eventually
 from tests.ports import free_port
 from tests.proxies.conftest import read_response
+from tests.proxies.test_admin import get
 from tests.proxies.test_telemetry_export import Sink
 
 TOKEN = "tail-token"
@@ -154,6 +156,17 @@ async def test_an_unsampled_failed_request_s_span_is_exported_at_once_with_meshu
     assert span["error"] and span["http.response.status_code"] == 500 and span["url.path"] == "/fail"
     assert span["service"] == "frontend" and span["destination.service"] == "catalog"
     assert sidecar.tail is not None and sidecar.tail.ring.holds(bytes.fromhex(ok_trace))
+    # The admin port says so, each tail-keep family once (one HELP, one TYPE).
+    _, body = await get(sidecar.ports["admin"], "/metrics")
+    text = body.decode()
+    assert 'meshui_tail_traces_kept_total{reason="failed"} 1\n' in text
+    assert "meshui_tail_ring_records 1\n" in text and "meshui_tail_spans_exported_total 1\n" in text
+    families = re.findall(r"^# TYPE (meshui_tail_\w+) ", text, re.M)
+    assert len(families) == len(set(families)) == 8
+    assert len(re.findall(r"^# HELP meshui_tail_", text, re.M)) == 8
+    _, config = await get(sidecar.ports["admin"], "/config")
+    assert json.loads(config)["tail_keep"] == {"enabled": True, "ring": 10000, "ring_age_s": 5.0,
+                                               "slow_ms": 100.0, "keep_rate": 50.0, "header": True}
 
 
 async def test_an_unsampled_slow_request_s_span_is_exported_with_meshui_keep(
