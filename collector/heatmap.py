@@ -135,11 +135,12 @@ def build_heatmap(counts: Mapping[int, Mapping[str, int]], found: Iterable[tuple
     index_of = {start: i for i, start in enumerate(starts)}
     best: dict[tuple[int, int], Exemplar] = {}
     for second, bucket, exemplar in found:
-        column_index = index_of.get(second - second % step)
         row = bucket // ROW_MERGE - low
+        column_index = _exemplar_column(columns, index_of, second, row, exemplar, step) \
+            if 0 <= row <= high - low else None
         # An exemplar outside every counted cell (its counts fell outside the window, or a
         # foreign write) would point at nothing on the page.
-        if column_index is None or not 0 <= row <= high - low:
+        if column_index is None:
             continue
         cell = (column_index, row)
         if cell not in best or _rank(exemplar) > _rank(best[cell]):
@@ -157,6 +158,23 @@ def build_heatmap(counts: Mapping[int, Mapping[str, int]], found: Iterable[tuple
             for (column_index, row), exemplar in sorted(best.items())
         ],
     }
+
+
+def _exemplar_column(columns: list[ColumnJSON], index_of: Mapping[int, int], second: int,
+                     row: int, exemplar: Exemplar, step: int) -> int | None:
+    """The column of an exemplar kept for the 10 s cell starting at ``second``: with columns
+    narrower than a cell, or not aligned to cells, the cell spans several, so it goes to one
+    that counted a request in its row, the one holding its end time if that one did."""
+    if step % seriesstore.CELL == 0:
+        return index_of.get(second - second % step)
+    first = second - second % step
+    candidates = [index_of[start] for start in range(first, second + seriesstore.CELL, step)
+                  if start in index_of and columns[index_of[start]]["counts"][row]]
+    if not candidates:
+        return None
+    at = int(exemplar.time)
+    own = index_of.get(at - at % step)
+    return own if own in candidates else candidates[-1]
 
 
 def window_range(window: int, step: int, now: float | None = None) -> range:

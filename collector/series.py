@@ -51,6 +51,7 @@ class SeriesJSON(TypedDict):
     window: int
     step: int
     times: list[int]  # each column's start, epoch seconds, a multiple of step
+    seconds: list[int]  # how many seconds of the window each column covers (rates are over them)
     series: list[SeriesLineJSON]
 
 
@@ -150,11 +151,13 @@ def _quantile(latency: Mapping[int, int], q: float) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _value(metric: str, column: _Column, step: int, scope: Scope) -> float | None:
+def _value(metric: str, column: _Column, seconds: int, scope: Scope) -> float | None:
+    """One point; ``seconds`` is how much of the window the column covers (the first and last
+    columns may cover less than a step: their rates are over what they cover)."""
     n, x = column.requests, column.errors
     retries = column.events.get("retries", 0)
     if metric == "rps":
-        return round(n / step, 4)
+        return round(n / seconds, 4)
     if metric == "error_rate":
         return round(x / n, 4) if n else None
     if metric == "success_rate":
@@ -165,12 +168,12 @@ def _value(metric: str, column: _Column, step: int, scope: Scope) -> float | Non
         if scope.events is None:  # no retry counts for this scope: the effective ones are all
             retries = 0
         if metric == "actual_rps":
-            return round((n + retries) / step, 4)
+            return round((n + retries) / seconds, 4)
         return round((n - x) / (n + retries), 4) if n + retries else None
     if metric in EVENT_METRICS:
         if scope.events is None:
             return None
-        return round(column.events.get(metric, 0) / step, 4)
+        return round(column.events.get(metric, 0) / seconds, 4)
     if scope.served is None:  # server_* and network_*: an edge's only
         return None
     kind, _, quantile = metric.partition("_")
@@ -192,11 +195,12 @@ def build_series(scope: Scope, counts: Sequence[Mapping[int, Mapping[str, int]]]
                                                     ("served", scope.served)) if name]
     for part, part_counts in zip(parts, counts, strict=True):
         _fold(per_column, part_counts, step, part)
-    columns = [per_column[start] for start in starts]
+    covered = [min(start + step - 1, last) - max(start, first) + 1 for start in starts]
     return {
-        "window": len(seconds), "step": step, "times": starts,
+        "window": len(seconds), "step": step, "times": starts, "seconds": covered,
         "series": [{"metric": metric, "unit": UNITS[metric],
-                    "values": [_value(metric, column, step, scope) for column in columns]}
+                    "values": [_value(metric, per_column[start], length, scope)
+                               for start, length in zip(starts, covered, strict=True)]}
                    for metric in metrics],
     }
 

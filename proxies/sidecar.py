@@ -22,6 +22,7 @@ from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.mesh.schema import HEARTBEAT_EJECTIONS_MAX
 from proxies.policy.store import PolicyStore
 from proxies.telemetry.tailkeep import TailKeeper
+from proxies.traffic.report import UpstreamReport
 
 if TYPE_CHECKING:
     from proxies.control.client import ControlClient
@@ -74,6 +75,7 @@ class Sidecar:
         self.servers: list[asyncio.Server] = []
         self.listening = False
         self.started_at = time.monotonic()
+        self.upstream_report = UpstreamReport()
 
     async def start(self) -> None:
         config = self.config
@@ -181,7 +183,15 @@ class Sidecar:
             "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "ejected": self.ejected_now(),
+            **self.upstreams_now(),
         }
+
+    def upstreams_now(self) -> dict[str, Any]:
+        """The balancer's view of each instance this sidecar sends to, with the requests since
+        the previous heartbeat (proxies/traffic/report.py, docs/control-channel.md)."""
+        plane = self.plane
+        destinations = plane.destinations.values() if plane is not None else ()
+        return self.upstream_report.take(destinations, self.clock(), time.time())
 
     def ejected_now(self) -> list[dict[str, Any]]:
         """The instances this sidecar's outlier detection keeps out now, for meshui's service

@@ -17,7 +17,7 @@ from django.utils import timezone
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.policy.push import alatest_published, apublished_config, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
-from meshui.registry import claims, ejections
+from meshui.registry import claims, ejections, instance_state
 from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
@@ -91,6 +91,9 @@ class ControlConsumer(AsyncWebsocketConsumer):
     export_skipped = 0  # ... not sent: over EXPORT_FRAMES_PER_S
     _export_tokens = float(EXPORT_FRAMES_PER_S)
     _export_at = 0.0
+    service = ""  # the hello's service
+    state_reported = False  # whether Redis holds a state report of this connection
+    reported_services: frozenset[str] = frozenset()  # the services its last report listed
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, without its database clean-up before every message: that is a
@@ -127,6 +130,11 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 await ejections.aforget(self.proxy_id)
             except DATA_SOURCE_ERRORS:
                 pass  # each ejection still ends at its own time
+        if self.state_reported:
+            try:
+                await instance_state.aforget(self.proxy_id, self.reported_services)
+            except DATA_SOURCE_ERRORS:
+                pass  # the report expires after 3 heartbeat intervals
         if await release(self.proxy_id, self.channel_name):
             logger.info("control channel: %s disconnected (code %s)", self.proxy_id, code)
             await apublish_endpoints()
@@ -141,6 +149,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
             elif isinstance(frame, Heartbeat):
                 control_writes().heartbeat(self.channel_name)
                 await self.catch_up_config()
+                await self.report_state(frame)
                 await self.report_ejections(frame)
             elif isinstance(frame, Nack) and frame.kind == EXPORT_TRACES:
                 self.export_nacks += 1
@@ -154,14 +163,18 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 control_writes().answer(
                     claims.Answer(self.proxy_id, self.channel_name, frame, timezone.now()))
         except FrameError as exc:
-            self.errors += 1
-            # Logged, but a peer sending garbage in a loop must not flood the log.
-            if self.errors <= LOGGED_ERRORS:
-                logger.warning("control channel: %s from %s: %s%s", exc.code,
-                               self.proxy_id or peer(self.scope), exc,
-                               " (further errors on this connection are not logged)"
-                               if self.errors == LOGGED_ERRORS else "")
-            await self.send_json(exc.as_frame())
+            await self.refuse(exc)
+
+    async def refuse(self, exc: FrameError) -> None:
+        """Answer a frame (or a part of one) meshui refused with an ``error`` frame."""
+        self.errors += 1
+        # Logged, but a peer sending garbage in a loop must not flood the log.
+        if self.errors <= LOGGED_ERRORS:
+            logger.warning("control channel: %s from %s: %s%s", exc.code,
+                           self.proxy_id or peer(self.scope), exc,
+                           " (further errors on this connection are not logged)"
+                           if self.errors == LOGGED_ERRORS else "")
+        await self.send_json(exc.as_frame())
 
     async def on_hello(self, hello: Hello) -> None:
         if self.proxy_id is not None and self.proxy_id != hello.proxy_id:
@@ -170,6 +183,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
         verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
         self.tail_keep = hello.tail_keep
+        self.service = hello.service
         logger.info("control channel: %s (%s %s) at %s from %s (%s)", hello.proxy_id,
                     hello.service, hello.version, hello.address, peer(self.scope),
                     verdict.reason)
@@ -203,6 +217,21 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
         await self.send(text_data=event["frame"])
+
+    async def report_state(self, heartbeat: Heartbeat) -> None:
+        """Keep the heartbeat's state (registry/instance_state.py) if it passed validation; a
+        state that did not is answered with an error frame and the last good one stays."""
+        if heartbeat.report is None:
+            if heartbeat.report_problem is not None:
+                await self.refuse(heartbeat.report_problem)
+            return
+        try:
+            self.reported_services = await instance_state.areport(
+                self.proxy_id or "", self.service, heartbeat.report, time.time(),
+                self.reported_services)
+        except DATA_SOURCE_ERRORS:
+            return  # Redis away: the next heartbeat reports again
+        self.state_reported = True
 
     async def report_ejections(self, heartbeat: Heartbeat) -> None:
         """Keep what the sidecar ejects now (registry/ejections.py); written when it changes

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from meshui.registry.heartbeats import ReportProblem, StateReport, parse_state
 from proxies.mesh.schema import (
     HEARTBEAT_EJECTIONS_MAX,
     NACK_REASON_MAX,
@@ -97,6 +98,10 @@ class Heartbeat:
     # Why ``state.ejected`` was not understood (None: it was). The heartbeat still counts:
     # a sidecar must not be evicted for a report meshui cannot read.
     ejected_problem: str | None = None
+    # The rest of the state, validated (heartbeats.py); None with ``report_problem`` when it
+    # breaks a rule: nothing of it is kept, the last good report stays.
+    report: StateReport | None = None
+    report_problem: FrameError | None = None
 
 
 Frame = Hello | Ack | Nack | Heartbeat
@@ -251,8 +256,15 @@ def parse_frame(text: str | None) -> Frame:
         state = frame.get("state", {})
         if not isinstance(state, dict):
             raise _bad(frame, "state", "must be an object")
+        report, report_problem = None, None
         try:
-            return Heartbeat(state=state, ejected=_ejected(state.get("ejected", [])))
+            report = parse_state(state)
+        except ReportProblem as exc:
+            report_problem = FrameError(f"heartbeat: '{exc.field}' {exc}", BAD_FIELD, exc.field)
+        try:
+            ejected, ejected_problem = _ejected(state.get("ejected", [])), None
         except ValueError as exc:
-            return Heartbeat(state=state, ejected_problem=f"heartbeat: 'state.ejected' {exc}")
+            ejected, ejected_problem = (), f"heartbeat: 'state.ejected' {exc}"
+        return Heartbeat(state=state, ejected=ejected, ejected_problem=ejected_problem,
+                         report=report, report_problem=report_problem)
     raise FrameError(f"unknown frame type {shown(kind)}", UNKNOWN_TYPE, "type")

@@ -81,10 +81,12 @@ class OutboundTries(Exchange):
         assert dest is not None
         breaker = dest.breaker
         if not breaker.try_pending():
+            self.endpoint.overflows += 1  # type: ignore[union-attr]  # picked by start_try
             self._overflow(MAX_PENDING_REQUESTS)
             return False
         if not breaker.try_connection():
             breaker.end_pending()
+            self.endpoint.overflows += 1  # type: ignore[union-attr]
             self._overflow(MAX_CONNECTIONS)
             return False
         pool.connect_timeout_s = dest.connect_s

@@ -31,9 +31,14 @@ _SERVICE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Versions label instances (``v1``, ``2.3.0-rc1``); empty means unversioned.
 VERSION_MAX = 63
 _VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
-# Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
 # Ejected instances a heartbeat reports (the rest are left out: meshui shows the first ones).
 HEARTBEAT_EJECTIONS_MAX = 64
+# Upstream instances a heartbeat reports the balancer's state of (``state.upstreams``): the
+# ejected ones first, then the busiest; the rest are counted in ``upstreams_truncated``.
+# With every name at its longest, a heartbeat carrying both lists still fits meshui's 64 KiB
+# frame limit (tests/proxies/test_heartbeat_upstreams.py measures it).
+HEARTBEAT_ENDPOINTS_MAX = 64
+# Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
 PROXY_ID_MAX = 200
 _PROXY_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # ``host:port``: the whole string at most 255 characters (the registry's column).

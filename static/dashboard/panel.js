@@ -27,8 +27,8 @@
       margin: { l: 48, r: 8, t: 26, b: 24 }, height: 180,
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: "#9aa7b8", size: 10 }, showlegend: true,
-      legend: { orientation: "h", x: 0, y: -0.22, font: { size: 10 } },
-      xaxis: { type: "date", gridcolor: "#243044" },
+      legend: { orientation: "h", x: 0, y: -0.2, font: { size: 10 } },
+      xaxis: { type: "date", gridcolor: "#243044", tickformat: "%H:%M" },
       yaxis: { gridcolor: "#243044", zeroline: false, rangemode: "tozero", ticksuffix: unit },
       ...extra,
     };
@@ -40,7 +40,8 @@
     let timer = null;
     let heatmap = null;
     let stopped = false;
-    let selected = null; // {column, row} of the clicked cell, kept across refreshes
+    let selected = null; // {start, row, low} of the clicked cell, kept across refreshes
+    let generation = 0; // a scope or range change makes answers still in flight stale
 
     const rangeNav = el("nav", { class: "window-choices panel-ranges", "aria-label": "Range" },
       RANGES.map((r) => el("a", { href: "#", dataset: { window: String(r.window) } }, r.label)));
@@ -56,6 +57,8 @@
     };
     root.replaceChildren(
       el("div", { class: "panel-head" }, rangeNav, status),
+      el("h3", { class: "panel-title" }, "Latency heatmap",
+        el("span", { class: "muted small" }, " · colour: requests · lines: p50, p95, p99 · dotted: policy revisions · click a cell for its traces")),
       el("div", { class: "panel-heatmap" }, heat, heatEmpty),
       cell,
       el("div", { class: "panel-charts" }, Object.values(charts)));
@@ -93,6 +96,7 @@
     async function refresh() {
       clearTimeout(timer);
       if (stopped) return;
+      const mine = ++generation;
       markRange();
       const window = range.window;
       const step = stepOf(window);
@@ -104,7 +108,7 @@
           ...(scope.source && !scope.version ? ["server_p99", "network_p99"] : []), ...EVENTS].join(",")}`).catch(() => null),
         revisionsIn(window),
       ]);
-      if (stopped) return;
+      if (stopped || mine !== generation) return;
       if (!heatAnswer || heatAnswer.status !== 200) {
         const detail = heatAnswer && heatAnswer.body && heatAnswer.body.detail;
         status.textContent = heatAnswer && heatAnswer.status === 503
@@ -125,6 +129,8 @@
     function drawHeatmap(revisions) {
       const busy = heatmap.columns.some((c) => c.requests);
       root.dataset.columns = String(heatmap.columns.length);
+      root.dataset.requests = String(heatmap.columns.reduce((n, c) => n + c.requests, 0));
+      root.dataset.scope = query({ ...scope, window: range.window, step: heatmap.step });
       root.dataset.lastColumn = heatmap.columns.length ? String(heatmap.columns[heatmap.columns.length - 1].start) : "";
       heatEmpty.hidden = busy;
       heat.hidden = !busy;

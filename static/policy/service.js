@@ -334,19 +334,33 @@
     }));
   }
 
-  // The served heatmap with the policy revisions of its window marked (a user sees what a
-  // change did). Revisions are read with it: a new one shows up at the next column.
-  const HEATMAP = { window: 600, step: 10 };
-  async function renderHeatmap(heatmap) {
-    const busy = heatmap.columns.some((c) => c.requests);
-    $("heatmap-empty").hidden = busy;
-    $("heatmap").hidden = !busy;
-    if (!busy) return;
-    const since = Date.now() - HEATMAP.window * 1000;
-    const listed = await api("GET", "/api/v1/policy/revisions?per_page=20").catch(() => null);
-    const revisions = listed && listed.status === 200
-      ? listed.body.revisions.filter((r) => Date.parse(r.created_at) >= since) : [];
-    window.MeshHeatmap.draw($("heatmap"), heatmap, revisions);
+  // Where the time goes (MeshPanel): the service's, one version's or one instance's live
+  // heatmap and golden metrics, picked in #panel-scope; a link picks one with #version-v2 or
+  // #instance-<proxy id> (the graph's instance panel links there).
+  function mountPanel() {
+    const select = $("panel-scope");
+    const versions = PAGE.instances.map((g) => g.version).filter((v) => v);
+    for (const version of versions) select.append(el("option", { value: `version=${version}` }, `version ${version}`));
+    for (const group of PAGE.instances) {
+      for (const instance of group.instances) select.append(el("option", { value: `instance=${instance.proxy_id}` }, `instance ${instance.proxy_id}`));
+    }
+    const scopeOf = (value) => {
+      const [kind, name] = value.split(/=(.*)/s);
+      return name ? { service: PAGE.service, [kind]: name } : { service: PAGE.service };
+    };
+    const hashOf = (value) => (value ? `#${value.replace("=", "-")}` : "");
+    const linked = () => {
+      const wanted = [...select.options].find((o) => o.value && hashOf(o.value) === decodeURIComponent(location.hash));
+      if (wanted) select.value = wanted.value;
+      return Boolean(wanted);
+    };
+    linked();
+    const panel = window.MeshPanel.mount($("service-panel"), scopeOf(select.value));
+    select.addEventListener("change", () => {
+      panel.scope(scopeOf(select.value));
+      history.replaceState(null, "", location.pathname + location.search + hashOf(select.value));
+    });
+    window.addEventListener("hashchange", () => { if (linked()) panel.scope(scopeOf(select.value)); });
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
@@ -383,7 +397,7 @@
     for (const version of versions) {
       const rows = mine.filter((p) => p.version === version);
       box.append(el("h3", {}, version || "(no version)", el("span", { class: "muted small" }, ` · ${rows.length} instance${rows.length === 1 ? "" : "s"}`)),
-        el("table", { class: "table instances" }, el("tbody", {}, rows.map((p) => el("tr", { dataset: { proxy: p.proxy_id } },
+        el("table", { class: "table instances" }, el("tbody", {}, rows.map((p) => el("tr", { id: `instance-${p.proxy_id}`, class: location.hash === `#instance-${p.proxy_id}` ? "linked" : "", dataset: { proxy: p.proxy_id } },
           el("td", { class: "name", title: p.address }, p.proxy_id, el("span", { class: "muted small" }, ` ${p.address}`)),
           el("td", {}, el("span", { class: `state ${STATE_CLASS[p.config.state] || "idle"}` }, p.connected ? p.config.state : "disconnected")),
           el("td", { class: "muted small reason" }, p.config.nack_reason || (p.config.revision_acked ? `runs revision ${p.config.revision_acked}` : "")))))));
@@ -409,6 +423,11 @@
   renderInstances(PAGE.instances.flatMap((g) => g.instances.map((i) => ({ ...i, service: PAGE.service, version: g.version,
     config: { state: i.state, revision_acked: i.revision_acked, nack_reason: i.nack_reason } }))));
   renderMarks(PAGE.marks);
+  // /services/<name>#instance-<proxy_id> (the graph's instance panel): the row exists only now.
+  if (location.hash.startsWith("#instance-")) {
+    const linked = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (linked) linked.scrollIntoView({ block: "center" });
+  }
   document.querySelector(".editors").addEventListener("input", (e) => { if (!e.target.closest("#split-card")) changed(); });
   document.querySelector(".editors").addEventListener("change", (e) => { if (!e.target.closest("#split-card, #routes")) changed(); });
   $("split-even").addEventListener("click", () => { weights = evenly(weights, locked); splitTouched = true; renderSplit(); changed(); });
@@ -423,8 +442,7 @@
   changed();
   poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => renderGraph(fromGraph(graph)), 2000);
   poll("/api/v1/proxies", (body) => renderInstances(body.proxies), 3000);
-  poll(`/api/v1/heatmap?service=${encodeURIComponent(PAGE.service)}&window=${HEATMAP.window}&step=${HEATMAP.step}`,
-    renderHeatmap, 5000);
+  mountPanel();
   poll(`/api/v1/ejections?service=${encodeURIComponent(PAGE.service)}`, (body) => renderEjections(body.ejections), 3000);
   poll("/api/v1/policy/marks", (body) => renderMarks(body.services[PAGE.service] || body.default), 5000);
   if (!ACCESS.allowed) document.body.dataset.readOnly = "true";

@@ -148,6 +148,24 @@ def test_the_slow_cell_has_an_exemplar_and_an_error_wins_its_cell() -> None:
     assert exemplar["span_id"] == "1" * 16
 
 
+@pytest.mark.parametrize("step", [1, 5, 7, 15])
+@pytest.mark.parametrize("offset", [0, 4, 6, 9])
+def test_with_columns_that_split_a_cell_the_exemplar_sits_where_its_request_is_counted(
+        step: int, offset: int) -> None:
+    """Exemplars are kept per 10 s cell: in a narrower (or unaligned) column, the one cell
+    spans several, and the exemplar goes to the column that counted its slow request."""
+    second = int(NOW) - 40 - (int(NOW) - 40) % 10 + offset
+    traffic = {s: [(4.0, 2)] for s in range(second - offset, second - offset + 10)}
+    traffic[second] = [(4.0, 2), (850.0, 1)]
+    heatmap = stored(traffic, exemplars=True).heatmap(edge_series("frontend", "catalog"), 60, step)
+    rows = heatmap["buckets_ms"]
+    slow_row = max(i for i, low in enumerate(rows) if low < 850.0)
+    (slow,) = [e for e in heatmap["exemplars"] if e["bucket"] == slow_row]
+    column = heatmap["columns"][slow["column"]]
+    assert column["start"] <= second < column["start"] + step
+    assert column["counts"][slow_row] == 1
+
+
 def test_a_long_window_at_ten_second_steps_reads_a_few_small_keys() -> None:
     seconds = window_range(3600, 10, NOW)
     plan = read_plan(edge_series("frontend", "catalog"), seconds, 10)

@@ -111,6 +111,26 @@ def test_an_sdk_app_without_a_sidecar_appears_in_the_graph(demo_mesh: RunningMes
     nodes = {node["id"] for node in demo_mesh.graph()["nodes"]}
     assert {web_name, api_name} <= nodes
 
+    # Its edge has a heatmap holding every call, with exemplars that open their traces.
+    heatmap = httpx.get(f"{demo_mesh.api}/api/v1/heatmap", timeout=10, params={
+        "source": web_name, "target": api_name, "window": 600, "step": 10}).json()
+    assert sum(sum(column["counts"]) for column in heatmap["columns"]) == 25
+    assert heatmap["exemplars"]
+    # Its traces can be searched and opened: both halves of each call, nested.
+    def all_found() -> dict | None:
+        found = httpx.get(f"{demo_mesh.api}/api/v1/traces", timeout=10,
+                          params={"source": web_name, "target": api_name, "limit": 100}).json()
+        return found if len(found["traces"]) == 25 else None
+
+    found = demo_mesh.wait_for(all_found, what="the 25 SDK traces stored and found by their edge")
+    assert {x["trace_id"] for x in heatmap["exemplars"]} <= {t["trace_id"] for t in found["traces"]}
+    opened = httpx.get(f"{demo_mesh.api}/api/v1/traces/{found['traces'][0]['trace_id']}",
+                       timeout=10).json()
+    client, server = opened["spans"]
+    assert (client["service"], client["kind"], client["depth"]) == (web_name, "client", 0)
+    assert (server["service"], server["kind"], server["depth"]) == (api_name, "server", 1)
+    assert server["parent_span_id"] == client["span_id"]
+
 
 def test_an_unknown_service_gets_a_clear_error_from_the_sidecar(demo_mesh: RunningMesh) -> None:
     outbound = f"http://{demo_mesh.config.host}:{demo_mesh.config.ports(0).outbound}"

@@ -5,20 +5,24 @@ editor, the observed share."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import expect
 
+from collector.graphwriter import GraphWriter
+from proxies.telemetry import histogram
 from tests.meshui.browser import (
     HAVE_CHROMIUM,
     chromium,
-    click_node,
     csp_problems,
     meshui_server,
     new_page,
+    open_service_page,
     split_values,
 )
 from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
@@ -98,7 +102,7 @@ def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_
     page, console = logged_in(browser, server, "olivia")
     wait_for_sidecars(page)
     page.wait_for_selector("#status.live", timeout=10000)
-    click_node(page, "catalog")
+    open_service_page(page, "catalog")
     page.wait_for_url(server + "/services/catalog", timeout=10000)
     page.evaluate("window.__sameDocument = true")
     assert page.locator("#service-name").inner_text() == "catalog"
@@ -278,5 +282,43 @@ def test_apply_puts_an_invalid_value_next_to_its_field_and_a_409_names_who_wrote
     assert "olivia changed the policy meanwhile" in conflict.inner_text()
     assert "behind your back" in conflict.inner_text()
     assert page.locator("#reload").is_visible()
+    assert csp_problems(page, console) == []
+    page.close()
+
+
+def test_the_service_page_shows_where_the_time_goes_for_the_service_and_each_instance(
+    server: str, browser: Any, page_redis: StoppableRedis
+) -> None:
+    now = time.time()
+    writer = GraphWriter(clock=lambda: now - 5)
+    for instance, version, requests, ms in (("catalog-1", "v1", 30, 4.0), ("catalog-2", "v2", 7, 900.0)):
+        writer.add_node("catalog", version, requests, 0, {histogram.bucket_index(ms): requests},
+                        instance=instance)
+    client = redis.Redis.from_url(page_redis.url)
+    pipe = client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+    client.close()
+
+    page, console = logged_in(browser, server, "victor")
+    page.goto(server + "/services/catalog")
+    panel = page.locator("#service-panel")
+    expect(panel).to_have_attribute("data-scope", "service=catalog&window=300&step=5", timeout=10000)
+    served = int(panel.get_attribute("data-requests"))
+    assert served >= 37  # the sample graph's requests too
+    page.select_option("#panel-scope", "instance=catalog-2")
+    expect(panel).to_have_attribute("data-scope", "service=catalog&instance=catalog-2&window=300&step=5",
+                                    timeout=10000)
+    expect(panel).to_have_attribute("data-requests", "7")
+    assert page.url.endswith("#instance-catalog-2")
+    page.locator("#service-panel .panel-ranges a", has_text="1 h").click()
+    expect(panel).to_have_attribute("data-scope", "service=catalog&instance=catalog-2&window=3600&step=60",
+                                    timeout=10000)
+    expect(panel).to_have_attribute("data-requests", "7")
+    assert page.locator("#service-panel .chart .main-svg").count() >= 4
+    page.goto(server + "/services/catalog#version-v1")  # a link picks the scope, the range stays
+    expect(panel).to_have_attribute("data-scope", "service=catalog&version=v1&window=3600&step=60",
+                                    timeout=10000)
+    assert page.input_value("#panel-scope") == "version=v1"
     assert csp_problems(page, console) == []
     page.close()

@@ -45,8 +45,11 @@
 
   function layout(heatmap, revisions) {
     const bounds = heatmap.buckets_ms;
-    const ticks = bounds.map((_, r) => r).concat([bounds.length]);
-    const tickText = bounds.concat([heatmap.top_ms]).map(label);
+    // At most ~9 labelled row edges: every one of 20 rows crowds a 300 px tall axis.
+    const every = Math.max(1, Math.ceil((bounds.length + 1) / 9));
+    const edges = bounds.concat([heatmap.top_ms]);
+    const ticks = edges.map((_, r) => r).filter((r) => r % every === 0);
+    const tickText = ticks.map((r) => label(edges[r]));
     const markers = revisions.map((r) => ({
       type: "line", xref: "x", yref: "paper", x0: r.created_at, x1: r.created_at, y0: 0, y1: 1,
       line: { color: "#7aa2f7", width: 1, dash: "dot" },
