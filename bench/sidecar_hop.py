@@ -241,9 +241,14 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     parser.add_argument("--tail-ab", action="store_true",
                         help="instead: the sidecar with tail keep's ring on vs off, interleaved")
+    parser.add_argument("--tail-rings", default="0,4096",
+                        help="with --tail-ab: ring sizes to compare, the first 0 (off)")
     args = parser.parse_args()
     if args.tail_ab:
-        tail_ab(args.rounds, args.seconds, write=not args.no_write)
+        rings = [int(ring) for ring in args.tail_rings.split(",")]
+        if rings[0] != 0:
+            parser.error("--tail-rings starts with 0 (tail keep off, the baseline)")
+        tail_ab(rings, args.rounds, args.seconds, write=not args.no_write)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="sidecar-hop-"))
@@ -366,9 +371,9 @@ class _FakeTransport:
         pass
 
 
-def in_process(trials: int = 40, requests: int = 2000) -> dict[str, list[float]]:
+def in_process(rings: list[int], trials: int = 40, requests: int = 2000) -> dict[int, list[float]]:
     """µs of CPU per outbound keep-alive request through the real data path on fake sockets,
-    tail keep's ring off and on, trials interleaved; each trial is ``requests`` requests."""
+    for each ring size (0: tail keep off), trials interleaved; a trial is ``requests`` requests."""
     import asyncio
 
     from proxies.dataplane.plane import DataPlane
@@ -376,10 +381,10 @@ def in_process(trials: int = 40, requests: int = 2000) -> dict[str, list[float]]
     from proxies.telemetry import Resource, SpanData, Telemetry, tracecontext
     from proxies.telemetry.tailkeep import TailKeepConfig, TailKeeper
 
-    async def run() -> dict[str, list[float]]:
+    async def run() -> dict[int, list[float]]:
         planes = {}
         tails = {}
-        for name, on in (("ring off", False), ("ring on", True)):
+        for ring in rings:
             telemetry = Telemetry(Resource("bench", "v1", "bench-1"), None, 0.01)
             conns: list[UpstreamConnection] = []
 
@@ -389,10 +394,11 @@ def in_process(trials: int = 40, requests: int = 2000) -> dict[str, list[float]]
                 conns.append(conn)
                 return conn
 
+            tail = TailKeeper(TailKeepConfig(ring_size=ring), telemetry) if ring else None
             plane = DataPlane(
                 service="bench", version="v1", app=("127.0.0.1", 1), telemetry=telemetry,
                 trace_incoming=tracecontext.incoming, trace_sample=0.01, span_factory=SpanData,
-                connector=connect, tail=TailKeeper(TailKeepConfig(), telemetry) if on else None,
+                connector=connect, tail=tail,
             )  # fmt: skip
             plane.registry.apply(1, {"upstream": [{"instance": "u1", "version": "v1",
                                                    "address": "127.0.0.1:9"}]})
@@ -404,22 +410,22 @@ def in_process(trials: int = 40, requests: int = 2000) -> dict[str, list[float]]
                 await asyncio.sleep(0)
             await asyncio.sleep(0)
             conns[0].data_received(RESPONSE)
-            planes[name] = (client, conns[0], transport)
-            tails[name] = plane.tail
-        results: dict[str, list[float]] = {name: [] for name in planes}
+            planes[ring] = (client, conns[0], transport)
+            tails[ring] = tail
+        results: dict[int, list[float]] = {ring: [] for ring in planes}
         perf = time.perf_counter
         for trial in range(trials):
             order = list(planes) if trial % 2 == 0 else list(reversed(planes))
-            for name in order:
-                client, upstream, transport = planes[name]
+            for ring in order:
+                client, upstream, transport = planes[ring]
                 start = perf()
                 for _ in range(requests):
                     client.data_received(REQUEST)
                     upstream.data_received(RESPONSE)
-                results[name].append((perf() - start) / requests * 1e6)
+                results[ring].append((perf() - start) / requests * 1e6)
                 transport.data.clear()
-        ring = tails["ring on"]
-        assert ring is not None and ring.ring.held() > 1000, "the ring on run held nothing"
+        for ring, tail in tails.items():
+            assert tail is None or tail.ring.held() > min(ring // 2, 100), f"ring {ring} held nothing"
         return results
 
     return asyncio.run(run())
@@ -429,8 +435,9 @@ REQUEST = b"GET http://upstream/items/42 HTTP/1.1\r\nHost: upstream\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\ncontent-type: text/plain\r\n\r\nhello, world\n"
 
 
-def tail_ab(rounds: int, seconds: float, write: bool) -> None:
-    """Two sidecars, the same but for ``--tail-ring`` (0 = off), measured in turn each round.
+def tail_ab(rings: list[int], rounds: int, seconds: float, write: bool) -> None:
+    """Sidecars the same but for ``--tail-ring`` (the first of ``rings``, 0, is tail keep off),
+    measured in turn each round, in process and end to end.
 
     Trace sample 0.01 as above: 99% of the requests are unsampled and leave a record in the
     ring (the upstream never fails or stalls, so nothing is kept: this is the common case's
@@ -438,9 +445,8 @@ def tail_ab(rounds: int, seconds: float, write: bool) -> None:
     """
     from bench.results import paired_ratios, spread
 
-    print("in process: the data path on fake sockets, ring off and on, interleaved", flush=True)
-    local = in_process()
-    local_ratio = paired_ratios(local["ring on"], local["ring off"])
+    print("in process: the data path on fake sockets, for each ring, interleaved", flush=True)
+    local = in_process(rings)
     tmp = Path(tempfile.mkdtemp(prefix="sidecar-tail-ab-"))
     up_port, sink_port = free_port(), free_port()
     (tmp / "endpoints.json").write_text(
@@ -448,93 +454,81 @@ def tail_ab(rounds: int, seconds: float, write: bool) -> None:
     )
     procs: list[subprocess.Popen] = []
     targets: dict[str, Target] = {}
-    admins: dict[str, int] = {}
+    names = {ring: "ring off" if ring == 0 else f"ring {ring}" for ring in rings}
     try:
         procs.append(spawn(LOAD_CPU, PY, "-c", UPSTREAM, str(up_port)))
         procs.append(spawn(LOAD_CPU, PY, "-c", OTLP_SINK, str(sink_port)))
-        for name, ring in (("ring off", "0"), ("ring on", "10000")):
+        for ring, name in names.items():
             inbound, outbound, admin = free_port(), free_port(), free_port()
             proc = spawn(
                 PROXY_CPU, PY, "-m", "proxies", "--service", "bench", "--version", "v1",
                 "--app", "127.0.0.1:1", "--inbound", f"127.0.0.1:{inbound}",
                 "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
                 "--endpoints", str(tmp / "endpoints.json"), "--otlp", f"http://127.0.0.1:{sink_port}",
-                "--trace-sample", "0.01", "--tail-ring", ring, "--log-level", "WARNING",
+                "--trace-sample", "0.01", "--tail-ring", str(ring), "--log-level", "WARNING",
                 log=tmp / f"{name.replace(' ', '-')}.log",
             )  # fmt: skip
             procs.append(proc)
             targets[name] = (outbound, proc)
-            admins[name] = admin
         for port in (up_port, sink_port, *(p for p, _ in targets.values())):
             wait_port(port)
         results: dict[str, dict[str, list[float]]] = {}
         for round_no in range(rounds):
-            names = list(targets) if round_no % 2 == 0 else list(reversed(targets))
+            order = list(targets) if round_no % 2 == 0 else list(reversed(targets))
             print(f"-- round {round_no + 1} of {rounds}", flush=True)
-            one = measure({name: targets[name] for name in names}, 1, seconds)
+            one = measure({name: targets[name] for name in order}, 1, seconds)
             for name, values in one.items():
                 for key, value in values.items():
                     results.setdefault(name, {}).setdefault(key, []).extend(value)
-        held = "?"
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{admins['ring on']}/metrics", timeout=2).read()
-            found = re.search(rb"meshui_tail_ring_records (\d+)", text)
-            dropped = re.search(rb'meshui_tail_ring_dropped_total\{reason="overwritten"\} (\d+)', text)
-            held = f"{found[1].decode() if found else '?'} records held at the end, " \
-                   f"{dropped[1].decode() if dropped else '?'} overwritten"
-        except OSError as exc:
-            held = f"admin metrics unavailable: {exc}"
         rss = {name: rss_mb(proc.pid) for name, (_, proc) in targets.items()}
     finally:
         stop_all(procs)
 
     med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
-    off, on = med["ring off"], med["ring on"]
-    cpu = paired_ratios(results["ring on"]["cpu"], results["ring off"]["cpu"])
-    p50 = paired_ratios(results["ring on"]["p50"], results["ring off"]["p50"])
-    rps = paired_ratios(results["ring on"]["rps"], results["ring off"]["rps"])
+    off = names[rings[0]]
     lines = [
         "## Sidecar hop: tail keep on vs off",
         "",
-        f"`bench/sidecar_hop.py --tail-ab`, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; "
-        f"wrk on CPU {LOAD_CPU}, both sidecars on CPU {PROXY_CPU}, measured in turn; {rounds} interleaved "
-        f"rounds of {seconds:g} s (the order flips every round), medians. The hop of `## Sidecar hop` "
-        "(outbound -> upstream, static endpoints, OTLP to a local sink, trace sample 0.01), once with "
-        "`--tail-ring 0` and once with the default ring (10000 records, 5 s): 99% of the requests "
-        "leave a record; the upstream never fails or stalls, so this is the common case's cost.",
+        f"`bench/sidecar_hop.py --tail-ab --tail-rings {','.join(map(str, rings))}`, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; wrk on CPU {LOAD_CPU}, the "
+        f"sidecars on CPU {PROXY_CPU}, measured in turn; {rounds} interleaved rounds of {seconds:g} s "
+        "(the order flips every round), medians. The hop of `## Sidecar hop` (outbound -> upstream, "
+        "static endpoints, OTLP to a local sink, trace sample 0.01), with tail keep off "
+        "(`--tail-ring 0`) and with rings of these sizes: 99% of the requests leave a record; the "
+        "upstream never fails or stalls, so this is the common case's cost.",
         "",
-        "| | ring off | ring on | on/off, median of per-round ratios | per-round ratios (min..max) "
-        "| ring off's own spread |",
+        "**End to end** (processes, wrk; ratios within each round against ring off):",
+        "",
+        "| sidecar | proxy CPU/req (µs) | CPU vs off, median of rounds (min..max) | p50 c=1 (µs) | "
+        "rps c=50 | RSS at the end (MB) |",
         "|---|---|---|---|---|---|",
-        f"| proxy CPU/req (µs) | {off['cpu']:.1f} | {on['cpu']:.1f} | {statistics.median(cpu):.3f}x | "
-        f"{min(cpu):.2f}..{max(cpu):.2f} | ±{spread(results['ring off']['cpu']) * 100:.1f}% |",
-        f"| p50 c=1 (µs) | {off['p50']:.0f} | {on['p50']:.0f} | {statistics.median(p50):.3f}x | "
-        f"{min(p50):.2f}..{max(p50):.2f} | ±{spread(results['ring off']['p50']) * 100:.1f}% |",
-        f"| rps c=50 | {off['rps']:.0f} | {on['rps']:.0f} | {statistics.median(rps):.3f}x | "
-        f"{min(rps):.2f}..{max(rps):.2f} | ±{spread(results['ring off']['rps']) * 100:.1f}% |",
-        f"| RSS at the end (MB) | {rss['ring off']:.1f} | {rss['ring on']:.1f} | | | |",
-        "",
-        "In process (`in_process()`: the same outbound keep-alive request through the real data "
-        "path on in-memory transports, no syscalls, no wrk; 40 interleaved trials of 2000 requests "
-        "each, so the minimum is the cost without interference):",
-        "",
-        "| | ring off | ring on | added | on/off of the minima | median of per-trial ratios |",
-        "|---|---|---|---|---|---|",
-        f"| CPU/req (µs), minimum | {min(local['ring off']):.2f} | {min(local['ring on']):.2f} | "
-        f"{min(local['ring on']) - min(local['ring off']):+.2f} | "
-        f"{min(local['ring on']) / min(local['ring off']):.3f}x | {statistics.median(local_ratio):.3f}x |",
-        "",
-        f"Goal: the ring costs at most ~5% of the hop. In process, where the hop is only its Python "
-        f"(no syscalls), it adds {min(local['ring on']) - min(local['ring off']):.2f} µs a request, "
-        f"{(min(local['ring on']) / min(local['ring off']) - 1) * 100:.1f}% of "
-        f"{min(local['ring off']):.1f} µs; against the whole hop's {off['cpu']:.1f} µs of CPU above that is "
-        f"{(min(local['ring on']) - min(local['ring off'])) / off['cpu'] * 100:.1f}%. The end-to-end "
-        f"ratio, {statistics.median(cpu):.3f}x, is to be read against ring off's own round-to-round "
-        f"spread. Ring at the end: {held}.",
-        "",
     ]
+    for name in names.values():
+        ratio = paired_ratios(results[name]["cpu"], results[off]["cpu"])
+        vs = "-" if name == off else (
+            f"{statistics.median(ratio):.3f}x ({min(ratio):.2f}..{max(ratio):.2f})")
+        lines.append(
+            f"| {name} | {med[name]['cpu']:.1f} | {vs} | {med[name]['p50']:.0f} | "
+            f"{med[name]['rps']:.0f} | {rss[name]:.1f} |")
+    lines += [
+        "",
+        f"Ring off's own round-to-round spread: ±{spread(results[off]['cpu']) * 100:.1f}% (CPU/req).",
+        "",
+        "**In process** (`in_process()`: the same request through the real data path on in-memory "
+        "transports, no syscalls, no wrk; 40 interleaved trials of 2000 requests; the minimum is the "
+        "cost without interference, the median with what the machine does meanwhile):",
+        "",
+        "| sidecar | CPU/req (µs), minimum | added | vs off | median | median vs off |",
+        "|---|---|---|---|---|---|",
+    ]
+    base_min, base_med = min(local[rings[0]]), statistics.median(local[rings[0]])
+    for ring, name in names.items():
+        low, mid = min(local[ring]), statistics.median(local[ring])
+        lines.append(
+            f"| {name} | {low:.2f} | {low - base_min:+.2f} | {low / base_min:.3f}x | {mid:.2f} | "
+            f"{mid / base_med:.3f}x |")
+    lines.append("")
     report(lines, write=write)
-
 
 if __name__ == "__main__":
     main()

@@ -64,7 +64,7 @@ def tail_keep_rows() -> list[tuple[str, float]]:
     case (fast, not failed, not wanted), with the collector on; and the bytes a record holds."""
     endpoint = Endpoint("catalog", "catalog-1", "v1", "127.0.0.1", 15001)
     requests = []
-    for _ in range(20_000):  # twice the ring: every add lands in a full ring, as in production
+    for _ in range(20_000):  # more than the ring: every add lands in a full ring, as in production
         request = _Finished()
         request.trace = tracecontext.incoming(None, None, 0.0)
         request.outbound, request.method, request.target = True, b"GET", b"/items/42"
@@ -91,7 +91,7 @@ def tail_keep_rows() -> list[tuple[str, float]]:
              per_call_ns(held, 200_000))]
     gc.collect()
     tracemalloc.start()
-    fresh = TailKeeper(TailKeepConfig(ring_size=10_000), Nowhere())
+    fresh = TailKeeper(TailKeepConfig(ring_size=20_000), Nowhere())
     before = tracemalloc.get_traced_memory()[0]
     for request in requests[:10_000]:
         fresh.add(request, end, False)

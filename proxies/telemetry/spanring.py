@@ -23,7 +23,7 @@ And why tuples all the way down: a trace's value is its record, or once it has m
 one a tuple of them (rebuilt on each further one: a handful at most), never a list; a
 record holds only atomic values (the instance's address, not the
 ``Endpoint``), so CPython's collector stops tracking them at their first collection. With
-a list per trace, and the ring's ~10,000 live containers promoted to the oldest generation,
+a list per trace, and the ring's thousands of live containers promoted to the oldest generation,
 cyclic GC passes doubled the cost of an add (measured in-process: ~0.85 µs against ~0.35
 with ``gc.disable()``; bench/RESULTS.md, "Telemetry overhead", has the figures of this
 layout). ``take`` hands a trace's records over and forgets them, so a trace asked for twice
@@ -48,7 +48,11 @@ TRACE_ID, END = RECORD_FIELDS.index("trace_id"), RECORD_FIELDS.index("end")
 Record = tuple[Any, ...]
 
 GENERATIONS = 4
-DEFAULT_SIZE = 10_000
+# ~440 bytes a record keeps alive (bench/RESULTS.md): 4096 records are ~1.8 MB. A bigger ring
+# costs every request more than its add (its records push the data path's own objects out of
+# the CPU's caches: +12% CPU on the hop at 10000, within noise at 2500; "Sidecar hop: tail keep
+# on vs off"), so the default holds a few seconds at a few hundred requests a second.
+DEFAULT_SIZE = 4096
 DEFAULT_MAX_AGE_S = 5.0
 DEFAULT_MAX_PER_TRACE = 64
 

@@ -165,7 +165,7 @@ async def test_an_unsampled_failed_request_s_span_is_exported_at_once_with_meshu
     assert len(families) == len(set(families)) == 8
     assert len(re.findall(r"^# HELP meshui_tail_", text, re.M)) == 8
     _, config = await get(sidecar.ports["admin"], "/config")
-    assert json.loads(config)["tail_keep"] == {"enabled": True, "ring": 10000, "ring_age_s": 5.0,
+    assert json.loads(config)["tail_keep"] == {"enabled": True, "ring": 4096, "ring_age_s": 5.0,
                                                "slow_ms": 100.0, "keep_rate": 50.0, "header": True}
 
 
