@@ -21,6 +21,7 @@ from proxies.dataplane.upstream import Connector, open_tcp
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.mesh.schema import HEARTBEAT_EJECTIONS_MAX
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeeper
 from proxies.traffic.report import UpstreamReport
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class Sidecar:
         self.trace_incoming = trace_incoming
         self.span_factory = span_factory
         self.plane: DataPlane | None = None
+        self.tail: TailKeeper | None = None
         self.control: ControlClient | None = None
         self.servers: list[asyncio.Server] = []
         self.listening = False
@@ -79,6 +81,11 @@ class Sidecar:
         config = self.config
         loop = asyncio.get_running_loop()
         await self.telemetry.start()
+        if config.tail.enabled and config.otlp:  # without a collector a kept span goes nowhere
+            self.tail = TailKeeper(config.tail, self.telemetry)
+            watch = getattr(self.telemetry, "watch_intervals", None)
+            if watch is not None:  # the real Telemetry: its intervals feed the slow thresholds
+                watch(self.tail.observe)
         self.plane = DataPlane(
             service=config.service,
             version=config.version,
@@ -94,6 +101,7 @@ class Sidecar:
             rng=self.rng,
             connector=self.connector,
             limits=fit_fd_limit(config.limits),
+            tail=self.tail,
         )
         self.plane.start()
         if config.endpoints_file:
@@ -130,10 +138,13 @@ class Sidecar:
                     "admin": join_address(*config.admin),
                     "pid": os.getpid(),
                     "sidecar_version": SIDECAR_VERSION,
+                    # meshui sends export_traces frames only to sidecars that hold a ring.
+                    "tail_keep": self.tail is not None,
                 },
                 self.registry,
                 self.heartbeat_state,
                 policy_store=self.policies,
+                tail=self.tail,
             )
             self.control.start()
         log.info(

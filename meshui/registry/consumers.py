@@ -22,6 +22,7 @@ from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
     BAD_FIELD,
+    EXPORT_TRACES,
     HELLO_FIRST,
     Ack,
     FrameError,
@@ -30,6 +31,7 @@ from meshui.registry.frames import (
     Nack,
     parse_frame,
 )
+from proxies.mesh.schema import trace_ids_problem
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ read_current_config = database_sync_to_async(current_config)
 SUPERSEDED = 4409
 # Error frames logged per connection; later ones are only answered.
 LOGGED_ERRORS = 10
+# export_traces frames sent to one sidecar per second at most (the collectors' keep relays
+# send a few; this bounds what any number of them can make one connection carry).
+EXPORT_FRAMES_PER_S = 10
+_clock = time.monotonic  # the export_traces rate's clock (tests move it)
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
@@ -79,6 +85,12 @@ class ControlConsumer(AsyncWebsocketConsumer):
     config_sent = 0  # the newest policy revision sent on this connection
     errors = 0  # error frames sent on this connection
     ejections_reported = False  # whether Redis holds an ejection report of this connection
+    tail_keep = False  # the sidecar said it holds a ring of recent spans (hello.tail_keep)
+    export_frames = 0  # export_traces frames sent on this connection (each one's id)
+    export_nacks = 0  # ... refused by the sidecar
+    export_skipped = 0  # ... not sent: over EXPORT_FRAMES_PER_S
+    _export_tokens = float(EXPORT_FRAMES_PER_S)
+    _export_at = 0.0
     service = ""  # the hello's service
     state_reported = False  # whether Redis holds a state report of this connection
     reported_services: frozenset[str] = frozenset()  # the services its last report listed
@@ -139,6 +151,11 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 await self.catch_up_config()
                 await self.report_state(frame)
                 await self.report_ejections(frame)
+            elif isinstance(frame, Nack) and frame.kind == EXPORT_TRACES:
+                self.export_nacks += 1
+                if self.export_nacks <= LOGGED_ERRORS:
+                    logger.warning("control channel: %s refused export_traces frame %s: %s",
+                                   self.proxy_id, frame.version, frame.reason)
             elif isinstance(frame, Ack | Nack):
                 if isinstance(frame, Nack):
                     logger.warning("control channel: %s rejected %s %s: %s",
@@ -165,6 +182,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
                              "belongs to " + self.proxy_id, BAD_FIELD, "proxy_id")
         verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
+        self.tail_keep = hello.tail_keep
         self.service = hello.service
         logger.info("control channel: %s (%s %s) at %s from %s (%s)", hello.proxy_id,
                     hello.service, hello.version, hello.address, peer(self.scope),
@@ -250,6 +268,35 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # sent already (or an older revision overtaken by a newer one)
         self.config_sent = revision
         await self.send(text_data=frame)
+
+    async def traces_keep(self, event: dict[str, Any]) -> None:
+        """The collector names traces kept (collector/keeprelay.py): ask our sidecar for its
+        spans of them with one ``export_traces`` frame (docs/control-channel.md)."""
+        if self.proxy_id is None or not self.tail_keep:
+            return
+        trace_ids = event.get("trace_ids")
+        problem = trace_ids_problem(trace_ids)
+        if problem is not None:
+            logger.warning("control channel: a traces.keep message with bad trace_ids (%s); "
+                           "not relayed", problem)
+            return
+        # A bound of our own, whatever the collectors send: a few frames a second at most.
+        now = _clock()
+        tokens = min(EXPORT_FRAMES_PER_S, self._export_tokens + (now - self._export_at)
+                     * EXPORT_FRAMES_PER_S)
+        self._export_at = now
+        if tokens < 1:
+            self._export_tokens = tokens
+            self.export_skipped += 1
+            if self.export_skipped == 1:
+                logger.warning("control channel: more than %d export_traces frames a second for "
+                               "%s; skipping (further skips are not logged)",
+                               EXPORT_FRAMES_PER_S, self.proxy_id)
+            return
+        self._export_tokens = tokens - 1
+        self.export_frames += 1
+        await self.send_json({"type": EXPORT_TRACES, "id": self.export_frames,
+                              "trace_ids": trace_ids})
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

@@ -66,6 +66,7 @@ class Hello:
     admin: str
     pid: int | None
     sidecar_version: str
+    tail_keep: bool = False  # it holds a ring of recent spans: send it export_traces frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,10 @@ class Heartbeat:
 
 Frame = Hello | Ack | Nack | Heartbeat
 KINDS = ("endpoints", "config")
+# A sidecar may also NACK an export_traces frame (its `version` is the frame's `id`); it
+# never ACKs one, and no sync state is kept of them.
+EXPORT_TRACES = "export_traces"
+NACK_KINDS = (*KINDS, EXPORT_TRACES)
 
 
 def _bad(frame: dict[str, Any], name: str, problem: str) -> FrameError:
@@ -144,10 +149,10 @@ def _int(frame: dict[str, Any], name: str, low: int, high: int, *, required: boo
     return value
 
 
-def _kind(frame: dict[str, Any]) -> str:
+def _kind(frame: dict[str, Any], kinds: tuple[str, ...] = KINDS) -> str:
     kind = frame.get("kind")
-    if kind not in KINDS:
-        raise _bad(frame, "kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
+    if kind not in kinds:
+        raise _bad(frame, "kind", f"must be one of {', '.join(kinds)}, got {shown(kind)}")
     return kind
 
 
@@ -197,7 +202,15 @@ def parse_hello(frame: dict[str, Any]) -> Hello:
         admin=_checked(frame, "admin", address_problem, required=False),
         pid=_int(frame, "pid", 1, PID_MAX, required=False),
         sidecar_version=_text(frame, "sidecar_version", SIDECAR_VERSION_MAX),
+        tail_keep=_bool(frame, "tail_keep"),
     )
+
+
+def _bool(frame: dict[str, Any], name: str) -> bool:
+    value = frame.get(name, False)
+    if not isinstance(value, bool):
+        raise _bad(frame, name, f"must be true or false, got {shown(value)}")
+    return value
 
 
 def _ejected(report: Any) -> tuple[Ejected, ...]:
@@ -235,7 +248,7 @@ def parse_frame(text: str | None) -> Frame:
         if reason is not None and not isinstance(reason, str):
             raise _bad(frame, "reason", f"must be a string, got {shown(reason)}")
         return Nack(
-            kind=_kind(frame),
+            kind=_kind(frame, NACK_KINDS),
             version=_int(frame, "version", 0, INT64_MAX),  # type: ignore[arg-type]
             reason=(reason or "(no reason given)")[:NACK_REASON_MAX],
         )
