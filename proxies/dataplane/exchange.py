@@ -418,13 +418,14 @@ class Exchange:
         )
         trace = self.trace
         if trace.sampled:
-            # Its span is exported: let the latency bucket it landed in point at it.
-            telemetry.record_exemplar(
-                self.direction, self.source, self.destination_service, self.destination_version,
-                status, self.source_sidecar, end - self.t0, trace.trace_id, trace.span_id,
-                time.time_ns())
             plane.record_span(self, error or status >= 500)
         else:
             tail = plane.tail
-            if tail is not None:
-                tail.add(self, end, error or status >= 500)
+            # Held in the ring (the common case) or kept now: a slow or failed request.
+            if tail is None or not tail.add(self, end, error or status >= 500):
+                return
+        # Its span is exported: let the latency bucket it landed in point at it.
+        telemetry.record_exemplar(
+            self.direction, self.source, self.destination_service, self.destination_version,
+            status, self.source_sidecar, end - self.t0, trace.trace_id, trace.span_id,
+            time.time_ns())

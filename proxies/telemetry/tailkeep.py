@@ -153,8 +153,10 @@ class TailKeeper:
 
     # the request path ---------------------------------------------------------------------
 
-    def add(self, ex: Finished, end: float, failed: bool) -> None:
-        """An unsampled request ended at ``end``: export it if it must be, else hold it."""
+    def add(self, ex: Finished, end: float, failed: bool) -> bool:
+        """An unsampled request ended at ``end``: export it if it must be, else hold it.
+
+        Whether its span went out now (kept: it can be its latency bucket's exemplar)."""
         trace = ex.trace
         trace_id = trace.trace_id
         outbound = ex.outbound
@@ -171,16 +173,16 @@ class TailKeeper:
                   ex.t0, end, failed, ex.events)
         if trace_id in self.wanted:
             self._export((record,), FAILED if failed else WANTED)
-        elif failed:
-            self._mark(trace_id, FAILED, record)
-        else:
-            slow = self.slow
-            threshold = (slow.outbound.get(ex.destination_service, slow.floor_s) if outbound
-                         else slow.inbound.get(ex.source, slow.floor_s))
-            if end - ex.t0 >= threshold:
-                self._mark(trace_id, SLOW, record)
-            else:
-                self.ring.add(record)
+            return True
+        if failed:
+            return self._mark(trace_id, FAILED, record) is not None
+        slow = self.slow
+        threshold = (slow.outbound.get(ex.destination_service, slow.floor_s) if outbound
+                     else slow.inbound.get(ex.source, slow.floor_s))
+        if end - ex.t0 >= threshold:
+            return self._mark(trace_id, SLOW, record) is not None
+        self.ring.add(record)
+        return False
 
     def signal(self, ex: Finished, status: int) -> bool:
         """Whether an inbound response head tells its calling sidecar to keep the trace."""

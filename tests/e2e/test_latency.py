@@ -40,7 +40,7 @@ SLOW_MS = 850
 
 @pytest.fixture(scope="module")
 def mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    redis_url = f"{redis_server_url}/13"
+    redis_url = f"{redis_server_url}/14"
     redis.Redis.from_url(redis_url).flushdb()
     instances = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("reviews", "v1"),
                  Instance("inventory", "v1", failure_rate=0.0),

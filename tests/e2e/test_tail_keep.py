@@ -86,6 +86,15 @@ def test_a_slow_unsampled_request_is_stored_as_a_whole_trace_of_all_three_servic
     assert by_id[inventory["parent_span_id"]]["service"] == "catalog"
     assert [s["parent_missing"] for s in spans].count(False) == 4  # only the root's parent is ours
 
+    # Kept spans are exemplars too: the slow call is its heatmap cell's trace.
+    def exemplar() -> dict[str, Any] | None:
+        heatmap = api(mesh, "heatmap", source="catalog", target="inventory", window=300, step=10)
+        return next((x for x in heatmap["exemplars"] if x["trace_id"] == trace_id), None)
+
+    found = wait_until(exemplar, timeout=20, what="the kept call as its cell's exemplar")
+    client = next(s for s in spans if (s["service"], s["kind"]) == ("catalog", "client"))
+    assert found["span_id"] == client["span_id"] and found["value_ms"] >= 400
+
 
 def metric(mesh: Mesh, index: int, name: str) -> float:
     """One series of a sidecar's admin /metrics (``index``: its place in the instances)."""

@@ -71,15 +71,15 @@ def keeper(clock: FakeClock, sink: Spans, **config: Any) -> TailKeeper:
 
 
 def end(tail: TailKeeper, clock: FakeClock, request: Request, seconds: float = 0.005,
-        failed: bool = False) -> None:
-    """``request`` started ``seconds`` ago and ends now."""
+        failed: bool = False) -> bool:
+    """``request`` started ``seconds`` ago and ends now; whether its span went out now."""
     request.t0 = clock.now - seconds
-    tail.add(request, clock.now, failed)
+    return tail.add(request, clock.now, failed)
 
 
 def test_a_fast_request_is_only_held_in_the_ring(clock: FakeClock, sink: Spans) -> None:
     tail = keeper(clock, sink)
-    end(tail, clock, Request(context(1), 0))
+    assert end(tail, clock, Request(context(1), 0)) is False  # no exemplar: nothing exported
 
     assert sink.spans == [] and tail.ring.holds(tid(1))
 
@@ -91,7 +91,8 @@ def test_a_failed_request_is_exported_at_once_with_meshui_keep_and_its_held_span
     end(tail, clock, Request(context(1, span=1), 0, outbound=False, source="unknown",
                              destination_service="frontend", target=b"/"))
     clock.advance(0.01)
-    end(tail, clock, Request(context(1, span=2), 0, status=503), failed=True)
+    # Exported now: the caller makes it its latency bucket's exemplar.
+    assert end(tail, clock, Request(context(1, span=2), 0, status=503), failed=True) is True
 
     spans = sink.of(1)
     assert [s.span_id[-1] for s in spans] == [1, 2]  # the held one first, then the failed one
