@@ -98,10 +98,9 @@ def data_source_detail(exc: BaseException) -> str:
     return f"the live graph store (Redis) is unavailable ({type(exc).__name__}: {exc})"[:DETAIL_MAX]
 
 
-def no_data_detail(rule: rules.Rule, target: targets.Target) -> str:
+def no_data_detail(rule: rules.Rule, target: targets.Target, matched_over: int) -> str:
     if rule.target.is_pattern and target.key == rule.target.key:
-        return (f"nothing in the last {windows.DISCOVERY_WINDOW_S} s matches "
-                f"{target.label()}")
+        return f"nothing in the last {matched_over} s matches {target.label()}"
     return f"{target.label()} had no request in the last {rule.window_s} s"
 
 
@@ -183,8 +182,12 @@ class Evaluator:
               at: int) -> dict[int, Readings]:
         redis_client = self._redis()
         short = windows.graph_windows(rule.window_s for rule in rule_list)
-        totals, index = windows.read_graph_windows(redis_client, short, at)
-        planned = {rule.id: self._targets(rule, index, known.get(rule.id, {})) for rule in rule_list}
+        totals = windows.read_graph_windows(redis_client, short, at)
+        # A pattern matches what had data in its window; a long window's, what the longest
+        # short window holds (and the targets it already tracks).
+        planned = {rule.id: self._targets(rule, totals[min(rule.window_s, short[-1])].index,
+                                          known.get(rule.id, {}))
+                   for rule in rule_list}
         wanted = [(scope, rule.window_s) for rule in rule_list
                   if rule.window_s > windows.GRAPH_READ_MAX_S
                   for _, scope in planned[rule.id] if scope is not None]
@@ -211,7 +214,7 @@ class Evaluator:
                 elif rule.metric == metrics.NO_DATA:
                     value = 1.0
                 found[target.key] = (target.as_json(), NO_DATA if value is None else Reading(value),
-                                     no_data_detail(rule, target))
+                                     no_data_detail(rule, target, min(rule.window_s, short[-1])))
             out[rule.id] = found
         return out
 

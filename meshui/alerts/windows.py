@@ -8,8 +8,8 @@ Two ways to read, one cycle using both (``meshui.alerts.evaluator``):
   is a snapshot of the running totals when its first second is reached. So a cycle of rules
   over 60 s, 120 s and 300 s costs one 300 s read, however many rules and targets: the
   cheapest when most of the graph is watched (a 60 s read of the demo's graph is ~4 ms,
-  bench/RESULTS.md). The same read also says which series exist (``SeriesIndex``): what
-  a pattern expands to.
+  bench/RESULTS.md). Each window also says which series had data in it
+  (``WindowTotals.index``): what a pattern on that window matches.
 - **Long windows**: one series' own keys (``collector.seriesstore``, whole 10 s cells
   where they fit), through ``collector.series`` (``plans``, ``queue_reads``,
   ``split_replies``), every target's plans in one pipeline: an hour of one edge is a dozen
@@ -83,6 +83,14 @@ class WindowTotals:
 
     window: int
     series: dict[str, dict[str, int]] = field(default_factory=dict)
+    _index: SeriesIndex | None = None
+
+    @property
+    def index(self) -> SeriesIndex:
+        """The series with data in this window: what a pattern matches."""
+        if self._index is None:
+            self._index = SeriesIndex(self.series)
+        return self._index
 
     def counts(self, scope: Scope) -> Counts | None:
         """A scope's counts, or None when neither its requests nor its events are in it."""
@@ -125,17 +133,15 @@ def graph_windows(windows: Iterable[int]) -> list[int]:
 
 
 def read_graph_windows(redis_client: Any, windows: Sequence[int], at: int
-                       ) -> tuple[dict[int, WindowTotals], SeriesIndex]:
-    """Every short window's totals (``windows`` ascending) in one pipeline, and the index
-    of the series the longest holds."""
+                       ) -> dict[int, WindowTotals]:
+    """Every short window's totals (``windows`` ascending), all from one pipeline."""
     longest = windows[-1]
     pipe = redis_client.pipeline(transaction=False)
     for second in range(at - 1, at - longest - 1, -1):
         pipe.hgetall(key_for(second))
     totals = running_totals(pipe.execute(), windows)
     splitter = FieldSplitter()
-    read = {window: WindowTotals(window, splitter.by_series(totals[window])) for window in windows}
-    return read, SeriesIndex(read[longest].series)
+    return {window: WindowTotals(window, splitter.by_series(totals[window])) for window in windows}
 
 
 def _plan_scope(scope: Scope) -> Scope:
