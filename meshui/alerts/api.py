@@ -96,13 +96,13 @@ def _save(row: AlertRule, fields: dict[str, Any]) -> None:
     row.contact_points.set(fields["contact_points"])
 
 
-@router.get("/alerts/rules", response={200: RuleList, **READ}, operation_id="listAlertRules",
+@router.get("/alerts/rules", response={200: RuleList, **READ}, operation_id="listAlertRules", exclude_unset=True,
             summary="Every alert rule, by name")
 def list_rules(request: HttpRequest) -> Any:
     return {"rules": [rule_json(row) for row in AlertRule.objects.for_listing()]}
 
 
-@router.post("/alerts/rules", response={201: RuleOut, **WRITE}, operation_id="createAlertRule",
+@router.post("/alerts/rules", response={201: RuleOut, **WRITE}, operation_id="createAlertRule", exclude_unset=True,
              summary="A new alert rule (evaluated from the next cycle)")
 def create_rule(request: HttpRequest, rule: RuleIn) -> Any:
     """400 ``invalid_parameter`` names the field at fault (``rule.recover``) and creates
@@ -118,7 +118,7 @@ def create_rule(request: HttpRequest, rule: RuleIn) -> Any:
 
 
 @router.post("/alerts/rules/preview", response={200: Preview, 400: Error, 401: Error, 503: Error},
-             operation_id="previewAlertRule", openapi_extra=RETRY_AFTER_DOC,
+             operation_id="previewAlertRule", exclude_unset=True, openapi_extra=RETRY_AFTER_DOC,
              summary="Backtest: the metric over the last hour and the states the rule would "
                      "have had")
 def preview_rule(request: HttpRequest, rule: RuleIn) -> Any:
@@ -135,7 +135,7 @@ def preview_rule(request: HttpRequest, rule: RuleIn) -> Any:
 
 
 @router.get("/alerts/rules/{rule_id}", response={200: RuleOut, 404: Error, **READ},
-            operation_id="getAlertRule", summary="One alert rule")
+            operation_id="getAlertRule", exclude_unset=True, summary="One alert rule")
 def get_rule(request: HttpRequest, rule_id: int) -> Any:
     return rule_json(found(rule_id))
 
@@ -159,7 +159,7 @@ def _reset(row: AlertRule, detail: str) -> None:
 
 
 @router.put("/alerts/rules/{rule_id}", response={200: RuleOut, 404: Error, **WRITE},
-            operation_id="updateAlertRule", summary="Replace an alert rule")
+            operation_id="updateAlertRule", exclude_unset=True, summary="Replace an alert rule")
 def update_rule(request: HttpRequest, rule_id: int, rule: RuleIn) -> Any:
     """The whole rule, as POST takes it. A new target, metric or window starts its states
     over (those firing are resolved, recorded in its history); new thresholds and periods
@@ -179,7 +179,7 @@ def update_rule(request: HttpRequest, rule_id: int, rule: RuleIn) -> Any:
 
 @router.delete("/alerts/rules/{rule_id}", response={200: RuleOut, 404: Error, 401: Error,
                                                    403: Error},
-               operation_id="deleteAlertRule",
+               operation_id="deleteAlertRule", exclude_unset=True,
                summary="Delete an alert rule, its states and its history")
 def delete_rule(request: HttpRequest, rule_id: int) -> Any:
     require_role(request, Role.OPERATOR, EDIT)
@@ -215,7 +215,7 @@ class AlertFilters(Schema):
     rule: int | None = Field(None, description="only this rule's targets")
 
 
-@router.get("/alerts", response={200: AlertList, 400: Error, **READ}, operation_id="listAlerts",
+@router.get("/alerts", response={200: AlertList, 400: Error, **READ}, operation_id="listAlerts", exclude_unset=True,
             summary="Every rule on every target: its state, since when, and the value")
 def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> Any:
     """A rule not evaluated yet is listed once, on its own target, Normal since it was
@@ -250,7 +250,7 @@ def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> Any:
 
 
 @router.get("/alerts/rules/{rule_id}/history", response={200: History, 404: Error, **READ},
-            operation_id="alertRuleHistory",
+            operation_id="alertRuleHistory", exclude_unset=True,
             summary="Every state change of a rule on its targets, newest first")
 def history(request: HttpRequest, rule_id: int, paging: Query[HistoryPaging]) -> Any:
     row = found(rule_id)
