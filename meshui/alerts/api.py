@@ -96,14 +96,14 @@ def _save(row: AlertRule, fields: dict[str, Any]) -> None:
     row.contact_points.set(fields["contact_points"])
 
 
-@router.get("/alerts/rules", response={200: RuleList, **READ}, operation_id="listAlertRules", exclude_unset=True,
-            summary="Every alert rule, by name")
+@router.get("/alerts/rules", response={200: RuleList, **READ}, operation_id="listAlertRules",
+            exclude_unset=True, summary="Every alert rule, by name")
 def list_rules(request: HttpRequest) -> Any:
     return {"rules": [rule_json(row) for row in AlertRule.objects.for_listing()]}
 
 
-@router.post("/alerts/rules", response={201: RuleOut, **WRITE}, operation_id="createAlertRule", exclude_unset=True,
-             summary="A new alert rule (evaluated from the next cycle)")
+@router.post("/alerts/rules", response={201: RuleOut, **WRITE}, operation_id="createAlertRule",
+             exclude_unset=True, summary="A new alert rule (evaluated from the next cycle)")
 def create_rule(request: HttpRequest, rule: RuleIn) -> Any:
     """400 ``invalid_parameter`` names the field at fault (``rule.recover``) and creates
     nothing."""
@@ -215,8 +215,8 @@ class AlertFilters(Schema):
     rule: int | None = Field(None, description="only this rule's targets")
 
 
-@router.get("/alerts", response={200: AlertList, 400: Error, **READ}, operation_id="listAlerts", exclude_unset=True,
-            summary="Every rule on every target: its state, since when, and the value")
+@router.get("/alerts", response={200: AlertList, 400: Error, **READ}, operation_id="listAlerts",
+            exclude_unset=True, summary="Every rule on every target: its state, since when, and the value")
 def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> Any:
     """A rule not evaluated yet is listed once, on its own target, Normal since it was
     made (``last_evaluated`` null)."""

@@ -1,15 +1,15 @@
 """The backtest: a rule replayed over the last hour, before it is saved (the rule preview).
 
 For each target, the metric every ``step`` seconds (the evaluation interval) over the
-window before that moment, exactly what the evaluator would have computed then
-(``windows.window_seconds``), and the states ``states.replay`` steps through from Normal:
-where the rule would have been pending, firing, recovering or without data.
+window before that moment, exactly the seconds the evaluator would have read then
+(``windows.evaluated_seconds``), and the states ``states.replay`` steps through from
+Normal: where the rule would have been pending, firing, recovering or without data.
 
-The counts come from each series' own keys (``collector.seriesstore``) in one pipeline for
-every target: whole 10 s cells when the window and the step are multiples of 10 (an hour is
-a few small hashes per series), single seconds otherwise. The window slides one cell at a
-time, adding the cell that enters and taking away the one that leaves, so a quantile is
-always over the whole window's histogram.
+The counts come from each series' own keys through ``collector.series`` (``plans``,
+``queue_reads``, ``split_replies``) in one pipeline for every target: whole 10 s cells when
+every window starts and ends on one (an hour is a few small hashes per series), single
+seconds otherwise. The window slides a cell at a time, adding the cell that enters and
+taking away the one that leaves, so a quantile is always over the whole window's histogram.
 
 A pattern's targets are the series that had data in the hour (a SCAN of the 10 s keys:
 fine for a request a person makes, never done per evaluation), at most
@@ -26,7 +26,7 @@ from collector import series as series_reads
 from collector import seriesstore
 from collector.graphstore import SEP
 from collector.series import Scope
-from meshui.alerts import metrics, states, targets
+from meshui.alerts import metrics, states, targets, windows
 from meshui.alerts.metrics import Counts
 from meshui.alerts.states import Condition, Reading
 from meshui.alerts.targets import SeriesIndex, Target
@@ -43,29 +43,28 @@ def evaluation_times(end: int, step: int, span: int = SPAN_S) -> list[int]:
     return list(range(first, end + 1, step))
 
 
-def cell_of(window: int, step: int) -> int:
+def cell_of(spans: Sequence[range]) -> int:
+    """10 when every window starts and ends on a 10 s cell, else 1."""
     cell = seriesstore.CELL
-    return cell if window % cell == 0 and step % cell == 0 else 1
+    return cell if all(span.start % cell == 0 and span.stop % cell == 0 for span in spans) else 1
 
 
-def sliding(cells: Mapping[int, Counts], times: Sequence[int], window: int, cell: int
-            ) -> list[Counts]:
-    """The counts of the ``window`` seconds before each time (times ascending, multiples of
-    ``cell``, as is ``window``), one cell entering and one leaving at a time."""
+def sliding(cells: Mapping[int, Counts], spans: Sequence[range], cell: int) -> list[Counts]:
+    """The counts over each span (starts and ends never going back, multiples of ``cell``),
+    one cell entering and one leaving at a time."""
     out: list[Counts] = []
     running = Counts()
-    low = high = times[0] - window if times else 0  # the running counts cover low..high-1
-    for at in times:
-        start = at - window
-        if start >= high:  # a step longer than the window: nothing carries over
-            running, low, high = Counts(), start, start
-        for begin in range(high, at, cell):
+    low = high = spans[0].start if spans else 0  # the running counts cover low..high-1
+    for span in spans:
+        if span.start >= high:  # a step longer than the window: nothing carries over
+            running, low, high = Counts(), span.start, span.start
+        for begin in range(high, span.stop, cell):
             if begin in cells:
                 running.merge(cells[begin])
-        for begin in range(low, start, cell):
+        for begin in range(low, span.start, cell):
             if begin in cells:
                 running.merge(cells[begin], -1)
-        low, high = start, at
+        low, high = span.start, span.stop
         out.append(Counts(running.requests, running.errors, dict(running.latency),
                           dict(running.events)))
     return out
@@ -128,11 +127,11 @@ def transition_json(target: Target, transition: states.Transition) -> dict[str, 
             "to_state": transition.new, "value": transition.value, "detail": transition.detail}
 
 
-def replay_target(condition: Condition, metric: str, window: int, times: Sequence[int],
+def replay_target(condition: Condition, metric: str, times: Sequence[int], spans: Sequence[range],
                   counts: Sequence[Counts] | None, step: int, target: Target) -> dict[str, Any]:
     """One target's line and states (``counts`` None: nothing to read, no data throughout)."""
-    values = [metrics.value_of(metric, each, window) for each in counts] if counts is not None \
-        else [metrics.value_of(metric, None, window)] * len(times)
+    values = [metrics.value_of(metric, None if counts is None else counts[n], len(span))
+              for n, span in enumerate(spans)]
     readings = [(float(at), states.NO_DATA if value is None else Reading(value))
                 for at, value in zip(times, values, strict=True)]
     statuses, transitions = states.replay(condition, readings)
@@ -152,9 +151,10 @@ def preview(redis_client: Any, fields: Mapping[str, Any], now: float, step: int)
                           fields["keep_firing_s"])
     window, metric = fields["window_s"], fields["metric"]
     times = evaluation_times(int(now), step)
-    cell = cell_of(window, step)
-    shown, truncated = preview_targets(redis_client, target, times[0] - window)
-    seconds = range(times[0] - window, times[-1])
+    spans = [windows.evaluated_seconds(at, window) for at in times]
+    cell = cell_of(spans)
+    shown, truncated = preview_targets(redis_client, target, spans[0].start)
+    seconds = range(spans[0].start, spans[-1].stop)
     pipe = redis_client.pipeline(transaction=False)
     planned: list[list[seriesstore.ReadPlan] | None] = []
     for _, scope in shown:
@@ -172,8 +172,8 @@ def preview(redis_client: Any, fields: Mapping[str, Any], now: float, step: int)
             used = sum(len(plan.s1_keys) + len(plan.s10_keys) for plan in plans)
             parts = series_reads.split_replies(plans, replies[offset:offset + used])
             offset += used
-            counts = sliding(cells_of(parts, cell), times, window, cell)
-        out.append(replay_target(condition, metric, window, times, counts, step, each))
+            counts = sliding(cells_of(parts, cell), spans, cell)
+        out.append(replay_target(condition, metric, times, spans, counts, step, each))
     return {"step": step, "window_s": window, "metric": metric, "unit": metrics.UNITS[metric],
             "op": condition.op, "fire": condition.fire, "recover": condition.recover,
             "times": times, "targets": out, "truncated": truncated}

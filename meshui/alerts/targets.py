@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -101,10 +101,15 @@ class Target:
     source: str | None = None
     target: str | None = None
     instance: str | None = None
+    # Worked out once: a cycle asks for them for every target of every rule.
+    names: tuple[str | None, ...] = field(init=False, repr=False, compare=False)
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def names(self) -> tuple[str | None, ...]:
-        return tuple(getattr(self, name) for name in SHAPES[self.kind])
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(getattr(self, name) for name in SHAPES[self.kind]))
+        # The target's identity among a rule's states: its JSON, keys sorted.
+        object.__setattr__(self, "key", json.dumps(self.as_json(), sort_keys=True,
+                                                   separators=(",", ":")))
 
     @property
     def is_pattern(self) -> bool:
@@ -116,11 +121,6 @@ class Target:
 
     def as_json(self) -> dict[str, str]:
         return {name: value for name in FIELDS if (value := getattr(self, name)) is not None}
-
-    @property
-    def key(self) -> str:
-        """The target's identity among a rule's states: its JSON, keys sorted."""
-        return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"))
 
     def label(self) -> str:
         """How a sentence names it: ``checkout -> payments``, ``payments v2``."""

@@ -8,14 +8,17 @@ from typing import Any
 from celery import shared_task
 
 from meshui.alerts.evaluator import Evaluator
+from meshui.alerts.window_cache import WindowCache
 
 logger = logging.getLogger(__name__)
+# What the worker process keeps of settled data from cycle to cycle.
+CACHE = WindowCache()
 
 
 @shared_task(name="meshui.alerts.tasks.evaluate_alerts")
 def evaluate_alerts() -> dict[str, Any]:
     """The beat task: one evaluation cycle (a second run of the same cycle skips it)."""
-    report = Evaluator().run()
+    report = Evaluator(cache=CACHE).run()
     if report.skipped:
         logger.info("alerts: cycle %d skipped: %s", report.cycle, report.skipped)
     elif report.rules:

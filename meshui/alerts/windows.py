@@ -2,19 +2,17 @@
 
 Two ways to read, one cycle using both (``meshui.alerts.evaluator``):
 
-- **Short windows** (at most ``GRAPH_READ_MAX_S``): the graph's per-second hashes
-  (``collector.graphstore``), every field of every series. The longest short window is read
-  once, in one pipeline, newest second first, and added up as it goes; each shorter window
-  is a snapshot of the running totals when its first second is reached. So a cycle of rules
-  over 60 s, 120 s and 300 s costs one 300 s read, however many rules and targets: the
-  cheapest when most of the graph is watched (a 60 s read of the demo's graph is ~4 ms,
-  bench/RESULTS.md). Each window also says which series had data in it
-  (``WindowTotals.index``): what a pattern on that window matches.
-- **Long windows**: one series' own keys (``collector.seriesstore``, whole 10 s cells
-  where they fit), through ``collector.series`` (``plans``, ``queue_reads``,
-  ``split_replies``), every target's plans in one pipeline: an hour of one edge is a dozen
-  small hashes, where an hour of the per-second hashes is ~6 s (bench/RESULTS.md, Heatmap
-  query).
+- **Short windows** (at most ``GRAPH_READ_MAX_S``, here): the graph's per-second hashes
+  (``collector.graphstore``), every field of every series, in one pipeline, added up
+  newest second first; each window is a snapshot of the running totals when its first
+  second is reached. So a cycle of rules over 60 s, 120 s and 300 s costs one 300 s read,
+  however many rules and targets: the cheapest when most of the graph is watched. Settled
+  10 s chunks come from the worker's ``WindowCache`` instead, so a 300 s window reads its
+  last 10-20 seconds (and a few where a window starts inside a chunk), not 300. Each window
+  also says which series had data in it (``WindowTotals.index``): what a pattern on that
+  window matches.
+- **Long windows**: each target's own series keys, whole 10 s cells
+  (``meshui.alerts.series_windows``).
 
 ``collector.series.build_series`` is not used: it turns columns into values, and a rule's
 value is over its whole window (a quantile over a window cannot be made from the
@@ -22,7 +20,8 @@ quantiles of its columns), so the counts are added up here and ``metrics.value_o
 computes the value once.
 
 A window evaluated at second ``at`` is the ``window`` whole seconds before it,
-``at - window .. at - 1``: the backtest reads the same seconds for each of its points.
+``at - window .. at - 1``; a long window ends at the last whole 10 s cell
+(``evaluated_seconds``). The backtest reads the same seconds for each of its points.
 """
 
 from __future__ import annotations
@@ -31,12 +30,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector import series as series_reads
 from collector import seriesstore
 from collector.graphstore import key_for
 from collector.series import Scope
 from meshui.alerts.metrics import Counts
 from meshui.alerts.targets import SeriesIndex
+from meshui.alerts.window_cache import Totals, WindowCache
 
 # Windows up to this many seconds are read from the per-second graph hashes, longer ones
 # from each target's own series keys (the crossover measured in bench/alert_eval.py).
@@ -46,33 +45,53 @@ DISCOVERY_WINDOW_S = 60
 CELL = seriesstore.CELL
 
 
-def window_seconds(at: int, window: int) -> range:
-    """The seconds a window evaluated at ``at`` covers: the ``window`` seconds before it."""
-    return range(at - window, at)
+def add_into(totals: dict[Any, int], fields: Mapping[Any, Any]) -> None:
+    """Add a hash's counters (bytes or text values, as Redis sent them) to ``totals``."""
+    total = totals.get
+    for name, raw in fields.items():
+        try:
+            value = int(raw)
+        except ValueError:  # not written by a collector
+            continue
+        totals[name] = total(name, 0) + value
 
 
-def running_totals(hashes: Iterable[Mapping[Any, Any]], windows: Sequence[int]
-                   ) -> dict[int, dict[Any, int]]:
-    """Each window's field totals from per-second hashes given **newest first**.
+def units_of(at: int, windows: Sequence[int], settled_before: float) -> list[tuple[int, int]]:
+    """How a cycle reads the seconds of its short windows: (first second, length) units,
+    newest first. A unit is one second, or a settled 10 s chunk (aligned, complete before
+    ``settled_before``) that no window starts inside."""
+    starts = {at - window for window in windows}
+    low = at - windows[-1]
+    units: list[tuple[int, int]] = []
+    second = at - 1
+    while second >= low:
+        chunk = second - second % CELL
+        if (second == chunk + CELL - 1 and chunk >= low and chunk + CELL <= settled_before
+                and not any(chunk < start < chunk + CELL for start in starts)):
+            units.append((chunk, CELL))
+            second = chunk - 1
+        else:
+            units.append((second, 1))
+            second -= 1
+    return units
 
-    ``windows`` ascending; each total is the sum of the first ``window`` hashes.
+
+def running_totals(units: Iterable[tuple[int, Mapping[Any, Any]]], at: int,
+                   windows: Sequence[int]) -> dict[int, dict[Any, int]]:
+    """Each window's field totals from units (first second, counters) given newest first.
+
+    ``windows`` ascending; a window's totals are those of the units from ``at - window``.
     """
     totals: dict[Any, int] = {}
-    total = totals.get
     out: dict[int, dict[Any, int]] = {}
     wanted = list(windows)
-    at = 0
-    for seen, fields in enumerate(hashes, 1):
-        for name, raw in fields.items():
-            try:
-                value = int(raw)
-            except ValueError:  # not written by a collector
-                continue
-            totals[name] = total(name, 0) + value
-        while at < len(wanted) and wanted[at] == seen:
-            out[wanted[at]] = dict(totals)
-            at += 1
-    for window in wanted[at:]:  # fewer hashes than the window: what there was
+    done = 0
+    for first, fields in units:
+        add_into(totals, fields)
+        while done < len(wanted) and first <= at - wanted[done]:
+            out[wanted[done]] = dict(totals)
+            done += 1
+    for window in wanted[done:]:  # the units ended before the window's start
         out[window] = dict(totals)
     return out
 
@@ -132,47 +151,50 @@ def graph_windows(windows: Iterable[int]) -> list[int]:
     return sorted(short | {DISCOVERY_WINDOW_S})
 
 
-def read_graph_windows(redis_client: Any, windows: Sequence[int], at: int
-                       ) -> dict[int, WindowTotals]:
-    """Every short window's totals (``windows`` ascending), all from one pipeline."""
-    longest = windows[-1]
+def read_graph_windows(redis_client: Any, windows: Sequence[int], at: int,
+                       cache: WindowCache | None = None) -> dict[int, WindowTotals]:
+    """Every short window's totals (``windows`` ascending): one pipeline, settled chunks
+    from ``cache`` (and kept there once read)."""
+    cache = cache if cache is not None else WindowCache()
+    units = units_of(at, windows, cache.settled_before(at))
+    cached: dict[int, Totals] = {}
     pipe = redis_client.pipeline(transaction=False)
-    for second in range(at - 1, at - longest - 1, -1):
-        pipe.hgetall(key_for(second))
-    totals = running_totals(pipe.execute(), windows)
+    for first, length in units:
+        found = cache.chunk(first, at) if length > 1 else None
+        if found is not None:
+            cached[first] = found
+            continue
+        for second in range(first + length - 1, first - 1, -1):
+            pipe.hgetall(key_for(second))
+    replies = iter(pipe.execute())
+
+    def read() -> Iterable[tuple[int, Mapping[Any, Any]]]:
+        for first, length in units:
+            if first in cached and length > 1:
+                yield first, cached[first]
+            elif length == 1:
+                yield first, next(replies)
+            else:
+                chunk: Totals = {}
+                for _ in range(length):
+                    add_into(chunk, next(replies))
+                cache.keep_chunk(first, chunk, at)
+                yield first, chunk
+
+    totals = running_totals(read(), at, windows)
+    cache.prune_chunks(at - GRAPH_READ_MAX_S - CELL)
     splitter = FieldSplitter()
     return {window: WindowTotals(window, splitter.by_series(totals[window])) for window in windows}
 
 
-def _plan_scope(scope: Scope) -> Scope:
-    return Scope(scope.requests, scope.events, None)  # no served side: no rule reads it
+def evaluated_seconds(at: int, window: int) -> range:
+    """The seconds a rule's window evaluated at second ``at`` covers.
 
-
-def read_series_windows(redis_client: Any, wanted: Iterable[tuple[Scope, int]], at: int
-                        ) -> dict[tuple[Scope, int], Counts | None]:
-    """Each (scope, window)'s counts from the series' own keys, all in one pipeline."""
-    pairs = list(dict.fromkeys(wanted))
-    if not pairs:
-        return {}
-    planned = []
-    pipe = redis_client.pipeline(transaction=False)
-    for scope, window in pairs:
-        seconds = window_seconds(at, window)
-        step = CELL if window % CELL == 0 else 1
-        plans = series_reads.plans(_plan_scope(scope), seconds, step)
-        series_reads.queue_reads(pipe, plans)
-        planned.append(plans)
-    replies = pipe.execute()
-    out: dict[tuple[Scope, int], Counts | None] = {}
-    offset = 0
-    for (scope, window), plans in zip(pairs, planned, strict=True):
-        used = sum(len(plan.s1_keys) + len(plan.s10_keys) for plan in plans)
-        parts = series_reads.split_replies(plans, replies[offset:offset + used])
-        offset += used
-        counts, seen = Counts(), False
-        for by_second in parts:
-            for kinds in by_second.values():
-                seen = True
-                counts.add_all(kinds)
-        out[(scope, window)] = counts if seen else None
-    return out
+    A short window: the ``window`` seconds before ``at``. A long one ends at the last whole
+    10 s cell and is whole cells long (a 605 s window covers 610 s): it is read from whole
+    cells only, and its rates are over the seconds it covers.
+    """
+    if window <= GRAPH_READ_MAX_S:
+        return range(at - window, at)
+    end = at - at % CELL
+    return range(end - -(-window // CELL) * CELL, end)

@@ -13,10 +13,11 @@ from django.db import connection
 
 from meshui.alerts import evaluator as evaluation
 from meshui.alerts.evaluator import Evaluator, lock_key
-from meshui.alerts.models import AlertState, AlertTransition
+from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.rules import rule_of
 from meshui.alerts.states import State
 from meshui.alerts.tasks import evaluate_alerts
+from meshui.alerts.window_cache import WindowCache
 from tests.clock import FakeClock
 from tests.meshui.alerts.traffic import BASE, Traffic, make_rule
 from tests.meshui.conftest import StoppableRedis
@@ -175,8 +176,10 @@ def test_a_long_window_reads_the_series_keys_and_agrees_with_the_graph_read(
     cycle(evaluator, clock, traffic)
     found = {row.rule.name: row.value for row in AlertState.objects.select_related("rule")}
     assert found["short"] == 0.2  # round(10 * 0.25) = 2 of every 10 failed in the 300 s
-    assert found["long"] == round((300 * 2 + 600 * 4) / (300 * 10 + 600 * 4), 4)
-    assert found["long rps"] == round((300 * 10 + 600 * 4) / 3600, 4)
+    # The hour ends at the last whole 10 s cell, 7 s before the cycle: 293 s of the first
+    # traffic and all 600 s of the second.
+    assert found["long"] == round((293 * 2 + 600 * 4) / (293 * 10 + 600 * 4), 4)
+    assert found["long rps"] == round((293 * 10 + 600 * 4) / 3600, 4)
 
 
 def test_when_redis_is_down_every_state_goes_to_error_with_the_reason(
@@ -333,3 +336,40 @@ def test_the_beat_task_runs_a_cycle_and_the_schedule_holds_it(
     entry = settings.CELERY_BEAT_SCHEDULE["evaluate-alerts"]
     assert entry["task"] == "meshui.alerts.tasks.evaluate_alerts"
     assert entry["schedule"] == float(settings.MESHUI_ALERTS_INTERVAL_S) == 10.0
+
+
+def test_what_a_worker_keeps_between_cycles_gives_the_values_a_fresh_read_gives(
+        traffic: Traffic, redis_client: redis.Redis) -> None:
+    start = BASE + 7200 + 3
+    traffic.calls("checkout", "payments", range(start - 4000, start + 200), 10, 0.1,
+                  events={"retries": 1})
+    traffic.calls("frontend", "catalog", range(start - 4000, start + 200, 3), 7, 0.0)
+    traffic.write()
+    for n, window in enumerate((30, 60, 120, 300, 900, 3600, 605)):
+        for metric in ("error_rate", "rps", "p99_ms", "retries"):
+            make_rule(f"{window} {metric}", window_s=window, metric=metric, fire=0.5,
+                      recover=0.5, target={"source": "*", "target": "*"} if n % 2 else
+                      {"source": "checkout", "target": "payments"})
+    clock = FakeClock(start)
+    kept = Evaluator(redis_client, clock=clock, interval=10, cache=WindowCache())
+    rule_list = [rule_of(row) for row in AlertRule.objects.all()]
+    for _ in range(12):
+        readings, _ = kept.read(rule_list, {}, int(clock()))
+        fresh, _ = Evaluator(redis_client, clock=clock, interval=10).read(rule_list, {}, int(clock()))
+        assert readings == fresh
+        clock.advance(10)
+    assert kept.cache.hits > 100
+
+
+def test_after_a_failed_read_the_cache_forgets_and_keeps_nothing_for_a_while() -> None:
+    cache = WindowCache()
+    cache.keep_chunk(100, {b"x": 1}, at=500.0)
+    cache.keep_block("k", {b"x": 1}, at=500.0)
+    assert cache.chunk(100, 510.0) == {b"x": 1} and cache.block("k", 510.0) == {b"x": 1}
+    assert cache.chunk(100, 500.0 + WindowCache.TTL_S + 1) is None  # kept at most TTL_S
+    cache.failed(520.0)
+    assert cache.chunk(100, 521.0) is None and cache.block("k", 521.0) is None
+    cache.keep_chunk(200, {b"y": 1}, at=520.0 + WindowCache.SUSPEND_S - 1)
+    assert cache.chunk(200, 600.0) is None
+    cache.keep_chunk(200, {b"y": 1}, at=520.0 + WindowCache.SUSPEND_S)
+    assert cache.chunk(200, 600.0) == {b"y": 1}

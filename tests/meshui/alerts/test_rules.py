@@ -9,10 +9,16 @@ import pytest
 
 from collector.graphstore import SEP
 from meshui.alerts import metrics, rules, targets
-from meshui.alerts.backtest import evaluation_times, sliding
+from meshui.alerts.backtest import cell_of, evaluation_times, sliding
 from meshui.alerts.metrics import Counts, value_of
 from meshui.alerts.targets import SeriesIndex, Target, TargetProblem
-from meshui.alerts.windows import FieldSplitter, WindowTotals, running_totals, window_seconds
+from meshui.alerts.windows import (
+    FieldSplitter,
+    WindowTotals,
+    evaluated_seconds,
+    running_totals,
+    units_of,
+)
 from proxies.telemetry import histogram
 from proxies.telemetry.events import EVENT_KEYS
 
@@ -161,9 +167,9 @@ def test_values_over_a_window_and_what_counts_as_no_data() -> None:
 
 
 def test_running_totals_snapshot_each_window_from_hashes_newest_first() -> None:
-    hashes = [{b"e\x1fa\x1fb\x1fn": b"1"}, {b"e\x1fa\x1fb\x1fn": b"2", b"junk": b"x"},
-              {b"e\x1fa\x1fb\x1fn": b"4"}]
-    totals = running_totals(hashes, [1, 2, 5])
+    hashes = [(99, {b"e\x1fa\x1fb\x1fn": b"1"}), (98, {b"e\x1fa\x1fb\x1fn": b"2", b"junk": b"x"}),
+              (97, {b"e\x1fa\x1fb\x1fn": b"4"})]
+    totals = running_totals(hashes, 100, [1, 2, 5])
     assert {w: t[b"e\x1fa\x1fb\x1fn"] for w, t in totals.items()} == {1: 1, 2: 3, 5: 7}
     window = WindowTotals(2, FieldSplitter().by_series(totals[2]))
     scope = targets.parse({"source": "a", "target": "b"}).scope()
@@ -172,14 +178,29 @@ def test_running_totals_snapshot_each_window_from_hashes_newest_first() -> None:
     assert found is not None and found.requests == 3
     missing = targets.parse({"service": "zzz"}).scope()
     assert missing is not None and window.counts(missing) is None
-    assert list(window_seconds(100, 3)) == [97, 98, 99]
+    assert list(evaluated_seconds(100, 3)) == [97, 98, 99]
+    # A long window ends at the last whole 10 s cell and is whole cells long.
+    assert evaluated_seconds(3607, 600) == range(3000, 3600)
+    assert evaluated_seconds(3607, 605) == range(2990, 3600)
+
+
+def test_a_cycle_reads_single_seconds_where_a_window_starts_inside_a_settled_chunk() -> None:
+    # At 1007 with windows 10 and 30, seconds before 980 settled: 1006..980 one by one
+    # (the newest are not settled; 997 and 977 start windows), then the chunk 970..979.
+    units = units_of(1007, [10, 30], settled_before=980)
+    assert units[:3] == [(1006, 1), (1005, 1), (1004, 1)]
+    assert (970, 10) not in units  # 977 starts the 30 s window inside it
+    assert units_of(1000, [10, 30], 990) == [(999, 1), (998, 1), (997, 1), (996, 1), (995, 1),
+                                            (994, 1), (993, 1), (992, 1), (991, 1), (990, 1),
+                                            (980, 10), (970, 10)]
 
 
 def test_the_backtest_slides_its_window_a_cell_at_a_time() -> None:
     cells = {second: Counts(requests=1, errors=second // 10 % 2) for second in range(0, 200, 10)}
     times = evaluation_times(155, 10, span=55)
     assert times == [100, 110, 120, 130, 140, 150]
-    windows = sliding(cells, times, 30, 10)
+    windows = sliding(cells, [range(t - 30, t) for t in times], 10)
     assert [(w.requests, w.errors) for w in windows] == [(3, 2), (3, 1), (3, 2), (3, 1), (3, 2), (3, 1)]
     # A step longer than the window starts over each time.
-    assert [w.requests for w in sliding(cells, [50, 150], 20, 10)] == [2, 2]
+    assert [w.requests for w in sliding(cells, [range(30, 50), range(130, 150)], 10)] == [2, 2]
+    assert cell_of([range(30, 50)]) == 10 and cell_of([range(31, 51)]) == 1
