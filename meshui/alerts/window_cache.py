@@ -8,8 +8,10 @@ worker keeps:
 
 - **chunks**: the per-second graph hashes of a settled, aligned 10 s chunk added up
   (``windows``: a 300 s window then reads its last 10-20 seconds, not 300);
-- **blocks**: an s10 block's counters by kind, once a long window covers the block whole
-  (``series_windows``: an hour reads its two end blocks, not seven).
+- **blocks**: an s10 block's counters by kind, once a long window covers the block whole,
+  and **tails**: the totals of the block a long window starts in, over the cells still in
+  it (``series_windows``: an hour reads the block it ends in and a few fields, not seven
+  blocks).
 
 Data is settled ``SETTLE_S`` after its second. A collector whose write failed sends its
 batch again, with the seconds it counted, once Redis answers, so after a failed read
@@ -21,9 +23,22 @@ which gives the same values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 Totals = dict[Any, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """A complete block's totals over its cells from ``cell`` on (where a window starts)."""
+
+    cell: int
+    totals: Totals
+
+    def field(self, cell: int, kind: Any) -> Any:
+        """The s10 hash field of ``kind`` in ``cell`` (bytes when the kinds are)."""
+        return str(cell).encode() + kind if isinstance(kind, bytes) else f"{cell}{kind}"
 
 
 class WindowCache:
@@ -35,6 +50,7 @@ class WindowCache:
         self.max_blocks = max_blocks
         self._chunks: dict[int, tuple[float, Totals]] = {}
         self._blocks: dict[str, tuple[float, Totals]] = {}
+        self._tails: dict[str, tuple[float, Tail]] = {}
         self._quiet_until = float("-inf")
         self.hits = self.misses = 0
 
@@ -49,9 +65,10 @@ class WindowCache:
         """The data source failed: forget everything, keep nothing for a while."""
         self._chunks.clear()
         self._blocks.clear()
+        self._tails.clear()
         self._quiet_until = at + self.SUSPEND_S
 
-    def _get(self, store: dict[Any, tuple[float, Totals]], key: Any, at: float) -> Totals | None:
+    def _get(self, store: dict[Any, tuple[float, Any]], key: Any, at: float) -> Any:
         found = store.get(key)
         if found is None or at - found[0] > self.TTL_S:
             self.misses += 1
@@ -75,9 +92,22 @@ class WindowCache:
         return self._get(self._blocks, key, at)
 
     def keep_block(self, key: str, totals: Totals, at: float) -> None:
-        if not self.storing(at):
-            return
-        if len(self._blocks) >= self.max_blocks:  # the oldest kept first
-            for old in list(self._blocks)[: self.max_blocks // 4]:
-                del self._blocks[old]
-        self._blocks[key] = (at, totals)
+        if self.storing(at):
+            self._keep(self._blocks, key, totals, at)
+
+    def tail(self, key: str, at: float) -> Tail | None:
+        """A tail kept fresh (its first read at most ``TTL_S`` ago), if any."""
+        return self._get(self._tails, key, at)
+
+    def keep_tail(self, key: str, tail: Tail, at: float) -> None:
+        """Keep a tail; trimming one keeps the time of its first read (the TTL's start)."""
+        kept = self._tails.get(key)
+        since = kept[0] if kept is not None and at - kept[0] <= self.TTL_S else at
+        if self.storing(at):
+            self._keep(self._tails, key, tail, since)
+
+    def _keep(self, store: dict[str, tuple[float, Any]], key: str, value: Any, stamp: float) -> None:
+        if len(store) >= self.max_blocks:  # the oldest kept first
+            for old in list(store)[: self.max_blocks // 4]:
+                del store[old]
+        store[key] = (stamp, value)

@@ -17,7 +17,7 @@ from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.rules import rule_of
 from meshui.alerts.states import State
 from meshui.alerts.tasks import evaluate_alerts
-from meshui.alerts.window_cache import WindowCache
+from meshui.alerts.window_cache import Tail, WindowCache
 from tests.clock import FakeClock
 from tests.meshui.alerts.traffic import BASE, Traffic, make_rule
 from tests.meshui.conftest import StoppableRedis
@@ -373,3 +373,11 @@ def test_after_a_failed_read_the_cache_forgets_and_keeps_nothing_for_a_while() -
     assert cache.chunk(200, 600.0) is None
     cache.keep_chunk(200, {b"y": 1}, at=520.0 + WindowCache.SUSPEND_S)
     assert cache.chunk(200, 600.0) == {b"y": 1}
+
+
+def test_a_trimmed_tail_keeps_the_time_of_its_first_read() -> None:
+    cache = WindowCache()
+    cache.keep_tail("k", Tail(3, {b"n": 9}), at=1000.0)
+    cache.keep_tail("k", Tail(4, {b"n": 8}), at=1000.0 + WindowCache.TTL_S - 1)
+    assert cache.tail("k", 1000.0 + WindowCache.TTL_S) == Tail(4, {b"n": 8})
+    assert cache.tail("k", 1000.0 + WindowCache.TTL_S + 1) is None  # read whole again
