@@ -199,28 +199,35 @@ class Evaluator:
         long_counts = series_windows.read_series_windows(redis_client, wanted, at, self.cache)
         values: dict[tuple[Scope, int, str], float | None] = {}
         counts_of: dict[tuple[Scope, int], metrics.Counts | None] = {}
+
+        def counts(scope: Scope, window: int) -> metrics.Counts | None:
+            pair = (scope, window)
+            if pair not in counts_of:
+                counts_of[pair] = (long_counts.get(pair) if window > windows.GRAPH_READ_MAX_S
+                                   else totals[window].counts(scope))
+            return counts_of[pair]
+
         out: dict[int, Readings] = {}
         for rule in rule_list:
             found: Readings = {}
+            matched_over = min(rule.window_s, short[-1])
+            covered = len(windows.evaluated_seconds(at, rule.window_s))
             for target, scope in planned[rule.id]:
-                value = None
+                value = 1.0 if rule.metric == metrics.NO_DATA else None
                 if scope is not None:
+                    if rule.target.is_pattern and counts(scope, rule.window_s) is None:
+                        continue  # a tracked match without data in its window: gone
                     memo = (scope, rule.window_s, rule.metric)
-                    if memo in values:
-                        value = values[memo]
-                    else:
-                        pair = (scope, rule.window_s)
-                        if pair not in counts_of:
-                            counts_of[pair] = (long_counts.get(pair)
-                                               if rule.window_s > windows.GRAPH_READ_MAX_S
-                                               else totals[rule.window_s].counts(scope))
-                        covered = len(windows.evaluated_seconds(at, rule.window_s))
-                        value = values[memo] = metrics.value_of(rule.metric, counts_of[pair],
-                                                                covered)
-                elif rule.metric == metrics.NO_DATA:
-                    value = 1.0
+                    if memo not in values:
+                        values[memo] = metrics.value_of(rule.metric, counts(scope, rule.window_s),
+                                                        covered)
+                    value = values[memo]
                 found[target.key] = (target.as_json(), NO_DATA if value is None else Reading(value),
-                                     no_data_detail(rule, target, min(rule.window_s, short[-1])))
+                                     no_data_detail(rule, target, matched_over))
+            if not found:  # a pattern whose matches all went: its own row, in NoData
+                found[rule.target.key] = (rule.target.as_json(),
+                                          Reading(1.0) if rule.metric == metrics.NO_DATA else NO_DATA,
+                                          no_data_detail(rule, rule.target, matched_over))
             out[rule.id] = found
         return out
 

@@ -381,3 +381,23 @@ def test_a_trimmed_tail_keeps_the_time_of_its_first_read() -> None:
     cache.keep_tail("k", Tail(4, {b"n": 8}), at=1000.0 + WindowCache.TTL_S - 1)
     assert cache.tail("k", 1000.0 + WindowCache.TTL_S) == Tail(4, {b"n": 8})
     assert cache.tail("k", 1000.0 + WindowCache.TTL_S + 1) is None  # read whole again
+
+
+def test_a_long_pattern_keeps_a_quiet_target_while_its_window_holds_data_then_resolves_it(
+        traffic: Traffic, evaluator: Evaluator, clock: FakeClock) -> None:
+    make_rule("into payments, 15 min", target={"source": "*", "target": "payments"},
+              window_s=900)
+    at = int(clock())
+    traffic.calls("checkout", "payments", range(at - 30, at), 10, 0.5)
+    cycle(evaluator, clock, traffic)
+    assert states() == {EDGE: (State.FIRING, 0.5)}
+    clock.advance(290)  # quiet for 5 min: not in the last 60 s, still in its 15 min
+    cycle(evaluator, clock)
+    assert states() == {EDGE: (State.FIRING, 0.5)}
+    clock.advance(900)
+    cycle(evaluator, clock)
+    assert states() == {'{"source":"*","target":"payments"}': (State.NO_DATA, None)}
+    last = AlertTransition.objects.order_by("pk")[1:]
+    assert {(t.from_state, t.to_state, t.detail) for t in last} == {
+        (State.FIRING, State.NORMAL, "checkout -> payments is no longer in the data"),
+        (State.NORMAL, State.NO_DATA, "nothing in the last 60 s matches * -> payments")}
