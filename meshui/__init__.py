@@ -10,6 +10,7 @@ Where things live:
 - ``accounts/``: logins, their lockout, and who may read or change (``access.py``).
 - ``registry/``: services, sidecar instances and the control channel (models, consumers,
   tasks, admin, API).
+- ``alerts/``: alert rules, their state per target, the evaluation beat task, the API.
 - ``dashboard/``: the pages (views, urls, templates/dashboard/, static/dashboard/), the
   live graph socket, the Plotly figure and the health scale it shares with the page
   (``health.py``); its graph API.

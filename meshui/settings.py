@@ -56,6 +56,9 @@ REDIS_URL = env_str("REDIS_URL")
 # The graph API, page and socket show at most this many services, the busiest first; the
 # rest are counted in the graph's ``hidden`` (docs/api.md).
 MESHUI_GRAPH_MAX_NODES = env_int("MESHUI_GRAPH_MAX_NODES", 100, minimum=1, maximum=10000)
+# Seconds between evaluations of the alert rules (Celery beat; docs/alerts.md), also the
+# step of a rule's backtest.
+MESHUI_ALERTS_INTERVAL_S = env_int("MESHUI_ALERTS_INTERVAL_S", 10, minimum=1, maximum=3600)
 
 
 def _trace_link_template(name: str) -> str:
@@ -92,6 +95,7 @@ INSTALLED_APPS = [
     "meshui.registry",
     "meshui.dashboard",
     "meshui.policy",
+    "meshui.alerts",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +233,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 10.0,
         # A sweep older than its period is pointless: the next one is already due.
         "options": {"expires": 10.0},
+    },
+    "evaluate-alerts": {
+        "task": "meshui.alerts.tasks.evaluate_alerts",
+        "schedule": float(MESHUI_ALERTS_INTERVAL_S),
+        # A cycle's run that waited past its interval is stale: the next cycle is due.
+        "options": {"expires": float(MESHUI_ALERTS_INTERVAL_S)},
     },
 }
 

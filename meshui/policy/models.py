@@ -63,6 +63,9 @@ class Action(models.TextChoices):
     REFUSED = "refused", "refused write"
     TOKEN_CREATED = "token_created", "API token created"
     TOKEN_REVOKED = "token_revoked", "API token revoked"
+    ALERT_RULE_CREATED = "alert_rule_created", "alert rule created"
+    ALERT_RULE_UPDATED = "alert_rule_updated", "alert rule updated"
+    ALERT_RULE_DELETED = "alert_rule_deleted", "alert rule deleted"
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):

@@ -1,0 +1,7 @@
+"""Alert rules on the live graph and their evaluation (issue 10; docs/alerts.md).
+
+``states`` is the state machine (pure), ``metrics`` and ``targets`` what a rule measures and
+on what, ``rules`` a rule's fields checked together, ``windows`` the reads of the live windows
+from Redis, ``evaluator`` one cycle (lock, read, step, record), ``backtest`` the preview over
+the last hour, ``api`` and ``schemas`` the endpoints, ``tasks`` the Celery beat task.
+"""
