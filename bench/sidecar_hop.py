@@ -622,11 +622,12 @@ def tail_ab(rings: list[int], rounds: int, seconds: float, write: bool) -> None:
         lines += [
             f"Goal: the ring costs at most ~5% of the hop. Counted, a {default}-record ring adds "
             f"{counted[default] - base:,.0f} instructions a request: {share:.1f}% of the data path's "  # type: ignore[operator]
-            f"own (in process). That Python is {python_part * 100:.0f}% of the whole hop's CPU "
-            f"({base_min:.1f} µs in process at best against {med[off]['cpu']:.1f} µs end to end, the "
-            f"rest uvloop, the kernel and the sockets), so the ring's share of the hop is about "
-            f"{share * python_part:.1f}%. The timed ratios above carry this machine's noise (ring "
-            "off's own spread); the count does not.",
+            "own Python (in process), an upper bound for the hop, which also pays uvloop, the "
+            "kernel and the sockets that the ring does not touch. With this run's timings the "
+            f"Python is {python_part * 100:.0f}% of the hop's CPU ({base_min:.1f} µs in process at "
+            f"best against {med[off]['cpu']:.1f} µs end to end), so the ring's share of the hop is "
+            f"about {share * python_part:.1f}%. The timed ratios above carry this machine's noise "
+            "(ring off's own spread: other work shares its two cores); the count does not.",
             "",
         ]
     report(lines, write=write)

@@ -48,10 +48,10 @@ TRACE_ID, END = RECORD_FIELDS.index("trace_id"), RECORD_FIELDS.index("end")
 Record = tuple[Any, ...]
 
 GENERATIONS = 4
-# ~440 bytes a record keeps alive (bench/RESULTS.md): 4096 records are ~1.8 MB. A bigger ring
-# costs every request more than its add (its records push the data path's own objects out of
-# the CPU's caches: +12% CPU on the hop at 10000, within noise at 2500; "Sidecar hop: tail keep
-# on vs off"), so the default holds a few seconds at a few hundred requests a second.
+# A record keeps ~440 bytes alive: 4096 records are ~1.8 MB, a few seconds of a few hundred
+# requests a second. The size does not change what an add costs (counted: ~5,400
+# instructions at 2048, 4096 and 10000 records; bench/RESULTS.md, "Sidecar hop: tail keep on
+# vs off"), only the memory held.
 DEFAULT_SIZE = 4096
 DEFAULT_MAX_AGE_S = 5.0
 DEFAULT_MAX_PER_TRACE = 64
