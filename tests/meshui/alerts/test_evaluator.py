@@ -335,6 +335,10 @@ def test_the_beat_task_runs_a_cycle_and_the_schedule_holds_it(
     assert evaluate_alerts()["skipped"] == "another evaluator holds this cycle"
     entry = settings.CELERY_BEAT_SCHEDULE["evaluate-alerts"]
     assert entry["task"] == "meshui.alerts.tasks.evaluate_alerts"
+    from meshui.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    assert entry["task"] in app.tasks
     assert entry["schedule"] == float(settings.MESHUI_ALERTS_INTERVAL_S) == 10.0
 
 
@@ -401,3 +405,16 @@ def test_a_long_pattern_keeps_a_quiet_target_while_its_window_holds_data_then_re
     assert {(t.from_state, t.to_state, t.detail) for t in last} == {
         (State.FIRING, State.NORMAL, "checkout -> payments is no longer in the data"),
         (State.NORMAL, State.NO_DATA, "nothing in the last 60 s matches * -> payments")}
+
+
+def test_a_rule_changed_outside_the_api_into_nonsense_is_skipped_not_the_cycle(
+        traffic: Traffic, evaluator: Evaluator, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    make_rule("broken", target={"edge": "x"})
+    make_rule("inverted", recover=0.9)  # recover above fire with '>'
+    make_rule("fine")
+    traffic.calls("checkout", "payments", range(BASE - 10, BASE), 10, 0.5)
+    cycle(evaluator, clock, traffic)
+    assert [row.rule.name for row in AlertState.objects.select_related("rule")] == ["fine"]
+    assert "'broken' is not evaluated: target.edge is not a target field" in caplog.text
+    assert "'inverted' is not evaluated: recover (0.9) must be at most fire (0.2)" in caplog.text
