@@ -2,6 +2,6 @@
 
 ``states`` is the state machine (pure), ``metrics`` and ``targets`` what a rule measures and
 on what, ``rules`` a rule's fields checked together, ``windows`` the reads of the live windows
-from Redis, ``evaluator`` one cycle (lock, read, step, record), ``backtest`` the preview over
+from Redis, ``evaluator`` one cycle (lock, read), ``recording`` its transaction (step, record), ``backtest`` the preview over
 the last hour, ``api`` and ``schemas`` the endpoints, ``tasks`` the Celery beat task.
 """

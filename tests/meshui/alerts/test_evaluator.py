@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.db import connection
 
-from meshui.alerts import evaluator as evaluation
+from meshui.alerts import recording
 from meshui.alerts.evaluator import Evaluator, lock_key
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.rules import rule_of
@@ -302,7 +302,7 @@ def test_a_rule_edited_while_its_cycle_was_read_is_left_to_the_next_cycle(
     readings, _ = evaluator.read(read, {}, int(clock()))
     # An edit moves updated_at (the API does); the rule read before it is stale.
     type(rule).objects.filter(pk=rule.pk).update(fire=0.9, updated_at=rule.updated_at.replace(year=2031))
-    assert evaluation.apply(read, readings, clock(), BASE) == []
+    assert recording.apply(read, readings, clock(), BASE) == []
     assert not AlertState.objects.exists()
 
 
@@ -316,12 +316,12 @@ def test_transitions_are_announced_after_the_commit(
     def listener(sender: Any, transitions: list[AlertTransition], **kwargs: Any) -> None:
         heard.extend(transitions)
 
-    evaluation.transitions_recorded.connect(listener)
+    recording.transitions_recorded.connect(listener)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             evaluator.run()
     finally:
-        evaluation.transitions_recorded.disconnect(listener)
+        recording.transitions_recorded.disconnect(listener)
     assert [(t.pk is not None, t.to_state, t.value) for t in heard] == [(True, State.FIRING, 0.5)]
 
 
