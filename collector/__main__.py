@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from collector.cardinality import CardinalityConfig
 from collector.errors import ConfigError
 from collector.forwarder import ForwarderConfig
+from collector.keeprelay import KeepRelayConfig
 from collector.publisher import LivePublisherConfig
 from collector.receiver import ReceiverConfig
 from collector.receiver_grpc import GrpcReceiverConfig
@@ -205,6 +206,13 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         default=os.environ.get("COLLECTOR_TRACE_STORE", "on").lower() in ("off", "false", "0"),
         help="do not store traces (env COLLECTOR_TRACE_STORE=off)",
     )
+    parser.add_argument(
+        "--no-keep-relay",
+        action="store_true",
+        default=os.environ.get("COLLECTOR_KEEP_RELAY", "on").lower() in ("off", "false", "0"),
+        help="do not ask the sidecars, through meshui, for the spans of traces marked meshui.keep "
+        "(env COLLECTOR_KEEP_RELAY=off)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("COLLECTOR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.redis_url:
@@ -245,6 +253,7 @@ def parse_args(argv: Sequence[str] | None = None) -> CollectorConfig:
         trace_store=TraceStoreConfig(
             enabled=not args.no_trace_store, ttl_s=args.trace_ttl, max_bytes=args.trace_max_bytes
         ),
+        keep_relay=KeepRelayConfig(enabled=not args.no_keep_relay),
     )
     try:
         config.validate()

@@ -147,6 +147,8 @@ def decode_protobuf(body: bytes) -> TraceBatch:
                         end_ns=end,
                     )
                 )
+                if keep:
+                    batch.keep_trace_ids.append(trace_id)
         if spans:
             batch.groups.append(group)
     return batch
@@ -173,6 +175,8 @@ def decode_json(body: bytes) -> TraceBatch:
                     batch.rejected.add(decoded)
                 else:
                     group.spans.append(decoded)
+                    if decoded.keep:
+                        batch.keep_trace_ids.append(decoded.trace_id)
         if group.spans:
             batch.groups.append(group)
     return batch

@@ -131,6 +131,9 @@ class TraceBatch:
     groups: list[SpanGroup] = field(default_factory=list)
     span_count: int = 0
     rejected: Rejections = field(default_factory=Rejections)
+    # Trace ids of the spans carrying meshui.keep = true, noted while decoding (so the keep
+    # relay, collector.keeprelay, never walks the spans again); may repeat.
+    keep_trace_ids: list[bytes] = field(default_factory=list)
 
     @property
     def items(self) -> int:

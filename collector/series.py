@@ -157,7 +157,7 @@ def _value(metric: str, column: _Column, seconds: int, scope: Scope) -> float | 
     n, x = column.requests, column.errors
     retries = column.events.get("retries", 0)
     if metric == "rps":
-        return round(n / seconds, 4)
+        return round(n / seconds, 6)
     if metric == "error_rate":
         return round(x / n, 4) if n else None
     if metric == "success_rate":
@@ -168,12 +168,12 @@ def _value(metric: str, column: _Column, seconds: int, scope: Scope) -> float | 
         if scope.events is None:  # no retry counts for this scope: the effective ones are all
             retries = 0
         if metric == "actual_rps":
-            return round((n + retries) / seconds, 4)
+            return round((n + retries) / seconds, 6)
         return round((n - x) / (n + retries), 4) if n + retries else None
     if metric in EVENT_METRICS:
         if scope.events is None:
             return None
-        return round(column.events.get(metric, 0) / seconds, 4)
+        return round(column.events.get(metric, 0) / seconds, 6)
     if scope.served is None:  # server_* and network_*: an edge's only
         return None
     kind, _, quantile = metric.partition("_")

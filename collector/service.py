@@ -6,6 +6,7 @@
            │                              └▶ trace store connector ──────▶ Redis trace exporter
            └─▶ forwarder (when configured) ─▶ another OTLP endpoint
     live publisher (reads the graph back from Redis) ─▶ channel layer group "graph"
+    keep relay (traces marked meshui.keep) ─▶ channel layer group "proxies" ─▶ every sidecar
 
 Components start downstream first and stop upstream first, so every buffer drains into a
 running consumer (the OpenTelemetry Collector's service lifecycle).
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from collector.cardinality import CardinalityConfig, CardinalityLimiter
 from collector.errors import ConfigError, Refusal
 from collector.forwarder import Forwarder, ForwarderConfig
+from collector.keeprelay import KeepRelay, KeepRelayConfig
 from collector.publisher import LivePublisher, LivePublisherConfig, channel_layer
 from collector.queue import QueueConfig, QueueProcessor
 from collector.receiver import OTLPHttpReceiver, ReceiverConfig
@@ -64,6 +66,7 @@ class CollectorConfig:
     cardinality: CardinalityConfig = field(default_factory=CardinalityConfig)
     forwarder: ForwarderConfig = field(default_factory=ForwarderConfig)
     trace_store: TraceStoreConfig = field(default_factory=TraceStoreConfig)
+    keep_relay: KeepRelayConfig = field(default_factory=KeepRelayConfig)
 
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -79,6 +82,7 @@ class CollectorConfig:
             self.cardinality,
             self.forwarder,
             self.trace_store,
+            self.keep_relay,
         ):
             part.validate()
         if self.forwarder.enabled and self.forwarder.queue_max_bytes < self.receiver.max_body_bytes:
@@ -136,6 +140,8 @@ class Collector:
             availability=self.redis_availability)
         self.tracestore = TraceStoreConnector(
             self.trace_exporter, config.trace_store, self.stats, clock=monotonic)
+        # Tail keep: traces a sidecar marked meshui.keep, named to meshui on the publisher's layer.
+        self.keep_relay = KeepRelay(self.publisher.layer, config.keep_relay, self.stats, clock=monotonic)
         self.queue = QueueProcessor(self._route, config.queue, self.stats)
         self.receiver = OTLPHttpReceiver(self, config.receiver, self.stats)
         self.grpc_receiver = OTLPGrpcReceiver(self, config.grpc_receiver, self.stats)
@@ -151,6 +157,7 @@ class Collector:
             self.exporter,
             *([self.trace_exporter] if config.trace_store.enabled else []),
             self.publisher,
+            *([self.keep_relay] if config.keep_relay.enabled else []),
             self.servicegraph,
             *([self.tracestore] if config.trace_store.enabled else []),
             self.sidecar_metrics,
@@ -164,6 +171,8 @@ class Collector:
             self.servicegraph.consume(batch)
             if self.config.trace_store.enabled:
                 self.tracestore.consume(batch)
+            if self.config.keep_relay.enabled:
+                self.keep_relay.consume(batch)
         else:
             self.sidecar_metrics.consume(batch)
 

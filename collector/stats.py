@@ -97,6 +97,11 @@ class CollectorStats:
     trace_store_bytes: int = 0  # as accounted in Redis after this collector's last write
     trace_store_budget: int = 0
     trace_write_errors: int = 0
+    # The keep relay (collector.keeprelay): traces named to meshui for the sidecars' spans.
+    keep_relayed_traces: int = 0
+    keep_relay_messages: int = 0
+    keep_relay_dropped: int = 0  # trace ids not relayed: too many waiting, or the layer failed
+    keep_relay_errors: int = 0
 
     def _cardinality(self) -> dict[str, Any]:
         limiter = self.cardinality
@@ -154,6 +159,12 @@ class CollectorStats:
                 "bytes": self.trace_store_bytes,
                 "budget_bytes": self.trace_store_budget,
                 "write_errors": self.trace_write_errors,
+            },
+            "keep_relay": {
+                "relayed_traces": self.keep_relayed_traces,
+                "messages": self.keep_relay_messages,
+                "dropped_traces": self.keep_relay_dropped,
+                "errors": self.keep_relay_errors,
             },
         }
 
@@ -299,6 +310,16 @@ class CollectorStats:
                [("", self.trace_store_budget)])
         metric("trace_write_errors_total", "counter", "Failed trace store writes to Redis.",
                [("", self.trace_write_errors)])
+        metric("keep_relayed_traces_total", "counter",
+               "Traces marked meshui.keep named to meshui, which asks every sidecar for its spans.",
+               [("", self.keep_relayed_traces)])
+        metric("keep_relay_messages_total", "counter", "Keep relay messages sent to the channel layer.",
+               [("", self.keep_relay_messages)])
+        metric("keep_relay_dropped_total", "counter",
+               "Trace ids not relayed (too many waiting, or the channel layer failed).",
+               [("", self.keep_relay_dropped)])
+        metric("keep_relay_errors_total", "counter", "Failed keep relay messages.",
+               [("", self.keep_relay_errors)])
         cardinality = self._cardinality()
         if cardinality:
             metric(

@@ -18,8 +18,10 @@ from proxies.mesh.schema import (
 )
 from proxies.policy.parser import load_policy_file
 from proxies.policy.schema import Policy, PolicyError
+from proxies.telemetry.tailkeep import TailKeepConfig
 
 ENV_PREFIX = "MESHUI_SIDECAR_"
+tail_defaults = TailKeepConfig()
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class SidecarConfig:
     policy: Policy = field(default_factory=Policy)
     # What one client connection of a data listener may use (docs/sidecar.md, "Limits").
     limits: ListenerLimits = field(default_factory=ListenerLimits)
+    # Tail keep of slow and failed requests' whole traces (docs/sidecar.md, "Tail keep").
+    tail: TailKeepConfig = field(default_factory=TailKeepConfig)
 
 
 def _flags() -> list[tuple[str, dict]]:
@@ -105,6 +109,32 @@ def _flags() -> list[tuple[str, dict]]:
                 "default": str(defaults.MAX_REQUEST_BODY_BYTES),
                 "help": "largest request body, 0 for no limit (413 past it)",
             },
+        ),
+        (
+            "--tail-ring",
+            {
+                "default": str(tail_defaults.ring_size),
+                "help": "span records of unsampled requests held for tail keep, 0 turns it off",
+            },
+        ),
+        (
+            "--tail-ring-age",
+            {"default": str(tail_defaults.ring_age_s), "help": "seconds a span record is held"},
+        ),
+        (
+            "--tail-slow-ms",
+            {
+                "default": f"{tail_defaults.slow_ms:g}",
+                "help": "a request at least this slow (and at its edge's p99) has its trace kept",
+            },
+        ),
+        (
+            "--tail-keep-rate",
+            {"default": f"{tail_defaults.keep_rate:g}", "help": "traces kept per second at most"},
+        ),
+        (
+            "--tail-header",
+            {"default": "on", "help": "on or off: ask the calling sidecar to keep a trace (x-meshui-keep)"},
         ),
     ]
 
@@ -187,6 +217,24 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     problems = limits.validate()
     if problems:
         parser.error("; ".join(problems))
+    def number(flag: str, value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            parser.error(f"{flag} must be a number, got {value!r}")
+
+    if args.tail_header not in ("on", "off"):
+        parser.error(f"--tail-header must be on or off, got {args.tail_header!r}")
+    tail = TailKeepConfig(
+        ring_size=integer("--tail-ring", args.tail_ring),
+        ring_age_s=seconds("--tail-ring-age", args.tail_ring_age),
+        slow_ms=number("--tail-slow-ms", args.tail_slow_ms),
+        keep_rate=number("--tail-keep-rate", args.tail_keep_rate),
+        header=args.tail_header == "on",
+    )
+    problems = tail.validate()
+    if problems:
+        parser.error("; ".join(problems))
     policy = Policy()
     if args.policy:
         try:
@@ -211,4 +259,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         policy_file=args.policy or None,
         policy=policy,
         limits=limits,
+        tail=tail,
     )

@@ -21,6 +21,8 @@ from proxies.dataplane.upstream import Connector, open_tcp
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.mesh.schema import HEARTBEAT_EJECTIONS_MAX
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeeper
+from proxies.traffic.report import UpstreamReport
 
 if TYPE_CHECKING:
     from proxies.control.client import ControlClient
@@ -68,15 +70,22 @@ class Sidecar:
         self.trace_incoming = trace_incoming
         self.span_factory = span_factory
         self.plane: DataPlane | None = None
+        self.tail: TailKeeper | None = None
         self.control: ControlClient | None = None
         self.servers: list[asyncio.Server] = []
         self.listening = False
         self.started_at = time.monotonic()
+        self.upstream_report = UpstreamReport()
 
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
         await self.telemetry.start()
+        if config.tail.enabled and config.otlp:  # without a collector a kept span goes nowhere
+            self.tail = TailKeeper(config.tail, self.telemetry)
+            watch = getattr(self.telemetry, "watch_intervals", None)
+            if watch is not None:  # the real Telemetry: its intervals feed the slow thresholds
+                watch(self.tail.observe)
         self.plane = DataPlane(
             service=config.service,
             version=config.version,
@@ -92,6 +101,7 @@ class Sidecar:
             rng=self.rng,
             connector=self.connector,
             limits=fit_fd_limit(config.limits),
+            tail=self.tail,
         )
         self.plane.start()
         if config.endpoints_file:
@@ -128,10 +138,13 @@ class Sidecar:
                     "admin": join_address(*config.admin),
                     "pid": os.getpid(),
                     "sidecar_version": SIDECAR_VERSION,
+                    # meshui sends export_traces frames only to sidecars that hold a ring.
+                    "tail_keep": self.tail is not None,
                 },
                 self.registry,
                 self.heartbeat_state,
                 policy_store=self.policies,
+                tail=self.tail,
             )
             self.control.start()
         log.info(
@@ -170,7 +183,15 @@ class Sidecar:
             "telemetry_dropped": self.telemetry.dropped_total,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "ejected": self.ejected_now(),
+            **self.upstreams_now(),
         }
+
+    def upstreams_now(self) -> dict[str, Any]:
+        """The balancer's view of each instance this sidecar sends to, with the requests since
+        the previous heartbeat (proxies/traffic/report.py, docs/control-channel.md)."""
+        plane = self.plane
+        destinations = plane.destinations.values() if plane is not None else ()
+        return self.upstream_report.take(destinations, self.clock(), time.time())
 
     def ejected_now(self) -> list[dict[str, Any]]:
         """The instances this sidecar's outlier detection keeps out now, for meshui's service

@@ -12,6 +12,7 @@ from collector.tracesearch import DEFAULT_LIMIT, MAX_LIMIT, QueryProblem, trace_
 from collector.validation import Rejected
 from collector.validation import name as stored_name
 from meshui.api.errors import RETRY_AFTER_DOC, ApiError, Error, ErrorCode, data_source_unavailable
+from meshui.dashboard.instance_graph import aread_instance_graph
 from meshui.dashboard.schemas import Graph, Heatmap, Series, Trace, TraceList
 from meshui.dashboard.source import (
     DEFAULT_STEP,
@@ -67,12 +68,15 @@ Window = Annotated[int, Field(ge=1, le=MAX_WINDOW), BeforeValidator(parse_window
     openapi_extra=RETRY_AFTER_DOC, exclude_unset=True)
 async def graph(request: HttpRequest, window: Window,
                 level: Literal["service", "instance"] = Query(
-                    "service", description="instance: each node also lists its instances")) -> Any:
+                    "service", description="instance: each node also lists its instances, "
+                                           "with their live load-balancing state")) -> Any:
     """Nodes are services with the requests they served, edges the calls between them as the
     caller saw them; at most MESHUI_GRAPH_MAX_NODES services, the busiest, the rest counted in
     ``hidden``."""
     try:
-        return await aread_graph(window, instances=level == "instance")
+        if level == "instance":
+            return await aread_instance_graph(window)
+        return await aread_graph(window)
     except DATA_SOURCE_ERRORS as exc:
         raise data_source_unavailable(request, exc) from exc
 

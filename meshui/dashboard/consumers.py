@@ -19,6 +19,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from meshui.accounts.access import can_read
 from meshui.broadcast import GRAPH_GROUP, leave_group
 from meshui.dashboard.figure import page_payload
+from meshui.dashboard.graph_view import VIEW_MAX_BYTES, GraphView, view_from_message
+from meshui.dashboard.instance_graph import aread_instance_graph
 from meshui.dashboard.source import DEFAULT_WINDOW, aread_graph
 from meshui.dashboard.throttle import LatestThrottle
 from meshui.redis_clients import DATA_SOURCE_ERRORS, RETRY_AFTER
@@ -38,9 +40,16 @@ def status_frame(source: str, detail: str = "") -> dict[str, Any]:
 
 
 class GraphConsumer(AsyncWebsocketConsumer):
-    """Members of group ``graph`` receive ``{"type": "graph.update", "graph": GraphJSON}``."""
+    """Members of group ``graph`` receive ``{"type": "graph.update", "graph": GraphJSON}``.
+
+    A page may send ``{"type": "view", "instances": bool, "expand": [names]}``
+    (meshui.dashboard.graph_view): from then on each update it gets is the graph at the
+    instance level (read afresh, with the sidecars' live state), those services expanded.
+    """
 
     throttle: LatestThrottle[Mapping[str, Any]] | None = None
+    view = GraphView()
+    latest: Mapping[str, Any] | None = None  # the last graph, to redraw on a view change
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,8 +151,32 @@ class GraphConsumer(AsyncWebsocketConsumer):
         if self.throttle is not None:
             await self.throttle.submit(event["graph"])
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """A ``view`` message: draw the graph that way from now on, starting now."""
+        try:
+            if text_data is None or len(text_data) > VIEW_MAX_BYTES:
+                raise ValueError(f"send a JSON text frame of at most {VIEW_MAX_BYTES} bytes")
+            try:
+                message = json.loads(text_data)
+            except ValueError:
+                raise ValueError("not JSON") from None
+            self.view = view_from_message(message)
+        except ValueError as exc:
+            await self.send_json({"type": "error", "detail": f"view: {exc}"})
+            return
+        if self.throttle is not None and self.latest is not None:
+            await self.throttle.submit(self.latest)
+
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))
 
     async def send_graph(self, graph: Mapping[str, Any]) -> None:
-        await self.send_json(page_payload(graph))
+        self.latest = graph
+        view = self.view
+        if view.at_instance_level:
+            try:
+                graph = await aread_instance_graph(DEFAULT_WINDOW)
+            except DATA_SOURCE_ERRORS as exc:
+                await self._source_down(exc)
+                return
+        await self.send_json(page_payload(graph, expanded=view.expanded(graph)))

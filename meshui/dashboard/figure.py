@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from meshui.dashboard.health import HEALTH, HealthScale
@@ -151,15 +151,29 @@ def _edge_points(
 
 
 def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None,
-                 scale: HealthScale = HEALTH) -> dict[str, Any]:
-    """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``, coloured by ``scale``."""
+                 scale: HealthScale = HEALTH, expanded: Collection[str] = ()) -> dict[str, Any]:
+    """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``, coloured by ``scale``.
+
+    The services in ``expanded`` (of a graph read at the instance level) are drawn as boxes
+    of their instances (``meshui.dashboard.instance_figure``).
+    """
     nodes = graph["nodes"]
     edges = graph["edges"]
     window = graph["window"]
+    boxes: dict[str, Any] = {}
+    if expanded:
+        # Imported here: instance_figure builds on this module's helpers.
+        from meshui.dashboard import instance_figure as boxed
+        if positions is None:
+            positions = graph_positions(graph, boxed.layout_heights(nodes, expanded))
+        boxes = boxed.boxes_for(nodes, positions, expanded)
     if positions is None:
         positions = graph_positions(graph)
     sizes = {node["id"]: node_size(node["rps"]) for node in nodes}
     pairs = {(e["source"], e["target"]) for e in edges}
+    shapes: list[dict[str, Any]] = []
+    links: list[tuple[Position, str, str]] = []
+    by_id = {node["id"]: node for node in nodes}
 
     annotations: list[dict[str, Any]] = []
     mid_x: list[float] = []
@@ -172,9 +186,16 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
         color = health_color(edge["requests"], edge["error_rate"], scale)
         hover = edge_hover(edge, window)
         if src == dst:  # a service calling itself: no arrow, a marker above the node
-            x, y = positions[src]
+            x, y = boxed.self_loop_point(boxes[src]) if src in boxes else positions[src]
             mid_x.append(x)
-            mid_y.append(y + 0.28)
+            mid_y.append(y if src in boxes else y + 0.28)
+        elif src in boxes or dst in boxes:
+            parts = boxed.boxed_edge(edge, positions, sizes, boxes, by_id, color)
+            annotations += parts.annotations
+            shapes += parts.shapes
+            links += parts.links
+            mid_x.append(parts.mid[0])
+            mid_y.append(parts.mid[1])
         else:
             offset = PARALLEL_OFFSET if (dst, src) in pairs else 0.0
             (x0, y0), (x1, y1) = _edge_points(positions[src], positions[dst], offset)
@@ -196,6 +217,10 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
 
     node_ids = [node["id"] for node in nodes]
     node_colors = [health_color(n["requests"], n["error_rate"], scale) for n in nodes]
+    # An expanded service's point is under its box, where its label is (the click that
+    # collapses it); its ring is not drawn.
+    points = {i: ((boxes[i].left + boxes[i].right) / 2, boxes[i].bottom - 0.06) if i in boxes
+              else positions[i] for i in node_ids}
     data: list[dict[str, Any]] = [
         {
             "type": "scatter", "mode": "markers", "name": "edges",
@@ -206,7 +231,7 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
         },
         {
             "type": "scatter", "mode": "markers+text", "name": "services",
-            "x": [positions[i][0] for i in node_ids], "y": [positions[i][1] for i in node_ids],
+            "x": [points[i][0] for i in node_ids], "y": [points[i][1] for i in node_ids],
             "customdata": node_ids,
             "text": [node_label(n) for n in nodes], "textposition": "bottom center",
             "textfont": {"size": 13, "color": TEXT},
@@ -217,13 +242,28 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
         {
             "type": "scatter", "mode": "text", "name": "rates", "hoverinfo": "skip",
             "x": [positions[i][0] for i in node_ids], "y": [positions[i][1] for i in node_ids],
-            "text": [_short_rate(n["rps"]) if n["requests"] else "" for n in nodes],
+            "text": [_short_rate(n["rps"]) if n["requests"] and n["id"] not in boxes else ""
+                     for n in nodes],
             "textposition": "middle center",
             "textfont": {"size": 10, "color": TEXT},
         },
     ]
     xs = [p[0] for p in positions.values()] or [0.0]
     ys = [p[1] for p in positions.values()] or [0.0]
+    if boxes:
+        services = data[1]["marker"]
+        services["size"] = [22 if i in boxes else sizes[i] for i in node_ids]
+        services["opacity"] = [0.0 if i in boxes else 1.0 for i in node_ids]
+        data += boxed.instance_traces(nodes, boxes, window, scale)
+        data.append({
+            "type": "scatter", "mode": "markers", "name": "instance-links",
+            "x": [p[0] for p, _, _ in links], "y": [p[1] for p, _, _ in links],
+            "customdata": [i for _, _, i in links], "text": [h for _, h, _ in links],
+            # Hover targets on the split arrows, not drawn: the edge's own diamond says it.
+            "hoverinfo": "text", "marker": {"size": 10, "color": MUTED, "opacity": 0}})
+        shapes = [boxed.box_shape(box) for box in boxes.values()] + shapes
+        more_x, more_y = boxed.extents(boxes)
+        xs, ys = xs + more_x, ys + more_y
     layout = {
         "uirevision": "graph",
         "showlegend": False,
@@ -241,6 +281,8 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
                   "range": [min(ys) - 0.75, max(ys) + 0.45]},
         "annotations": annotations,
     }
+    if shapes:
+        layout["shapes"] = shapes
     return {"data": data, "layout": layout}
 
 
@@ -252,9 +294,11 @@ def _short_rate(rps: float) -> str:
     return f"{rps:.1f}"
 
 
-def graph_positions(graph: Mapping[str, Any]) -> dict[str, Position]:
+def graph_positions(graph: Mapping[str, Any], heights: Mapping[str, float] | None = None
+                    ) -> dict[str, Position]:
     return layered_layout(
-        (n["id"] for n in graph["nodes"]), ((e["source"], e["target"]) for e in graph["edges"])
+        (n["id"] for n in graph["nodes"]), ((e["source"], e["target"]) for e in graph["edges"]),
+        heights,
     )
 
 
@@ -283,8 +327,15 @@ def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def page_payload(graph: Mapping[str, Any], scale: HealthScale = HEALTH) -> dict[str, Any]:
-    """Everything the graph page draws from: the graph, its figure and its summary."""
+def page_payload(graph: Mapping[str, Any], scale: HealthScale = HEALTH,
+                 expanded: Collection[str] = ()) -> dict[str, Any]:
+    """Everything the graph page draws from: the graph, its figure and its summary (and the
+    services drawn expanded into their instances, when any)."""
     graph = with_hidden(graph)
-    return {"type": "graph", "graph": graph, "figure": build_figure(graph, scale=scale),
-            "summary": summary(graph)}
+    payload = {"type": "graph", "graph": graph,
+               "figure": build_figure(graph, scale=scale, expanded=expanded),
+               "summary": summary(graph)}
+    if expanded:
+        payload["expanded"] = sorted(n["id"] for n in graph["nodes"]
+                                     if n["id"] in expanded and n.get("instances"))
+    return payload

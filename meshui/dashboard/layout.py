@@ -12,7 +12,7 @@ edges, never on their order or on traffic numbers, so positions stay put as coun
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 Position = tuple[float, float]
 
@@ -77,12 +77,15 @@ def layers(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, 
 
 
 def layered_layout(
-    nodes: Iterable[str], edges: Iterable[tuple[str, str]]
+    nodes: Iterable[str], edges: Iterable[tuple[str, str]],
+    heights: Mapping[str, float] | None = None,
 ) -> dict[str, Position]:
     """``{service: (x, y)}``: x is the layer, y the slot, each layer centred on y = 0.
 
-    The first service of a layer is at the top (largest y).
+    The first service of a layer is at the top (largest y). A service takes one slot, or
+    ``heights[service]`` (a service expanded into its instances takes more room).
     """
+    tall = heights or {}
     edge_list = list(edges)
     layer = layers(nodes, edge_list)
     by_layer: dict[int, list[str]] = defaultdict(list)
@@ -102,7 +105,9 @@ def layered_layout(
             return sum(placed) / len(placed) if placed else float("inf")
 
         members.sort(key=lambda name: (barycenter(name), name))
-        count = len(members)
-        for i, name in enumerate(members):
-            positions[name] = (float(index), (count - 1) / 2 - i)
+        sizes = [max(1.0, tall.get(name, 1.0)) for name in members]
+        top = sum(sizes) / 2
+        for name, size in zip(members, sizes, strict=True):
+            positions[name] = (float(index), top - size / 2)
+            top -= size
     return positions

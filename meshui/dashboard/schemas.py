@@ -82,13 +82,44 @@ class InstanceTraffic(Traffic):
                                       "(GET /api/v1/instances/{proxy_id}/state)")
 
 
+class CallerShare(Schema):
+    """One calling service's part of an instance (the load balancers' actual split)."""
+
+    model_config = CLOSED
+    service: str = Field(description="a service whose sidecars call this one")
+    share: float = Field(ge=0, le=1, description="of that service's requests to this service over "
+                                                 "its sidecars' last heartbeat interval, the part "
+                                                 "this instance got (0 when idle)")
+    requests: int = Field(description="requests this instance got from it in that interval")
+
+
+class LiveInstance(InstanceTraffic):
+    """An instance at ``level=instance``: what it served in the window (the collector), and how
+    its callers' sidecars balance to it now (their heartbeats, at most 3 intervals old;
+    ``meshui.dashboard.instance_graph.LiveInstanceJSON``)."""
+
+    callers: list[CallerShare] = Field(description="by service; empty when no sidecar reports "
+                                                   "calling it")
+    ewma_ms: float | None = Field(description="the callers' peak-EWMA RTT estimates, weighted by "
+                                              "their requests (null: no caller reports it)")
+    outstanding: int = Field(description="requests in flight to it, summed over its callers")
+    ejected: bool = Field(description="a caller's outlier detection keeps it out now")
+    ejected_until: float | None = Field(description="epoch seconds: when the last of those "
+                                                    "ejections ends")
+    overflow: int = Field(description="tries to it that failed fast on a full pool, summed over "
+                                      "its callers")
+    connected: bool = Field(description="its sidecar's control connection is open")
+    last_seen: float | None = Field(description="epoch seconds: its sidecar's last heartbeat "
+                                                "(null: not a registered sidecar)")
+
+
 # pydantic puts the fields of the last base first: these orders are the store's.
 class Node(Traffic, NodeName):
     """A service; its stats are the requests it served."""
 
-    instances: list[InstanceTraffic] | None = Field(
+    instances: list[LiveInstance] | None = Field(
         None, description="with level=instance only: the instances that served requests in "
-                          "the window, by name")
+                          "the window and the connected ones, by name, with their live state")
 
 
 class Edge(Traffic, EdgeEnds):

@@ -73,9 +73,10 @@ def page_window(raw: str | None) -> int:
     return validate_window(window)
 
 
-def read_graph(window: int) -> GraphJSON:
+def read_graph(window: int, *, instances: bool = False) -> GraphJSON:
     """The graph of the last ``window`` seconds; raises one of ``DATA_SOURCE_ERRORS``."""
-    return fetch_graph(get_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES)
+    return fetch_graph(get_redis(), window, max_nodes=settings.MESHUI_GRAPH_MAX_NODES,
+                       instances=instances)
 
 
 async def aread_graph(window: int, *, instances: bool = False) -> GraphJSON:

@@ -12,7 +12,9 @@ from django.shortcuts import redirect, render
 from collector.tracesearch import trace_id_problem
 from meshui.accounts.access import page_view
 from meshui.dashboard.figure import MUTED, page_payload
+from meshui.dashboard.graph_view import GraphView, view_from_query
 from meshui.dashboard.health import HEALTH, RED, HealthScale
+from meshui.dashboard.instance_graph import read_instance_graph
 from meshui.dashboard.source import DEFAULT_WINDOW, read_graph, window_label
 from meshui.dashboard.trace_links import normalized_trace_id, trace_link
 from meshui.dashboard.trace_pages import (
@@ -28,10 +30,13 @@ from meshui.redis_clients import DATA_SOURCE_ERRORS
 logger = logging.getLogger(__name__)
 
 
-def graph_page_settings(scale: HealthScale, window: int) -> dict[str, Any]:
+def graph_page_settings(scale: HealthScale, window: int, view: GraphView | None = None
+                        ) -> dict[str, Any]:
     """What graph.js reads from the server (``json_script``, never a JS copy): the health
-    scale it colours the tables with and the window the page shows."""
-    return {"health": scale.page_json(), "window": window, "window_label": window_label(window)}
+    scale it colours the tables with, the window the page shows and the services it draws
+    expanded into their instances."""
+    return {"health": scale.page_json(), "window": window, "window_label": window_label(window),
+            "view": (view or GraphView()).as_json()}
 
 
 # How often the page asks for the marks and the sidecars' sync state.
@@ -54,14 +59,19 @@ def graph(request: HttpRequest) -> HttpResponse:
     the socket reports the outage too and fills the page once Redis is back.
     """
     scale = HEALTH
+    view = view_from_query(request.GET)
     try:
-        initial = page_payload(read_graph(DEFAULT_WINDOW), scale)
+        if view.at_instance_level:
+            graph = read_instance_graph(DEFAULT_WINDOW)
+            initial = page_payload(graph, scale, expanded=view.expanded(graph))
+        else:
+            initial = page_payload(read_graph(DEFAULT_WINDOW), scale)
     except DATA_SOURCE_ERRORS as exc:
         logger.warning("graph page: Redis unavailable: %s", exc)
         initial = None
     return render(request, "dashboard/graph.html", {
         "initial": initial, "source_down": initial is None, "nav": "graph",
-        "page": graph_page_settings(scale, DEFAULT_WINDOW), "legend": scale.legend(),
+        "page": graph_page_settings(scale, DEFAULT_WINDOW, view), "legend": scale.legend(),
         "policy": graph_policy_settings()})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -16,11 +17,12 @@ from django.utils import timezone
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
 from meshui.policy.push import alatest_published, apublished_config, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
-from meshui.registry import claims, ejections
+from meshui.registry import claims, ejections, instance_state
 from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
     BAD_FIELD,
+    EXPORT_TRACES,
     HELLO_FIRST,
     Ack,
     FrameError,
@@ -29,6 +31,7 @@ from meshui.registry.frames import (
     Nack,
     parse_frame,
 )
+from proxies.mesh.schema import trace_ids_problem
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ read_current_config = database_sync_to_async(current_config)
 SUPERSEDED = 4409
 # Error frames logged per connection; later ones are only answered.
 LOGGED_ERRORS = 10
+# export_traces frames sent to one sidecar per second at most (the collectors' keep relays
+# send a few; this bounds what any number of them can make one connection carry).
+EXPORT_FRAMES_PER_S = 10
+_clock = time.monotonic  # the export_traces rate's clock (tests move it)
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
@@ -78,6 +85,15 @@ class ControlConsumer(AsyncWebsocketConsumer):
     config_sent = 0  # the newest policy revision sent on this connection
     errors = 0  # error frames sent on this connection
     ejections_reported = False  # whether Redis holds an ejection report of this connection
+    tail_keep = False  # the sidecar said it holds a ring of recent spans (hello.tail_keep)
+    export_frames = 0  # export_traces frames sent on this connection (each one's id)
+    export_nacks = 0  # ... refused by the sidecar
+    export_skipped = 0  # ... not sent: over EXPORT_FRAMES_PER_S
+    _export_tokens = float(EXPORT_FRAMES_PER_S)
+    _export_at = 0.0
+    service = ""  # the hello's service
+    state_reported = False  # whether Redis holds a state report of this connection
+    reported_services: frozenset[str] = frozenset()  # the services its last report listed
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch, without its database clean-up before every message: that is a
@@ -114,6 +130,11 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 await ejections.aforget(self.proxy_id)
             except DATA_SOURCE_ERRORS:
                 pass  # each ejection still ends at its own time
+        if self.state_reported:
+            try:
+                await instance_state.aforget(self.proxy_id, self.reported_services)
+            except DATA_SOURCE_ERRORS:
+                pass  # the report expires after 3 heartbeat intervals
         if await release(self.proxy_id, self.channel_name):
             logger.info("control channel: %s disconnected (code %s)", self.proxy_id, code)
             await apublish_endpoints()
@@ -128,7 +149,13 @@ class ControlConsumer(AsyncWebsocketConsumer):
             elif isinstance(frame, Heartbeat):
                 control_writes().heartbeat(self.channel_name)
                 await self.catch_up_config()
+                await self.report_state(frame)
                 await self.report_ejections(frame)
+            elif isinstance(frame, Nack) and frame.kind == EXPORT_TRACES:
+                self.export_nacks += 1
+                if self.export_nacks <= LOGGED_ERRORS:
+                    logger.warning("control channel: %s refused export_traces frame %s: %s",
+                                   self.proxy_id, frame.version, frame.reason)
             elif isinstance(frame, Ack | Nack):
                 if isinstance(frame, Nack):
                     logger.warning("control channel: %s rejected %s %s: %s",
@@ -136,14 +163,18 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 control_writes().answer(
                     claims.Answer(self.proxy_id, self.channel_name, frame, timezone.now()))
         except FrameError as exc:
-            self.errors += 1
-            # Logged, but a peer sending garbage in a loop must not flood the log.
-            if self.errors <= LOGGED_ERRORS:
-                logger.warning("control channel: %s from %s: %s%s", exc.code,
-                               self.proxy_id or peer(self.scope), exc,
-                               " (further errors on this connection are not logged)"
-                               if self.errors == LOGGED_ERRORS else "")
-            await self.send_json(exc.as_frame())
+            await self.refuse(exc)
+
+    async def refuse(self, exc: FrameError) -> None:
+        """Answer a frame (or a part of one) meshui refused with an ``error`` frame."""
+        self.errors += 1
+        # Logged, but a peer sending garbage in a loop must not flood the log.
+        if self.errors <= LOGGED_ERRORS:
+            logger.warning("control channel: %s from %s: %s%s", exc.code,
+                           self.proxy_id or peer(self.scope), exc,
+                           " (further errors on this connection are not logged)"
+                           if self.errors == LOGGED_ERRORS else "")
+        await self.send_json(exc.as_frame())
 
     async def on_hello(self, hello: Hello) -> None:
         if self.proxy_id is not None and self.proxy_id != hello.proxy_id:
@@ -151,6 +182,8 @@ class ControlConsumer(AsyncWebsocketConsumer):
                              "belongs to " + self.proxy_id, BAD_FIELD, "proxy_id")
         verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
+        self.tail_keep = hello.tail_keep
+        self.service = hello.service
         logger.info("control channel: %s (%s %s) at %s from %s (%s)", hello.proxy_id,
                     hello.service, hello.version, hello.address, peer(self.scope),
                     verdict.reason)
@@ -184,6 +217,21 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # an older snapshot overtaken by a newer one
         self.endpoints_sent = event["version"]
         await self.send(text_data=event["frame"])
+
+    async def report_state(self, heartbeat: Heartbeat) -> None:
+        """Keep the heartbeat's state (registry/instance_state.py) if it passed validation; a
+        state that did not is answered with an error frame and the last good one stays."""
+        if heartbeat.report is None:
+            if heartbeat.report_problem is not None:
+                await self.refuse(heartbeat.report_problem)
+            return
+        try:
+            self.reported_services = await instance_state.areport(
+                self.proxy_id or "", self.service, heartbeat.report, time.time(),
+                self.reported_services)
+        except DATA_SOURCE_ERRORS:
+            return  # Redis away: the next heartbeat reports again
+        self.state_reported = True
 
     async def report_ejections(self, heartbeat: Heartbeat) -> None:
         """Keep what the sidecar ejects now (registry/ejections.py); written when it changes
@@ -220,6 +268,35 @@ class ControlConsumer(AsyncWebsocketConsumer):
             return  # sent already (or an older revision overtaken by a newer one)
         self.config_sent = revision
         await self.send(text_data=frame)
+
+    async def traces_keep(self, event: dict[str, Any]) -> None:
+        """The collector names traces kept (collector/keeprelay.py): ask our sidecar for its
+        spans of them with one ``export_traces`` frame (docs/control-channel.md)."""
+        if self.proxy_id is None or not self.tail_keep:
+            return
+        trace_ids = event.get("trace_ids")
+        problem = trace_ids_problem(trace_ids)
+        if problem is not None:
+            logger.warning("control channel: a traces.keep message with bad trace_ids (%s); "
+                           "not relayed", problem)
+            return
+        # A bound of our own, whatever the collectors send: a few frames a second at most.
+        now = _clock()
+        tokens = min(EXPORT_FRAMES_PER_S, self._export_tokens + (now - self._export_at)
+                     * EXPORT_FRAMES_PER_S)
+        self._export_at = now
+        if tokens < 1:
+            self._export_tokens = tokens
+            self.export_skipped += 1
+            if self.export_skipped == 1:
+                logger.warning("control channel: more than %d export_traces frames a second for "
+                               "%s; skipping (further skips are not logged)",
+                               EXPORT_FRAMES_PER_S, self.proxy_id)
+            return
+        self._export_tokens = tokens - 1
+        self.export_frames += 1
+        await self.send_json({"type": EXPORT_TRACES, "id": self.export_frames,
+                              "trace_ids": trace_ids})
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

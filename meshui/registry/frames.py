@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from meshui.registry.heartbeats import ReportProblem, StateReport, parse_state
 from proxies.mesh.schema import (
     HEARTBEAT_EJECTIONS_MAX,
     NACK_REASON_MAX,
@@ -65,6 +66,7 @@ class Hello:
     admin: str
     pid: int | None
     sidecar_version: str
+    tail_keep: bool = False  # it holds a ring of recent spans: send it export_traces frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +98,18 @@ class Heartbeat:
     # Why ``state.ejected`` was not understood (None: it was). The heartbeat still counts:
     # a sidecar must not be evicted for a report meshui cannot read.
     ejected_problem: str | None = None
+    # The rest of the state, validated (heartbeats.py); None with ``report_problem`` when it
+    # breaks a rule: nothing of it is kept, the last good report stays.
+    report: StateReport | None = None
+    report_problem: FrameError | None = None
 
 
 Frame = Hello | Ack | Nack | Heartbeat
 KINDS = ("endpoints", "config")
+# A sidecar may also NACK an export_traces frame (its `version` is the frame's `id`); it
+# never ACKs one, and no sync state is kept of them.
+EXPORT_TRACES = "export_traces"
+NACK_KINDS = (*KINDS, EXPORT_TRACES)
 
 
 def _bad(frame: dict[str, Any], name: str, problem: str) -> FrameError:
@@ -139,10 +149,10 @@ def _int(frame: dict[str, Any], name: str, low: int, high: int, *, required: boo
     return value
 
 
-def _kind(frame: dict[str, Any]) -> str:
+def _kind(frame: dict[str, Any], kinds: tuple[str, ...] = KINDS) -> str:
     kind = frame.get("kind")
-    if kind not in KINDS:
-        raise _bad(frame, "kind", f"must be one of {', '.join(KINDS)}, got {shown(kind)}")
+    if kind not in kinds:
+        raise _bad(frame, "kind", f"must be one of {', '.join(kinds)}, got {shown(kind)}")
     return kind
 
 
@@ -192,7 +202,15 @@ def parse_hello(frame: dict[str, Any]) -> Hello:
         admin=_checked(frame, "admin", address_problem, required=False),
         pid=_int(frame, "pid", 1, PID_MAX, required=False),
         sidecar_version=_text(frame, "sidecar_version", SIDECAR_VERSION_MAX),
+        tail_keep=_bool(frame, "tail_keep"),
     )
+
+
+def _bool(frame: dict[str, Any], name: str) -> bool:
+    value = frame.get(name, False)
+    if not isinstance(value, bool):
+        raise _bad(frame, name, f"must be true or false, got {shown(value)}")
+    return value
 
 
 def _ejected(report: Any) -> tuple[Ejected, ...]:
@@ -230,7 +248,7 @@ def parse_frame(text: str | None) -> Frame:
         if reason is not None and not isinstance(reason, str):
             raise _bad(frame, "reason", f"must be a string, got {shown(reason)}")
         return Nack(
-            kind=_kind(frame),
+            kind=_kind(frame, NACK_KINDS),
             version=_int(frame, "version", 0, INT64_MAX),  # type: ignore[arg-type]
             reason=(reason or "(no reason given)")[:NACK_REASON_MAX],
         )
@@ -238,8 +256,15 @@ def parse_frame(text: str | None) -> Frame:
         state = frame.get("state", {})
         if not isinstance(state, dict):
             raise _bad(frame, "state", "must be an object")
+        report, report_problem = None, None
         try:
-            return Heartbeat(state=state, ejected=_ejected(state.get("ejected", [])))
+            report = parse_state(state)
+        except ReportProblem as exc:
+            report_problem = FrameError(f"heartbeat: '{exc.field}' {exc}", BAD_FIELD, exc.field)
+        try:
+            ejected, ejected_problem = _ejected(state.get("ejected", [])), None
         except ValueError as exc:
-            return Heartbeat(state=state, ejected_problem=f"heartbeat: 'state.ejected' {exc}")
+            ejected, ejected_problem = (), f"heartbeat: 'state.ejected' {exc}"
+        return Heartbeat(state=state, ejected=ejected, ejected_problem=ejected_problem,
+                         report=report, report_problem=report_problem)
     raise FrameError(f"unknown frame type {shown(kind)}", UNKNOWN_TYPE, "type")

@@ -17,6 +17,7 @@ from proxies.dataplane.plane import DataPlane
 from proxies.mesh.endpoints import EndpointRegistry
 from proxies.policy.parser import policy_as_dict
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeepConfig
 
 log = logging.getLogger("proxies.admin")
 
@@ -86,6 +87,8 @@ def prometheus(sidecar: RunningSidecar) -> str:
         extra.append(sidecar.telemetry.prometheus().rstrip("\n"))
     except Exception:
         log.exception("telemetry.prometheus() failed")
+    if plane.tail is not None:
+        extra.append(plane.tail.prometheus().rstrip("\n"))
     return plane.metrics.render(extra)
 
 
@@ -102,12 +105,25 @@ def config_view(sidecar: RunningSidecar) -> dict[str, Any]:
         "endpoints_source": "control" if config.control else config.endpoints_file,
         "control": control.view() if control is not None else None,
         "trace_sample": config.trace_sample,
+        "tail_keep": tail_keep_view(config.tail),
         "otlp": config.otlp,
         "policy": {
             "revision": policies.policy.revision,
             "source": policies.source,
             "in_force": policy_as_dict(policies.policy),
         },
+    }
+
+
+def tail_keep_view(tail: TailKeepConfig) -> dict[str, Any]:
+    """The ``--tail-*`` settings in force (docs/sidecar.md, "Tail keep")."""
+    return {
+        "enabled": tail.enabled,
+        "ring": tail.ring_size,
+        "ring_age_s": tail.ring_age_s,
+        "slow_ms": tail.slow_ms,
+        "keep_rate": tail.keep_rate,
+        "header": tail.header,
     }
 
 

@@ -21,15 +21,18 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError, known_versions
-from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX
+from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX, shown, trace_ids_problem
 from proxies.policy.schema import PolicyError
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeeper
 
 log = logging.getLogger("proxies.control")
 
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 5.0
 WELCOME_TIMEOUT_S = 10.0
+INT64_MAX = 2**63 - 1  # an export_traces id: meshui reads it back from a NACK's version
+LOGGED_REFUSALS = 10  # refused export_traces frames logged per session; later ones are counted
 
 
 def backoff_delay(attempt: int, low: float = BACKOFF_MIN_S, high: float = BACKOFF_MAX_S) -> float:
@@ -52,6 +55,7 @@ class ControlClient:
         backoff_min: float = BACKOFF_MIN_S,
         backoff_max: float = BACKOFF_MAX_S,
         policy_store: PolicyStore | None = None,
+        tail: TailKeeper | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -69,6 +73,8 @@ class ControlClient:
         self.config_rejected: dict[str, Any] | None = None
         self.policy_store = policy_store if policy_store is not None else PolicyStore()
         self.endpoints_rejected: dict[str, Any] | None = None
+        self.tail = tail  # tail keep: what export_traces frames ask of (None: no ring here)
+        self._refusals_logged = 0  # export_traces frames refused and logged this session
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -157,6 +163,7 @@ class ControlClient:
             self.heartbeat_interval = float(interval)
             self.state = "connected"
             self.last_error = None
+            self._refusals_logged = 0
             self.connected_since = time.monotonic()
             log.info(
                 "control channel connected to %s as %s (heartbeat every %s s)",
@@ -219,6 +226,8 @@ class ControlClient:
             await ws.send(_reply("ack", "endpoints", version))
         elif kind == "config":
             await self._apply_config(ws, message)
+        elif kind == "export_traces":
+            await self._export_traces(ws, message)
         elif kind == "error":
             log.warning("control plane could not understand a frame: %s", message.get("reason"))
         elif kind == "welcome":
@@ -254,6 +263,42 @@ class ControlClient:
         self.config_policy = document
         log.info("policy revision %d in force (%d services)", revision, len(policy.services))
         await ws.send(_reply("ack", "config", revision))
+
+    async def _export_traces(self, ws: Any, message: dict[str, Any]) -> None:
+        """Export what the ring holds of the traces named (tail keep); NACK a bad frame.
+
+        No ACK: the frame is advice, sent again by nobody. A bad one is refused whole with a
+        NACK naming the field (``version`` is the frame's ``id``, or 0 without a usable one).
+        """
+        tail = self.tail
+        if tail is None:
+            log.debug("export_traces frame ignored: tail keep is off on this sidecar")
+            return
+        frame_id = message.get("id")
+        trace_ids = message.get("trace_ids")
+        version: Any = 0
+        reason = None
+        if not isinstance(frame_id, int) or isinstance(frame_id, bool) or not 0 <= frame_id <= INT64_MAX:
+            reason = f"id: must be an integer 0..{INT64_MAX}, got {shown(frame_id)}"
+        else:
+            version = frame_id
+            problem = trace_ids_problem(trace_ids)
+            if problem is not None:
+                reason = f"trace_ids: {problem}"
+        if reason is not None:
+            tail.frames["rejected"] += 1
+            self._refusals_logged += 1
+            if self._refusals_logged <= LOGGED_REFUSALS:
+                log.warning("refused export_traces frame %s: %s%s", version, reason,
+                            " (further refusals this session are not logged)"
+                            if self._refusals_logged == LOGGED_REFUSALS else "")
+            await ws.send(_reply("nack", "export_traces", version, reason))
+            return
+        tail.frames["accepted"] += 1
+        exported, refused = tail.export_traces([bytes.fromhex(t) for t in trace_ids])  # type: ignore[union-attr]
+        if exported or refused:
+            log.debug("export_traces %s: %d traces exported, %d refused (keep rate spent)",
+                      version, exported, refused)
 
 
 def _decode(frame: str | bytes) -> dict[str, Any] | None:

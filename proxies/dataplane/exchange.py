@@ -32,6 +32,7 @@ from proxies.dataplane.errors import LocalError
 from proxies.dataplane.interfaces import PAUSE_CONNECT, Downstream, Plane, Pool, Upstream
 from proxies.http1 import HEAD
 from proxies.mesh.endpoints import Endpoint
+from proxies.telemetry.tailkeep import KEEP_FIELD
 from proxies.telemetry.tracecontext import TraceContext
 from proxies.traffic.ratelimit import DESTINATION, RateLimiter
 from proxies.traffic.retry import CONNECT_FAILURE, IDEMPOTENT_METHOD_BYTES, REPLAY_LIMIT
@@ -146,10 +147,13 @@ class Exchange:
         return True
 
     def event(self, name: str, attributes: dict[str, Any]) -> None:
-        """Add an event to the request's span, when it is sampled."""
+        """Add an event to the request's span: when it is sampled, or may be kept (tail keep)."""
         events = self.events
-        if events is not None:
-            events.append((time.time_ns(), name, attributes))
+        if events is None:
+            if self.plane.tail is None:
+                return
+            events = self.events = []  # only now: most unsampled requests have no event
+        events.append((time.time_ns(), name, attributes))
 
     # the upstream connection ---------------------------------------------------------------
 
@@ -270,10 +274,26 @@ class Exchange:
             else:
                 self.chunk_resp = True
                 lines.append(http1.TRANSFER_CHUNKED)
+        if not self.outbound and self.source_sidecar:
+            # Tail keep, in-band: tell the calling sidecar to keep this trace (tailkeep.py).
+            tail = self.plane.tail
+            if tail is not None and tail.header and not self.trace.sampled and tail.signal(self, status):
+                lines.append(KEEP_FIELD)
         if not self.client_keep_alive:
             lines.append(http1.CONNECTION_CLOSE)
         lines.append(http1.CRLF)
         self.down_pending.append(b"".join(lines))
+
+    def keep_hinted(self) -> None:
+        """The response carried ``x-meshui-keep`` (stripped already by the upstream connection).
+
+        Believed only outbound, where the upstream is another sidecar's inbound listener; the
+        local app's (inbound) is ignored, so nothing outside the mesh can set it.
+        """
+        if self.outbound and not self.trace.sampled:
+            tail = self.plane.tail
+            if tail is not None and tail.header:
+                tail.hinted(self.trace.trace_id)
 
     def on_response_body(self, data: bytes) -> None:
         if self.chunk_resp:
@@ -382,7 +402,7 @@ class Exchange:
             self.downstream.exchange_finished(self)
 
     def record(self, error: bool) -> None:
-        """Report the request: telemetry always, the span when sampled."""
+        """Report the request: telemetry always, the span when sampled, else to tail keep."""
         plane = self.plane
         status = self.status
         end = _perf()
@@ -398,9 +418,14 @@ class Exchange:
         )
         trace = self.trace
         if trace.sampled:
-            # Its span is exported: let the latency bucket it landed in point at it.
-            telemetry.record_exemplar(
-                self.direction, self.source, self.destination_service, self.destination_version,
-                status, self.source_sidecar, end - self.t0, trace.trace_id, trace.span_id,
-                time.time_ns())
             plane.record_span(self, error or status >= 500)
+        else:
+            tail = plane.tail
+            # Held in the ring (the common case) or kept now: a slow or failed request.
+            if tail is None or not tail.add(self, end, error or status >= 500):
+                return
+        # Its span is exported: let the latency bucket it landed in point at it.
+        telemetry.record_exemplar(
+            self.direction, self.source, self.destination_service, self.destination_version,
+            status, self.source_sidecar, end - self.t0, trace.trace_id, trace.span_id,
+            time.time_ns())

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.metrics import ProxyMetrics
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry
+from proxies.telemetry.tailkeep import TailKeeper
 from proxies.telemetry.tracecontext import TraceContext
 from proxies.traffic.circuit import CircuitBreaker
 from proxies.traffic.destination import Destination
@@ -146,6 +147,7 @@ class Plane(Protocol):
     telemetry: TelemetrySink
     trace_incoming: Callable[[str | None, str | None, float], TraceContext]
     trace_sample: float
+    tail: TailKeeper | None  # tail keep of unsampled requests (None: off)
     rng: random.Random
     # the policy and endpoints in force
     registry: EndpointRegistry

@@ -57,8 +57,7 @@ class OutboundTries(Exchange):
         assert dest is not None
         candidates = dest.candidates(self.version)
         eligible, _panic = dest.outlier.eligible(candidates)
-        events = self.events
-        if events is not None and len(eligible) != len(candidates):
+        if len(eligible) != len(candidates) and (self.events is not None or self.plane.tail is not None):
             for skipped in candidates:
                 if skipped.ejected_until and skipped not in eligible:
                     self.event("endpoint_skipped", {"instance": skipped.instance, "reason": "ejected"})
@@ -82,10 +81,12 @@ class OutboundTries(Exchange):
         assert dest is not None
         breaker = dest.breaker
         if not breaker.try_pending():
+            self.endpoint.overflows += 1  # type: ignore[union-attr]  # picked by start_try
             self._overflow(MAX_PENDING_REQUESTS)
             return False
         if not breaker.try_connection():
             breaker.end_pending()
+            self.endpoint.overflows += 1  # type: ignore[union-attr]
             self._overflow(MAX_CONNECTIONS)
             return False
         pool.connect_timeout_s = dest.connect_s

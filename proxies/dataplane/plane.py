@@ -24,10 +24,10 @@ from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.metrics import ProxyMetrics
 from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnection, open_tcp
-from proxies.http1 import host_name, split_target
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeeper, span_attributes
 from proxies.telemetry.tracecontext import TraceContext
 from proxies.traffic.destination import Destination, compile_destinations
 from proxies.traffic.ratelimit import RateLimiter, limiter_for
@@ -53,6 +53,7 @@ class DataPlane:
         "trace_incoming",
         "trace_sample",
         "span_factory",
+        "tail",
         "outbound_extra",
         "policies",
         "destinations",
@@ -87,6 +88,7 @@ class DataPlane:
         rng: random.Random | None = None,
         limits: ListenerLimits | None = None,
         connector: Connector = open_tcp,
+        tail: TailKeeper | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.limits = limits or ListenerLimits()  # what one client connection may use
@@ -118,6 +120,8 @@ class DataPlane:
         self.trace_incoming = trace_incoming
         self.trace_sample = trace_sample
         self.span_factory = span_factory
+        # Tail keep (proxies.telemetry.tailkeep): unsampled requests go to its ring; None: off.
+        self.tail = tail
         self.outbound_extra: tuple[bytes, ...] = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
         self.rebuild()
 
@@ -223,6 +227,8 @@ class DataPlane:
                 due[dest.name] = now + dest.policy.outlier_detection.interval_s
                 dest.outlier.sweep()
         self.sweep_idle()
+        if self.tail is not None:
+            self.tail.sweep()
 
     def sweep_idle(self) -> None:
         """Close connections with no traffic for their idle timeout; a waiting request gets 504."""
@@ -286,8 +292,6 @@ class DataPlane:
             return
         try:
             trace = exchange.trace
-            split = split_target(exchange.target)
-            path = (split[1] if split else exchange.target).split(b"?", 1)[0]
             span = factory(
                 trace_id=trace.trace_id,
                 span_id=trace.span_id,
@@ -296,14 +300,11 @@ class DataPlane:
                 kind="client" if exchange.outbound else "server",
                 start_ns=exchange.start_ns,
                 end_ns=time.time_ns(),
-                attributes={
-                    "http.request.method": exchange.method.decode("latin-1"),
-                    "url.path": path.decode("latin-1"),
-                    "http.response.status_code": exchange.status,
-                    "server.address": _server_address(exchange),
-                    "destination.service": exchange.destination_service,
-                    "destination.version": exchange.destination_version,
-                },
+                attributes=span_attributes(
+                    exchange.method, exchange.target, exchange.host, exchange.status,
+                    exchange.destination_service, exchange.destination_version,
+                    None if exchange.endpoint is None else exchange.endpoint.address,
+                ),
                 error=error,
                 **({"events": tuple(exchange.events)} if exchange.events else {}),
             )
@@ -311,13 +312,3 @@ class DataPlane:
         except Exception:
             log.exception("could not record a span")
 
-
-def _server_address(exchange: SpanSource) -> str:
-    """The instance dialled, or else the host that was asked for (an unregistered one)."""
-    endpoint = exchange.endpoint
-    if endpoint is not None:
-        return endpoint.address
-    requested = exchange.host
-    if requested is None and exchange.method == b"CONNECT":
-        requested = exchange.target  # authority-form: the host the client wanted a tunnel to
-    return host_name(requested).decode("latin-1") if requested else ""

@@ -19,11 +19,15 @@ from proxies.dataplane import endings
 from proxies.dataplane.exchange import Exchange
 from proxies.dataplane.interfaces import PAUSE_UPSTREAM_FULL, WRITE_HIGH_WATER, Plane, Upstream
 from proxies.http1 import HEAD
+from proxies.telemetry.tailkeep import KEEP_HEADER
 from proxies.traffic.circuit import CircuitBreaker
 
 log = logging.getLogger("proxies.upstream")
 
 MAX_IDLE_PER_ADDRESS = 64
+# Response fields never passed on: hop-by-hop ones, and the tail-keep hint between sidecars
+# (one set lookup per field, as before it was added).
+_STRIPPED = http1.HOP_BY_HOP | {KEEP_HEADER}
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -47,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_tokens",
         "_head_done",
         "_keep_alive",
+        "_keep",
     )
 
     def __init__(self, pool: ConnectionPool) -> None:
@@ -66,6 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._tokens: list[bytes] | None = None
         self._head_done = False
         self._keep_alive = True
+        self._keep = False  # the response carried x-meshui-keep (tail keep)
 
     # asyncio callbacks ------------------------------------------------------------------
 
@@ -141,17 +147,20 @@ class UpstreamConnection(asyncio.Protocol):
         self._has_length = False
         self._chunked = False
         self._tokens = None
+        self._keep = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
-        if lname in http1.HOP_BY_HOP:
+        if lname in _STRIPPED:
             if lname == b"transfer-encoding":
                 self._chunked = True
             elif lname == b"connection":
                 self._tokens = http1.connection_tokens(value)
+            elif lname == KEEP_HEADER:
+                self._keep = True
             return
         if lname == b"content-length":
             self._has_length = True
@@ -170,6 +179,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._keep_alive = b"close" not in tokens and (
                 parser.get_http_version() == "1.1" or b"keep-alive" in tokens
             )
+        if self._keep:
+            ex.keep_hinted()
         ex.on_response_head(status, self._reason, self._lines, self._has_length, self._chunked, self._tokens)
 
     def on_body(self, body: bytes) -> None:

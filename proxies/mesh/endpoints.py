@@ -50,6 +50,9 @@ class Endpoint:
         "ejected_until",  # 0.0 = not ejected; else when the sweep may return it
         "times_ejected",  # Envoy's ejection-time multiplier: +1 per ejection, -1 per healthy sweep
         "ejections",  # ejections ever, for the admin port
+        # Tries to this instance failed fast because the destination's pool was full
+        # (max_pending_requests, max_connections): counted off the request path, on overflow.
+        "overflows",
     )
 
     def __init__(self, service: str, instance: str, version: str, host: str, port: int) -> None:
@@ -68,6 +71,7 @@ class Endpoint:
         self.ejected_until = 0.0
         self.times_ejected = 0
         self.ejections = 0
+        self.overflows = 0
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -31,9 +31,14 @@ _SERVICE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Versions label instances (``v1``, ``2.3.0-rc1``); empty means unversioned.
 VERSION_MAX = 63
 _VERSION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
-# Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
 # Ejected instances a heartbeat reports (the rest are left out: meshui shows the first ones).
 HEARTBEAT_EJECTIONS_MAX = 64
+# Upstream instances a heartbeat reports the balancer's state of (``state.upstreams``): the
+# ejected ones first, then the busiest; the rest are counted in ``upstreams_truncated``.
+# With every name at its longest, a heartbeat carrying both lists still fits meshui's 64 KiB
+# frame limit (tests/proxies/test_heartbeat_upstreams.py measures it).
+HEARTBEAT_ENDPOINTS_MAX = 64
+# Proxy ids (the ``instance`` of an endpoint): default ``<service>-<version>-<6 hex>``.
 PROXY_ID_MAX = 200
 _PROXY_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # ``host:port``: the whole string at most 255 characters (the registry's column).
@@ -113,3 +118,26 @@ def split_address(value: str) -> tuple[str, int]:
     """A checked ``host:port`` (``address_problem`` is None) -> (host, port), IPv6 unbracketed."""
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+# The ``export_traces`` frame (docs/control-channel.md): meshui asks every sidecar to export
+# the spans it still holds of these traces (tail keep, proxies.telemetry.tailkeep). The
+# collector names them, meshui relays them and the sidecar checks them, all with this rule.
+EXPORT_TRACES_MAX_IDS = 256
+TRACE_ID_HEX = 32
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_ZERO_TRACE_ID = "0" * TRACE_ID_HEX
+
+
+def trace_ids_problem(value: Any) -> str | None:
+    """A list of 1..EXPORT_TRACES_MAX_IDS W3C trace ids: 32 lower-case hex digits, not all zero."""
+    if not isinstance(value, list) or not value:
+        return f"must be a non-empty list of trace ids, got {shown(value)}"
+    if len(value) > EXPORT_TRACES_MAX_IDS:
+        return f"has {len(value)} trace ids; at most {EXPORT_TRACES_MAX_IDS}"
+    for n, trace_id in enumerate(value):
+        if (not isinstance(trace_id, str) or _TRACE_ID.fullmatch(trace_id) is None
+                or trace_id == _ZERO_TRACE_ID):
+            return (f"[{n}] must be a trace id of {TRACE_ID_HEX} lower-case hex digits, not all "
+                    f"zero, got {shown(trace_id)}")
+    return None

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from proxies.telemetry.aggregate import AttributeSet, Interval, RequestAggregator
+from proxies.telemetry.aggregate import AttributeSet, Interval, Point, RequestAggregator
 from proxies.telemetry.counters import EdgeCounters
 from proxies.telemetry.encode import (
     MAX_POINTS_PER_REQUEST,
@@ -45,6 +45,7 @@ DROP_REASONS = {
     "events": ("rejected", "backlog_full", "shutdown"),
 }
 MAX_REQUEST_SERIES = 10_000  # distinct label sets kept for meshui_proxy_requests_total
+SPAN_FLUSH_DELAY_S = 0.05  # flush_spans_soon: how long a burst of kept spans is gathered
 _CRASH_LOG_EVERY_S = 60.0
 
 
@@ -99,6 +100,11 @@ class Telemetry:
         self._stopping = False
         self._collector_state = "ok"
         self._last_crash_log = -math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._spans_due: float | None = None  # loop time when queued spans go out early
+        # Called with each closed interval's points, on the export task (tail keep's
+        # thresholds, proxies.telemetry.slowedges).
+        self._interval_listeners: list[Callable[[list[Point]], None]] = []
 
     # -- request path -------------------------------------------------------------------
 
@@ -162,6 +168,22 @@ class Telemetry:
         except Exception:  # noqa: BLE001 - never fail a request for telemetry
             self._dropped["spans", "queue_full"] += 1
 
+    def flush_spans_soon(self) -> None:
+        """Send the queued spans within ``SPAN_FLUSH_DELAY_S``, not at the next interval.
+
+        Tail keep calls it for a kept trace: the other sidecars on its path still hold their
+        spans of it for a few seconds only. The delay coalesces a burst into one export.
+        """
+        loop = self._loop
+        if loop is None or self._spans_due is not None or self._wake is None:
+            return
+        self._spans_due = loop.time() + SPAN_FLUSH_DELAY_S
+        self._wake.set()
+
+    def watch_intervals(self, listener: Callable[[list[Point]], None]) -> None:
+        """Call ``listener`` with the points of every interval closed from now on."""
+        self._interval_listeners.append(listener)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -170,7 +192,8 @@ class Telemetry:
             return
         self._stopping = False
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="meshui-telemetry-export")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="meshui-telemetry-export")
 
     async def stop(self) -> None:
         """Flush what is pending (within ``stop_timeout``), then stop; leftovers are counted."""
@@ -216,6 +239,10 @@ class Telemetry:
                     if next_tick <= now:  # the loop was stalled: do not catch up in a burst
                         next_tick = now + self.export_interval
                     await self._close_interval()
+                    self._spans_due = None
+                    self._stage_spans(force=True)
+                elif self._spans_due is not None and now >= self._spans_due:
+                    self._spans_due = None
                     self._stage_spans(force=True)
                 else:
                     self._stage_spans(force=False)
@@ -236,6 +263,8 @@ class Telemetry:
             for signal in (self._metrics, self._traces):
                 if signal.backlog:
                     deadline = min(deadline, signal.retry_at)
+            if self._spans_due is not None:
+                deadline = min(deadline, self._spans_due)
             if (
                 self._client is not None
                 and not self._traces.backlog
@@ -261,6 +290,11 @@ class Telemetry:
         interval = self._aggregator.take(time.time_ns())
         counts = list(self.edge_counters.take().items())
         self._fold_totals(interval)
+        for listener in self._interval_listeners:
+            try:
+                listener(interval.unique)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop the export
+                log.exception("an interval listener failed")
         if self._client is None or not (interval.unique or counts):
             return
         points = interval.unique

@@ -170,6 +170,7 @@ class Destination:
                     "requests_total": endpoint.requests_total,
                     "ewma_ms": round(estimate_s(endpoint, now, config) * 1000.0, 3),
                     "idle_connections": idle_connections.get(endpoint.address, 0),
+                    "overflows": endpoint.overflows,
                     **outlier.state(endpoint),
                 }
                 for endpoint in self.endpoints

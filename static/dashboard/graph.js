@@ -3,8 +3,9 @@
 // thresholds and the window come from the server (#graph-page, meshui.dashboard.views).
 // It also marks the services that carry policy (#graph-policy, then /api/v1/policy/marks),
 // says whether the current revision is applied on every sidecar (/api/v1/proxies), and
-// opens a service's page when its node or its row is clicked, and an edge's detail view
-// (edge_detail.js) when its diamond or its row is clicked.
+// opens a service's page when its row is clicked. A click on a node expands it into its
+// instances (graph_instances.js, which also owns the "Instances" toggle); a click on an
+// edge's diamond or its row opens the edge's detail view (edge_detail.js).
 (function () {
   "use strict";
 
@@ -12,6 +13,7 @@
   const POLICY = JSON.parse(document.getElementById("graph-policy").textContent);
   let marks = POLICY.marks;
   let lastPayload = null;
+  const instances = window.MeshUIGraphInstances(PAGE.view);
 
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
@@ -150,8 +152,10 @@
       graphEl.dataset.clickable = "true";
       graphEl.on("plotly_click", (event) => {
         const point = event.points && event.points[0];
-        if (point && point.data.name === "services") location.assign(serviceUrl(point.customdata));
-        if (point && point.data.name === "edges") openEdge(point.customdata);
+        if (!point) return;
+        if (point.data.name === "services") instances.toggleService(point.customdata, lastPayload && lastPayload.graph);
+        if (point.data.name === "instances") instances.openInstance(...point.customdata);
+        if (point.data.name === "edges") openEdge(point.customdata);
       });
     }
     renderEdges(payload.graph.edges);
@@ -159,6 +163,7 @@
     renderNodes(payload.graph.nodes);
     renderSummary(payload.summary);
     renderHidden(payload.graph);
+    instances.rendered(payload);
     document.body.dataset.generatedAt = payload.graph.generated_at;
   }
 
@@ -182,6 +187,7 @@
     const socket = new WebSocket(scheme + location.host + "/ws/graph");
     socket.onopen = () => {
       attempt = 0;
+      instances.connected(socket);
       if (sourceDownEl.hidden) setStatus("live", "live");
     };
     socket.onmessage = (event) => {

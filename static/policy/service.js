@@ -335,7 +335,8 @@
   }
 
   // Where the time goes (MeshPanel): the service's, one version's or one instance's live
-  // heatmap and golden metrics, picked in #panel-scope (#version=v2 or #instance=<proxy id>).
+  // heatmap and golden metrics, picked in #panel-scope; a link picks one with #version-v2 or
+  // #instance-<proxy id> (the graph's instance panel links there).
   function mountPanel() {
     const select = $("panel-scope");
     const versions = PAGE.instances.map((g) => g.version).filter((v) => v);
@@ -347,13 +348,19 @@
       const [kind, name] = value.split(/=(.*)/s);
       return name ? { service: PAGE.service, [kind]: name } : { service: PAGE.service };
     };
-    const wanted = decodeURIComponent(location.hash.slice(1));
-    if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
+    const hashOf = (value) => (value ? `#${value.replace("=", "-")}` : "");
+    const linked = () => {
+      const wanted = [...select.options].find((o) => o.value && hashOf(o.value) === decodeURIComponent(location.hash));
+      if (wanted) select.value = wanted.value;
+      return Boolean(wanted);
+    };
+    linked();
     const panel = window.MeshPanel.mount($("service-panel"), scopeOf(select.value));
     select.addEventListener("change", () => {
       panel.scope(scopeOf(select.value));
-      history.replaceState(null, "", select.value ? `#${encodeURIComponent(select.value)}` : location.pathname + location.search);
+      history.replaceState(null, "", location.pathname + location.search + hashOf(select.value));
     });
+    window.addEventListener("hashchange", () => { if (linked()) panel.scope(scopeOf(select.value)); });
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.
@@ -390,7 +397,7 @@
     for (const version of versions) {
       const rows = mine.filter((p) => p.version === version);
       box.append(el("h3", {}, version || "(no version)", el("span", { class: "muted small" }, ` · ${rows.length} instance${rows.length === 1 ? "" : "s"}`)),
-        el("table", { class: "table instances" }, el("tbody", {}, rows.map((p) => el("tr", { dataset: { proxy: p.proxy_id } },
+        el("table", { class: "table instances" }, el("tbody", {}, rows.map((p) => el("tr", { id: `instance-${p.proxy_id}`, class: location.hash === `#instance-${p.proxy_id}` ? "linked" : "", dataset: { proxy: p.proxy_id } },
           el("td", { class: "name", title: p.address }, p.proxy_id, el("span", { class: "muted small" }, ` ${p.address}`)),
           el("td", {}, el("span", { class: `state ${STATE_CLASS[p.config.state] || "idle"}` }, p.connected ? p.config.state : "disconnected")),
           el("td", { class: "muted small reason" }, p.config.nack_reason || (p.config.revision_acked ? `runs revision ${p.config.revision_acked}` : "")))))));
@@ -416,6 +423,11 @@
   renderInstances(PAGE.instances.flatMap((g) => g.instances.map((i) => ({ ...i, service: PAGE.service, version: g.version,
     config: { state: i.state, revision_acked: i.revision_acked, nack_reason: i.nack_reason } }))));
   renderMarks(PAGE.marks);
+  // /services/<name>#instance-<proxy_id> (the graph's instance panel): the row exists only now.
+  if (location.hash.startsWith("#instance-")) {
+    const linked = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (linked) linked.scrollIntoView({ block: "center" });
+  }
   document.querySelector(".editors").addEventListener("input", (e) => { if (!e.target.closest("#split-card")) changed(); });
   document.querySelector(".editors").addEventListener("change", (e) => { if (!e.target.closest("#split-card, #routes")) changed(); });
   $("split-even").addEventListener("click", () => { weights = evenly(weights, locked); splitTouched = true; renderSplit(); changed(); });

@@ -22,7 +22,7 @@ from meshui.demo.mesh import PROJECT_ROOT, Mesh
 from meshui.demo.topology import Instance
 from tests.e2e.meshes import small_mesh
 from tests.e2e.test_chaos import Load
-from tests.meshui.browser import chromium, click_node, csp_problems, new_page, split_values
+from tests.meshui.browser import chromium, csp_problems, new_page, open_service_page, split_values
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("catalog", "v2"),
              Instance("inventory", "v1"))
@@ -85,7 +85,7 @@ def test_an_operator_splits_50_50_sees_it_applied_and_observed_then_rolls_it_bac
 ) -> None:
     page, console = logged_in(browser, mesh, mesh.config.demo_user, mesh.config.demo_password)
     page.wait_for_selector('[data-node="catalog"]', timeout=20_000)
-    click_node(page, "catalog")
+    open_service_page(page, "catalog")
     page.wait_for_url("**/services/catalog", timeout=10_000)
     page.click('.window-choices a[data-window="10"]')
     page.wait_for_url("**/services/catalog?window=10")
@@ -106,11 +106,12 @@ def test_an_operator_splits_50_50_sees_it_applied_and_observed_then_rolls_it_bac
     wait_applied_on_all(page, "#apply-progress")
     wait_for_observed_share(page, "v2", 50)
     even = int(page.locator("#loaded-revision").inner_text())
-    # The heatmap marks the revision and gains a column, live (10 s columns).
-    expect(page.locator("#heatmap")).to_contain_text(f"rev {even}", timeout=15_000)
-    last_column = "() => { const x = document.getElementById('heatmap').data[0].x; return +x[x.length - 1]; }"
-    before = page.evaluate(last_column)
-    page.wait_for_function(f"(before) => ({last_column})() > before", arg=before, timeout=20_000)
+    # The heatmap marks the revision and gains a column, live (5 s columns over 5 min).
+    expect(page.locator("#service-panel .heatmap")).to_contain_text(f"rev {even}", timeout=15_000)
+    before = int(page.locator("#service-panel").get_attribute("data-last-column"))
+    page.wait_for_function(
+        "(before) => +document.getElementById('service-panel').dataset.lastColumn > before",
+        arg=before, timeout=20_000)
     assert page.evaluate("window.__sameDocument") is True  # all of it live, no reload
 
     page.goto(mesh.config.dashboard_url + "policy/history")

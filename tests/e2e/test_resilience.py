@@ -109,3 +109,37 @@ def test_the_ejection_reaches_the_graph_as_an_edge_event(mesh: Mesh) -> None:
         return int(edge["events"].get("ejections", 0)) if edge else 0
 
     assert wait_until(ejections, timeout=15.0, interval=0.1, what="an ejection on checkout -> payments") == 1
+
+
+def test_the_instance_level_shows_the_ejected_instance_out_and_the_split_the_caller_made(
+    mesh: Mesh,
+) -> None:
+    """Real sidecars' heartbeats carry their balancers' state: the graph at the instance
+    level and the instance's state endpoint show payments-v1-2 ejected by checkout."""
+    base = mesh.config.dashboard_url
+    checkout(mesh, 20)  # traffic in the heartbeat interval: it all goes to the good instance
+
+    def state() -> dict[str, Any] | None:
+        body = httpx.get(f"{base}api/v1/instances/{BAD}/state", timeout=5, trust_env=False).json()
+        return body if body["caller_sidecars"] and body["ejected"] else None
+
+    body = wait_until(state, timeout=15.0, interval=0.2, what=f"{BAD}'s callers' report")
+    (caller,) = body["caller_sidecars"]
+    assert (caller["proxy_id"], caller["service"], caller["ejected"]) == ("checkout-v1-0", "checkout", True)
+    left = datetime.fromisoformat(body["ejected_until"].replace("Z", "+00:00")).timestamp() - time.time()
+    assert 0 < left <= 30
+    assert body["service"] == "payments" and body["live"] is True and body["uptime_s"] > 0
+
+    def good_share() -> float:
+        graph = httpx.get(f"{base}api/v1/graph", params={"level": "instance"}, timeout=5,
+                          trust_env=False).json()
+        payments = next(n for n in graph["nodes"] if n["id"] == "payments")
+        instances = {i["instance"]: i for i in payments["instances"]}
+        assert instances[BAD]["ejected"] is True and instances[BAD]["connected"] is True
+        shares = {c["service"]: c["share"] for c in instances["payments-v1-1"]["callers"]}
+        return shares.get("checkout", 0.0)
+
+    # Every call of checkout's last heartbeat interval went to the instance still in.
+    checkout(mesh, 10)
+    assert wait_until(lambda: good_share() == 1.0, timeout=15.0, interval=0.2,
+                      what="checkout's split: all to payments-v1-1")

@@ -133,6 +133,12 @@ def click_node(page: Any, service: str) -> None:
     page.mouse.click(x, y)
 
 
+def open_service_page(page: Any, service: str) -> None:
+    """From the graph page to ``service``'s page: its name in the Services table (a click on
+    its node expands it into its instances instead)."""
+    page.locator(f'#nodes tr[data-node="{service}"] a.service-link').click()
+
+
 def split_values(page: Any) -> dict[str, int]:
     """The service page's split sliders, by version."""
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.split-range')]

@@ -32,12 +32,27 @@ class FakeSidecar:
     configs: list[int] = field(default_factory=list)  # the revisions it was sent
     # (service, instance) its heartbeats report ejected, each for a minute from now.
     ejecting: tuple[tuple[str, str], ...] = ()
+    # What its balancer reports (state.upstreams): {service: {instance: (requests per
+    # heartbeat, EWMA ms, requests in flight)}}; an instance in ``ejecting`` is reported out.
+    calls: dict[str, dict[str, tuple[int, float, int]]] = field(default_factory=dict)
+    beats: int = 0
 
     def heartbeat(self) -> dict[str, Any]:
         until = time.time() + 60
-        return {"type": "heartbeat", "state": {"ejected": [
-            {"service": service, "instance": instance, "until": until}
-            for service, instance in self.ejecting]}}
+        self.beats += 1
+        upstreams = [
+            {"service": service, "overflow": {}, "endpoints": [
+                {"instance": instance, "requests": requests, "requests_total": requests * self.beats,
+                 "ewma_ms": ewma_ms, "outstanding": outstanding,
+                 "ejected": (service, instance) in self.ejecting,
+                 "until": until if (service, instance) in self.ejecting else None, "overflow": 0}
+                for instance, (requests, ewma_ms, outstanding) in sorted(instances.items())]}
+            for service, instances in sorted(self.calls.items())]
+        return {"type": "heartbeat", "state": {
+            "requests_total": 100 * self.beats, "uptime_s": float(self.beats),
+            "upstreams": upstreams, "upstreams_truncated": 0,
+            "ejected": [{"service": service, "instance": instance, "until": until}
+                        for service, instance in self.ejecting]}}
 
     def hello(self) -> dict[str, Any]:
         return {"type": "hello", "proxy_id": self.proxy_id, "service": self.service,

@@ -325,13 +325,15 @@ def test_the_series_of_an_edge_add_up_to_its_requests_and_show_the_retried_tries
                                            "metric": "rps,actual_rps,actual_success_rate,retries"})
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["window"] == 60 and body["step"] == 10 and len(body["times"]) == 7
+    assert body["window"] == 60 and body["step"] == 10
+    assert len(body["times"]) in (6, 7)  # 7 unless the window starts on a multiple of 10
     lines = {line["metric"]: line for line in body["series"]}
     assert list(lines) == ["rps", "actual_rps", "actual_success_rate", "retries"]
     assert sum(body["seconds"]) == 60
     counts = lambda values: sum(v * s for v, s in zip(values, body["seconds"], strict=True))  # noqa: E731
-    assert counts(lines["rps"]["values"]) == pytest.approx(edge["requests"]) == 40
-    assert counts(lines["actual_rps"]["values"]) == pytest.approx(48)
+    # Rates are rounded to 6 places: rate * seconds is the count within a rounding.
+    assert counts(lines["rps"]["values"]) == pytest.approx(edge["requests"], abs=1e-3) == 40
+    assert counts(lines["actual_rps"]["values"]) == pytest.approx(48, abs=1e-3)
     assert [v for v in lines["actual_success_rate"]["values"] if v is not None] == [0.7917]
     assert lines["retries"]["unit"] == "events/s"
 
@@ -341,9 +343,10 @@ def test_the_series_of_an_edge_add_up_to_its_requests_and_show_the_retried_tries
     answer = reader.get("/api/v1/series", {"instance": "catalog-1", "window": 300})
     assert answer.status_code == 200, answer.content
     body = answer.json()
-    assert body["step"] == 5 and len(body["times"]) == 61
+    assert body["step"] == 5 and len(body["times"]) in (60, 61) and sum(body["seconds"]) == 300
     rps = next(line for line in body["series"] if line["metric"] == "rps")
-    assert sum(v * s for v, s in zip(rps["values"], body["seconds"], strict=True)) == pytest.approx(48)
+    assert sum(v * s for v, s in zip(rps["values"], body["seconds"], strict=True)) == pytest.approx(
+        48, abs=1e-3)
 
 
 @pytest.mark.parametrize(("query", "detail"), [

@@ -28,15 +28,19 @@ from collector.graphstore import (
 )
 from collector.graphwriter import GraphWriter
 from meshui.api.errors import Error, ErrorCode, invalid_parameter
+from meshui.dashboard.instance_graph import LiveInstanceJSON
 from meshui.dashboard.schemas import (
+    CallerShare,
     Edge,
     EdgeEvents,
     Graph,
     Hidden,
     InstanceTraffic,
+    LiveInstance,
     Node,
     VersionTraffic,
 )
+from meshui.registry.instance_views import CallerShare as CallerShareJSON
 from proxies.telemetry.events import EDGE_EVENTS, EVENT_KEYS
 from tests.meshui.users import make_operator
 
@@ -131,21 +135,27 @@ def test_the_document_describes_parameters_errors_and_retry_after(
 @pytest.mark.parametrize("schema, shape", [
     (Graph, GraphJSON), (Node, NodeJSON), (Edge, EdgeJSON), (Hidden, HiddenJSON),
     (VersionTraffic, VersionTrafficJSON), (InstanceTraffic, InstanceJSON),
+    (LiveInstance, LiveInstanceJSON), (CallerShare, CallerShareJSON),
 ])
 def test_the_graph_schemas_are_the_graph_store_s_typed_dicts(schema: Any, shape: Any) -> None:
     hints = get_type_hints(shape)
     assert set(schema.model_fields) == set(hints)
     # Each checked by its own case.
-    nested = {"nodes", "edges", "events", "hidden", "by_version", "instances"}
+    nested = {"nodes", "edges", "events", "hidden", "by_version", "instances", "callers"}
     for name, field in schema.model_fields.items():
         if name not in nested:
             assert field.annotation == hints[name], name
     if schema is Edge:  # versions -> the store's VersionTrafficJSON, restated as VersionTraffic
         assert hints["by_version"] == dict[str, VersionTrafficJSON]
         assert schema.model_fields["by_version"].annotation == dict[str, VersionTraffic]
-    if schema is Node:  # level=instance only: NotRequired in the store, None by default here
+    if schema is Node:  # level=instance only: NotRequired in the store, None by default here;
+        # meshui adds the sidecars' live state to each of the store's instances.
         assert hints["instances"] == list[InstanceJSON]
-        assert schema.model_fields["instances"].annotation == list[InstanceTraffic] | None
+        assert get_type_hints(InstanceJSON).items() <= get_type_hints(LiveInstanceJSON).items()
+        assert schema.model_fields["instances"].annotation == list[LiveInstance] | None
+    if schema is LiveInstance:
+        assert hints["callers"] == list[CallerShareJSON]
+        assert schema.model_fields["callers"].annotation == list[CallerShare]
 
 
 def test_the_document_describes_an_edge_s_split_by_version(document: dict[str, Any]) -> None:

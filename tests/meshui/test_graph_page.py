@@ -79,7 +79,8 @@ def test_the_page_hands_graph_js_the_server_s_scale_and_window(
     write_edge(redis_client, 100, 3)
     page = reader.get("/").content.decode()
     assert json_script(page, "graph-page") == {
-        "health": HEALTH.page_json(), "window": DEFAULT_WINDOW, "window_label": "last minute"}
+        "health": HEALTH.page_json(), "window": DEFAULT_WINDOW, "window_label": "last minute",
+        "view": {"instances": False, "expand": []}}
     assert legend(page) == [(item["name"], item["label"]) for item in HEALTH.legend()]
     assert '<span class="value">last minute</span>' in page
     initial = json_script(page, "graph-initial")
@@ -108,3 +109,32 @@ def test_graph_js_has_no_threshold_or_window_of_its_own() -> None:
         if level.below is not None:
             assert not re.search(rf"(?<![\d.]){re.escape(repr(level.below))}(?!\d)", GRAPH_JS)
     assert not re.search(rf"\b{DEFAULT_WINDOW}\b|last minute", GRAPH_JS)
+
+
+def write_instances(redis_client: redis.Redis) -> None:
+    writer = GraphWriter(clock=lambda: time.time() - 1)
+    writer.add_edge("web", "api", 30, 0, {3: 30})
+    writer.add_node("api", "v1", 20, 0, {3: 20}, instance="api-1")
+    writer.add_node("api", "v1", 10, 0, {3: 10}, instance="api-2")
+    pipe = redis_client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+
+
+def test_the_page_draws_its_first_frame_at_the_instance_level_its_url_asks_for(
+    reader: Client, redis_client: redis.Redis
+) -> None:
+    write_instances(redis_client)
+    page = reader.get("/", {"level": "instance"}).content.decode()
+    assert json_script(page, "graph-page")["view"] == {"instances": True, "expand": []}
+    initial = json_script(page, "graph-initial")
+    assert initial["expanded"] == ["api"]  # web served nothing: it has no instances to show
+    (instances,) = [t for t in initial["figure"]["data"] if t["name"] == "instances"]
+    assert [c[0] for c in instances["customdata"]] == ["api-1", "api-2"]
+    # One service by name; a name the sidecars would refuse is left out, not an error.
+    page = reader.get("/", {"expand": "api,Not!A,web"}).content.decode()
+    assert json_script(page, "graph-page")["view"] == {"instances": False, "expand": ["api", "web"]}
+    assert json_script(page, "graph-initial")["expanded"] == ["api"]
+    plain = json_script(reader.get("/").content.decode(), "graph-initial")
+    assert "expanded" not in plain
+    assert not [t for t in plain["figure"]["data"] if t["name"] == "instances"]

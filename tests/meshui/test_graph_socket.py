@@ -101,3 +101,47 @@ async def test_the_throttle_never_sends_faster_than_its_interval() -> None:
     await throttle.submit(3)
     assert sent == [1, 2]  # held back: only 0.1 s since the last send
     throttle.close()
+
+
+async def test_a_view_message_switches_the_socket_to_the_instance_level_and_back(
+    meshui_settings: Any, redis_client: Any
+) -> None:
+    from collector.graphwriter import GraphWriter
+
+    meshui_settings.MESHUI_PUBLIC_READ = True
+    writer = GraphWriter(clock=lambda: time.time() - 1)
+    writer.add_edge("frontend", "catalog", 30, 0, {3: 30})
+    writer.add_node("catalog", "v1", 30, 0, {3: 30}, instance="catalog-1")
+    pipe = redis_client.pipeline(transaction=False)
+    GraphWriter.queue_writes(pipe, writer.take())
+    pipe.execute()
+    browser = WebsocketCommunicator(application, "/ws/graph", headers=BROWSER)
+    connected, _ = await browser.connect()
+    assert connected
+    first = await browser.receive_json_from()
+    assert "expanded" not in first and "instances" not in first["graph"]["nodes"][0]
+
+    await browser.send_json_to({"type": "view", "instances": False, "expand": ["catalog"]})
+    expanded = await browser.receive_json_from(timeout=5)
+    assert expanded["expanded"] == ["catalog"]
+    catalog = next(n for n in expanded["graph"]["nodes"] if n["id"] == "catalog")
+    assert [i["instance"] for i in catalog["instances"]] == ["catalog-1"]
+    assert any(t["name"] == "instances" for t in expanded["figure"]["data"])
+    # Every update from then on is drawn that way (read afresh at the instance level).
+    await get_channel_layer().group_send("graph", {"type": "graph.update", "graph": graph(42)})
+    update = await browser.receive_json_from(timeout=5)
+    assert update["expanded"] == ["catalog"]
+
+    for bad, words in (({"type": "view", "expand": ["Not A Name"]}, "lower-case DNS label"),
+                       ({"type": "view", "instances": "yes"}, "true or false"),
+                       ({"type": "zoom"}, "expected")):
+        await browser.send_json_to(bad)
+        error = await browser.receive_json_from(timeout=5)
+        assert error["type"] == "error" and words in error["detail"], error
+    await browser.send_to(text_data="x" * 20000)
+    assert "at most" in (await browser.receive_json_from(timeout=5))["detail"]
+
+    await browser.send_json_to({"type": "view"})  # back to the service level
+    plain = await browser.receive_json_from(timeout=5)
+    assert "expanded" not in plain and "instances" not in plain["graph"]["nodes"][0]
+    await browser.disconnect()

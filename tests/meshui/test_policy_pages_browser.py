@@ -19,10 +19,10 @@ from proxies.telemetry import histogram
 from tests.meshui.browser import (
     HAVE_CHROMIUM,
     chromium,
-    click_node,
     csp_problems,
     meshui_server,
     new_page,
+    open_service_page,
     split_values,
 )
 from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
@@ -102,7 +102,7 @@ def test_an_operator_splits_catalog_50_50_from_the_graph_and_sees_every_sidecar_
     page, console = logged_in(browser, server, "olivia")
     wait_for_sidecars(page)
     page.wait_for_selector("#status.live", timeout=10000)
-    click_node(page, "catalog")
+    open_service_page(page, "catalog")
     page.wait_for_url(server + "/services/catalog", timeout=10000)
     page.evaluate("window.__sameDocument = true")
     assert page.locator("#service-name").inner_text() == "catalog"
@@ -310,11 +310,15 @@ def test_the_service_page_shows_where_the_time_goes_for_the_service_and_each_ins
     expect(panel).to_have_attribute("data-scope", "service=catalog&instance=catalog-2&window=300&step=5",
                                     timeout=10000)
     expect(panel).to_have_attribute("data-requests", "7")
-    assert page.url.endswith("#instance%3Dcatalog-2")
+    assert page.url.endswith("#instance-catalog-2")
     page.locator("#service-panel .panel-ranges a", has_text="1 h").click()
     expect(panel).to_have_attribute("data-scope", "service=catalog&instance=catalog-2&window=3600&step=60",
                                     timeout=10000)
     expect(panel).to_have_attribute("data-requests", "7")
     assert page.locator("#service-panel .chart .main-svg").count() >= 4
+    page.goto(server + "/services/catalog#version-v1")  # a link picks the scope, the range stays
+    expect(panel).to_have_attribute("data-scope", "service=catalog&version=v1&window=3600&step=60",
+                                    timeout=10000)
+    assert page.input_value("#panel-scope") == "version=v1"
     assert csp_problems(page, console) == []
     page.close()

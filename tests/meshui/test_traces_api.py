@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -10,28 +9,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from collector.redis_exporter import redis_client
-from collector.stats import CollectorStats
-from collector.trace_exporter import RedisTraceExporter
-from collector.traceconnector import TraceStoreConfig, TraceStoreConnector
-from tests.collector.trace_build import CLIENT, SERVER, S, batch, trace_id
+from tests.collector.trace_build import CLIENT, SERVER, S, trace_id
+from tests.meshui.sample_traces import store
 
 pytestmark = pytest.mark.django_db
 NOW = time.time()
-
-
-def store(redis_url: str, *spans: S) -> None:
-    async def write() -> None:
-        client = redis_client(redis_url)
-        config = TraceStoreConfig()
-        exporter = RedisTraceExporter(client, config, CollectorStats())
-        connector = TraceStoreConnector(exporter, config, exporter.stats)
-        connector.consume(batch(*spans))
-        connector.flush()
-        await exporter.flush()
-        await client.aclose()
-
-    asyncio.run(write())
 
 
 @pytest.fixture

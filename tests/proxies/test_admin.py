@@ -105,6 +105,7 @@ async def test_config_and_endpoints_show_the_set_in_force(telemetry):
                 "requests_total": 0,
                 "ewma_ms": 30.0,
                 "idle_connections": 0,
+                "overflows": 0,
                 "consecutive_5xx": 0,
                 "consecutive_gateway": 0,
                 "ejected": False,

@@ -22,6 +22,7 @@ from proxies.control.client import ControlClient
 from proxies.mesh.endpoints import EndpointRegistry
 from proxies.mesh.schema import NACK_REASON_MAX
 from proxies.policy.store import PolicyStore
+from proxies.telemetry.tailkeep import TailKeepConfig, TailKeeper
 from tests.fuzzing import examples, outcome
 
 pytestmark = pytest.mark.fuzz
@@ -180,3 +181,54 @@ def test_endpoints_and_config_are_applied_or_nacked_and_the_last_good_state_stay
         assert client.config_revision == message["revision"]
         assert client.registry.snapshot is before[0]
     outcome("control.sidecar_apply", f"applied:{kind}")
+
+
+GOOD_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+export_frames = st.fixed_dictionaries({
+    "type": st.just("export_traces"), "id": st.one_of(st.integers(0, 2**63 - 1), scalars),
+    "trace_ids": mutated([GOOD_TRACE, "ab" * 16, "0" * 31 + "1"]),
+})
+
+
+class Spans:
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    def record_span(self, span: Any) -> None:
+        self.spans.append(span)
+
+
+@examples()
+@given(export_frames)
+def test_an_export_traces_frame_is_done_or_nacked_whole_and_exports_at_most_the_keep_rate(
+    message: dict[str, Any]
+) -> None:
+    sink = Spans()
+    tail = TailKeeper(TailKeepConfig(keep_rate=2), sink)
+    for trace in (GOOD_TRACE, "ab" * 16, "0" * 31 + "1"):  # three traces held
+        tail.ring.add((bytes.fromhex(trace), b"\x01" * 8, None, True, b"GET", b"/", None, 200,
+                       "catalog", "v1", None, tail.clock(), tail.clock(), False, None))
+    client = ControlClient("ws://127.0.0.1:1/api/v1/control", "t", {"proxy_id": "me"},
+                           EndpointRegistry(), dict, tail=tail)
+    ws = Recorder()
+    text = json.dumps(message, allow_nan=True)
+    run(client._handle(ws, text))
+
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        assert ws.sent == [] and sink.spans == []
+        outcome("control.export_traces", "ignored")
+        return
+    if ws.sent:
+        (nack,) = ws.sent
+        assert nack["type"] == "nack" and nack["kind"] == "export_traces"
+        assert nack["reason"].startswith(("id: ", "trace_ids: ")) and len(nack["reason"]) <= NACK_REASON_MAX
+        assert isinstance(nack["version"], int) and sink.spans == []
+        assert tail.frames == {"accepted": 0, "rejected": 1}
+        outcome("control.export_traces", "nack:" + nack["reason"].split(":")[0])
+        return
+    assert tail.frames == {"accepted": 1, "rejected": 0}
+    assert len(sink.spans) <= 2  # the keep rate, however many ids the frame names
+    assert all(span.attributes["meshui.keep.reason"] == "remote" for span in sink.spans)
+    outcome("control.export_traces", f"exported:{len(sink.spans)}")

@@ -260,6 +260,7 @@ def shared_traffic(meshui_settings: Any, redis_url: str) -> Iterator[redis.Redis
     client.close()
 
 
+@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_evaluators_racing_on_one_cycle_make_one_set_of_transitions(
         shared_traffic: redis.Redis, clock: FakeClock) -> None:
@@ -267,8 +268,6 @@ def test_two_evaluators_racing_on_one_cycle_make_one_set_of_transitions(
     in memory with a shared cache, whose table locks fail a second writer at once instead
     of making it wait; a real SQLite file (WAL, IMMEDIATE) serialises the two transactions,
     which the test above covers in sequence."""
-    if connection.vendor == "sqlite":
-        pytest.skip("needs a database that other connections wait on (PostgreSQL)")
     for n in range(20):
         make_rule(f"rule {n}", target={"source": "*", "target": "payments"} if n % 2 else
                   {"source": "checkout", "target": "payments"}, fire=0.1 + n / 100)
