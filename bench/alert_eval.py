@@ -269,12 +269,16 @@ def main() -> None:
             f"{statistics.median(result['redis']) * 1000:.0f} ms | "
             f"{read * 1000:.0f} / {apply * 1000:.0f} ms | {result['first'][0] * 1000:.0f} ms | "
             f"{result['graph_cpu'] * 1000:.1f} ms | {cpu / result['graph_cpu']:.0f}x |")
-    worst = max(p95(result["cpu"]) for result in results)
+    demo = [result for result in results if result["copies"] == 1]
+    verdict = ""
+    if demo:
+        worst = p95(demo[0]["cpu"])
+        verdict = (f"Goal (issue 10: {args.rules} rules over the demo's graph, at most "
+                   f"{goal:g} s of worker CPU per cycle): "
+                   f"{'MEETS' if worst <= goal else 'MISSES'} (p95 {worst * 1000:.0f} ms). ")
     lines += [
         "",
-        f"Goal: at most {goal:g} s of worker CPU per cycle for {args.rules} rules: "
-        f"{'MEETS' if worst <= goal else 'MISSES'} (worst p95 {worst * 1000:.0f} ms). "
-        + "; ".join(f"{'demo' if r['copies'] == 1 else str(r['copies']) + ' shops'}: states "
+        verdict + "; ".join(f"{'demo' if r['copies'] == 1 else str(r['copies']) + ' shops'}: states "
                     + ", ".join(f"{s} {n}" for s, n in sorted(r['states'].items()))
                     + f", {r['transitions']} transitions in {r['cycles'] + 1} cycles"
                     for r in results) + ".",
@@ -284,7 +288,11 @@ def main() -> None:
         "the long-window targets (the block each ends in is read whole every cycle); "
         "applying with the targets (one state row each, written back with one "
         "executemany). Ten shops are ten times the fields and 4.6 times the targets (the "
-        "`*` patterns match ten times the services and instances).",
+        "`*` patterns match ten times the services and instances)."
+        " At ten shops a cycle takes more than the goal allows the demo's graph; the next "
+        "savings would be to keep the settled cells of the block a long window ends in, and "
+        "to slide the short windows' totals by the chunks that enter and leave instead of "
+        "adding every kept chunk up again each cycle.",
     ]
     report(lines, not args.no_write)
 

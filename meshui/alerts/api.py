@@ -23,6 +23,7 @@ from meshui.accounts.roles import Role
 from meshui.alerts import backtest, rules
 from meshui.alerts.evaluator import cycle_of
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition, ContactPoint
+from meshui.alerts.recording import announce_on_commit
 from meshui.alerts.schemas import (
     AlertList,
     History,
@@ -150,12 +151,14 @@ def _reset(row: AlertRule, detail: str) -> None:
     now = timezone.now()
     cycle = cycle_of(now.timestamp(), settings.MESHUI_ALERTS_INTERVAL_S)
     states = list(AlertState.objects.select_for_update().filter(rule=row))
-    AlertTransition.objects.bulk_create([
+    resolved = AlertTransition.objects.bulk_create([
         AlertTransition(rule=row, target_key=state.target_key, target=state.target,
                         from_state=state.state, to_state=State.NORMAL, value=None,
                         detail=detail, at=now, cycle=cycle)
         for state in states if state.state != State.NORMAL])
     AlertState.objects.filter(pk__in=[state.pk for state in states]).delete()
+    if resolved:
+        announce_on_commit(resolved)
 
 
 @router.put("/alerts/rules/{rule_id}", response={200: RuleOut, 404: Error, **WRITE},

@@ -10,16 +10,12 @@ safe to run twice, or on two workers at once:
 2. **Read, then decide, outside any transaction**: the windows of every rule in two
    pipelines (``meshui.alerts.windows``), a reading per concrete target, no lock held on
    the database while Redis answers.
-3. **Apply in one transaction**: the rules' state rows are locked (``select_for_update``;
-   SQLite's IMMEDIATE transactions, settings.py, serialise writers instead), and a row
-   already evaluated in this cycle is left alone, so a second evaluator of the same cycle
-   changes nothing. Each row is stepped through ``meshui.alerts.states``; every change is
-   an ``AlertTransition`` with the value that caused it. A rule edited since step 2 is left
-   to the next cycle. Two evaluators creating the same new row: the second's unique
-   constraint error rolls its transaction back and it applies again, finding the row done.
-
-After the commit ``transitions_recorded`` is sent with the new transitions (what
-notifications consume).
+3. **Apply in one transaction** (``meshui.alerts.recording``): the state rows locked, a
+   row already evaluated in this cycle left alone, so a second evaluator of the same cycle
+   changes nothing; every change an ``AlertTransition`` with the value that caused it,
+   announced after the commit (``transitions_recorded``). Two evaluators creating the same
+   new row: the second's unique constraint error rolls its transaction back and it applies
+   again, finding the row done.
 
 Targets: a concrete rule has one state row (its target); a pattern rule one per matching
 series of the cycle's data (``targets.SeriesIndex``), plus, while nothing matches, one row
@@ -34,30 +30,24 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.dispatch import Signal
+from django.db import IntegrityError
 
 from collector.series import Scope
 from meshui.alerts import metrics, rules, series_windows, targets, windows
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition
-from meshui.alerts.states import NO_DATA, Reading, State, Status, Transition, initial, resolve, step
+from meshui.alerts.recording import DETAIL_MAX, Readings, apply
+from meshui.alerts.states import NO_DATA, Reading
 from meshui.alerts.window_cache import WindowCache
 from meshui.redis_clients import DATA_SOURCE_ERRORS, get_redis
 
 logger = logging.getLogger(__name__)
 
 LOCK_PREFIX = "meshui:alerts:cycle:"
-DETAIL_MAX = 500
-
-#: Sent after the commit of a cycle that changed states: ``transitions`` (AlertTransition
-#: rows, with ids). Notifications connect here.
-transitions_recorded = Signal()
 
 
 def cycle_of(now: float, interval: int) -> int:
@@ -67,10 +57,6 @@ def cycle_of(now: float, interval: int) -> int:
 
 def lock_key(cycle: int) -> str:
     return f"{LOCK_PREFIX}{cycle}"
-
-
-def as_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 @dataclass(slots=True)
@@ -92,8 +78,6 @@ class CycleReport:
                 "error": self.error, "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
 
 
-# A rule's readings this cycle: target key -> (the target's JSON, the reading).
-Readings = dict[str, tuple[dict[str, str], Reading, str]]
 
 
 def data_source_detail(exc: BaseException) -> str:
@@ -138,7 +122,7 @@ class Evaluator:
         if not self._lock(report.cycle):
             report.skipped = "another evaluator holds this cycle"
             return report
-        rule_list = [rules.rule_of(row) for row in AlertRule.objects.all()]
+        rule_list = self._rules()
         report.rules = len(rule_list)
         if not rule_list:
             report.ran = True
@@ -156,6 +140,17 @@ class Evaluator:
         report.ran = True
         report.seconds["total"] = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _rules() -> list[rules.Rule]:
+        """Every rule; one that no longer checks (changed outside the API) is left out, loudly."""
+        found = []
+        for row in AlertRule.objects.all():
+            try:
+                found.append(rules.rule_of(row))
+            except ValueError as exc:
+                logger.error("alerts: rule %s %r is not evaluated: %s", row.pk, row.name, exc)
+        return found
 
     @staticmethod
     def _known_targets() -> dict[int, list[str]]:
@@ -263,136 +258,3 @@ class Evaluator:
             logger.info("alerts: cycle %d: a concurrent evaluator created state rows; "
                         "applying again", cycle)
             return apply(rule_list, readings, now, cycle)
-
-
-@dataclass(slots=True)
-class _Row:
-    """A state row as a cycle reads and writes it (no model instance, no target JSON: a
-    cycle handles thousands; the key is the target's JSON anyway)."""
-
-    pk: int | None
-    key: str
-    state: str
-    since: datetime
-    value: float | None
-    detail: str
-    last_evaluated: datetime | None
-
-
-ROW_FIELDS = ("pk", "target_key", "state", "since", "value", "detail", "last_evaluated")
-
-
-def status_of(row: _Row) -> Status:
-    return Status(State(row.state), row.since.timestamp(), row.value, row.detail)
-
-
-def _transition_row(rule_id: int, key: str, target: dict[str, str], transition: Transition,
-                    cycle: int) -> AlertTransition:
-    return AlertTransition(
-        rule_id=rule_id, target_key=key, target=target, from_state=transition.old,
-        to_state=transition.new, value=transition.value, detail=transition.detail[:DETAIL_MAX],
-        at=as_datetime(transition.at), cycle=cycle)
-
-
-@dataclass(slots=True)
-class _Writes:
-    """What one cycle's apply writes, gathered so that each kind is one bulk statement."""
-
-    changed: list[_Row] = field(default_factory=list)
-    created: list[AlertState] = field(default_factory=list)
-    gone: list[int] = field(default_factory=list)
-    recorded: list[AlertTransition] = field(default_factory=list)
-
-
-def _step_rule(rule: rules.Rule, current: dict[str, _Row], found: Readings, now: float,
-               cycle: int, writes: _Writes) -> None:
-    """Step one rule's rows (``current``, by key, taken as they are used) with its readings."""
-    now_dt, cycle_dt = as_datetime(now), as_datetime(cycle)
-    for key, (target, reading, no_data) in found.items():
-        row = current.pop(key, None)
-        if row is not None and row.last_evaluated is not None and row.last_evaluated >= cycle_dt:
-            continue  # this cycle was applied already
-        status, transition = step(rule.condition, initial(now) if row is None else status_of(row),
-                                  reading, now, no_data)
-        detail = status.detail[:DETAIL_MAX]
-        if row is None:
-            writes.created.append(AlertState(
-                rule_id=rule.id, target_key=key, target=target, state=status.state,
-                since=as_datetime(status.since), value=status.value, detail=detail,
-                last_evaluated=now_dt))
-        else:
-            row.state, row.since = status.state, as_datetime(status.since)
-            row.value, row.detail, row.last_evaluated = status.value, detail, now_dt
-            writes.changed.append(row)
-        if transition is not None:
-            writes.recorded.append(_transition_row(rule.id, key, target, transition, cycle))
-    for key, stale in current.items():  # tracked, but not among this cycle's targets
-        if stale.last_evaluated is not None and stale.last_evaluated >= cycle_dt:
-            continue
-        gone = json.loads(key)
-        if not rule.target.is_pattern:
-            detail = "the rule's target changed"
-        elif key == rule.target.key:
-            detail = "the pattern matches again"
-        else:
-            detail = f"{targets.parse(gone).label()} is no longer in the data"
-        transition = resolve(status_of(stale), now, detail)
-        if transition is not None:
-            writes.recorded.append(_transition_row(rule.id, key, gone, transition, cycle))
-        if stale.pk is not None:
-            writes.gone.append(stale.pk)
-
-
-STATE_COLUMNS = ("state", "since", "value", "detail", "last_evaluated")
-
-
-def _update_states(changed: list[_Row]) -> None:
-    """Write every evaluated row back: one UPDATE, executed many times.
-
-    ``bulk_update`` builds a CASE per column and row, which took ~1.5 s of CPU for 2,000
-    rows (bench/alert_eval.py); executemany sends the same statement with each row's values
-    (psycopg pipelines them), a few ms.
-    """
-    quote, ops = connection.ops.quote_name, connection.ops
-    columns = ", ".join(f"{quote(name)} = %s" for name in STATE_COLUMNS)  # fields = columns
-    sql = f"UPDATE {quote(AlertState._meta.db_table)} SET {columns} WHERE {quote('id')} = %s"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [
-            (row.state, ops.adapt_datetimefield_value(row.since), row.value, row.detail,
-             ops.adapt_datetimefield_value(row.last_evaluated), row.pk) for row in changed])
-
-
-def apply(rule_list: Iterable[rules.Rule], readings: Mapping[int, Readings], now: float,
-          cycle: int) -> list[AlertTransition]:
-    """Step every rule's rows with this cycle's readings, in one transaction."""
-    writes = _Writes()
-    with transaction.atomic():
-        # Every rule and row (a cycle evaluates them all): no IN list of a thousand ids.
-        live = dict(AlertRule.objects.values_list("pk", "updated_at"))
-        rows: dict[int, dict[str, _Row]] = {}
-        for rule_id, *values in AlertState.objects.select_for_update().values_list(
-                "rule_id", *ROW_FIELDS):
-            row = _Row(*values)
-            rows.setdefault(rule_id, {})[row.key] = row
-        for rule in rule_list:
-            if live.get(rule.id) == rule.updated_at:  # else deleted or edited since it was read
-                _step_rule(rule, rows.get(rule.id, {}), readings.get(rule.id, {}), now, cycle,
-                           writes)
-        if writes.changed:
-            _update_states(writes.changed)
-        if writes.created:
-            AlertState.objects.bulk_create(writes.created, batch_size=500)
-        if writes.gone:
-            AlertState.objects.filter(pk__in=writes.gone).delete()
-        recorded = writes.recorded
-        if recorded:
-            recorded = AlertTransition.objects.bulk_create(recorded, batch_size=500)
-            transaction.on_commit(lambda: _announce(recorded))
-    return recorded
-
-
-def _announce(recorded: list[AlertTransition]) -> None:
-    for row in recorded:
-        logger.info("alert %s on %s: %s -> %s (%s)", row.rule_id, row.target_key,
-                    row.from_state, row.to_state, row.detail)
-    transitions_recorded.send(sender=Evaluator, transitions=recorded)

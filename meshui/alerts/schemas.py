@@ -39,9 +39,6 @@ class TargetOut(Schema):
     instance: str | None = None
 
 
-Seconds = Field(0, ge=0, le=7 * 24 * 3600)
-
-
 class RuleIn(Schema):
     """A rule as written (POST, PUT) or tried (preview)."""
 

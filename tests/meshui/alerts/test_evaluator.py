@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.db import connection
 
-from meshui.alerts import evaluator as evaluation
+from meshui.alerts import recording
 from meshui.alerts.evaluator import Evaluator, lock_key
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.rules import rule_of
@@ -301,7 +301,7 @@ def test_a_rule_edited_while_its_cycle_was_read_is_left_to_the_next_cycle(
     readings, _ = evaluator.read(read, {}, int(clock()))
     # An edit moves updated_at (the API does); the rule read before it is stale.
     type(rule).objects.filter(pk=rule.pk).update(fire=0.9, updated_at=rule.updated_at.replace(year=2031))
-    assert evaluation.apply(read, readings, clock(), BASE) == []
+    assert recording.apply(read, readings, clock(), BASE) == []
     assert not AlertState.objects.exists()
 
 
@@ -315,12 +315,12 @@ def test_transitions_are_announced_after_the_commit(
     def listener(sender: Any, transitions: list[AlertTransition], **kwargs: Any) -> None:
         heard.extend(transitions)
 
-    evaluation.transitions_recorded.connect(listener)
+    recording.transitions_recorded.connect(listener)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             evaluator.run()
     finally:
-        evaluation.transitions_recorded.disconnect(listener)
+        recording.transitions_recorded.disconnect(listener)
     assert [(t.pk is not None, t.to_state, t.value) for t in heard] == [(True, State.FIRING, 0.5)]
 
 
@@ -334,6 +334,10 @@ def test_the_beat_task_runs_a_cycle_and_the_schedule_holds_it(
     assert evaluate_alerts()["skipped"] == "another evaluator holds this cycle"
     entry = settings.CELERY_BEAT_SCHEDULE["evaluate-alerts"]
     assert entry["task"] == "meshui.alerts.tasks.evaluate_alerts"
+    from meshui.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery
+    assert entry["task"] in app.tasks
     assert entry["schedule"] == float(settings.MESHUI_ALERTS_INTERVAL_S) == 10.0
 
 
@@ -400,3 +404,16 @@ def test_a_long_pattern_keeps_a_quiet_target_while_its_window_holds_data_then_re
     assert {(t.from_state, t.to_state, t.detail) for t in last} == {
         (State.FIRING, State.NORMAL, "checkout -> payments is no longer in the data"),
         (State.NORMAL, State.NO_DATA, "nothing in the last 60 s matches * -> payments")}
+
+
+def test_a_rule_changed_outside_the_api_into_nonsense_is_skipped_not_the_cycle(
+        traffic: Traffic, evaluator: Evaluator, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    make_rule("broken", target={"edge": "x"})
+    make_rule("inverted", recover=0.9)  # recover above fire with '>'
+    make_rule("fine")
+    traffic.calls("checkout", "payments", range(BASE - 10, BASE), 10, 0.5)
+    cycle(evaluator, clock, traffic)
+    assert [row.rule.name for row in AlertState.objects.select_related("rule")] == ["fine"]
+    assert "'broken' is not evaluated: target.edge is not a target field" in caplog.text
+    assert "'inverted' is not evaluated: recover (0.9) must be at most fire (0.2)" in caplog.text
