@@ -177,7 +177,7 @@
             el("a", { href: `/traces/${encodeURIComponent(x.trace_id)}`, class: "trace-link" },
               el("code", {}, x.trace_id.slice(0, 16)), ` ${fmt.ms(x.value_ms)}`),
             el("span", { class: x.error ? "state bad" : "muted small" }, x.error ? " error" : ` at ${clock(x.time)}`))))
-          : el("p", { class: "muted small" }, "No exemplar trace was recorded in this cell (only sampled requests have one): search the stored traces instead."));
+          : el("p", { class: "muted small" }, "No exemplar trace was recorded in this cell (only traced requests have one: sampled ones, and those kept for being slow or failed): search the stored traces instead."));
       cell.querySelector("button").addEventListener("click", () => { selected = null; cell.hidden = true; });
     }
 
