@@ -17,7 +17,7 @@
   const EVENT_COLORS = { retries: "#e3b341", timeouts: "#f85149", ejections: "#bc8cff", rate_limited: "#58a6ff" };
   const PLOT = { displayModeBar: false, responsive: true };
 
-  const stepOf = (window) => Math.min(60, Math.max(1, Math.ceil(window / 60)));
+  const stepOf = (seconds) => Math.min(60, Math.max(1, Math.ceil(seconds / 60)));
   const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== "")).toString();
   const clock = (epoch) => new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
 
@@ -86,9 +86,9 @@
       return scope.instance ? `instance ${scope.instance}` : scope.version ? `${scope.service} ${scope.version}` : scope.service;
     }
 
-    async function revisionsIn(window) {
+    async function revisionsIn(seconds) {
       const listed = await api("GET", "/api/v1/policy/revisions?per_page=20").catch(() => null);
-      const since = Date.now() - window * 1000;
+      const since = Date.now() - seconds * 1000;
       return listed && listed.status === 200
         ? listed.body.revisions.filter((r) => Date.parse(r.created_at) >= since) : [];
     }
@@ -98,15 +98,15 @@
       if (stopped) return;
       const mine = ++generation;
       markRange();
-      const window = range.window;
-      const step = stepOf(window);
-      const params = { ...scope, window, step };
+      const seconds = range.window;
+      const step = stepOf(seconds);
+      const params = { ...scope, window: seconds, step };
       const [heatAnswer, seriesAnswer, revisions] = await Promise.all([
         api("GET", `/api/v1/heatmap?${query(params)}`).catch(() => null),
         api("GET", `/api/v1/series?${query(params)}&metric=${[
           "rps", "actual_rps", "success_rate", "actual_success_rate", "p50", "p95", "p99",
           ...(scope.source && !scope.version ? ["server_p99", "network_p99"] : []), ...EVENTS].join(",")}`).catch(() => null),
-        revisionsIn(window),
+        revisionsIn(seconds),
       ]);
       if (stopped || mine !== generation) return;
       if (!heatAnswer || heatAnswer.status !== 200) {
