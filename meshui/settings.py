@@ -11,7 +11,7 @@ import dj_database_url
 
 from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
 from meshui.dashboard.trace_links import validate_template
-from meshui.env import EnvError, env_bool, env_int, env_list, env_str
+from meshui.env import EnvError, env_bool, env_float, env_int, env_list, env_str
 from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -59,6 +59,22 @@ MESHUI_GRAPH_MAX_NODES = env_int("MESHUI_GRAPH_MAX_NODES", 100, minimum=1, maxim
 # Seconds between evaluations of the alert rules (Celery beat; docs/alerts.md), also the
 # step of a rule's backtest.
 MESHUI_ALERTS_INTERVAL_S = env_int("MESHUI_ALERTS_INTERVAL_S", 10, minimum=1, maximum=3600)
+# Notifications (docs/alerts.md, "Notifications"): seconds between passes over the groups
+# (each evaluation is followed by one too), the first retry's backoff (doubling after), and
+# the attempts before a message is given up and its contact point marked failing.
+MESHUI_ALERTS_DISPATCH_S = env_int("MESHUI_ALERTS_DISPATCH_S", 5, minimum=1, maximum=300)
+MESHUI_NOTIFY_BACKOFF_S = env_float("MESHUI_NOTIFY_BACKOFF_S", 2.0, minimum=0.01, maximum=600.0)
+MESHUI_NOTIFY_MAX_ATTEMPTS = env_int("MESHUI_NOTIFY_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+# Where people reach this meshui: the links in notifications (Alertmanager's externalURL).
+MESHUI_EXTERNAL_URL = env_str("MESHUI_EXTERNAL_URL", "http://localhost:8000").rstrip("/")
+# Email contact points go through Django's SMTP backend with these.
+EMAIL_HOST = env_str("MESHUI_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("MESHUI_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("MESHUI_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("MESHUI_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("MESHUI_EMAIL_STARTTLS")
+EMAIL_USE_SSL = env_bool("MESHUI_EMAIL_SSL")
+MESHUI_ALERTS_FROM_EMAIL = env_str("MESHUI_ALERTS_FROM_EMAIL", "meshui-alerts@localhost")
 
 
 def _trace_link_template(name: str) -> str:
@@ -239,6 +255,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(MESHUI_ALERTS_INTERVAL_S),
         # A cycle's run that waited past its interval is stale: the next cycle is due.
         "options": {"expires": float(MESHUI_ALERTS_INTERVAL_S)},
+    },
+    "dispatch-notifications": {
+        "task": "meshui.alerts.tasks.dispatch_notifications",
+        "schedule": float(MESHUI_ALERTS_DISPATCH_S),
+        "options": {"expires": float(MESHUI_ALERTS_DISPATCH_S)},
     },
 }
 

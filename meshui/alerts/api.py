@@ -23,6 +23,8 @@ from meshui.accounts.roles import Role
 from meshui.alerts import backtest, rules
 from meshui.alerts.evaluator import cycle_of
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition, ContactPoint
+from meshui.alerts.notify.dispatch import active_silences, silenced_by
+from meshui.alerts.notify.labels import alert_labels
 from meshui.alerts.recording import announce_on_commit
 from meshui.alerts.schemas import (
     AlertList,
@@ -234,6 +236,7 @@ def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> Any:
     for row in AlertState.objects.filter(rule__in=listed).order_by("target_key"):
         by_rule.setdefault(row.rule_id, []).append(row)
     alerts = []
+    silences = active_silences(timezone.now())
     for rule_row in listed:
         if wanted is not None and rule_row.labels.get(wanted[0]) != wanted[1]:
             continue
@@ -248,6 +251,9 @@ def list_alerts(request: HttpRequest, filters: Query[AlertFilters]) -> Any:
             entries = [common | {"target": row.target, "state": row.state, "since": iso(row.since),
                                  "value": row.value, "detail": row.detail,
                                  "last_evaluated": iso(row.last_evaluated)} for row in rows]
+        for entry in entries:
+            entry["silenced"] = bool(silences) and silenced_by(silences, alert_labels(
+                rule_row.name, rule_row.severity, rule_row.labels, entry["target"]))
         alerts += [entry for entry in entries if state is None or entry["state"] == state]
     return {"interval_s": settings.MESHUI_ALERTS_INTERVAL_S, "alerts": alerts}
 

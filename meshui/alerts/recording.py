@@ -23,7 +23,16 @@ from django.dispatch import Signal
 
 from meshui.alerts import rules, targets
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition
-from meshui.alerts.states import Reading, State, Status, Transition, initial, resolve, step
+from meshui.alerts.states import (
+    FIRING_STATES,
+    Reading,
+    State,
+    Status,
+    Transition,
+    initial,
+    resolve,
+    step,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +63,21 @@ class _Row:
     value: float | None
     detail: str
     last_evaluated: datetime | None
+    firing_since: datetime | None
 
 
-ROW_FIELDS = ("pk", "target_key", "state", "since", "value", "detail", "last_evaluated")
+ROW_FIELDS = ("pk", "target_key", "state", "since", "value", "detail", "last_evaluated",
+              "firing_since")
+
+
+def firing_since(old: _Row | None, status: Status) -> datetime | None:
+    """When the firing that ``status`` is part of began: kept through Firing and
+    Recovering, set on entering them, cleared on leaving them."""
+    if not status.firing:
+        return None
+    if old is not None and old.firing_since is not None and State(old.state) in FIRING_STATES:
+        return old.firing_since
+    return as_datetime(status.since)
 
 
 def status_of(row: _Row) -> Status:
@@ -96,8 +117,9 @@ def _step_rule(rule: rules.Rule, current: dict[str, _Row], found: Readings, now:
             writes.created.append(AlertState(
                 rule_id=rule.id, target_key=key, target=target, state=status.state,
                 since=as_datetime(status.since), value=status.value, detail=detail,
-                last_evaluated=now_dt))
+                last_evaluated=now_dt, firing_since=firing_since(None, status)))
         else:
+            row.firing_since = firing_since(row, status)
             row.state, row.since = status.state, as_datetime(status.since)
             row.value, row.detail, row.last_evaluated = status.value, detail, now_dt
             writes.changed.append(row)
@@ -120,7 +142,7 @@ def _step_rule(rule: rules.Rule, current: dict[str, _Row], found: Readings, now:
             writes.gone.append(stale.pk)
 
 
-STATE_COLUMNS = ("state", "since", "value", "detail", "last_evaluated")
+STATE_COLUMNS = ("state", "since", "value", "detail", "last_evaluated", "firing_since")
 
 
 def _update_states(changed: list[_Row]) -> None:
@@ -136,7 +158,8 @@ def _update_states(changed: list[_Row]) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(sql, [
             (row.state, ops.adapt_datetimefield_value(row.since), row.value, row.detail,
-             ops.adapt_datetimefield_value(row.last_evaluated), row.pk) for row in changed])
+             ops.adapt_datetimefield_value(row.last_evaluated),
+             ops.adapt_datetimefield_value(row.firing_since), row.pk) for row in changed])
 
 
 def apply(rule_list: Iterable[rules.Rule], readings: Mapping[int, Readings], now: float,

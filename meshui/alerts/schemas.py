@@ -101,6 +101,7 @@ class AlertOut(Schema):
     value: float | None = Field(description="at the last evaluation; null: no data")
     detail: str = Field(description="why it is in this state")
     last_evaluated: str | None = Field(json_schema_extra=DATE_TIME)
+    silenced: bool = Field(description="an active silence matches it: it is not notified")
 
 
 class AlertList(Schema):

@@ -6,6 +6,7 @@ from ninja import NinjaAPI, Router
 
 from meshui.accounts.api import router as accounts_router
 from meshui.alerts.api import router as alerts_router
+from meshui.alerts.notify.api import router as notify_router
 from meshui.api.auth import SessionAuth, TokenAuth, guard_docs
 from meshui.api.errors import install_error_handlers
 from meshui.api.methods import answer_every_method
@@ -15,7 +16,7 @@ from meshui.registry.api import router as registry_router
 
 # Every app's endpoints, mounted at /api/v1/ in this order (the order of the docs page).
 ROUTERS: list[Router] = [dashboard_router, registry_router, policy_router, alerts_router,
-                         accounts_router]
+                         notify_router, accounts_router]
 
 
 api = NinjaAPI(

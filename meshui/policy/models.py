@@ -66,6 +66,12 @@ class Action(models.TextChoices):
     ALERT_RULE_CREATED = "alert_rule_created", "alert rule created"
     ALERT_RULE_UPDATED = "alert_rule_updated", "alert rule updated"
     ALERT_RULE_DELETED = "alert_rule_deleted", "alert rule deleted"
+    CONTACT_POINT_CREATED = "contact_point_created", "contact point created"
+    CONTACT_POINT_UPDATED = "contact_point_updated", "contact point updated"
+    CONTACT_POINT_DELETED = "contact_point_deleted", "contact point deleted"
+    CONTACT_POINT_TESTED = "contact_point_tested", "test notification sent"
+    SILENCE_CREATED = "silence_created", "silence created"
+    SILENCE_EXPIRED = "silence_expired", "silence expired"
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):
