@@ -165,7 +165,8 @@ def test_the_alerts_list_every_rule_and_target_with_state_since_and_value(
         "rule": firing["id"], "name": "payments errors", "severity": "critical",
         "labels": {"team": "pay"}, "metric": "error_rate",
         "target": {"source": "checkout", "target": "payments"}, "state": "Firing",
-        "since": "-", "value": 0.5, "detail": "0.5 > 0.2", "last_evaluated": "-"}
+        "since": "-", "value": 0.5, "detail": "0.5 > 0.2", "last_evaluated": "-",
+        "silenced": False}
     assert by_name["payments errors"]["since"] == "2027-01-15T08:00:01Z"
     # Nothing calls inventory: the pattern's own row, NoData.
     assert (by_name["into inventory"]["state"], by_name["into inventory"]["target"]) == (
