@@ -75,6 +75,9 @@ EMAIL_HOST_PASSWORD = env_str("MESHUI_EMAIL_PASSWORD")
 EMAIL_USE_TLS = env_bool("MESHUI_EMAIL_STARTTLS")
 EMAIL_USE_SSL = env_bool("MESHUI_EMAIL_SSL")
 MESHUI_ALERTS_FROM_EMAIL = env_str("MESHUI_ALERTS_FROM_EMAIL", "meshui-alerts@localhost")
+# Named apart from EMAIL_BACKEND, which test runners swap for an in-memory one: alert email
+# is SMTP wherever it runs, the suite's included (it starts a real SMTP server).
+MESHUI_ALERTS_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
 def _trace_link_template(name: str) -> str:

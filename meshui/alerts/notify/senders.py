@@ -93,7 +93,8 @@ def _addresses(config: Mapping[str, Any]) -> list[str]:
 def send_email(config: Mapping[str, Any], body: Mapping[str, Any]) -> Result:
     subject, text = payload.email(body)
     message = EmailMessage(subject, text, settings.MESHUI_ALERTS_FROM_EMAIL, _addresses(config),
-                           connection=get_connection(timeout=TIMEOUT_S))
+                           connection=get_connection(settings.MESHUI_ALERTS_EMAIL_BACKEND,
+                                                     timeout=TIMEOUT_S))
     try:
         message.send()
     except smtplib.SMTPRecipientsRefused as exc:
