@@ -336,8 +336,9 @@ def _expire(request: HttpRequest, silence_id: int) -> Any:
     now = timezone.now()
     with transaction.atomic():
         if row.ends_at > now:
-            row.ends_at = max(now, row.starts_at)
-            row.save(update_fields=["ends_at"])
+            # A pending one too ends now (Alertmanager moves its start to now as well).
+            row.starts_at, row.ends_at = min(row.starts_at, now), now
+            row.save(update_fields=["starts_at", "ends_at"])
         record(request, Action.SILENCE_EXPIRED, detail=f"silence {row.pk} expired")
     return silence_json(row, now, [])
 
