@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from meshui.alerts.schedule import aligned
 from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
 from meshui.dashboard.trace_links import validate_template
 from meshui.env import EnvError, env_bool, env_float, env_int, env_list, env_str
@@ -255,7 +256,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "evaluate-alerts": {
         "task": "meshui.alerts.tasks.evaluate_alerts",
-        "schedule": float(MESHUI_ALERTS_INTERVAL_S),
+        # At each multiple of the interval, a quarter into it (at most 1 s): well inside
+        # the evaluation cycle it belongs to (meshui/alerts/schedule.py).
+        "schedule": aligned(MESHUI_ALERTS_INTERVAL_S, min(1.0, MESHUI_ALERTS_INTERVAL_S / 4)),
         # A cycle's run that waited past its interval is stale: the next cycle is due.
         "options": {"expires": float(MESHUI_ALERTS_INTERVAL_S)},
     },

@@ -17,6 +17,11 @@ safe to run twice, or on two workers at once:
    new row: the second's unique constraint error rolls its transaction back and it applies
    again, finding the row done.
 
+Times: the windows are read up to the second the run starts in, and the states are stepped
+at the cycle's start, so pending and keep-firing periods count whole intervals whatever
+the jitter between runs; beat runs the task at each multiple of the interval
+(``meshui.alerts.schedule``), so a run is well inside its cycle.
+
 Targets: a concrete rule has one state row (its target); a pattern rule one per matching
 series of the cycle's data (``targets.SeriesIndex``), plus, while nothing matches, one row
 for the pattern itself in NoData. A matched target that is no longer in the data is
@@ -134,7 +139,11 @@ class Evaluator:
         report.seconds["read"] = time.perf_counter() - mark
         report.targets = sum(len(found) for found in readings.values())
         mark = time.perf_counter()
-        recorded = self._apply_with_retry(rule_list, readings, now, report.cycle)
+        # States are stepped at the cycle's time, not the moment this run started: periods
+        # then count whole intervals, as Prometheus counts `for` from scheduled evaluation
+        # times. A run that starts a few ms early would otherwise find a 10 s pending period
+        # held for 9.99 s and fire an interval late.
+        recorded = self._apply_with_retry(rule_list, readings, float(report.cycle), report.cycle)
         report.seconds["apply"] = time.perf_counter() - mark
         report.transitions = len(recorded)
         report.ran = True

@@ -126,7 +126,7 @@ def scheduled_tasks() -> str:
     from meshui.settings import CELERY_BEAT_SCHEDULE
 
     return ", ".join(
-        f"{name.replace('-', ' ')} every {entry['schedule']:g} s"
+        f"{name.replace('-', ' ')} every {getattr(entry['schedule'], 'every_s', entry['schedule']):g} s"
         for name, entry in CELERY_BEAT_SCHEDULE.items()
     )
 

@@ -167,7 +167,8 @@ def test_the_alerts_list_every_rule_and_target_with_state_since_and_value(
         "target": {"source": "checkout", "target": "payments"}, "state": "Firing",
         "since": "-", "value": 0.5, "detail": "0.5 > 0.2", "last_evaluated": "-",
         "silenced": False}
-    assert by_name["payments errors"]["since"] == "2027-01-15T08:00:01Z"
+    # Stepped at the cycle's start (the run was 1 s into it).
+    assert by_name["payments errors"]["since"] == "2027-01-15T08:00:00Z"
     # Nothing calls inventory: the pattern's own row, NoData.
     assert (by_name["into inventory"]["state"], by_name["into inventory"]["target"]) == (
         "NoData", {"source": "*", "target": "inventory"})
@@ -199,7 +200,7 @@ def test_the_history_lists_each_transition_newest_first_a_page_at_a_time(
     assert [(t["from_state"], t["to_state"], t["value"]) for t in body["transitions"]] == [
         ("Firing", "NoData", None), ("Normal", "Firing", 0.5)]
     assert body["transitions"][0]["target"] == {"source": "checkout", "target": "payments"}
-    assert body["transitions"][1]["at"] == "2027-01-15T08:00:01Z"
+    assert body["transitions"][1]["at"] == "2027-01-15T08:00:00Z"  # the cycle's start
     page = operator.get(f"{RULES}/{rule['id']}/history", {"per_page": 1, "page": 2}).json()
     assert [t["to_state"] for t in page["transitions"]] == ["Firing"]
     assert operator.get(f"{RULES}/999/history").status_code == 404

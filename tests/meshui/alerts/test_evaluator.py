@@ -15,6 +15,7 @@ from meshui.alerts import recording
 from meshui.alerts.evaluator import Evaluator, lock_key
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.rules import rule_of
+from meshui.alerts.schedule import aligned
 from meshui.alerts.states import State
 from meshui.alerts.tasks import evaluate_alerts
 from meshui.alerts.window_cache import Tail, WindowCache
@@ -338,7 +339,21 @@ def test_the_beat_task_runs_a_cycle_and_the_schedule_holds_it(
 
     app.loader.import_default_modules()  # what a worker does at start: autodiscovery
     assert entry["task"] in app.tasks
-    assert entry["schedule"] == float(settings.MESHUI_ALERTS_INTERVAL_S) == 10.0
+    assert settings.MESHUI_ALERTS_INTERVAL_S == 10
+    assert entry["schedule"] == aligned(10, 1.0)
+
+
+def test_beat_runs_the_evaluation_at_each_multiple_of_the_interval_plus_its_offset() -> None:
+    every = aligned(10, 1.0)
+    # Last run at 1001 s: the next is due at 1011, not 10 s after whenever beat started.
+    assert every.due(BASE + 1.0, BASE + 10.9) == (False, pytest.approx(0.1))
+    assert every.due(BASE + 1.0, BASE + 11.0) == (True, pytest.approx(10.0))
+    # A run a little late stays in its tick: no second run in the same cycle.
+    assert every.due(BASE + 11.2, BASE + 15.0) == (False, pytest.approx(6.0))
+    # A beat that slept through ticks runs once, then keeps to the ticks.
+    assert every.due(BASE + 1.0, BASE + 45.0) == (True, pytest.approx(6.0))
+    with pytest.raises(ValueError):
+        aligned(10, 10)
 
 
 def test_what_a_worker_keeps_between_cycles_gives_the_values_a_fresh_read_gives(

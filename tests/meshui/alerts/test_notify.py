@@ -128,7 +128,7 @@ def test_a_firing_rule_notifies_once_in_alertmanagers_shape_then_once_resolved(
     assert alert["annotations"]["summary"] == (
         "error_rate of checkout -> payments is 50 % (fires > 20 %)")
     assert alert["annotations"]["value"] == "0.5"
-    assert alert["startsAt"] == datetime.fromtimestamp(fired_at, UTC).isoformat(
+    assert alert["startsAt"] == datetime.fromtimestamp(int(fired_at), UTC).isoformat(
         timespec="milliseconds").replace("+00:00", "Z")
     assert alert["generatorURL"] == f"http://localhost:8000/alerts/rules/{rule.pk}"
     assert len(alert["fingerprint"]) == 16
