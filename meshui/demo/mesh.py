@@ -29,6 +29,7 @@ from meshui.env import env_bool, env_float, env_int, env_str
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).resolve().parent / "policy.yaml"
+DEMO_ALERTS = Path(__file__).resolve().parent / "alerts.yaml"
 DEMO_TOKEN_NAME = "demo-cli"
 
 
@@ -60,6 +61,8 @@ class MeshConfig:
     # Seeded as policy revision 1 (docs/policy.md) when the database has none yet; the
     # sidecars get it from the control channel right after their hello.
     policy_file: Path | None = DEMO_POLICY
+    # Alert rules saved when the database has none (docs/alerts.md); None: none.
+    alerts_file: Path | None = None
     # The demo's data folder: the embedded Valkey's append-only file (so a restart keeps the
     # live hour) and, unless DATABASE_URL says otherwise, SQLite (meshui/settings.py).
     data_dir: Path = PROJECT_ROOT / "var"
@@ -93,6 +96,7 @@ class MeshConfig:
             if env_bool("DEMO_ADMIN", False) else None,
             # A path, or empty for none (every sidecar on the defaults).
             policy_file=Path(policy) if (policy := env_str("DEMO_POLICY", str(DEMO_POLICY))) else None,
+            alerts_file=Path(rules) if (rules := env_str("DEMO_ALERTS", str(DEMO_ALERTS))) else None,
         )
         if env_str("MESHUI_CONTROL_TOKEN"):
             config = replace(config, control_token=env_str("MESHUI_CONTROL_TOKEN"))
@@ -240,6 +244,9 @@ class Mesh:
         if self.config.policy_file is not None:
             self.supervisor.run_to_completion(
                 "seed-policy", [*manage, "seed_policy", str(self.config.policy_file)], env)
+        if self.config.alerts_file is not None:
+            self.supervisor.run_to_completion(
+                "seed-alerts", [*manage, "seed_alerts", str(self.config.alerts_file)], env)
         # A fresh token for meshctl at every start (the last run's is revoked).
         self.supervisor.run_to_completion(
             "demo-token", [*manage, "issue_token", self.config.demo_user, "--name", DEMO_TOKEN_NAME,
