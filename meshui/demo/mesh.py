@@ -129,10 +129,12 @@ def scheduled_tasks() -> str:
     """What Celery beat runs, read from the settings' schedule (so the demo says only that)."""
     from meshui.settings import CELERY_BEAT_SCHEDULE
 
-    return ", ".join(
-        f"{name.replace('-', ' ')} every {getattr(entry['schedule'], 'every_s', entry['schedule']):g} s"
-        for name, entry in CELERY_BEAT_SCHEDULE.items()
-    )
+    def every(entry: Any) -> float:
+        schedule = entry["schedule"]  # seconds, or meshui.alerts.schedule.aligned
+        return float(getattr(schedule, "every_s", schedule))
+
+    return ", ".join(f"{name.replace('-', ' ')} every {every(entry):g} s"
+                     for name, entry in CELERY_BEAT_SCHEDULE.items())
 
 
 class Mesh:
