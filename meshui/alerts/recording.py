@@ -72,11 +72,15 @@ ROW_FIELDS = ("pk", "target_key", "state", "since", "value", "detail", "last_eva
 
 def firing_since(old: _Row | None, status: Status) -> datetime | None:
     """When the firing that ``status`` is part of began: kept through Firing and
-    Recovering, set on entering them, cleared on leaving them."""
+    Recovering, set on entering them, cleared on leaving them, but for Error: a data source
+    that fails for a while does not resolve what fired (notifications keep it firing)."""
+    kept = old.firing_since if old is not None else None
+    if status.state == State.ERROR:
+        return kept
     if not status.firing:
         return None
-    if old is not None and old.firing_since is not None and State(old.state) in FIRING_STATES:
-        return old.firing_since
+    if kept is not None and State(old.state) in (*FIRING_STATES, State.ERROR):  # type: ignore[union-attr]
+        return kept
     return as_datetime(status.since)
 
 

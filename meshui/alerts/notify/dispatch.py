@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from meshui.alerts import targets
 from meshui.alerts.models import (
@@ -32,7 +33,7 @@ from meshui.alerts.models import (
     Silence,
 )
 from meshui.alerts.notify import grouping, labels, matchers, mute, payload
-from meshui.alerts.states import FIRING_STATES
+from meshui.alerts.states import FIRING_STATES, State
 
 logger = logging.getLogger(__name__)
 DEFAULT_GROUP_BY = ["alertname"]
@@ -86,7 +87,10 @@ def firing_alerts() -> list[FiringAlert]:
             "alertrule_id", "contactpoint_id"):
         routes.setdefault(rule_id, []).append(point_id)
     found = []
-    rows = AlertState.objects.filter(state__in=FIRING_STATES).values_list(
+    # Firing, and in Error after firing (its data source failing says nothing about it).
+    rows = AlertState.objects.filter(
+        Q(state__in=FIRING_STATES) | Q(state=State.ERROR, firing_since__isnull=False)
+    ).values_list(
         "rule_id", "rule__name", "rule__severity", "rule__labels", "rule__metric", "rule__op",
         "rule__fire", "target", "value", "detail", "since", "firing_since")
     for (rule_id, name, severity, rule_labels, metric, op, fire, target, value, detail, since,

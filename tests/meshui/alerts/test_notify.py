@@ -421,3 +421,37 @@ def test_slack_gets_its_message_from_a_local_stand_in_with_names_escaped(
         assert point.failing_reason == "HTTP 404: no_service"
     finally:
         next(stand_in, None)
+
+
+def test_a_data_source_failing_does_not_resolve_what_fired(mesh: Mesh, receiver: HttpReceiver,
+                                                           clock: FakeClock) -> None:
+    point = contact_point(url=receiver.url, group_wait_s=0, group_interval_s=10)
+    firing_rule(point)
+    mesh.cycle(0.5)
+    mesh.cycle(0.5)
+    mesh.send()
+    state = AlertState.objects.get()
+    # As a failed read records it (the evaluator's Error tests): the state, its firing kept.
+    assert state.firing_since is not None
+    AlertState.objects.update(state=State.ERROR, value=None, detail="Redis is unavailable")
+    clock.advance(60)
+    assert mesh.dispatch() == []
+    assert [b["status"] for b in receiver.bodies()] == ["firing"]
+
+
+def test_firing_since_is_kept_through_recovering_and_error_and_cleared_after() -> None:
+    from meshui.alerts.recording import _Row, firing_since
+    from meshui.alerts.states import Status
+
+    began = datetime.fromtimestamp(BASE, UTC)
+
+    def row(state: State, since: datetime | None) -> _Row:
+        return _Row(1, "k", state, began, 0.5, "", began, since)
+
+    assert firing_since(row(State.PENDING, None), Status(State.FIRING, BASE + 10)) == (
+        datetime.fromtimestamp(BASE + 10, UTC))
+    assert firing_since(row(State.FIRING, began), Status(State.RECOVERING, BASE + 20)) == began
+    assert firing_since(row(State.FIRING, began), Status(State.ERROR, BASE + 20)) == began
+    assert firing_since(row(State.ERROR, began), Status(State.FIRING, BASE + 30)) == began
+    assert firing_since(row(State.RECOVERING, began), Status(State.NORMAL, BASE + 30)) is None
+    assert firing_since(row(State.FIRING, began), Status(State.NO_DATA, BASE + 30)) is None
