@@ -1,4 +1,4 @@
-"""What meshctl reads from the user: a policy file (YAML or JSON) and split weights.
+"""What meshctl reads from the user: a policy or rule file (YAML or JSON) and split weights.
 
 Pure but for reading the file. Anything wrong here is a usage error (exit 2) found before
 any request: a missing file, a document that is not YAML, a weight that is not a number.
@@ -25,7 +25,7 @@ _REVISION_KEYS = frozenset({"revision", "document", "author", "message", "source
                             "parent"})
 
 
-class _PolicyLoader(yaml.SafeLoader):
+class _DocumentLoader(yaml.SafeLoader):
     """SafeLoader without dates (JSON has none: `2026-01-01` stays a string) or aliases.
 
     An alias is refused because a few of them nest into an exponentially large document
@@ -35,17 +35,17 @@ class _PolicyLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in a policy; write the value out",
+                None, None, "aliases (*name) are not allowed (JSON has none); write the value out",
                 self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
 
-_PolicyLoader.yaml_implicit_resolvers = {
+_DocumentLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
-def _read(name: str, stdin: IO[str] | None) -> str:
+def _read(name: str, stdin: IO[str] | None, what: str = "policy") -> str:
     if name == "-":
         text = (stdin or sys.stdin).read(MAX_DOCUMENT_BYTES + 1)
     else:
@@ -53,29 +53,42 @@ def _read(name: str, stdin: IO[str] | None) -> str:
             with Path(name).open("r", encoding="utf-8") as file:
                 text = file.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
-            raise usage(f"{name}: no such file; give the policy file with -f FILE "
+            raise usage(f"{name}: no such file; give the {what} file with -f FILE "
                         f"(or -f - for stdin)") from None
         except IsADirectoryError:
-            raise usage(f"{name} is a directory; give a policy file with -f FILE") from None
+            raise usage(f"{name} is a directory; give a {what} file with -f FILE") from None
         except UnicodeDecodeError:
-            raise usage(f"{name} is not UTF-8 text; give a YAML or JSON policy file") from None
+            raise usage(f"{name} is not UTF-8 text; give a YAML or JSON {what} file") from None
         except OSError as exc:
             raise usage(f"cannot read {name}: {exc.strerror}") from None
     if len(text) > MAX_DOCUMENT_BYTES:
-        raise usage(f"{name} is over {MAX_DOCUMENT_BYTES // 1024} KiB; a policy is smaller")
+        raise usage(f"{name} is over {MAX_DOCUMENT_BYTES // 1024} KiB; a {what} is smaller")
     return text
 
 
-def parse_document(text: str, name: str) -> dict[str, Any]:
-    """The policy document in ``text`` (YAML, or JSON, which is YAML too)."""
+def _load(text: str, name: str) -> Any:
+    """What ``text`` holds (YAML, or JSON, which is YAML too); None for an empty file."""
     try:
-        loaded = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506  (a SafeLoader)
+        return yaml.load(text, Loader=_DocumentLoader)  # noqa: S506  (a SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise usage(f"{name} is not valid YAML or JSON{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise usage(f"{name} is not valid YAML or JSON: {exc}") from None
+
+
+def _json_safe(loaded: dict[str, Any], name: str) -> dict[str, Any]:
+    try:
+        json.dumps(loaded, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise usage(f"{name} holds a value JSON cannot carry ({exc}); quote it") from None
+    return loaded
+
+
+def parse_document(text: str, name: str) -> dict[str, Any]:
+    """The policy document in ``text`` (YAML, or JSON, which is YAML too)."""
+    loaded = _load(text, name)
     if loaded is None:
         loaded = {}
     if not isinstance(loaded, dict):
@@ -83,11 +96,20 @@ def parse_document(text: str, name: str) -> dict[str, Any]:
                     f"services), not a {type(loaded).__name__}")
     if _is_revision(loaded):
         loaded = loaded["document"]
-    try:
-        json.dumps(loaded, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise usage(f"{name} holds a value JSON cannot carry ({exc}); quote it") from None
-    return loaded
+    return _json_safe(loaded, name)
+
+
+def read_object(name: str, what: str, stdin: IO[str] | None = None) -> dict[str, Any]:
+    """The one mapping in file ``name`` (``-``: standard input): an API body, e.g. a rule.
+
+    ``what`` names it in the errors ("alert rule", "contact point").
+    """
+    shown = "stdin" if name == "-" else name
+    loaded = _load(_read(name, stdin, what), shown)
+    if not isinstance(loaded, dict):
+        kind = "nothing" if loaded is None else f"a {type(loaded).__name__}"
+        raise usage(f"{shown} must hold one {what} (a mapping of its fields), not {kind}")
+    return _json_safe(loaded, shown)
 
 
 def _is_revision(loaded: dict[str, Any]) -> bool:

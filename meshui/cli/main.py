@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, NoReturn, TextIO
 
-from meshui.cli import policy_commands, status_commands
+from meshui.cli import alert_parsers, policy_commands, status_commands
+from meshui.cli.arguments import Parser, bounded, command, output
 from meshui.cli.client import ApiClient
 from meshui.cli.config import loose_permissions, resolve
 from meshui.cli.context import Context
@@ -25,40 +26,13 @@ DEFAULT_WAIT = 30.0
 MAX_WINDOW = 3600  # collector.graphstore.MAX_WINDOW
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line and exit 2 (not usage text and a traceback)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise usage(f"{message} (see {self.prog} --help)")
-
-
-def _bounded(kind: type[int] | type[float], low: float, high: float | None = None
-             ) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < low or (high is not None and value > high) or value != value:
-            upper = f" to {high:g}" if high is not None else " or more"
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range ({low:g}{upper})")
-        return value
-
-    return parse
-
-
-def _output(parser: argparse.ArgumentParser, choices: Sequence[str] = ("table", "json")) -> None:
-    parser.add_argument("-o", "--output", choices=choices, default=choices[0],
-                        help=f"{' or '.join(choices)} (default {choices[0]})")
-
-
 def _writes(parser: argparse.ArgumentParser, message_help: str) -> None:
     parser.add_argument("-m", "--message", default="", help=message_help)
     parser.add_argument("--wait", action="store_true",
                         help="wait until every connected sidecar runs the new revision")
-    parser.add_argument("--timeout", type=_bounded(float, 0.1), default=DEFAULT_WAIT,
+    parser.add_argument("--timeout", type=bounded(float, 0.1), default=DEFAULT_WAIT,
                         help=f"seconds --wait waits (default {DEFAULT_WAIT:g})")
-    _output(parser)
+    output(parser)
 
 
 def parser() -> Parser:
@@ -67,59 +41,56 @@ def parser() -> Parser:
                  "the config file meshctl login writes (MESHCTL_CONFIG).")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, handler: object, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text)
-        sub.set_defaults(handler=handler)
-        return sub
-
-    sub = command("login", login, "check an API token and save it with the URL")
+    sub = command(commands, "login", login, "check an API token and save it with the URL")
     sub.add_argument("--url", help="meshui's URL (default: MESHUI_URL, the saved one, or "
                                    "http://127.0.0.1:8000)")
     sub.add_argument("--token", help="the API token (default: read from stdin or a prompt)")
 
-    sub = command("get", policy_commands.get_policy, "print the current policy")
+    sub = command(commands, "get", policy_commands.get_policy, "print the current policy")
     sub.add_argument("what", choices=["policy"])
-    _output(sub, ("yaml", "json"))
+    output(sub, ("yaml", "json"))
 
-    sub = command("apply", policy_commands.apply, "write a policy file as a new revision")
+    sub = command(commands, "apply", policy_commands.apply, "write a policy file as a new revision")
     sub.add_argument("-f", "--file", required=True, help="YAML or JSON policy; - for stdin")
     _writes(sub, "why (shown in history)")
 
-    sub = command("split", policy_commands.split, "set a service's traffic split")
+    sub = command(commands, "split", policy_commands.split, "set a service's traffic split")
     sub.add_argument("service")
     sub.add_argument("weights", nargs="+", metavar="VERSION=PERCENT")
     _writes(sub, "why (default: the command)")
 
-    sub = command("validate", policy_commands.validate,
+    sub = command(commands, "validate", policy_commands.validate,
                   "check a policy file without writing it, and show what would change")
     sub.add_argument("-f", "--file", required=True, help="YAML or JSON policy; - for stdin")
-    _output(sub)
+    output(sub)
 
-    sub = command("diff", policy_commands.diff,
+    sub = command(commands, "diff", policy_commands.diff,
                   "what changed: the current revision, revision N, or from N to M")
-    sub.add_argument("revisions", nargs="*", type=_bounded(int, 0), metavar="N")
-    _output(sub)
+    sub.add_argument("revisions", nargs="*", type=bounded(int, 0), metavar="N")
+    output(sub)
 
-    sub = command("history", policy_commands.history, "the revisions, newest first")
-    sub.add_argument("--limit", type=_bounded(int, 1, 1000), default=20,
+    sub = command(commands, "history", policy_commands.history, "the revisions, newest first")
+    sub.add_argument("--limit", type=bounded(int, 1, 1000), default=20,
                      help="how many (default 20)")
-    _output(sub)
+    output(sub)
 
-    sub = command("rollback", policy_commands.rollback,
+    sub = command(commands, "rollback", policy_commands.rollback,
                   "write revision N's document again as a new revision")
-    sub.add_argument("revision", type=_bounded(int, 1), metavar="N")
+    sub.add_argument("revision", type=bounded(int, 1), metavar="N")
     _writes(sub, "why (default: roll back to revision N)")
 
-    sub = command("proxy-status", status_commands.proxy_status,
+    sub = command(commands, "proxy-status", status_commands.proxy_status,
                   "every sidecar's sync state for the policy and the endpoints")
-    _output(sub)
+    output(sub)
 
-    sub = command("stat", status_commands.stat_command,
+    sub = command(commands, "stat", status_commands.stat_command,
                   "golden metrics per service, or one service's inbound and outbound calls")
     sub.add_argument("service", nargs="?")
-    sub.add_argument("--window", type=_bounded(int, 1, MAX_WINDOW), default=60,
+    sub.add_argument("--window", type=bounded(int, 1, MAX_WINDOW), default=60,
                      help="seconds to add up, ending now (default 60)")
-    _output(sub)
+    output(sub)
+
+    alert_parsers.add(commands)
     return top
 
 

@@ -11,7 +11,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -79,6 +79,41 @@ def age(created_at: str | None, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An API timestamp (ISO 8601, ``Z`` or an offset); None when missing or not one."""
+    if not value:
+        return None
+    try:
+        then = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return then if then.tzinfo else then.replace(tzinfo=UTC)
+
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def span(seconds: float) -> str:
+    """A duration in its largest unit and the next: ``45s``, ``5m``, ``1h30m``, ``2d3h``."""
+    left = max(0, int(seconds))
+    for (unit, size), (smaller, small_size) in zip(_UNITS, _UNITS[1:], strict=False):
+        if left >= size:
+            rest = left % size // small_size
+            return f"{left // size}{unit}" + (f"{rest}{smaller}" if rest else "")
+    return f"{left}s"
+
+
+def relative(value: str | None, now: datetime) -> str:
+    """``5m ago`` or ``in 2h`` from an API timestamp (``-`` when there is none)."""
+    if not value:
+        return "-"
+    then = parse_time(value)
+    if then is None:
+        return "?"
+    seconds = (then - now).total_seconds()
+    return f"in {span(seconds)}" if seconds >= 1 else f"{span(-seconds)} ago"
 
 
 def first_line(text: str, width: int = 60) -> str:
