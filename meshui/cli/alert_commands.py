@@ -102,13 +102,9 @@ def explained(refusal: ApiRefusal, source: str | None, outcome: str) -> CliError
     """A refused rule as one line naming the flag (or the file's field) at fault."""
     if refusal.error != "invalid_parameter":
         return refusal
-    parameter = refusal.body.get("parameter")
-    detail = refusal.message
-    if isinstance(parameter, str) and detail.startswith(f"{parameter}: "):
-        detail = detail[len(parameter) + 2:]  # pydantic's "rule.metric: Field required"
-    where = flag_of(parameter if isinstance(parameter, str) else None, source is not None)
+    where = flag_of(refusal.parameter, source is not None)
     prefix = f"{source}: " if source else ""
-    return refused(f"{prefix}{where + ': ' if where else ''}{detail}{outcome}")
+    return refused(f"{prefix}{where + ': ' if where else ''}{refusal.reason()}{outcome}")
 
 
 def _send(ctx: Context, method: str, path: str, body: dict[str, Any], source: str | None,

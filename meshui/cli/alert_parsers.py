@@ -7,12 +7,14 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshui.cli import alert_commands
+from meshui.cli import alert_commands, notify_commands
 from meshui.cli.alert_input import parse_duration, parse_threshold
 from meshui.cli.alert_text import METRICS, OPS, SEVERITIES, STATES
 from meshui.cli.arguments import bounded, command, output
+from meshui.cli.notify_input import KINDS, SILENCE_STATES
 
 MAX_HISTORY = 500  # the API's largest page: one request, its JSON as it is
+MAX_LIMIT = 500  # attempts and notifications: the API's largest limit
 
 
 def one_of(choices: Sequence[str], what: str) -> Callable[[str], str]:
@@ -126,5 +128,81 @@ def add_alert_commands(commands: Any) -> None:
     output(sub)
 
 
+def add_notify_commands(commands: Any) -> None:
+    silence = command(commands, "silence", notify_commands.silences,
+                      "silences: list (active and pending), create, expire")
+    silence.add_argument("--state", choices=SILENCE_STATES,
+                         help="only this state (default: active and pending)")
+    output(silence)
+    actions = _actions(silence, required=False)
+    sub = command(actions, "create", notify_commands.create_silence,
+                  "a new silence: the alerts its matchers match are not notified until it ends")
+    sub.add_argument("--matcher", action="append", required=True, metavar="MATCHER",
+                     help="NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX on the alert's "
+                          "labels (alertname, severity, service, version, source, target, "
+                          "instance, the rule's labels); repeat: all must match")
+    sub.add_argument("--duration", type=parse_duration, metavar="DURATION",
+                     help="how long, from the start: 2h, 30m, 1d")
+    sub.add_argument("--until", metavar="TIME", help="or when it ends (ISO 8601)")
+    sub.add_argument("--start", metavar="TIME", help="when it starts (ISO 8601; default now)")
+    sub.add_argument("--comment", default="", help="why (shown in the list)")
+    output(sub)
+    sub = command(actions, "expire", notify_commands.expire_silence,
+                  "end a silence now (it stays listed, expired)")
+    sub.add_argument("silence", type=bounded(int, 1), metavar="ID")
+    output(sub)
+
+    points = command(commands, "contact-points", notify_commands.contact_points,
+                     "contact points: list (with whether each works), create, test, delete, "
+                     "attempts")
+    output(points)
+    actions = _actions(points, required=False)
+    sub = command(actions, "create", notify_commands.create_point,
+                  "a new contact point: a webhook, an email address or a Slack webhook")
+    sub.add_argument("name", nargs="?", metavar="NAME")
+    sub.add_argument("-f", "--file", help="the contact point as the API's JSON body, in YAML "
+                                          "or JSON; - for stdin (instead of the flags)")
+    sub.add_argument("--kind", choices=KINDS, help="where it sends")
+    sub.add_argument("--url", help="webhook and slack: the URL messages are POSTed to")
+    sub.add_argument("--address", help="email: one or more addresses, comma separated")
+    sub.add_argument("--send-resolved", action=argparse.BooleanOptionalAction, default=None,
+                     help="also say when alerts resolve (default: yes)")
+    sub.add_argument("--group-by", metavar="LABEL,...",
+                     help="alerts with these labels equal share a message (default alertname; "
+                          "...: every label)")
+    sub.add_argument("--group-wait", type=parse_duration, metavar="DURATION",
+                     help="a new group waits this long for more alerts (default 30s)")
+    sub.add_argument("--group-interval", type=parse_duration, metavar="DURATION",
+                     help="a group's changes go out at most this often (default 5m)")
+    sub.add_argument("--repeat-interval", type=parse_duration, metavar="DURATION",
+                     help="a group still firing is notified again after this (default 4h)")
+    sub.add_argument("--mute", action="append", default=[], metavar="'[DAYS] HH:MM-HH:MM [TZ]'",
+                     help="a weekly mute time, e.g. 'sat,sun 00:00-24:00' or 'mon-fri "
+                          "18:00-09:00 Europe/Paris' (repeat)")
+    output(sub)
+    for name, handler, text in (
+            ("test", notify_commands.test_point, "send a test message now and say what came "
+                                                 "of it"),
+            ("delete", notify_commands.delete_point, "delete a contact point (its rules stop "
+                                                     "notifying it)")):
+        sub = command(actions, name, handler, text)
+        sub.add_argument("point", metavar="ID|NAME")
+        output(sub)
+    sub = command(actions, "attempts", notify_commands.attempts,
+                  "every attempt at sending to a contact point, newest first")
+    sub.add_argument("point", metavar="ID|NAME")
+    sub.add_argument("--limit", type=bounded(int, 1, MAX_LIMIT), default=20,
+                     help=f"how many (default 20, at most {MAX_LIMIT})")
+    output(sub)
+
+    sub = command(commands, "notifications", notify_commands.notifications,
+                  "the messages made for contact points, newest first, and their delivery")
+    sub.add_argument("--contact-point", metavar="ID|NAME", help="only those of this one")
+    sub.add_argument("--limit", type=bounded(int, 1, MAX_LIMIT), default=20,
+                     help=f"how many (default 20, at most {MAX_LIMIT})")
+    output(sub)
+
+
 def add(commands: Any) -> None:
     add_alert_commands(commands)
+    add_notify_commands(commands)

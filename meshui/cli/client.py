@@ -33,6 +33,18 @@ class ApiRefusal(CliError):
         self.body = body
         self.error = str(body.get("error", ""))
 
+    @property
+    def parameter(self) -> str | None:
+        """The field at fault of a 400 ``invalid_parameter`` (``rule.recover``)."""
+        value = self.body.get("parameter")
+        return value if isinstance(value, str) and value else None
+
+    def reason(self) -> str:
+        """The detail without the parameter it may start with (pydantic's ``rule.metric:
+        Field required``), for a message that names the field its own way."""
+        prefix = f"{self.parameter}: "
+        return self.message[len(prefix):] if self.message.startswith(prefix) else self.message
+
 
 def _detail(body: dict[str, Any], fallback: str) -> str:
     detail = body.get("detail")
