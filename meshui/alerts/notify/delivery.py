@@ -80,7 +80,9 @@ def deliver(notification_id: int, now: float) -> Outcome:
     ).update(state=Delivery.SENDING, lease_until=now_dt + timedelta(seconds=LEASE_S))
     if not claimed:
         return Outcome("skipped")
-    row = Notification.objects.select_related("contact_point").get(pk=notification_id)
+    row = Notification.objects.select_related("contact_point").filter(pk=notification_id).first()
+    if row is None:  # its contact point was deleted since (the cascade took it)
+        return Outcome("skipped")
     point = row.contact_point
     result = senders.send(point.kind, point.config, row.payload)
     at = now_dt + timedelta(milliseconds=result.duration_ms)
