@@ -10,6 +10,7 @@ from meshui.api.v1 import api
 urlpatterns = [
     path("", include("meshui.dashboard.urls")),
     path("", include("meshui.policy.urls")),
+    path("", include("meshui.alerts.urls")),
     path("api/v1/", api.urls),
     path("accounts/", include("meshui.accounts.urls")),
     path("admin/", admin.site.urls),

@@ -9,12 +9,15 @@ answers 401 JSON; pages redirect to the login page).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+
+from meshui.accounts.roles import Role, has_role, role_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -39,3 +42,23 @@ def page_view(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class EditAccess:
+    """Whether a page's controls that change something are enabled, and if not, why."""
+
+    allowed: bool
+    reason: str  # why the controls are disabled ('' when allowed)
+
+
+def operator_access(user: Any, to: str, doing: str) -> EditAccess:
+    """The operator role's access to a page's edit controls, with the reason said in the
+    page's own words: ``to`` = "change the traffic policy", ``doing`` = "Changing the
+    traffic policy" (the controls are shown disabled with it, docs/ui.md)."""
+    if has_role(user, Role.OPERATOR):
+        return EditAccess(True, "")
+    if user is None or not user.is_authenticated:
+        return EditAccess(False, f"Log in as an operator to {to}.")
+    return EditAccess(False, f"{doing} needs the operator role; {user.get_username()} is a "
+                             f"{role_of(user) or 'viewer'} (ask an admin).")

@@ -150,6 +150,12 @@ def _edge_points(
     return (x0 + nx, y0 + ny), (x1 + nx, y1 + ny)
 
 
+def edge_arrow_name(index: int) -> str:
+    """What an edge's arrows are named: ``edge-<i>``, ``i`` its point in the ``edges`` trace
+    (whose ``customdata`` is its id), so the page can recolour an edge that alerts."""
+    return f"edge-{index}"
+
+
 def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None,
                  scale: HealthScale = HEALTH, expanded: Collection[str] = ()) -> dict[str, Any]:
     """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``, coloured by ``scale``.
@@ -191,7 +197,8 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
             mid_y.append(y if src in boxes else y + 0.28)
         elif src in boxes or dst in boxes:
             parts = boxed.boxed_edge(edge, positions, sizes, boxes, by_id, color)
-            annotations += parts.annotations
+            annotations += [arrow | {"name": edge_arrow_name(len(mid_ids))}
+                            for arrow in parts.annotations]
             shapes += parts.shapes
             links += parts.links
             mid_x.append(parts.mid[0])
@@ -207,7 +214,7 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
                 "arrowcolor": color,
                 "standoff": sizes.get(dst, 30) / 2 + 4,
                 "startstandoff": sizes.get(src, 30) / 2 + 2,
-                "opacity": 0.9,
+                "opacity": 0.9, "name": edge_arrow_name(len(mid_ids)),
             })
             mid_x.append((x0 + x1) / 2)
             mid_y.append((y0 + y1) / 2)

@@ -11,9 +11,11 @@ from django.shortcuts import redirect, render
 
 from collector.tracesearch import trace_id_problem
 from meshui.accounts.access import page_view
+from meshui.alerts import pages as alert_pages
+from meshui.alerts.views import edit_access as alert_access
 from meshui.dashboard.figure import MUTED, page_payload
 from meshui.dashboard.graph_view import GraphView, view_from_query
-from meshui.dashboard.health import HEALTH, RED, HealthScale
+from meshui.dashboard.health import AMBER, HEALTH, RED, HealthScale
 from meshui.dashboard.instance_graph import read_instance_graph
 from meshui.dashboard.source import DEFAULT_WINDOW, read_graph, window_label
 from meshui.dashboard.trace_links import normalized_trace_id, trace_link
@@ -30,13 +32,15 @@ from meshui.redis_clients import DATA_SOURCE_ERRORS
 logger = logging.getLogger(__name__)
 
 
-def graph_page_settings(scale: HealthScale, window: int, view: GraphView | None = None
-                        ) -> dict[str, Any]:
+def graph_page_settings(scale: HealthScale, window: int, view: GraphView | None = None,
+                        alerts_editable: bool = False) -> dict[str, Any]:
     """What graph.js reads from the server (``json_script``, never a JS copy): the health
-    scale it colours the tables with, the window the page shows and the services it draws
-    expanded into their instances."""
+    scale it colours the tables with, the window the page shows, the services it draws
+    expanded into their instances, and how it shows alerts (badges; "Alert on this" for an
+    operator)."""
     return {"health": scale.page_json(), "window": window, "window_label": window_label(window),
-            "view": (view or GraphView()).as_json()}
+            "view": (view or GraphView()).as_json(),
+            "alerts": alert_pages.graph_settings(alerts_editable, RED, AMBER)}
 
 
 # How often the page asks for the marks and the sidecars' sync state.
@@ -69,9 +73,11 @@ def graph(request: HttpRequest) -> HttpResponse:
     except DATA_SOURCE_ERRORS as exc:
         logger.warning("graph page: Redis unavailable: %s", exc)
         initial = None
+    alerts_editable = alert_access(request.user).allowed
     return render(request, "dashboard/graph.html", {
         "initial": initial, "source_down": initial is None, "nav": "graph",
-        "page": graph_page_settings(scale, DEFAULT_WINDOW, view), "legend": scale.legend(),
+        "page": graph_page_settings(scale, DEFAULT_WINDOW, view, alerts_editable),
+        "alerts_editable": alerts_editable, "legend": scale.legend(),
         "policy": graph_policy_settings()})
 
 

@@ -8,15 +8,15 @@ operator (``edit_access``). Writes go through the JSON API from the page's scrip
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from meshui.accounts.access import page_view
-from meshui.accounts.roles import Role, has_role, role_of
+from meshui.accounts.access import EditAccess, operator_access, page_view
+from meshui.alerts.views import edit_access as alert_access
 from meshui.dashboard.source import WINDOW_CHOICES, page_window, read_graph, window_label
 from meshui.policy import diff, fields, revisions, service_page
 from meshui.policy.effective import MARK_LABELS
@@ -30,20 +30,8 @@ logger = logging.getLogger(__name__)
 PER_PAGE = 20
 
 
-@dataclass(frozen=True, slots=True)
-class EditAccess:
-    allowed: bool
-    reason: str  # why the controls are disabled ('' when allowed)
-
-
 def edit_access(user: Any) -> EditAccess:
-    if has_role(user, Role.OPERATOR):
-        return EditAccess(True, "")
-    if user is None or not user.is_authenticated:
-        return EditAccess(False, "Log in as an operator to change the traffic policy.")
-    return EditAccess(False, f"Changing the traffic policy needs the operator role; "
-                             f"{user.get_username()} is a {role_of(user) or 'viewer'} "
-                             f"(ask an admin).")
+    return operator_access(user, "change the traffic policy", "Changing the traffic policy")
 
 
 def _graph(window: int) -> dict[str, Any] | None:
@@ -80,6 +68,7 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
     page = service_page.page_json(name, graph, proxies, number, document, window)
     return render(request, "policy/service.html", {
         "name": name, "page": page, "nav": "graph", "access": access,
+        "alerts_editable": alert_access(request.user).allowed,
         "access_json": asdict(access), "cards": fields.cards(page["values"]),
         "split_help": fields.SPLIT_HELP,
         "routes_help": fields.ROUTES_HELP, "mark_labels": MARK_LABELS,

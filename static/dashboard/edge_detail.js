@@ -1,7 +1,7 @@
 // An edge's detail view on the graph page (click an edge's diamond or its row): the caller's,
 // the target's and the network's share of the latency as numbers (live, from the graph the
-// page already has), then the edge's live heatmap and golden metrics (MeshPanel). Deep link:
-// /#edge=<source>,<target>.
+// page already has), then the edge's live heatmap and golden metrics (MeshPanel), and for an
+// operator "Alert on this" (the rule editor on this edge). Deep link: /#edge=<source>,<target>.
 (() => {
   "use strict";
   const { el, fmt } = window.MeshUI;
@@ -9,6 +9,7 @@
   const title = document.getElementById("edge-detail-title");
   const numbers = document.getElementById("edge-detail-numbers");
   const traces = document.getElementById("edge-detail-traces");
+  const alertLink = document.getElementById("edge-detail-alert"); // operators only
   let open = null; // {source, target}
   let panel = null;
 
@@ -38,6 +39,7 @@
     card.hidden = false;
     title.textContent = `${source} → ${target}`;
     traces.href = `/traces?source=${encodeURIComponent(source)}&target=${encodeURIComponent(target)}`;
+    if (alertLink) alertLink.href = `/alerts/rules/new?${new URLSearchParams({ source, target })}`;
     if (panel) panel.scope(open); else panel = window.MeshPanel.mount(document.getElementById("edge-detail-panel"), open);
     if (graph) update(graph);
     history.replaceState(null, "", `#edge=${encodeURIComponent(source)},${encodeURIComponent(target)}`);

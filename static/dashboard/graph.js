@@ -5,7 +5,8 @@
 // says whether the current revision is applied on every sidecar (/api/v1/proxies), and
 // opens a service's page when its row is clicked. A click on a node expands it into its
 // instances (graph_instances.js, which also owns the "Instances" toggle); a click on an
-// edge's diamond or its row opens the edge's detail view (edge_detail.js).
+// edge's diamond or its row opens the edge's detail view (edge_detail.js). Alerts firing or
+// pending are badges on their node or edge (graph_alerts.js); an operator gets "Alert on this".
 (function () {
   "use strict";
 
@@ -13,7 +14,10 @@
   const POLICY = JSON.parse(document.getElementById("graph-policy").textContent);
   let marks = POLICY.marks;
   let lastPayload = null;
-  const instances = window.MeshUIGraphInstances(PAGE.view);
+  const instances = window.MeshUIGraphInstances(PAGE.view, PAGE.alerts);
+  // Firing and pending alerts as badges and edge colours (graph_alerts.js): a change redraws.
+  const alerts = window.MeshGraphAlerts(PAGE.alerts, () => { if (lastPayload) render(lastPayload); });
+  const BELL = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 17V11a6 6 0 0 1 12 0v6l2 2H4z"/><path d="M10 21h4"/></svg>';
 
   const graphEl = document.getElementById("graph");
   const emptyEl = document.getElementById("empty");
@@ -89,8 +93,10 @@
       const h = health(n.requests, n.error_rate);
       const versions = n.versions.length ? ` <span class="muted small">${escapeHtml(n.versions.join(" · "))}</span>` : "";
       const badges = marksOf(n.id).map((m) => ` <span class="mark ${escapeHtml(m)}">${escapeHtml(POLICY.labels[m] || m)}</span>`).join("");
+      const alertLink = PAGE.alerts.can_edit
+        ? `<a class="alert-link" href="/alerts/rules/new?service=${encodeURIComponent(n.id)}" title="Alert on this: a new alert rule on ${escapeHtml(n.service)}" aria-label="Alert on ${escapeHtml(n.service)}">${BELL}</a>` : "";
       return `<tr data-node="${escapeHtml(n.id)}" data-requests="${n.requests}" data-errors="${n.errors}">
-        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i><a class="service-link" href="${serviceUrl(n.id)}">${escapeHtml(n.service)}</a>${versions}${badges}</td>
+        <td class="name" title="${escapeHtml(n.service)}"><i class="health dot ${h}"></i><a class="service-link" href="${serviceUrl(n.id)}">${escapeHtml(n.service)}</a>${versions}${badges}${alertLink}</td>
         <td class="num">${rate(n.rps)}</td>
         <td class="num ${h}">${n.requests ? percent(n.error_rate) : "–"}</td>
         <td class="num">${ms(n.p95_ms)}</td></tr>`;
@@ -147,7 +153,8 @@
     graphEl.style.visibility = empty ? "hidden" : "visible";
     // Plotly.react diffs against the current figure: no flicker, zoom and hover kept.
     lastPayload = payload;
-    Plotly.react(graphEl, [...payload.figure.data, ...marksTrace(payload.figure)], payload.figure.layout, PLOTLY_CONFIG);
+    const drawn = alerts.decorate(payload.figure);
+    Plotly.react(graphEl, [...drawn.data, ...marksTrace(payload.figure)], drawn.layout, PLOTLY_CONFIG);
     if (!graphEl.dataset.clickable) { // Plotly adds .on() to the div on its first plot
       graphEl.dataset.clickable = "true";
       graphEl.on("plotly_click", (event) => {
@@ -156,6 +163,10 @@
         if (point.data.name === "services") instances.toggleService(point.customdata, lastPayload && lastPayload.graph);
         if (point.data.name === "instances") instances.openInstance(...point.customdata);
         if (point.data.name === "edges") openEdge(point.customdata);
+      });
+      graphEl.on("plotly_clickannotation", (event) => {
+        const href = alerts.linkOf(event.annotation);
+        if (href) location.assign(href);
       });
     }
     renderEdges(payload.graph.edges);

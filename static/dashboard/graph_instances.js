@@ -1,16 +1,18 @@
 // The graph page's instance level (docs/ui.md): the "Instances" toggle expands every service
 // into its instances, a click on a node expands or collapses that one, a click on an
-// instance opens its state panel (GET /api/v1/instances/{proxy_id}/state). The server draws
-// the boxes (meshui.dashboard.instance_figure); this file only says which services to expand:
-// over the graph socket ({"type": "view", ...}) and in the URL (?level=instance,
-// ?expand=a,b), so a reload or a shared link shows the same. graph.js calls the hooks below.
+// instance opens its state panel (GET /api/v1/instances/{proxy_id}/state; an operator's has
+// "Alert on this"). The server draws the boxes (meshui.dashboard.instance_figure); this file
+// only says which services to expand: over the graph socket ({"type": "view", ...}) and in
+// the URL (?level=instance, ?expand=a,b), so a reload or a shared link shows the same.
+// graph.js calls the hooks below.
 (function () {
   "use strict";
 
   const { api, el, fmt } = window.MeshUI;
   const PANEL_REFRESH_MS = 2000; // the panel follows the live graph, at most this often
 
-  function create(initialView) {
+  // alerts: the page's alert settings ({can_edit}: an operator gets "Alert on this").
+  function create(initialView, alerts) {
     let view = { instances: !!initialView.instances, expand: new Set(initialView.expand || []) };
     let socket = null;
     let open = null; // {proxyId, service} of the panel shown
@@ -125,6 +127,9 @@
           el("span", { class: `state ${state.live ? "ok" : "idle"}` }, live)),
         el("p", { class: "muted small" }, `${state.service} ${state.version || ""} · ${state.address}`, " · ",
           el("a", { href: link }, "service page")),
+        alerts && alerts.can_edit ? el("p", { class: "instance-actions" }, el("a", {
+          class: "button small", id: "instance-alert",
+          href: `/alerts/rules/new?${new URLSearchParams({ service: state.service, instance: state.proxy_id })}` }, "Alert on this")) : null,
         state.ejected ? el("p", { class: "ejected-note" }, "Ejected by a caller's outlier detection ", until(state.ejected_until)) : null,
         el("div", { class: "kv-grid" },
           stat("EWMA", fmt.ms(state.ewma_ms)),

@@ -355,12 +355,19 @@
       return Boolean(wanted);
     };
     linked();
+    // "Alert on this" (operators): a new rule on the scope picked.
+    const alertLink = $("alert-on-this");
+    const linkAlert = () => {
+      if (alertLink) alertLink.href = `/alerts/rules/new?${new URLSearchParams(scopeOf(select.value))}`;
+    };
+    linkAlert();
     const panel = window.MeshPanel.mount($("service-panel"), scopeOf(select.value));
     select.addEventListener("change", () => {
+      linkAlert();
       panel.scope(scopeOf(select.value));
       history.replaceState(null, "", location.pathname + location.search + hashOf(select.value));
     });
-    window.addEventListener("hashchange", () => { if (linked()) panel.scope(scopeOf(select.value)); });
+    window.addEventListener("hashchange", () => { if (linked()) { linkAlert(); panel.scope(scopeOf(select.value)); } });
   }
 
   // The same sums as meshui.policy.service_page, over the graph API's JSON.

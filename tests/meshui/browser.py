@@ -45,14 +45,10 @@ def csp_problems(page: Any, console: list[str]) -> list[str]:
                        if "Content Security Policy" in line or line.startswith("pageerror")]
 
 
-@contextmanager
-def meshui_server(redis_url: str, workdir: Path, users: dict[str, str] | None = None,
-                  **extra_env: str) -> Iterator[str]:
-    """uvicorn serving meshui.asgi on a free port with a freshly migrated SQLite DB; its URL.
-
-    ``users`` maps a username to its role (viewer, operator, admin); each gets the password
-    ``MESHUI_USER_PASSWORD`` (which must then be given)."""
-    env = {
+def server_env(redis_url: str, workdir: Path, **extra_env: str) -> dict[str, str]:
+    """The environment of ``meshui_server``'s processes: its Redis and its SQLite database,
+    so another process (an alert evaluator, a management command) can share them."""
+    return {
         **os.environ,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{workdir / 'meshui.sqlite3'}",
@@ -62,6 +58,16 @@ def meshui_server(redis_url: str, workdir: Path, users: dict[str, str] | None = 
         "DJANGO_SETTINGS_MODULE": "meshui.settings",
         **extra_env,
     }
+
+
+@contextmanager
+def meshui_server(redis_url: str, workdir: Path, users: dict[str, str] | None = None,
+                  **extra_env: str) -> Iterator[str]:
+    """uvicorn serving meshui.asgi on a free port with a freshly migrated SQLite DB; its URL.
+
+    ``users`` maps a username to its role (viewer, operator, admin); each gets the password
+    ``MESHUI_USER_PASSWORD`` (which must then be given)."""
+    env = server_env(redis_url, workdir, **extra_env)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env,
                    check=True, timeout=60)
     if "MESHUI_USER_PASSWORD" in env:

@@ -80,7 +80,9 @@ def test_the_page_hands_graph_js_the_server_s_scale_and_window(
     page = reader.get("/").content.decode()
     assert json_script(page, "graph-page") == {
         "health": HEALTH.page_json(), "window": DEFAULT_WINDOW, "window_label": "last minute",
-        "view": {"instances": False, "expand": []}}
+        "view": {"instances": False, "expand": []},
+        "alerts": {"can_edit": False, "poll_ms": 3000, "firing": ["Firing", "Recovering"],
+                   "pending": ["Pending"], "colors": {"firing": RED, "pending": AMBER}}}
     assert legend(page) == [(item["name"], item["label"]) for item in HEALTH.legend()]
     assert '<span class="value">last minute</span>' in page
     initial = json_script(page, "graph-initial")
