@@ -31,6 +31,17 @@ _SHOWN = {"ratio": ("%", 100.0), "ms": ("ms", 1.0), "req/s": ("req/s", 1.0),
 _LABELS = {"error_rate": "Error rate", "p50_ms": "Latency p50", "p95_ms": "Latency p95",
            "p99_ms": "Latency p99", "rps": "Request rate", metrics.NO_DATA: "No data (traffic stopped)",
            **{event.key: f"Policy events: {event.label}" for event in EDGE_EVENTS}}
+# What the editor says under the metric (the API's own hint speaks in its units).
+_FORM_HINTS = {
+    "error_rate": "Errors / requests (5xx or failed), in percent here; the API takes the ratio "
+                  "(5 % is 0.05).",
+    "p50_ms": "The median latency of the window's requests, as the sidecars timed them.",
+    "p95_ms": "The 95th percentile latency of the window's requests.",
+    "p99_ms": "The 99th percentile latency of the window's requests.",
+    "rps": "Requests per second over the window; below a threshold: traffic dropped.",
+    metrics.NO_DATA: "Fires while the target has had no request in the window: traffic stopped.",
+}
+EVENT_HINT = "Events per second over the window, as the sidecars counted them."
 # A new rule's thresholds per metric (the API's units): error_rate > 5 %, recovers under 2 %.
 _DEFAULTS: dict[str, tuple[str, float, float]] = {
     "error_rate": (">", 0.05, 0.02), "p50_ms": (">", 200.0, 150.0),
@@ -67,7 +78,8 @@ def metric_json(name: str) -> dict[str, Any]:
     bounds = metrics.BOUNDS[name]
     op, fire, recover = _DEFAULTS[name]
     return {"name": name, "label": _LABELS[name], "unit": unit, "shown_unit": shown,
-            "scale": scale, "low": bounds.low, "high": bounds.high, "hint": bounds.hint,
+            "scale": scale, "low": bounds.low, "high": bounds.high,
+            "hint": _FORM_HINTS.get(name, EVENT_HINT),
             "events": name in metrics.EVENT_METRICS, "thresholds": name != metrics.NO_DATA,
             "default": {"op": op, "fire": fire, "recover": recover}}
 

@@ -11,8 +11,8 @@
   const A = window.MeshAlerts;
   const PLOT = { displayModeBar: false, responsive: true };
   const LINES = ["#58a6ff", "#bc8cff", "#3fb950", "#e3b341", "#f0883e", "#39c5cf", "#db61a2", "#8b949e"];
-  const SHADE = { Pending: "rgba(210, 153, 34, 0.22)", Firing: "rgba(248, 81, 73, 0.26)",
-    Recovering: "rgba(248, 131, 73, 0.16)", NoData: "rgba(139, 148, 158, 0.16)", Error: "rgba(188, 140, 255, 0.2)" };
+  const SHADE = { Pending: "rgba(210, 153, 34, 0.3)", Firing: "rgba(248, 81, 73, 0.3)",
+    Recovering: "rgba(248, 131, 73, 0.16)", NoData: "rgba(139, 148, 158, 0.09)", Error: "rgba(188, 140, 255, 0.2)" };
   const FIRE = "#f85149";
   const RECOVER = "#3fb950";
 

@@ -83,9 +83,7 @@
       $(id).min = String(m.low * m.scale);
       if (m.high === null) $(id).removeAttribute("max"); else $(id).max = String(m.high * m.scale);
     }
-    $("metric-hint").textContent = !m.thresholds
-      ? "Fires while the target has had no request in the window: traffic stopped."
-      : m.events ? "Events per second over the window, as the sidecars counted them." : (m.hint || "");
+    $("metric-hint").textContent = m.hint;
     $("recover-hint").textContent = $("op").value === ">" ? "It recovers once below this." : "It recovers once above this.";
   }
 
@@ -193,6 +191,7 @@
     const answer = await api("POST", "/api/v1/alerts/rules/preview", rule).catch(() => null);
     if (mine !== generation) return;
     clearErrors();
+    chart.classList.toggle("stale", !(answer && answer.status === 200));
     if (answer && answer.status === 200) {
       preview = answer.body;
       renderPreview();

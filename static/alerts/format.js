@@ -16,12 +16,9 @@
   const toShown = (metric, value) => (value === null || value === undefined ? null : tidy(value * scaleOf(metric)));
   const fromShown = (metric, value) => (value === null || value === undefined ? null : tidy(value / scaleOf(metric)));
 
+  // Three significant digits, none trailing: 5, 8.5, 41.3, 0.0523, 1234.
   function number(value) {
-    const magnitude = Math.abs(value);
-    if (magnitude >= 100) return value.toFixed(0);
-    if (magnitude >= 10) return value.toFixed(1);
-    if (magnitude >= 1) return value.toFixed(2);
-    return String(tidy(value.toPrecision(3)));
+    return Math.abs(value) >= 1000 ? value.toFixed(0) : String(Number(value.toPrecision(3)));
   }
 
   // "5.2 %", "120 ms", "3.10 req/s"; a no_data value says what it means.

@@ -89,6 +89,7 @@
     const none = !alerts.length && !filtered();
     $("no-rules").hidden = !none;
     $("alerts-body").hidden = none;
+    counts.hidden = none;
     renderCounts(shown);
     renderChip();
     body.replaceChildren(...(shown.length ? shown.map(row)

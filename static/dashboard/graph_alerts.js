@@ -87,8 +87,8 @@
       const alerts = [...group.firing, ...group.pending];
       const lines = alerts.map((a) => `${plotlyText(a.name)}: ${a.state}`);
       return { x, y, xref: "x", yref: "y", showarrow: false, xshift, yshift, name,
-        text: `<b>${alerts.length}</b>`, font: { color: TEXT, size: 11 }, bgcolor: colorOf(group),
-        bordercolor: OUTLINE, borderwidth: 1.5, borderpad: 2, captureevents: true,
+        text: `<b>${alerts.length}</b>`, font: { color: TEXT, size: 12 }, bgcolor: colorOf(group),
+        bordercolor: OUTLINE, borderwidth: 2, borderpad: 3, captureevents: true,
         hovertext: `${group.firing.length} firing · ${group.pending.length} pending<br>${lines.join("<br>")}`,
         hoverlabel: { bgcolor: "#1c2330", bordercolor: colorOf(group), font: { color: "#c9d1d9" } } };
     }
@@ -118,7 +118,7 @@
           const group = places.get(`edge:${id}`);
           if (!group) return;
           colors[i] = colorOf(group);
-          add(id, badge(trace.x[i], trace.y[i], 0, 14, group), group);
+          add(id, badge(trace.x[i], trace.y[i], 0, 16, group), group);
         });
         data[edges] = { ...trace, marker: { ...trace.marker, color: colors } };
         annotations.forEach((a, n) => {

@@ -31,7 +31,7 @@ RULES: list[dict[str, Any]] = [
      "metric": "error_rate", "window_s": 30, "op": ">", "fire": 0.1, "recover": 0.05,
      "severity": "warning", "labels": {"team": "payments"}},
     {"name": "checkout slow", "target": {"service": "checkout"}, "metric": "p95_ms",
-     "window_s": 60, "op": ">", "fire": 100.0, "recover": 80.0, "for_s": 600,
+     "window_s": 60, "op": ">", "fire": 40.0, "recover": 30.0, "for_s": 3600,
      "severity": "warning", "labels": {"team": "shop"}},
     {"name": "ledger traffic stopped", "target": {"source": "*", "target": "ledger"},
      "metric": "rps", "window_s": 60, "op": "<", "fire": 1.0, "recover": 2.0,

@@ -62,6 +62,12 @@ def test_every_edge_is_an_arrow_with_a_hoverable_midpoint() -> None:
     assert "600 requests, 12 errors in 60 s" in hover
 
 
+def test_an_edge_s_arrows_are_named_by_its_point_in_the_edges_trace() -> None:
+    # The graph page recolours an edge that alerts (static/dashboard/graph_alerts.js).
+    (arrow,) = build_figure(GRAPH)["layout"]["annotations"]
+    assert arrow["name"] == "edge-0"
+
+
 def test_every_service_is_a_labelled_node_with_its_versions() -> None:
     nodes = build_figure(GRAPH)["data"][1]
     assert nodes["customdata"] == ["frontend", "unknown"]

@@ -75,6 +75,16 @@ def test_an_expanded_service_is_a_box_with_a_row_per_instance_and_its_numbers() 
     assert page_payload(graph(CATALOG), expanded={"catalog"})["expanded"] == ["catalog"]
 
 
+def test_every_arrow_of_a_split_edge_carries_the_edge_s_name() -> None:
+    figure = build_figure(graph(CATALOG), expanded={"catalog"})
+    edges = trace(figure, "edges")["customdata"]
+    names = {a["name"] for a in figure["layout"]["annotations"]}
+    assert names == {f"edge-{i}" for i in range(len(edges))}
+    arrows = [a for a in figure["layout"]["annotations"]
+              if a["name"] == f"edge-{edges.index('frontend->catalog')}"]
+    assert len(arrows) == 2  # one per instance that takes frontend's calls
+
+
 def test_a_callers_edge_is_split_per_instance_by_its_share_and_an_ejected_one_is_a_dotted_line() -> None:
     figure = build_figure(graph(CATALOG), expanded={"catalog"})
     boxes = boxes_for(graph(CATALOG)["nodes"], {"catalog": (2.0, 0.0)}, {"catalog"})
