@@ -117,6 +117,14 @@
       return parts;
     }
 
+    // "Alert on this" (operators): the rule editor on this instance.
+    function alertLink(proxyId, service) {
+      if (!alerts || !alerts.can_edit) return null;
+      const target = service ? { service, instance: proxyId } : { instance: proxyId };
+      return el("p", { class: "instance-actions" }, el("a", {
+        class: "button small", id: "instance-alert", href: `/alerts/rules/new?${new URLSearchParams(target)}` }, "Alert on this"));
+    }
+
     function render(state) {
       const live = state.live ? "live" : state.connected ? "silent" : "disconnected";
       const service = encodeURIComponent(state.service);
@@ -127,9 +135,7 @@
           el("span", { class: `state ${state.live ? "ok" : "idle"}` }, live)),
         el("p", { class: "muted small" }, `${state.service} ${state.version || ""} · ${state.address}`, " · ",
           el("a", { href: link }, "service page")),
-        alerts && alerts.can_edit ? el("p", { class: "instance-actions" }, el("a", {
-          class: "button small", id: "instance-alert",
-          href: `/alerts/rules/new?${new URLSearchParams({ service: state.service, instance: state.proxy_id })}` }, "Alert on this")) : null,
+        alertLink(state.proxy_id, state.service),
         state.ejected ? el("p", { class: "ejected-note" }, "Ejected by a caller's outlier detection ", until(state.ejected_until)) : null,
         el("div", { class: "kv-grid" },
           stat("EWMA", fmt.ms(state.ewma_ms)),
@@ -153,7 +159,8 @@
       if (!open || open.proxyId !== wanted) return;
       if (answer && answer.status === 200) render(answer.body);
       else body.replaceChildren(el("p", { class: "muted" },
-        answer && answer.body && answer.body.detail ? answer.body.detail : "The instance's state could not be read; retrying."));
+        answer && answer.body && answer.body.detail ? answer.body.detail : "The instance's state could not be read; retrying."),
+        alertLink(open.proxyId, open.service));
     }
 
     function openInstance(proxyId, service) {
