@@ -65,6 +65,9 @@ STATE_HELP = {
     State.NO_DATA: "no request in the window to compute the metric from",
     State.ERROR: "the data source could not be read",
 }
+# The label that holds a rule's name on its alerts (meshui.alerts.notify.labels): what a
+# "Silence this" link matches, with the target's fields.
+ALERTNAME = "alertname"
 # The order a list shows alerts in: those that need a person first.
 ATTENTION = (State.FIRING, State.RECOVERING, State.PENDING, State.ERROR, State.NO_DATA,
              State.NORMAL)
@@ -97,7 +100,7 @@ def vocabulary() -> dict[str, Any]:
                      "optional": list(OPTIONAL_FIELDS.get(kind, ())),
                      "events": targets.SERIES[kind][1] is not None}
                     for kind, label in TARGET_KINDS.items()],
-        "wildcard": targets.WILDCARD,
+        "wildcard": targets.WILDCARD, "alertname": ALERTNAME,
         "poll_ms": POLL_MS, "debounce_ms": PREVIEW_DEBOUNCE_MS,
         "history_per_page": HISTORY_PER_PAGE,
     }

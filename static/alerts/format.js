@@ -65,6 +65,14 @@
     return `${Math.floor(seconds / 86400)} d ago`;
   }
 
+  // "in 1 h 20 min" for a moment ahead, "3 min ago" for one past.
+  function relative(iso) {
+    if (!iso) return "–";
+    const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    if (seconds <= 0) return ago(iso);
+    return `in ${duration(seconds)}`;
+  }
+
   function absolute(iso) {
     return iso ? new Date(iso).toLocaleString([], { hour12: false }) : "";
   }
@@ -72,14 +80,21 @@
   // "3 min ago" over "2026-12-03 10:41:20" (the absolute time also as the tooltip).
   function since(iso) {
     return el("span", { class: "since", title: iso || "", dataset: { since: iso || "" } },
-      el("span", { class: "ago" }, ago(iso)), el("span", { class: "muted small absolute" }, absolute(iso)));
+      el("span", { class: "ago" }, relative(iso)), el("span", { class: "muted small absolute" }, absolute(iso)));
   }
+
+  // The relative times on the page move on between polls too.
+  setInterval(() => {
+    for (const node of document.querySelectorAll(".since[data-since]")) node.querySelector(".ago").textContent = relative(node.dataset.since);
+  }, 1000);
 
   function duration(seconds) {
     if (seconds < 60) return `${seconds} s`;
     const minutes = Math.floor(seconds / 60), rest = seconds % 60;
     if (minutes < 60) return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
-    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+    if (minutes < 1440) return minutes % 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes / 60} h`;
+    const days = Math.floor(minutes / 1440), hours = Math.floor((minutes % 1440) / 60);
+    return hours ? `${days} d ${hours} h` : `${days} d`;
   }
 
   // A name as literal Plotly text (meshui.dashboard.figure.plotly_text): no tag, entity,
@@ -95,6 +110,6 @@
 
   window.MeshAlerts = {
     VOCAB, METRICS, STATES, KINDS, toShown, fromShown, valueText, pill, severityPill, labelChips,
-    targetText, ago, absolute, since, duration, newRuleUrl, plotlyText,
+    targetText, ago, relative, absolute, since, duration, newRuleUrl, plotlyText,
   };
 })();

@@ -47,11 +47,20 @@
     history.replaceState(null, "", location.pathname + (text ? `?${text}` : ""));
   }
 
+  // "Silence this": the rule's name and the target's fields, as the alert's labels have them.
+  function silenceUrl(alert) {
+    const query = new URLSearchParams();
+    query.append("matcher", `${A.VOCAB.alertname}=${alert.name}`);
+    for (const [name, value] of Object.entries(alert.target)) if (value) query.append("matcher", `${name}=${value}`);
+    return `/alerts/silences?${query}`;
+  }
+
   function row(alert) {
     const m = A.METRICS[alert.metric];
     return el("tr", { class: `alert-row state-${(A.STATES[alert.state] || {}).class || "unknown"}`,
       dataset: { rule: String(alert.rule), state: alert.state, target: JSON.stringify(alert.target) } },
-      el("td", {}, A.pill(alert.state)),
+      el("td", {}, A.pill(alert.state),
+        alert.silenced ? el("span", { class: "silenced-mark", title: "A silence keeps it out of notifications" }, "silenced") : null),
       el("td", { class: "rule-name" }, el("a", { href: `/alerts/rules/${alert.rule}` }, alert.name),
         el("span", { class: "muted small metric" }, m ? m.label : alert.metric)),
       el("td", { class: "target" }, A.targetText(alert.target)),
@@ -62,7 +71,8 @@
       el("td", {}, A.labelChips(alert.labels)),
       el("td", { class: "num actions" },
         el("a", { class: "button small", href: `/alerts/rules/${alert.rule}`, title: "Its page: the backtest and every state change" }, "History"),
-        ACCESS.allowed ? el("a", { class: "button small edit-rule", href: `/alerts/rules/${alert.rule}/edit` }, "Edit") : null));
+        ACCESS.allowed ? el("a", { class: "button small edit-rule", href: `/alerts/rules/${alert.rule}/edit` }, "Edit") : null,
+        ACCESS.allowed ? el("a", { class: "button small silence-this", href: silenceUrl(alert), title: "A silence of this rule on this target" }, "Silence") : null));
   }
 
   function renderCounts(alerts) {
@@ -129,11 +139,5 @@
     for (const input of form.querySelectorAll("input, select")) input.value = "";
     changed();
   });
-  // Relative times move on between polls too.
-  setInterval(() => {
-    for (const node of document.querySelectorAll(".since[data-since]")) {
-      node.querySelector(".ago").textContent = A.ago(node.dataset.since);
-    }
-  }, 1000);
   poll();
 })();

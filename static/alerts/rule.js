@@ -16,7 +16,8 @@
 
   function stateRow(alert) {
     return el("tr", { class: "alert-row", dataset: { state: alert.state, target: JSON.stringify(alert.target) } },
-      el("td", {}, A.pill(alert.state)),
+      el("td", {}, A.pill(alert.state),
+        alert.silenced ? el("span", { class: "silenced-mark", title: "A silence keeps it out of notifications" }, "silenced") : null),
       el("td", { class: "target" }, A.targetText(alert.target)),
       el("td", { class: "num value" }, A.valueText(alert.metric, alert.value)),
       el("td", {}, A.since(alert.since)),
@@ -93,9 +94,6 @@
 
   targetSelect.addEventListener("change", () => { shownTarget = Number(targetSelect.value); drawPreview(); });
   $("backtest-legend").replaceChildren(MeshBacktest.legend());
-  setInterval(() => {
-    for (const node of document.querySelectorAll(".since[data-since]")) node.querySelector(".ago").textContent = A.ago(node.dataset.since);
-  }, 1000);
   pollStates();
   backtest();
 })();

@@ -4,15 +4,20 @@ Starts its own Valkey and meshui, writes half an hour of a small shop's traffic 
 incident and a current one (tests/meshui/alerts/shop.py), makes a few rules through the
 API, replays the evaluator over the half hour (so states and history are real), and shoots
 the alerts list, a rule's page, the editor with its backtest (from an edge's "Alert on
-this"), the graph with its badges, and the list as a viewer and with no rule
-(docs/ui.md, "Alerts")."""
+this"), the graph with its badges, the contact points (tested against webhook receivers on
+loopback) and their editor, the silences (with one being made from an alert's "Silence
+this"), and the list as a viewer and with no rule (docs/ui.md, "Alerts")."""
 
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +64,30 @@ def write(page: Any, url: str, method: str, path: str, body: dict[str, Any]) -> 
     return response.json()
 
 
+@contextmanager
+def receiver(status: int) -> Iterator[str]:
+    """A webhook receiver on loopback answering every POST with ``status``; its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"bad request: unknown receiver" if status >= 400 else b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def shoot(url: str, out: Path, valkey_url: str, work: Path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -97,6 +126,50 @@ def shoot(url: str, out: Path, valkey_url: str, work: Path) -> None:
         page.wait_for_function("() => Number(document.body.dataset.alertBadges) > 0")
         page.wait_for_timeout(500)
         page.screenshot(path=str(out / "graph-alerts.png"))
+
+        # Contact points: one that takes messages, one that refuses them, one never tried.
+        with receiver(200) as good, receiver(400) as bad:
+            made = (
+                {"name": "on-call webhook", "kind": "webhook", "url": good,
+                 "group_by": ["alertname", "team"]},
+                {"name": "old pager", "kind": "webhook", "url": bad},
+                {"name": "payments team", "kind": "email", "address": "payments@example.com",
+                 "send_resolved": False, "mute_times": [{"days": ["sat", "sun"], "from": "00:00",
+                                                         "to": "24:00", "timezone": "Europe/Paris"}]},
+                {"name": "#incidents", "kind": "slack",
+                 "url": "https://hooks.slack.com/services/T000/B000/XXXXXXXX"})
+            points = [write(page, url, "POST", "/api/v1/alerts/contact-points", point)["id"]
+                      for point in made]
+            write(page, url, "PUT", f"/api/v1/alerts/rules/{ids[0]}",
+                  {**RULES[0], "contact_points": points[:3]})
+            write(page, url, "POST", f"/api/v1/alerts/contact-points/{points[1]}/test", {})
+            page.goto(url + "/alerts/contact-points")
+            page.wait_for_selector("#contact-points tr.point-row")
+            page.click(f'tr.point-row[data-point="{points[0]}"] .send-test')
+            page.wait_for_selector("tr.test-result")
+            page.click(f'tr.point-row[data-point="{points[0]}"] .attempts-toggle')
+            page.wait_for_selector("tr.attempts-row .attempt")
+            page.screenshot(path=str(out / "contact-points.png"))
+        page.goto(url + f"/alerts/contact-points/{points[2]}/edit")
+        page.wait_for_selector(".mute-row")
+        page.screenshot(path=str(out / "contact-point-editor.png"))
+
+        # Silences: one active, one expired, and a new one from an alert's "Silence this".
+        write(page, url, "POST", "/api/v1/alerts/silences", {
+            "matchers": [{"name": "team", "op": "=", "value": "shop"}], "duration_s": 7200,
+            "comment": "checkout p95 known: new search index"})
+        old = write(page, url, "POST", "/api/v1/alerts/silences", {
+            "matchers": [{"name": "alertname", "op": "=~", "value": "ledger.*"}], "duration_s": 600,
+            "comment": "ledger migration"})
+        write(page, url, "DELETE", f"/api/v1/alerts/silences/{old['id']}", {})
+        page.goto(url + "/alerts")
+        page.click(f'#alerts tr.alert-row[data-rule="{ids[0]}"] .silence-this')
+        page.wait_for_selector("#silence-form:not([hidden])")
+        page.fill("#silence-comment", "payments v3 rollout")
+        page.wait_for_selector("#silences tr.silence-row")
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        page.screenshot(path=str(out / "silences.png"))
+        page.set_viewport_size({"width": 1440, "height": 900})
 
         viewer = login(browser, url, "victor")
         viewer.goto(url + "/alerts?severity=critical")
