@@ -83,7 +83,13 @@
         return;
       }
       remove.disabled = true;
-      await api("DELETE", `/api/v1/alerts/contact-points/${point.id}`).catch(() => null);
+      const answer = await api("DELETE", `/api/v1/alerts/contact-points/${point.id}`).catch(() => null);
+      remove.classList.remove("confirm");
+      if (!answer || answer.status !== 200) {
+        remove.disabled = false;
+        remove.textContent = answer && answer.body ? answer.body.detail : "Could not delete it; try again";
+        return;
+      }
       refresh();
     });
     cell.append(test, edit, remove);

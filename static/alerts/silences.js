@@ -112,9 +112,11 @@
       }
       button.disabled = true;
       const answer = await api("DELETE", `/api/v1/alerts/silences/${silence.id}`).catch(() => null);
+      button.classList.remove("confirm");
       if (!answer || answer.status !== 200) {
         button.disabled = false;
         button.textContent = answer && answer.body ? answer.body.detail : "Could not expire it; try again";
+        return;
       }
       poll();
     });

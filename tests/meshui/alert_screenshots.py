@@ -13,16 +13,13 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import sync_playwright
 
+from tests.meshui.alerts.receivers import receiver
 from tests.meshui.alerts.shop import evaluate, write_shop
 from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, meshui_server
 from tests.meshui.conftest import StoppableRedis
@@ -62,30 +59,6 @@ def write(page: Any, url: str, method: str, path: str, body: dict[str, Any]) -> 
                                   headers={"X-CSRFToken": token, "Content-Type": "application/json"})
     assert response.status < 300, response.text()
     return response.json()
-
-
-@contextmanager
-def receiver(status: int) -> Iterator[str]:
-    """A webhook receiver on loopback answering every POST with ``status``; its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"bad request: unknown receiver" if status >= 400 else b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def shoot(url: str, out: Path, valkey_url: str, work: Path) -> None:

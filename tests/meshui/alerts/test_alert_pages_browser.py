@@ -2,7 +2,9 @@
 saved rule (its backtest drawn with both thresholds and the periods it would have been
 pending and firing), the rule going pending then firing on the live graph without a reload
 (the evaluator run as the worker runs it), the list filtered from the badge, hostile names as
-text, and a viewer who may only read."""
+text, a silence made from an alert's "Silence this" and expired, contact points made in
+their editor and tested against real webhook receivers on loopback, and a viewer who may
+only read."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import pytest
 from playwright.sync_api import expect
 
 from meshui.dashboard.health import AMBER, RED
+from tests.meshui.alerts.receivers import receiver
 from tests.meshui.alerts.shop import evaluate, write_shop
 from tests.meshui.browser import HAVE_CHROMIUM, chromium, csp_problems, meshui_server, new_page
 from tests.meshui.conftest import StoppableRedis
@@ -207,4 +210,129 @@ def test_a_viewer_reads_alerts_but_is_offered_no_edit(server: str, browser: Any)
     expect(page.locator("#save-rule")).to_be_disabled()
     # It may still see what a rule would do.
     page.wait_for_function("() => document.getElementById('backtest-chart').dataset.drawn")
+    assert csp_problems(page, console) == []
+
+
+def test_silence_this_opens_a_prefilled_silence_that_mutes_the_alert_until_expired(
+        server: str, browser: Any, valkey: StoppableRedis, workdir: Path) -> None:
+    page, console = logged_in(browser, server, "olivia")
+    status, rule = api(page, server, "POST", "/api/v1/alerts/rules", {
+        "name": "ledger errors", "target": {"source": "payments", "target": "ledger"},
+        "metric": "error_rate", "window_s": 60, "op": ">", "fire": 0.05,
+        "labels": {"team": "ledger"}})
+    assert status == 201, rule
+    evaluate(valkey.url, workdir, time.time())  # it has a state: a silence can match it
+    page.goto(server + f"/alerts?rule={rule['id']}")
+    row = page.locator(f'#alerts tr.alert-row[data-rule="{rule["id"]}"]')
+    expect(row.locator(".silenced-mark")).to_have_count(0)
+    row.locator(".silence-this").click()
+    page.wait_for_url("**/alerts/silences?**")
+    expect(page.locator("#silence-form")).to_be_visible()
+    matchers = page.evaluate("""() => [...document.querySelectorAll('.matcher-row')].map((r) =>
+        [r.querySelector('.matcher-name').value, r.querySelector('.matcher-op').value,
+         r.querySelector('.matcher-value').value])""")
+    assert matchers == [["alertname", "=", "ledger errors"], ["source", "=", "payments"],
+                        ["target", "=", "ledger"]]
+
+    # A bad regular expression is refused next to its matcher.
+    page.click("#matcher-add")
+    last = page.locator(".matcher-row").last
+    last.locator(".matcher-name").fill("team")
+    last.locator(".matcher-op").select_option("=~")
+    last.locator(".matcher-value").fill("led(ger")
+    page.click("#silence-create")
+    expect(last.locator(".field-error")).to_be_visible()
+    last.locator(".matcher-value").fill("led.*")
+    page.fill("#silence-comment", "ledger migration")
+    page.click("#silence-create")
+    expect(page.locator("#silence-form")).to_be_hidden()
+    created = page.evaluate("() => document.body.dataset.created")
+    silence = page.locator(f'#silences tr.silence-row[data-silence="{created}"]')
+    expect(silence.locator(".pill")).to_have_text("active")
+    expect(silence.locator(".silenced-now")).to_contain_text("1 alert: ledger errors on payments → ledger")
+    expect(silence.locator(".comment")).to_have_text("ledger migration")
+    assert "matcher=" not in page.url
+
+    page.goto(server + f"/alerts?rule={rule['id']}")
+    expect(row.locator(".silenced-mark")).to_have_text("silenced")
+
+    page.goto(server + "/alerts/silences")
+    button = silence.locator(".expire")
+    button.click()
+    expect(button).to_have_text("Expire now?")
+    button.click()
+    expect(silence.locator(".pill")).to_have_text("expired")
+    page.goto(server + f"/alerts?rule={rule['id']}")
+    expect(row.locator(".pill")).to_be_visible()
+    expect(row.locator(".silenced-mark")).to_have_count(0)
+    assert csp_problems(page, console) == []
+    api(page, server, "DELETE", f"/api/v1/alerts/rules/{rule['id']}", {})
+
+
+def test_a_contact_point_made_in_its_editor_is_tested_and_a_refusing_one_shows_failing(
+        server: str, browser: Any) -> None:
+    page, console = logged_in(browser, server, "olivia")
+    received: list[bytes] = []
+    with receiver(200, received) as good, receiver(400) as bad:
+        for name, url in (("on-call", good), ("old pager", bad)):
+            page.goto(server + "/alerts/contact-points/new")
+            page.fill("#point-name", name)
+            page.select_option("#point-kind", "webhook")
+            page.fill("#point-url", url)
+            page.click("#mute-add")
+            page.locator(".mute-row .mute-to").fill("25:00")
+            page.click("#save-point")
+            # A bad mute time is refused next to its row; fixed, the point is saved.
+            expect(page.locator(".mute-row .field-error")).to_be_visible()
+            page.locator(".mute-row .mute-to").fill("24:00")
+            page.click("#save-point")
+            page.wait_for_url("**/alerts/contact-points")
+        rows = page.locator("#contact-points tr.point-row")
+        expect(rows).to_have_count(2)
+        ids = {name: rows.filter(has_text=name).get_attribute("data-point")
+               for name in ("on-call", "old pager")}
+        good_row = page.locator(f'tr.point-row[data-point="{ids["on-call"]}"]')
+        expect(good_row.locator(".pill")).to_have_text("untested")
+        expect(good_row.locator(".grouping")).to_contain_text("muted sat sun 00:00–24:00 UTC")
+        good_row.locator(".send-test").click()
+        result = page.locator(f'tr.test-result[data-point="{ids["on-call"]}"]')
+        expect(result).to_contain_text("Test notification sent (200)")
+        expect(good_row.locator(".pill")).to_have_text("ok")
+        assert json.loads(received[0])["alerts"][0]["labels"]["alertname"] == "TestAlert"
+        bad_row = page.locator(f'tr.point-row[data-point="{ids["old pager"]}"]')
+        bad_row.locator(".send-test").click()
+        expect(page.locator(f'tr.test-result[data-point="{ids["old pager"]}"]')).to_contain_text(
+            "Test notification failed (400)")
+        expect(bad_row.locator(".pill")).to_have_text("failing")
+        expect(bad_row.locator(".failing-reason")).to_contain_text("400")
+        bad_row.locator(".attempts-toggle").click()
+        expect(page.locator(f'tr.attempts-row[data-point="{ids["old pager"]}"]')).to_contain_text("refused")
+
+    # A rule picks it in its editor.
+    page.goto(server + "/alerts/rules/new?service=ledger")
+    page.locator(f'#contact-points input[value="{ids["on-call"]}"]').check()
+    page.fill("#name", "ledger service errors")
+    page.click("#save-rule")
+    page.wait_for_url(re.compile(r".*/alerts/rules/\d+$"))
+    expect(page.locator("#rule-contact-points")).to_have_text("on-call")
+
+    # Deleting asks first.
+    page.goto(server + "/alerts/contact-points")
+    remove = bad_row.locator(".delete-point")
+    remove.click()
+    expect(remove).to_have_text("Delete it?")
+    remove.click()
+    expect(rows).to_have_count(1)
+    assert csp_problems(page, console) == []
+
+
+def test_a_viewer_sees_silences_and_contact_points_read_only(server: str, browser: Any) -> None:
+    page, console = logged_in(browser, server, "victor")
+    page.goto(server + "/alerts/silences?matcher=team%3Dpayments")
+    expect(page.locator("#read-only-note")).to_contain_text("Silencing alerts needs the operator role")
+    expect(page.locator("#new-silence")).to_be_disabled()
+    expect(page.locator("#silence-form")).to_be_hidden()
+    page.goto(server + "/alerts/contact-points")
+    expect(page.locator("#read-only-note")).to_contain_text("Editing contact points needs the operator role")
+    expect(page.locator(".send-test")).to_have_count(0)
     assert csp_problems(page, console) == []

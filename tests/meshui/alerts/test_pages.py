@@ -218,3 +218,75 @@ def test_the_service_page_offers_alert_on_this_to_operators_only(
     page = operator.get("/services/payments").content.decode()
     assert 'id="alert-on-this" href="/alerts/rules/new?service=payments"' in page
     assert 'id="alert-on-this"' not in viewer.get("/services/payments").content.decode()
+
+
+NOTIFY_PAGES = ["/alerts/silences", "/alerts/contact-points", "/alerts/contact-points/new"]
+
+
+def test_the_silences_and_contact_points_pages_answer_an_operator(operator: Client) -> None:
+    for path in NOTIFY_PAGES:
+        response = operator.get(path)
+        assert response.status_code == 200, path
+        page = response.content.decode()
+        assert "Read-only." not in page, path
+        if "/new" not in path:  # the lists carry the sub-navigation
+            assert 'class="current" aria-current="page"' in page, path
+    listing = operator.get("/alerts/contact-points").content.decode()
+    assert 'href="/alerts/contact-points/new"' in listing
+    assert "No contact points yet" in listing
+
+
+def test_a_viewer_reads_them_with_the_role_they_need_said(viewer: Client) -> None:
+    silences = viewer.get("/alerts/silences").content.decode()
+    assert "Silencing alerts needs the operator role; victor is a viewer" in silences
+    assert re.search(r'id="new-silence" disabled', silences)
+    points = viewer.get("/alerts/contact-points").content.decode()
+    assert "Editing contact points needs the operator role; victor is a viewer" in points
+    assert 'href="/alerts/contact-points/new"' not in points
+    editor = viewer.get("/alerts/contact-points/new").content.decode()
+    assert re.search(r'id="save-point" disabled', editor)
+
+
+def test_an_anonymous_reader_is_sent_to_log_in_from_them(meshui_settings: Any) -> None:
+    for path in NOTIFY_PAGES:
+        assert Client().get(path).status_code == 302, path
+
+
+def test_silence_this_prefills_matchers_from_the_query(operator: Client) -> None:
+    page = operator.get("/alerts/silences?matcher=alertname%3Dpayments%20errors"
+                        "&matcher=source%3Dcheckout&matcher=team%3D~pay.*&matcher=nonsense"
+                        f"&comment={HOSTILE}").content.decode()
+    prefill = json_script(page, "silences-page")["prefill"]
+    assert prefill["matchers"] == [{"name": "alertname", "op": "=", "value": "payments errors"},
+                                   {"name": "source", "op": "=", "value": "checkout"},
+                                   {"name": "team", "op": "=~", "value": "pay.*"}]
+    assert prefill["open"] is True and prefill["comment"] == HOSTILE
+    assert HOSTILE not in page
+    closed = json_script(operator.get("/alerts/silences").content.decode(), "silences-page")
+    assert closed["prefill"]["open"] is False
+
+
+def test_a_contact_point_s_editor_holds_it_and_a_missing_one_is_a_404(operator: Client) -> None:
+    from meshui.alerts.models import ContactPoint
+
+    point = ContactPoint.objects.create(name=HOSTILE, kind="webhook",
+                                        config={"url": "http://127.0.0.1:9/hook"})
+    page = operator.get(f"/alerts/contact-points/{point.pk}/edit").content.decode()
+    assert json_script(page, "point-editor")["point"]["url"] == "http://127.0.0.1:9/hook"
+    assert HOSTILE not in page
+    assert "&lt;script&gt;" in page
+    response = operator.get("/alerts/contact-points/999/edit")
+    assert response.status_code == 404
+    assert "There is no contact point 999" in response.content.decode()
+
+
+def test_the_notify_vocabulary_is_the_api_s_own() -> None:
+    from meshui.alerts import notify_pages
+    from meshui.alerts.models import KINDS
+    from meshui.alerts.notify.matchers import OPS
+
+    vocabulary = notify_pages.vocabulary()
+    assert [k["kind"] for k in vocabulary["kinds"]] == list(KINDS)
+    assert [o["op"] for o in vocabulary["ops"]] == list(OPS)
+    assert vocabulary["days"] == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    assert vocabulary["point_defaults"]["group_by"] == ["alertname"]
