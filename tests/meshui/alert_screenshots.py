@@ -14,12 +14,13 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-from tests.meshui.alerts.receivers import receiver
+from tests.meshui.alerts.receivers import http_receiver
 from tests.meshui.alerts.shop import evaluate, write_shop
 from tests.meshui.browser import CHROMIUM, CHROMIUM_ARGS, meshui_server
 from tests.meshui.conftest import StoppableRedis
@@ -101,11 +102,12 @@ def shoot(url: str, out: Path, valkey_url: str, work: Path) -> None:
         page.screenshot(path=str(out / "graph-alerts.png"))
 
         # Contact points: one that takes messages, one that refuses them, one never tried.
-        with receiver(200) as good, receiver(400) as bad:
+        with contextmanager(http_receiver)() as good, contextmanager(http_receiver)() as bad:
+            bad.answer((400, "bad request: unknown receiver"))
             made = (
-                {"name": "on-call webhook", "kind": "webhook", "url": good,
+                {"name": "on-call webhook", "kind": "webhook", "url": good.url,
                  "group_by": ["alertname", "team"]},
-                {"name": "old pager", "kind": "webhook", "url": bad},
+                {"name": "old pager", "kind": "webhook", "url": bad.url},
                 {"name": "payments team", "kind": "email", "address": "payments@example.com",
                  "send_resolved": False, "mute_times": [{"days": ["sat", "sun"], "from": "00:00",
                                                          "to": "24:00", "timezone": "Europe/Paris"}]},

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from meshui.dashboard.health import AMBER, RED
-from tests.meshui.alerts.receivers import receiver
+from tests.meshui.alerts.receivers import http_receiver
 from tests.meshui.alerts.shop import evaluate, write_shop
 from tests.meshui.browser import HAVE_CHROMIUM, chromium, csp_problems, meshui_server, new_page
 from tests.meshui.conftest import StoppableRedis
@@ -272,9 +273,9 @@ def test_silence_this_opens_a_prefilled_silence_that_mutes_the_alert_until_expir
 def test_a_contact_point_made_in_its_editor_is_tested_and_a_refusing_one_shows_failing(
         server: str, browser: Any) -> None:
     page, console = logged_in(browser, server, "olivia")
-    received: list[bytes] = []
-    with receiver(200, received) as good, receiver(400) as bad:
-        for name, url in (("on-call", good), ("old pager", bad)):
+    with contextmanager(http_receiver)() as good, contextmanager(http_receiver)() as bad:
+        bad.answer((400, "bad request: unknown receiver"))
+        for name, url in (("on-call", good.url), ("old pager", bad.url)):
             page.goto(server + "/alerts/contact-points/new")
             page.fill("#point-name", name)
             page.select_option("#point-kind", "webhook")
@@ -298,7 +299,7 @@ def test_a_contact_point_made_in_its_editor_is_tested_and_a_refusing_one_shows_f
         result = page.locator(f'tr.test-result[data-point="{ids["on-call"]}"]')
         expect(result).to_contain_text("Test notification sent (200)")
         expect(good_row.locator(".pill")).to_have_text("ok")
-        assert json.loads(received[0])["alerts"][0]["labels"]["alertname"] == "TestAlert"
+        assert good.bodies()[0]["alerts"][0]["labels"]["alertname"] == "TestAlert"
         bad_row = page.locator(f'tr.point-row[data-point="{ids["old pager"]}"]')
         bad_row.locator(".send-test").click()
         expect(page.locator(f'tr.test-result[data-point="{ids["old pager"]}"]')).to_contain_text(
