@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -19,7 +20,7 @@ from ninja import Query, Router, Schema
 from ninja.responses import Status
 from pydantic import Field
 
-from meshui.accounts.roles import Role
+from meshui.accounts.roles import Role, has_role
 from meshui.alerts.models import (
     AlertRule,
     AlertState,
@@ -67,14 +68,26 @@ def attempt_json(row: DeliveryAttempt) -> dict[str, Any]:
             "status": row.status}
 
 
+def redacted(url: str) -> str:
+    """A URL as a reader who may not edit sees it: webhook paths and queries carry secrets
+    (Slack's ``/services/T.../B.../<key>``), so only the scheme and host are shown."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.hostname or "", "/…" if parts.path.strip("/") else "",
+                       "", ""))
+
+
 def point_json(row: ContactPoint, last: DeliveryAttempt | None = None,
-               rules: list[int] | None = None) -> dict[str, Any]:
+               rules: list[int] | None = None, *, reveal: bool = True) -> dict[str, Any]:
+    """``reveal``: the whole URL (operators); else its scheme and host only."""
     if rules is None:
         rules = sorted(row.rules.values_list("pk", flat=True))
     if last is None:
         last = row.attempts.order_by("-at", "-pk").first()
     status = "failing" if row.failing_since else ("untested" if last is None else "ok")
-    return {"id": row.pk, "name": row.name, "kind": row.kind, **row.config,
+    config = dict(row.config)
+    if not reveal and "url" in config:
+        config["url"] = redacted(config["url"])
+    return {"id": row.pk, "name": row.name, "kind": row.kind, **config,
             "send_resolved": row.send_resolved, "group_by": row.group_by,
             "group_wait_s": row.group_wait_s, "group_interval_s": row.group_interval_s,
             "repeat_interval_s": row.repeat_interval_s, "mute_times": row.mute_times,
@@ -119,7 +132,9 @@ def list_points(request: HttpRequest) -> Any:
     for rule_id, point_id in AlertRule.contact_points.through.objects.values_list(
             "alertrule_id", "contactpoint_id").order_by("alertrule_id"):
         rules.setdefault(point_id, []).append(rule_id)
-    return {"contact_points": [point_json(row, rules=rules.get(row.pk, [])) for row in rows]}
+    reveal = has_role(request.user, Role.OPERATOR)
+    return {"contact_points": [point_json(row, rules=rules.get(row.pk, []), reveal=reveal)
+                               for row in rows]}
 
 
 @router.post("/alerts/contact-points", response={201: ContactPointOut, **WRITE},
@@ -139,7 +154,7 @@ def create_point(request: HttpRequest, contact_point: ContactPointIn) -> Any:
                                                           **READ},
             operation_id="getContactPoint", exclude_unset=True, summary="One contact point")
 def get_point(request: HttpRequest, point_id: int) -> Any:
-    return point_json(_point(point_id))
+    return point_json(_point(point_id), reveal=has_role(request.user, Role.OPERATOR))
 
 
 @router.put("/alerts/contact-points/{point_id}", response={200: ContactPointOut, 404: Error,

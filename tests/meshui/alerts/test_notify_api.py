@@ -190,3 +190,13 @@ def test_deleting_a_contact_point_leaves_its_rules_notifying_the_others(
     operator.delete(f"{POINTS}/{first['id']}")
     assert list(AlertRule.objects.get().contact_points.values_list("pk", flat=True)) == [
         second["id"]]
+
+
+def test_readers_who_may_not_edit_see_a_webhook_url_without_its_secret_parts(
+        operator: Client, viewer: Client) -> None:  # noqa: F811
+    point = made(operator, POINTS, {"name": "chat", "kind": "slack",
+                                    "url": "https://hooks.slack.com/services/T1/B2/secretkey"})
+    assert operator.get(f"{POINTS}/{point['id']}").json()["url"].endswith("/secretkey")
+    shown = viewer.get(f"{POINTS}/{point['id']}").json()["url"]
+    assert shown == "https://hooks.slack.com/…"
+    assert viewer.get(POINTS).json()["contact_points"][0]["url"] == shown
