@@ -10,14 +10,13 @@ import redis
 from django.test import Client
 
 from meshui.accounts.models import ApiToken
-from meshui.accounts.roles import Role
 from meshui.alerts.evaluator import Evaluator
 from meshui.alerts.models import AlertRule, AlertState, AlertTransition, ContactPoint
 from meshui.alerts.states import State
 from meshui.policy.models import AuditEntry
 from tests.clock import FakeClock
 from tests.meshui.alerts.traffic import BASE, Traffic
-from tests.meshui.users import make_operator, make_user
+from tests.meshui.users import make_operator
 
 pytestmark = pytest.mark.django_db
 
@@ -26,20 +25,6 @@ RULE = {"name": "payments errors", "target": {"source": "checkout", "target": "p
         "metric": "error_rate", "window_s": 60, "op": ">", "fire": 0.2, "recover": 0.05,
         "for_s": 10, "keep_firing_s": 0, "severity": "critical", "labels": {"team": "pay"},
         "contact_points": []}
-
-
-@pytest.fixture
-def operator(meshui_settings: Any) -> Client:
-    client = Client()
-    client.force_login(make_operator("olivia"))
-    return client
-
-
-@pytest.fixture
-def viewer(meshui_settings: Any) -> Client:
-    client = Client()
-    client.force_login(make_user("victor", Role.VIEWER))
-    return client
 
 
 def post(client: Client, path: str, body: dict[str, Any], **headers: str) -> Any:

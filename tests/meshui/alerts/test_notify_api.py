@@ -15,7 +15,7 @@ from django.utils import timezone
 from meshui.alerts.models import AlertRule, ContactPoint, Silence
 from meshui.policy.models import AuditEntry
 from tests.meshui.alerts.receivers import HttpReceiver, http_receiver
-from tests.meshui.alerts.test_api import evaluate_firing, operator, post, put, viewer  # noqa: F401
+from tests.meshui.alerts.test_api import evaluate_firing, post, put
 from tests.meshui.alerts.traffic import make_rule
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def made(client: Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_contact_point_has_the_api_fields_defaults_and_is_audited(
-        operator: Client, viewer: Client) -> None:  # noqa: F811
+        operator: Client, viewer: Client) -> None:
     body = made(operator, POINTS, {"name": "on-call", "kind": "webhook",
                                    "url": "https://hooks.example.com/alerts"})
     assert body | {"id": 0, "created_at": "-", "updated_at": "-"} == {
@@ -82,7 +82,7 @@ def test_a_contact_point_has_the_api_fields_defaults_and_is_audited(
     ({"colour": "red"}, "contact_point.colour", "Extra inputs"),
 ])
 def test_an_invalid_contact_point_is_a_400_naming_the_field(
-        operator: Client, body: dict[str, Any], parameter: str, words: str) -> None:  # noqa: F811
+        operator: Client, body: dict[str, Any], parameter: str, words: str) -> None:
     response = post(operator, POINTS, {"name": "x", "kind": "webhook",
                                        "url": "http://h.example/x"} | body)
     assert response.status_code == 400, response.content
@@ -92,7 +92,7 @@ def test_an_invalid_contact_point_is_a_400_naming_the_field(
 
 
 def test_viewers_read_contact_points_and_silences_but_may_not_write(
-        operator: Client, viewer: Client) -> None:  # noqa: F811
+        operator: Client, viewer: Client) -> None:
     point = made(operator, POINTS, {"name": "on-call", "kind": "webhook",
                                     "url": "http://h.example/x"})
     silence = made(operator, SILENCES, {"matchers": [{"name": "team", "value": "pay"}],
@@ -112,7 +112,7 @@ def test_viewers_read_contact_points_and_silences_but_may_not_write(
 
 
 def test_the_test_button_sends_to_the_receiver_and_reports_what_came_of_it(
-        operator: Client, receiver: HttpReceiver) -> None:  # noqa: F811
+        operator: Client, receiver: HttpReceiver) -> None:
     point = made(operator, POINTS, {"name": "on-call", "kind": "webhook", "url": receiver.url})
     ok = post(operator, f"{POINTS}/{point['id']}/test", {}).json()
     assert ok["ok"] and ok["status_code"] == 200 and ok["attempt"]["status"] == "test"
@@ -132,7 +132,7 @@ def test_the_test_button_sends_to_the_receiver_and_reports_what_came_of_it(
 
 
 def test_silences_are_made_listed_with_what_they_match_and_expired(
-        operator: Client, viewer: Client, redis_client: redis.Redis) -> None:  # noqa: F811
+        operator: Client, viewer: Client, redis_client: redis.Redis) -> None:
     rule = make_rule(labels={"team": "pay"})
     evaluate_firing(redis_client, rule.pk)
     body = made(operator, SILENCES, {"matchers": [{"name": "team", "op": "=", "value": "pay"},
@@ -172,7 +172,7 @@ def test_silences_are_made_listed_with_what_they_match_and_expired(
     ({"starts_at": "tomorrow"}, "silence.starts_at", "ISO 8601"),
 ])
 def test_an_invalid_silence_is_a_400_naming_the_field(
-        operator: Client, body: dict[str, Any], parameter: str, words: str) -> None:  # noqa: F811
+        operator: Client, body: dict[str, Any], parameter: str, words: str) -> None:
     response = post(operator, SILENCES, {"matchers": [{"name": "team", "value": "pay"}],
                                          "duration_s": 60} | body)
     assert response.status_code == 400, response.content
@@ -182,7 +182,7 @@ def test_an_invalid_silence_is_a_400_naming_the_field(
 
 
 def test_deleting_a_contact_point_leaves_its_rules_notifying_the_others(
-        operator: Client) -> None:  # noqa: F811
+        operator: Client) -> None:
     first = made(operator, POINTS, {"name": "a", "kind": "webhook", "url": "http://h.example/a"})
     second = made(operator, POINTS, {"name": "b", "kind": "webhook", "url": "http://h.example/b"})
     rule = make_rule()
@@ -193,7 +193,7 @@ def test_deleting_a_contact_point_leaves_its_rules_notifying_the_others(
 
 
 def test_readers_who_may_not_edit_see_a_webhook_url_without_its_secret_parts(
-        operator: Client, viewer: Client) -> None:  # noqa: F811
+        operator: Client, viewer: Client) -> None:
     point = made(operator, POINTS, {"name": "chat", "kind": "slack",
                                     "url": "https://hooks.slack.com/services/T1/B2/secretkey"})
     assert operator.get(f"{POINTS}/{point['id']}").json()["url"].endswith("/secretkey")

@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from meshui.accounts.roles import Role
 from meshui.alerts import pages
 from meshui.alerts.metrics import METRICS
 from meshui.alerts.states import State
 from tests.meshui.alerts.traffic import make_rule
-from tests.meshui.users import make_operator, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -27,20 +25,6 @@ def json_script(page: str, element_id: str) -> Any:
                       page, re.S)
     assert match, element_id
     return json.loads(match.group(1))
-
-
-@pytest.fixture
-def operator(meshui_settings: Any) -> Client:
-    client = Client()
-    client.force_login(make_operator("olivia"))
-    return client
-
-
-@pytest.fixture
-def viewer(meshui_settings: Any) -> Client:
-    client = Client()
-    client.force_login(make_user("victor", Role.VIEWER))
-    return client
 
 
 def pages_of(rule_id: int) -> list[str]:
