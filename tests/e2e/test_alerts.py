@@ -29,7 +29,7 @@ FOR_S = 10
 
 @pytest.fixture(scope="module")
 def mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    redis_url = f"{redis_server_url}/12"
+    redis_url = f"{redis_server_url}/15"
     redis.Redis.from_url(redis_url).flushdb()
     with small_mesh(tmp_path_factory.mktemp("alerts"), "alerts", INSTANCES, redis_url=redis_url,
                     run_celery=True,
