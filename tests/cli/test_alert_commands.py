@@ -320,7 +320,8 @@ def test_alert_history_lists_the_state_changes_newest_first(
     assert header.split() == ["AT", "TARGET", "FROM", "TO", "VALUE", "DETAIL"]
     assert cells(newest)[1:5] == ["checkout -> payments", "Firing", "NoData", "-"]
     assert cells(oldest)[1:] == ["checkout -> payments", "Normal", "Firing", "50%", "0.5 > 0.2"]
-    assert re.fullmatch(r"3m2\ds ago", cells(oldest)[0])  # 200 to 209 s ago
+    # 200 to 209 s ago when made, and up to 10 s more on a loaded machine by now.
+    assert re.fullmatch(r"3m[23]\ds ago", cells(oldest)[0])
     assert meshctl("alert", "history", str(rule["id"]), "-o", "json").json() == meshctl.api(
         f"/alerts/rules/{rule['id']}/history?per_page=20")
     limited = meshctl("alert", "history", str(rule["id"]), "--limit", "1").out.splitlines()
