@@ -255,11 +255,18 @@ def silence_state(row: Silence, now: datetime) -> str:
 
 
 def every_alert_labels() -> list[tuple[dict[str, Any], dict[str, str]]]:
-    """Every rule and target (any state), with the alert's labels."""
+    """Every rule and target (any state), with the alert's labels; a rule not evaluated yet
+    on its own target, as ``GET /alerts`` lists it."""
     found = []
+    evaluated = set()
     for rule_id, name, severity, rule_labels, target, state in AlertState.objects.values_list(
             "rule_id", "rule__name", "rule__severity", "rule__labels", "target", "state"):
+        evaluated.add(rule_id)
         found.append(({"rule": rule_id, "name": name, "target": target, "state": state},
+                      labels.alert_labels(name, severity, rule_labels, target)))
+    for rule_id, name, severity, rule_labels, target in AlertRule.objects.exclude(
+            pk__in=evaluated).values_list("pk", "name", "severity", "labels", "target"):
+        found.append(({"rule": rule_id, "name": name, "target": target, "state": "Normal"},
                       labels.alert_labels(name, severity, rule_labels, target)))
     return found
 

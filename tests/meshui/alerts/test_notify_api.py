@@ -200,3 +200,12 @@ def test_readers_who_may_not_edit_see_a_webhook_url_without_its_secret_parts(
     shown = viewer.get(f"{POINTS}/{point['id']}").json()["url"]
     assert shown == "https://hooks.slack.com/…"
     assert viewer.get(POINTS).json()["contact_points"][0]["url"] == shown
+
+
+def test_a_silence_lists_a_rule_not_evaluated_yet_among_what_it_matches(
+        operator: Client) -> None:
+    rule = make_rule(labels={"team": "pay"})
+    body = made(operator, SILENCES, {"matchers": [{"name": "team", "value": "pay"}],
+                                     "duration_s": 60})
+    assert body["matching"] == [{"rule": rule.pk, "name": "payments errors", "state": "Normal",
+                                 "target": {"source": "checkout", "target": "payments"}}]
