@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -29,14 +29,11 @@ from django.db.models import Q
 
 from meshui.alerts.models import ContactPoint, Delivery, DeliveryAttempt, Notification
 from meshui.alerts.notify import payload, senders
+from meshui.alerts.recording import as_datetime
 
 LEASE_S = 4 * senders.TIMEOUT_S
 BACKOFF_MAX_S = 300.0
 REASON_MAX = 500
-
-
-def as_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def backoff(attempts: int, base: float, jitter: float | None = None) -> float:

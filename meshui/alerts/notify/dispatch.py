@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -33,14 +33,11 @@ from meshui.alerts.models import (
     Silence,
 )
 from meshui.alerts.notify import grouping, labels, matchers, mute, payload
+from meshui.alerts.recording import as_datetime
 from meshui.alerts.states import FIRING_STATES, State
 
 logger = logging.getLogger(__name__)
 DEFAULT_GROUP_BY = ["alertname"]
-
-
-def as_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def timing_of(point: ContactPoint) -> grouping.Timing:
