@@ -48,6 +48,8 @@ class SidecarConfig:
     limits: ListenerLimits = field(default_factory=ListenerLimits)
     # Tail keep of slow and failed requests' whole traces (docs/sidecar.md, "Tail keep").
     tail: TailKeepConfig = field(default_factory=TailKeepConfig)
+    # A static identity (--cert, --key, --trust-bundle) instead of one from meshui's CA.
+    identity_files: tuple[str, str, str] | None = None
 
 
 def _flags() -> list[tuple[str, dict]]:
@@ -59,7 +61,7 @@ def _flags() -> list[tuple[str, dict]]:
         ("--outbound", {"default": "127.0.0.1:15002", "help": "outbound listener host:port"}),
         ("--admin", {"default": "127.0.0.1:15000", "help": "admin listener (loopback)"}),
         ("--control", {"help": "control channel URL, ws://host:port/api/v1/control"}),
-        ("--token", {"help": "control channel token (also MESHUI_CONTROL_TOKEN)"}),
+        ("--token", {"help": "this service's join token: meshctl token create (also MESHUI_JOIN_TOKEN)"}),
         ("--endpoints", {"help": "static endpoints JSON file, used when --control is absent"}),
         ("--otlp", {"help": "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318"}),
         ("--trace-sample", {"default": "0.01", "help": "fraction of requests traced"}),
@@ -67,6 +69,9 @@ def _flags() -> list[tuple[str, dict]]:
         ("--advertise", {"help": "host:port other sidecars dial (default: --inbound)"}),
         ("--log-level", {"default": "INFO", "help": "DEBUG, INFO, WARNING, ERROR"}),
         ("--policy", {"help": "traffic policy file, YAML or JSON (docs/policy.md)"}),
+        ("--cert", {"help": "a static identity, not meshui's CA: PEM certificate chain (docs/security.md)"}),
+        ("--key", {"help": "the static identity's PEM private key"}),
+        ("--trust-bundle", {"help": "the static identity's PEM roots to trust peers by"}),
         (
             "--max-target-bytes",
             {"default": str(defaults.MAX_TARGET_BYTES), "help": "longest request-target (414 past it)"},
@@ -149,7 +154,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         env_name = ENV_PREFIX + flag[2:].replace("-", "_").upper()
         default = env.get(env_name, options.pop("default", None))
         if flag == "--token" and default is None:
-            default = env.get("MESHUI_CONTROL_TOKEN")
+            default = env.get("MESHUI_JOIN_TOKEN")
         parser.add_argument(flag, default=default, **options)
     return parser
 
@@ -176,7 +181,10 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     if not 0.0 <= sample <= 1.0:
         parser.error(f"--trace-sample must be in [0, 1], got {sample}")
     if args.control and not args.token:
-        parser.error("--control needs --token (or MESHUI_SIDECAR_TOKEN / MESHUI_CONTROL_TOKEN)")
+        parser.error("--control needs --token, the service's join token (or MESHUI_JOIN_TOKEN)")
+    identity_files = (args.cert, args.key, args.trust_bundle)
+    if any(identity_files) and not all(identity_files):
+        parser.error("a static identity needs all of --cert, --key and --trust-bundle")
     if not args.control and not args.endpoints:
         parser.error("give --control (dynamic endpoints) or --endpoints FILE (static set)")
     # The same rules meshui applies to a hello (proxies.mesh.schema): a sidecar never starts
@@ -260,4 +268,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         policy=policy,
         limits=limits,
         tail=tail,
+        identity_files=identity_files if all(identity_files) else None,
     )

@@ -16,8 +16,10 @@ import orjson
 from proxies.admin.server import AdminProtocol
 from proxies.config import SidecarConfig
 from proxies.dataplane.limits import ListenerLimits, within_fd_limit
+from proxies.dataplane.listener import InboundListener
 from proxies.dataplane.plane import DataPlane
 from proxies.dataplane.upstream import Connector, open_tcp
+from proxies.identity.tls import IdentityError, MeshIdentity
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError
 from proxies.mesh.schema import HEARTBEAT_EJECTIONS_MAX
 from proxies.policy.store import PolicyStore
@@ -72,7 +74,12 @@ class Sidecar:
         self.plane: DataPlane | None = None
         self.tail: TailKeeper | None = None
         self.control: ControlClient | None = None
-        self.servers: list[asyncio.Server] = []
+        # mTLS: a certificate from meshui's CA (over the control channel) or the static one
+        # of --cert/--key/--trust-bundle; without either, the data path is plaintext only.
+        self.identity: MeshIdentity | None = (
+            MeshIdentity(config.service) if config.control or config.identity_files else None
+        )
+        self.servers: list[Any] = []  # asyncio.Server, and the InboundListener
         self.listening = False
         self.started_at = time.monotonic()
         self.upstream_report = UpstreamReport()
@@ -80,6 +87,8 @@ class Sidecar:
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
+        if config.identity_files is not None:
+            self._load_static_identity(*config.identity_files)
         await self.telemetry.start()
         if config.tail.enabled and config.otlp:  # without a collector a kept span goes nowhere
             self.tail = TailKeeper(config.tail, self.telemetry)
@@ -102,6 +111,7 @@ class Sidecar:
             connector=self.connector,
             limits=fit_fd_limit(config.limits),
             tail=self.tail,
+            identity=self.identity,
         )
         self.plane.start()
         if config.endpoints_file:
@@ -111,8 +121,10 @@ class Sidecar:
             except (OSError, orjson.JSONDecodeError, EndpointsError) as exc:
                 raise SystemExit(f"cannot use endpoints file {config.endpoints_file}: {exc}") from exc
             log.info("static endpoints from %s: %s", config.endpoints_file, snapshot.known)
+        # The inbound port tells mutual TLS from plaintext itself (proxies.dataplane.listener).
+        self.servers.append(InboundListener(self.plane, *config.inbound, backlog=BACKLOG))
+        log.info("inbound listener on %s:%d", *config.inbound)
         for name, (host, port), factory in (
-            ("inbound", config.inbound, self.plane.downstream_factory(False)),
             ("outbound", config.outbound, self.plane.downstream_factory(True)),
             ("admin", config.admin, lambda: AdminProtocol(self)),
         ):
@@ -145,6 +157,8 @@ class Sidecar:
                 self.heartbeat_state,
                 policy_store=self.policies,
                 tail=self.tail,
+                # A static identity is not renewed through meshui.
+                identity=self.identity if config.identity_files is None else None,
             )
             self.control.start()
         log.info(
@@ -154,6 +168,23 @@ class Sidecar:
             config.version,
             *config.app,
         )
+
+    def _load_static_identity(self, cert: str, key: str, bundle: str) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        assert self.identity is not None
+        try:
+            with open(bundle) as f:
+                self.identity.set_bundle(f.read(), "static")
+            with open(key, "rb") as f:
+                private = load_pem_private_key(f.read(), None)
+            if not isinstance(private, ec.EllipticCurvePrivateKey):
+                raise IdentityError("--key: not an ECDSA key")
+            with open(cert) as f:
+                self.identity.install(private, f.read())
+        except (OSError, ValueError) as exc:  # IdentityError is a ValueError
+            raise SystemExit(f"cannot use the static identity: {exc}") from exc
 
     async def stop(self) -> None:
         self.listening = False

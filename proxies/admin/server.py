@@ -80,8 +80,10 @@ class AdminProtocol(asyncio.Protocol):
             return _json(views.config_view(sidecar))
         if path == b"/endpoints":
             return _json(views.endpoints_view(sidecar))
+        if path == b"/identity":
+            return _json(views.identity_view(sidecar))
         return http1.simple_response(
-            404, b"text/plain", b"not found; try /ready /metrics /config /endpoints\n"
+            404, b"text/plain", b"not found; try /ready /metrics /config /endpoints /identity\n"
         )
 
     def _send(self, data: bytes) -> None:

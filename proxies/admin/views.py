@@ -115,6 +115,20 @@ def config_view(sidecar: RunningSidecar) -> dict[str, Any]:
     }
 
 
+def identity_view(sidecar: RunningSidecar) -> dict[str, Any]:
+    """``/identity``: the SPIFFE ID, certificate and trust bundle mTLS uses (docs/sidecar.md)."""
+    plane = sidecar.plane
+    identity = None if plane is None else plane.identity
+    if identity is None:
+        return {"mtls": False, "source": None}
+    return {
+        "mtls": identity.ready,
+        "source": "static" if sidecar.config.identity_files else "control",
+        "mode": "STRICT" if plane is not None and plane.inbound_strict else "PERMISSIVE",
+        **identity.view(),
+    }
+
+
 def tail_keep_view(tail: TailKeepConfig) -> dict[str, Any]:
     """The ``--tail-*`` settings in force (docs/sidecar.md, "Tail keep")."""
     return {

@@ -20,6 +20,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from proxies.identity.tls import IdentityError, MeshIdentity
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError, known_versions
 from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX, shown, trace_ids_problem
 from proxies.policy.schema import PolicyError
@@ -33,6 +34,9 @@ BACKOFF_MAX_S = 5.0
 WELCOME_TIMEOUT_S = 10.0
 INT64_MAX = 2**63 - 1  # an export_traces id: meshui reads it back from a NACK's version
 LOGGED_REFUSALS = 10  # refused export_traces frames logged per session; later ones are counted
+CSR_TIMEOUT_S = 10.0  # meshui answers a CSR within this, or it is asked again
+RENEW_BACKOFF_MIN_S = 1.0  # after a refused or unanswered CSR (doubling, jittered)
+RENEW_BACKOFF_MAX_S = 30.0
 
 
 def backoff_delay(attempt: int, low: float = BACKOFF_MIN_S, high: float = BACKOFF_MAX_S) -> float:
@@ -56,6 +60,7 @@ class ControlClient:
         backoff_max: float = BACKOFF_MAX_S,
         policy_store: PolicyStore | None = None,
         tail: TailKeeper | None = None,
+        identity: MeshIdentity | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -75,6 +80,12 @@ class ControlClient:
         self.endpoints_rejected: dict[str, Any] | None = None
         self.tail = tail  # tail keep: what export_traces frames ask of (None: no ring here)
         self._refusals_logged = 0  # export_traces frames refused and logged this session
+        # mTLS identity from meshui's CA: the bundle and certificates come on this channel.
+        self.identity = identity
+        self.csr_sent = 0  # CSR ids of this session (1, 2, ...)
+        self.csr_refused: dict[str, Any] | None = None  # the last refusal, for the admin port
+        self._csr: tuple[int, Any, asyncio.Future[dict[str, Any]]] | None = None  # id, key, answer
+        self._bundle = asyncio.Event()  # a trust bundle arrived on this session
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -98,6 +109,7 @@ class ControlClient:
             "heartbeat_interval": self.heartbeat_interval,
             "last_rejected_endpoints": self.endpoints_rejected,
             "last_rejected_config": self.config_rejected,
+            "last_refused_csr": self.csr_refused,
             "config": {"revision": self.config_revision, "policy": self.config_policy},
         }
 
@@ -146,6 +158,8 @@ class ControlClient:
     async def _session(self) -> bool:
         """One connection's life; returns whether meshui welcomed us."""
         self.state = "connecting"
+        self._bundle.clear()
+        self.csr_sent = 0
         async with connect(
             self.url,
             additional_headers={"Authorization": f"Bearer {self.token}"},
@@ -171,12 +185,17 @@ class ControlClient:
                 self.hello.get("proxy_id"),
                 interval,
             )
-            heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws, interval))
+            loop = asyncio.get_running_loop()
+            tasks = [loop.create_task(self._heartbeat(ws, interval))]
+            if self.identity is not None:
+                tasks.append(loop.create_task(self._renew(ws, self.identity)))
             try:
                 async for frame in ws:
                     await self._handle(ws, frame)
             finally:
-                heartbeat.cancel()
+                for task in tasks:
+                    task.cancel()
+                self._csr = None
             self.last_error = "connection closed by the control plane"
             return True
 
@@ -228,12 +247,84 @@ class ControlClient:
             await self._apply_config(ws, message)
         elif kind == "export_traces":
             await self._export_traces(ws, message)
+        elif kind == "trust_bundle":
+            self._trust_bundle(message)
+        elif kind == "certificate" or (kind == "error" and message.get("field") == "csr"):
+            self._csr_answered(message)
         elif kind == "error":
             log.warning("control plane could not understand a frame: %s", message.get("reason"))
         elif kind == "welcome":
             pass
         else:
             log.warning("control plane sent an unknown message type %r; ignored", kind)
+
+    # identity ---------------------------------------------------------------------------
+
+    def _trust_bundle(self, message: dict[str, Any]) -> None:
+        identity = self.identity
+        if identity is None:
+            return
+        roots, version = message.get("roots"), message.get("version")
+        try:
+            if not isinstance(roots, str):
+                raise IdentityError("trust bundle: roots must be PEM text")
+            identity.set_bundle(roots, version if isinstance(version, str) else None)
+        except IdentityError as exc:
+            log.error("%s; the previous trust bundle stays", exc)
+            return
+        self._bundle.set()
+
+    def _csr_answered(self, message: dict[str, Any]) -> None:
+        pending = self._csr
+        if pending is None or message.get("id") != pending[0] or pending[2].done():
+            log.warning("control plane answered CSR %r, which is not the one outstanding",
+                        message.get("id"))
+            return
+        pending[2].set_result(message)
+
+    async def _renew(self, ws: Any, identity: MeshIdentity) -> None:
+        """Keep a certificate: ask for one when there is none or it is due (at 2/3 of its
+        life), with a new key each time; on a refusal, ask again with backoff."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(self._bundle.wait(), WELCOME_TIMEOUT_S)
+        except TimeoutError:
+            log.error("the control plane sent no trust bundle within %g s of welcome; no "
+                      "certificate is asked for on this connection (mTLS stays off)", WELCOME_TIMEOUT_S)
+            return
+        failures = 0
+        while True:
+            await asyncio.sleep(identity.renewal_due())
+            key, csr = identity.new_request()
+            self.csr_sent += 1
+            answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._csr = (self.csr_sent, key, answer)
+            await ws.send(orjson.dumps({"type": "csr", "id": self.csr_sent, "csr": csr}).decode())
+            problem = None
+            try:
+                message = await asyncio.wait_for(answer, CSR_TIMEOUT_S)
+            except TimeoutError:
+                problem = f"no answer to CSR {self.csr_sent} within {CSR_TIMEOUT_S:g} s"
+            else:
+                if message.get("type") == "error":
+                    problem = f"{message.get('code')}: {message.get('reason')}"
+                else:
+                    refresh_at = message.get("refresh_at")
+                    try:
+                        identity.install(key, message.get("chain"),  # type: ignore[arg-type]
+                                         refresh_at if isinstance(refresh_at, (int, float)) else None)
+                    except (IdentityError, AttributeError) as exc:
+                        problem = str(exc)
+            finally:
+                self._csr = None
+            if problem is None:
+                failures = 0
+                self.csr_refused = None
+                continue
+            failures += 1
+            self.csr_refused = {"id": self.csr_sent, "reason": problem}
+            log.error("certificate not renewed: %s (the one in force stays until it expires)", problem)
+            await asyncio.sleep(backoff_delay(failures, RENEW_BACKOFF_MIN_S, RENEW_BACKOFF_MAX_S))
 
     async def _apply_config(self, ws: Any, message: dict[str, Any]) -> None:
         """Validate and swap in a policy revision; NACK with the field at fault otherwise."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Any
 
 from proxies import http1
 from proxies.dataplane import endings, errors
@@ -50,6 +51,7 @@ class DownstreamConnection(RequestReader):
         "refused",
         "idle_ticks",
         "_exchange_type",
+        "peer",
         "paused",
         "_active",
         "_reading",
@@ -69,6 +71,7 @@ class DownstreamConnection(RequestReader):
         self.feeding = False
         self.closed = False
         self.refused = False  # answered connection-limit at accept: never counted as open
+        self.peer: str | None = None  # inbound over mTLS: the calling service, from its certificate
         self.idle_ticks = FRESH_TICKS  # sweeps since bytes last arrived (DataPlane.sweep_idle)
         self.paused = 0  # PAUSE_* reasons reading is paused for (a bit set)
         self._active: Exchange | None = None
@@ -86,6 +89,10 @@ class DownstreamConnection(RequestReader):
         self.transport = transport  # type: ignore[assignment]
         plane = self.plane
         metrics = plane.metrics
+        if not self.outbound:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None and not self._authenticated(ssl_object):
+                return
         if metrics.active_connections[self.direction] >= plane.limits.max_connections:
             # Refused unread: the fd goes back at once, so the admin listener keeps accepting.
             self.refused = self._close_after = self._stopped = True
@@ -96,6 +103,19 @@ class DownstreamConnection(RequestReader):
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         metrics.active_connections[self.direction] += 1
         plane.clients.add(self)
+
+    def _authenticated(self, ssl_object: Any) -> bool:
+        """An mTLS connection (the chain was verified in the handshake): the caller is the
+        service its SPIFFE ID names; one without a mesh identity of our trust domain goes."""
+        identity = self.plane.identity
+        peer = None if identity is None else identity.peer_service(ssl_object.getpeercert())
+        if peer is None:
+            self.refused = self._close_after = self._stopped = True
+            self.plane.metrics.count_mtls_refused("inbound", "identity")
+            self.transport.abort()
+            return False
+        self.peer = peer
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -198,6 +218,10 @@ class DownstreamConnection(RequestReader):
         source = self._source
         if self.outbound:
             source_name, source_sidecar = plane.service, True
+        elif self.peer is not None:
+            # Authenticated by its certificate: the x-meshui-source header cannot say otherwise.
+            source_name, source_sidecar = self.peer, True
+            plane.metrics.count_mtls(source_name, plane.service)
         elif source is not None:
             source_name, source_sidecar = source.decode("latin-1"), True
         else:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.metrics import ProxyMetrics
+from proxies.identity.tls import MeshIdentity
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry
 from proxies.telemetry.tailkeep import TailKeeper
 from proxies.telemetry.tracecontext import TraceContext
@@ -153,6 +154,9 @@ class Plane(Protocol):
     registry: EndpointRegistry
     destinations: dict[bytes, Destination]
     inbound_limiter: RateLimiter | None
+    # mutual TLS: the certificate in force (None: plaintext only), the local mtls.mode
+    identity: MeshIdentity | None
+    inbound_strict: bool
     # open connections (for the idle sweep) and requests with a long timeout
     clients: set[Any]
     upstreams: set[Any]

@@ -17,6 +17,7 @@ from proxies.telemetry.counters import EdgeCounters
 from proxies.telemetry.events import (
     EJECTIONS,
     FAULTS,
+    MTLS,
     OVERFLOWS,
     RATE_LIMITED,
     RETRIES,
@@ -32,6 +33,13 @@ TIMEOUT_KINDS = ("connect", "request", "per-try", "idle", "header")
 DIRECTIONS = ("inbound", "outbound")
 FAULT_KINDS = ("delay", "abort")
 RATE_LIMIT_SCOPES = (DESTINATION, SOURCE)
+# Why a mutual-TLS connection was refused (docs/security.md): inbound by the listener
+# (proxies.dataplane.listener), outbound by the pool's connector (the peer's handshake
+# failed, or its SPIFFE ID was not the destination service's).
+MTLS_REFUSALS = {
+    "inbound": ("plaintext", "handshake", "no_identity", "identity", "timeout"),
+    "outbound": ("handshake", "identity"),
+}
 
 
 def _label(value: str) -> str:
@@ -54,6 +62,8 @@ class ProxyMetrics:
         "faults",
         "rate_limited",
         "inbound_rate_limited",
+        "mtls_refused",
+        "mtls_total",
         "edges",
     )
 
@@ -75,6 +85,8 @@ class ProxyMetrics:
         # limit on its callers) are one family told apart by a direction label.
         self.rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
         self.inbound_rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
+        self.mtls_refused = {(d, r): 0 for d, reasons in MTLS_REFUSALS.items() for r in reasons}
+        self.mtls_total = 0
 
     # Policy events: the lifetime total for the admin port, and the edge for the export.
     # source/destination are the exchange's (outbound: this service -> the destination;
@@ -117,6 +129,15 @@ class ProxyMetrics:
             destination,
             (("meshui.scope", scope), ("meshui.direction", direction)),
         )
+
+    def count_mtls(self, source: str, destination: str) -> None:
+        """A request that arrived over mTLS from ``source``'s sidecar (the padlock's share)."""
+        self.mtls_total += 1
+        self.edges.add(MTLS, source, destination)
+
+    def count_mtls_refused(self, direction: str, reason: str) -> None:
+        key = (direction, reason)
+        self.mtls_refused[key] = self.mtls_refused.get(key, 0) + 1
 
     def count_connect_error(self, direction: str, destination: str, address: str) -> None:
         key = (direction, destination, address)
@@ -175,6 +196,14 @@ class ProxyMetrics:
                 f'{name}{{direction="{direction}",scope="{_label(scope)}"}} {n}'
                 for scope, n in sorted(counts.items())
             ]
+        out += _total(MTLS, self.mtls_total)
+        out += [
+            "# HELP meshui_proxy_mtls_refused_total Connections refused by mutual TLS, by side and"
+            " reason (docs/security.md).",
+            "# TYPE meshui_proxy_mtls_refused_total counter",
+        ]
+        for (direction, reason), n in sorted(self.mtls_refused.items()):
+            out.append(f'meshui_proxy_mtls_refused_total{{direction="{direction}",reason="{reason}"}} {n}')
         out.extend(line for line in extra if line)
         return "\n".join(out) + "\n"
 

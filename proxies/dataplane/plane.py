@@ -24,6 +24,7 @@ from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
 from proxies.dataplane.limits import ListenerLimits
 from proxies.dataplane.metrics import ProxyMetrics
 from proxies.dataplane.upstream import ConnectionPool, Connector, UpstreamConnection, open_tcp
+from proxies.identity.tls import MeshIdentity
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry, EndpointSnapshot
 from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
@@ -62,6 +63,8 @@ class DataPlane:
         "clock",
         "rng",
         "connector",
+        "identity",
+        "inbound_strict",
         "upstreams",
         "clients",
         "health",
@@ -89,6 +92,7 @@ class DataPlane:
         limits: ListenerLimits | None = None,
         connector: Connector = open_tcp,
         tail: TailKeeper | None = None,
+        identity: MeshIdentity | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.limits = limits or ListenerLimits()  # what one client connection may use
@@ -102,6 +106,11 @@ class DataPlane:
         self.clock = clock
         self.rng = rng or random.Random()
         self.connector = connector  # how every pool opens a connection (tests inject fakes)
+        # The certificate and trust bundle mTLS uses (proxies.identity.tls); None: plaintext only.
+        self.identity = identity
+        self.inbound_strict = False  # the local service's mtls.mode is STRICT (set by rebuild)
+        if identity is not None:
+            identity.subscribe(self._identity_changed)
         self.upstreams: set[UpstreamConnection] = set()
         self.clients: set[DownstreamConnection] = set()
         self.health: dict[str, HealthChecker] = {}
@@ -133,7 +142,8 @@ class DataPlane:
         pool = self.pools.get(endpoint.address)
         if pool is None or pool.closed:
             pool = self.pools[endpoint.address] = ConnectionPool(
-                self, endpoint.host, endpoint.port, service=endpoint.service, connector=self.connector
+                self, endpoint.host, endpoint.port, service=endpoint.service, connector=self.connector,
+                mesh=endpoint is not self.app_endpoint,
             )
         return pool
 
@@ -146,9 +156,31 @@ class DataPlane:
             policy, self.registry.snapshot, self.destinations, self.clock, self.rng
         )
         # Inbound, the local service applies its own policy's rate limit to its callers.
-        own = policy.for_service(self.service).rate_limit
-        self.inbound_limiter = limiter_for(own, self.inbound_limiter, self.clock)
+        own = policy.for_service(self.service)
+        self.inbound_limiter = limiter_for(own.rate_limit, self.inbound_limiter, self.clock)
+        strict = own.mtls.mode == "STRICT"
+        if strict and not self.inbound_strict:
+            self._close_plaintext_clients()
+        self.inbound_strict = strict
         self._sync_health_checks()
+
+    def _close_plaintext_clients(self) -> None:
+        """STRICT took effect: plaintext inbound connections go (each after its request in
+        flight, like an idle timeout); callers reconnect over mTLS or are refused."""
+        for client in list(self.clients):
+            if not client.outbound and client.peer is None:
+                if client.idle():
+                    client.close_idle()
+                else:
+                    client.close_after_response()
+
+    def _identity_changed(self, identity: MeshIdentity, became_ready: bool) -> None:
+        """mTLS just became possible (or impossible): pooled connections to other sidecars
+        were opened the other way, so they go; new ones use the identity in force."""
+        if became_ready or not identity.ready:
+            for address, pool in list(self.pools.items()):
+                if pool.mesh:
+                    self.pools.pop(address).close()
 
     def _endpoints_swapped(self, old: EndpointSnapshot, new: EndpointSnapshot) -> None:
         self.rebuild()
@@ -227,6 +259,8 @@ class DataPlane:
                 due[dest.name] = now + dest.policy.outlier_detection.interval_s
                 dest.outlier.sweep()
         self.sweep_idle()
+        if self.identity is not None:
+            self.identity.expire()
         if self.tail is not None:
             self.tail.sweep()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from proxies import http1
@@ -225,12 +226,38 @@ class UpstreamConnection(asyncio.Protocol):
 Connector = Callable[["ConnectionPool"], Awaitable[UpstreamConnection]]
 
 
+class PeerIdentityError(OSError):
+    """The peer's certificate verified, but it is not the destination service's identity."""
+
+
 async def open_tcp(pool: ConnectionPool) -> UpstreamConnection:
-    """A new TCP connection to the pool's address, within its connect timeout."""
-    _, conn = await asyncio.wait_for(
-        pool.plane.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port),
-        pool.connect_timeout_s,
-    )
+    """A new connection to the pool's address within its connect timeout: mutual TLS to
+    another sidecar when this one holds a certificate (the peer must prove it is the
+    destination service), plaintext otherwise and to the local app."""
+    plane = pool.plane
+    identity = plane.identity
+    context = identity.client if identity is not None and pool.mesh else None
+    if context is None:
+        _, conn = await asyncio.wait_for(
+            plane.loop.create_connection(lambda: UpstreamConnection(pool), pool.host, pool.port),
+            pool.connect_timeout_s,
+        )
+        return conn
+    try:
+        transport, conn = await asyncio.wait_for(
+            plane.loop.create_connection(
+                lambda: UpstreamConnection(pool), pool.host, pool.port, ssl=context,
+                server_hostname=pool.service),  # SNI: the service, not a host name we check
+            pool.connect_timeout_s,
+        )
+    except ssl.SSLError:
+        plane.metrics.count_mtls_refused("outbound", "handshake")
+        raise
+    peer = identity.peer_service(transport.get_extra_info("peercert"))  # type: ignore[union-attr]
+    if peer != pool.service:
+        plane.metrics.count_mtls_refused("outbound", "identity")
+        conn.abort()
+        raise PeerIdentityError(f"mTLS: {pool.address} is {peer or 'not a mesh service'}, not {pool.service}")
     return conn
 
 
@@ -248,6 +275,7 @@ class ConnectionPool:
         "max_idle",
         "closed",
         "connect_timeout_s",
+        "mesh",
     )
 
     def __init__(
@@ -258,9 +286,11 @@ class ConnectionPool:
         max_idle: int = MAX_IDLE_PER_ADDRESS,
         service: str = "",
         connector: Connector = open_tcp,
+        mesh: bool = True,
     ) -> None:
         self.plane = plane
         self.connector = connector
+        self.mesh = mesh  # another sidecar (mTLS when we can), not the local app
         self.service = service  # whose idle timeout applies
         self.connect_timeout_s = CONNECT_TIMEOUT_S  # the destination's, set before each connect
         self.host = host

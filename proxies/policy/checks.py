@@ -17,6 +17,7 @@ from typing import Any
 
 from proxies.policy.schema import (
     LOAD_BALANCERS,
+    MTLS_MODES,
     RETRY_ON_CONDITIONS,
     AbortFault,
     DelayFault,
@@ -143,6 +144,12 @@ def retry_on(value: Any, where: str) -> frozenset[str]:
 def load_balancer(value: Any, where: str) -> str:
     if value not in LOAD_BALANCERS:
         raise PolicyError(where, f"must be one of {', '.join(LOAD_BALANCERS)}, got {kind(value)}")
+    return str(value)
+
+
+def mtls_mode(value: Any, where: str) -> str:
+    if value not in MTLS_MODES:
+        raise PolicyError(where, f"must be one of {', '.join(MTLS_MODES)}, got {kind(value)}")
     return str(value)
 
 

@@ -20,6 +20,7 @@ from proxies.policy.checks import Check
 from proxies.policy.schema import (
     CircuitBreaker,
     HealthCheck,
+    Mtls,
     OutlierDetection,
     PeakEwma,
     Policy,
@@ -219,4 +220,5 @@ _SERVICE: dict[str, Check] = {
     "split": checks.split,
     "routes": checks.routes,
     "rate_limit": checks.sub(RateLimit, {"total": checks.bucket, "per_source": checks.bucket}),
+    "mtls": checks.sub(Mtls, {"mode": checks.mtls_mode}),
 }

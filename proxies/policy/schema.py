@@ -20,6 +20,10 @@ from typing import Literal, get_args
 
 LoadBalancer = Literal["peak_ewma", "least_request", "round_robin"]
 LOAD_BALANCERS: tuple[str, ...] = get_args(LoadBalancer)
+# How a service's inbound listener treats plaintext (docs/security.md): PERMISSIVE takes mutual
+# TLS from sidecars and plaintext from callers outside the mesh; STRICT refuses plaintext.
+MtlsMode = Literal["PERMISSIVE", "STRICT"]
+MTLS_MODES: tuple[str, ...] = get_args(MtlsMode)
 
 # Conditions a retry may be for (Envoy's retry_on vocabulary, the ones HTTP/1.1 has).
 RETRY_ON_CONDITIONS = frozenset({"connect-failure", "refused-stream", "reset", "gateway-error"})
@@ -156,6 +160,13 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Mtls:
+    """What the destination service's own sidecar accepts (read by that sidecar only)."""
+
+    mode: MtlsMode = "PERMISSIVE"
+
+
+@dataclass(frozen=True, slots=True)
 class ServicePolicy:
     load_balancer: LoadBalancer = "peak_ewma"
     peak_ewma: PeakEwma = field(default_factory=PeakEwma)
@@ -166,6 +177,7 @@ class ServicePolicy:
     split: tuple[tuple[str, float], ...] = ()  # () means every version, balanced together
     routes: tuple[Route, ...] = ()
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    mtls: Mtls = field(default_factory=Mtls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,10 +53,14 @@ RETRY_BUDGET_EXHAUSTED = EdgeEvent(
     "retry_budget_exhausted", "meshui.proxy.retry_budget.exhausted",
     "meshui_proxy_retry_budget_exhausted_total",
     "Retries refused because the retry budget was spent.", "budget exhausted")
+MTLS = EdgeEvent(
+    "mtls", "meshui.proxy.mtls.requests", "meshui_proxy_mtls_requests_total",
+    "Requests that arrived over mutual TLS from the caller's sidecar (its identity verified).",
+    "over mTLS")
 
 #: Every edge event, in the order an edge's ``events`` object lists them (docs/api.md).
 EDGE_EVENTS: tuple[EdgeEvent, ...] = (
-    RETRIES, EJECTIONS, OVERFLOWS, TIMEOUTS, FAULTS, RATE_LIMITED, RETRY_BUDGET_EXHAUSTED,
+    RETRIES, EJECTIONS, OVERFLOWS, TIMEOUTS, FAULTS, RATE_LIMITED, RETRY_BUDGET_EXHAUSTED, MTLS,
 )
 #: The ``events`` keys, in that order.
 EVENT_KEYS: tuple[str, ...] = tuple(event.key for event in EDGE_EVENTS)

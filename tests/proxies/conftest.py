@@ -209,6 +209,8 @@ async def start_sidecar(
     control: str | None = None,
     limits: ListenerLimits | None = None,
     connector: Connector = open_tcp,
+    identity_files: tuple[str, str, str] | None = None,
+    policy: Any = None,
 ) -> Sidecar:
     """A real Sidecar on loopback with ephemeral ports and a static endpoint set.
 
@@ -227,10 +229,12 @@ async def start_sidecar(
         endpoints_file=None,
         otlp=None,
         trace_sample=0.0,
-        proxy_id="frontend-v1-test",
+        proxy_id=f"{service}-v1-test",
         advertise=None,
         log_level="INFO",
         limits=limits or ListenerLimits(),
+        identity_files=identity_files,
+        **({"policy": policy} if policy is not None else {}),
     )
     sidecar = Sidecar(config, telemetry, tracecontext.incoming, connector=connector)
     await sidecar.start()

@@ -52,12 +52,19 @@ def test_every_flag_can_come_from_the_environment():
             "MESHUI_SIDECAR_VERSION": "v3",
             "MESHUI_SIDECAR_APP": "127.0.0.1:9001",
             "MESHUI_SIDECAR_CONTROL": "ws://127.0.0.1:8000/api/v1/control",
-            "MESHUI_CONTROL_TOKEN": "T",
+            "MESHUI_JOIN_TOKEN": "T",
             "MESHUI_SIDECAR_TRACE_SAMPLE": "0.5",
         },
     )
     assert (config.service, config.version, config.app) == ("catalog", "v3", ("127.0.0.1", 9001))
     assert config.token == "T" and config.trace_sample == 0.5
+
+
+def test_a_static_identity_needs_all_three_files(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--service", "a", "--version", "v1", "--app", "h:1", "--endpoints", "e.json",
+                      "--cert", "a.crt", "--key", "a.key"], {})
+    assert "needs all of --cert, --key and --trust-bundle" in capsys.readouterr().err
 
 
 def test_a_control_url_without_a_token_is_refused_at_startup():

@@ -1,0 +1,209 @@
+"""Mutual TLS between real sidecars on loopback: identities, STRICT and PERMISSIVE, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxies.identity import keys
+from proxies.policy.parser import parse_policy
+from tests.polling import eventually
+from tests.ports import free_port
+from tests.proxies.conftest import RecordingTelemetry, read_response, simple_app, start_sidecar
+from tests.proxies.mesh_ca import MeshCA
+
+STRICT = parse_policy({"default": {"mtls": {"mode": "STRICT"}}})
+
+
+async def request(port: int, raw: bytes, context: ssl.SSLContext | None = None) -> tuple[bytes, dict, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    try:
+        writer.write(raw)
+        return await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+
+
+class Mesh:
+    """payments (an app behind its sidecar) called through frontend's sidecar."""
+
+    def __init__(self, tmp: Path, ca: MeshCA) -> None:
+        self.tmp, self.ca = tmp, ca
+        self.sidecars: list[Any] = []
+
+    async def start(self, servers: Any, payments_policy: Any = None, frontend_files: Any = None,
+                    payments_files: Any = None) -> None:
+        app = await servers.start(simple_app)
+        self.payments_telemetry = RecordingTelemetry()
+        self.payments = await start_sidecar(
+            self.payments_telemetry, app, {}, service="payments",
+            identity_files=payments_files or self.ca.files(self.tmp, "payments"), policy=payments_policy)
+        self.sidecars.append(self.payments)
+        self.frontend_telemetry = RecordingTelemetry()
+        self.frontend = await start_sidecar(
+            self.frontend_telemetry, free_port(), self.endpoints(),
+            identity_files=frontend_files or self.ca.files(self.tmp, "frontend"))
+        self.sidecars.append(self.frontend)
+
+    def endpoints(self) -> dict[str, Any]:
+        address = f"127.0.0.1:{self.payments.ports['inbound']}"
+        return {"payments": [{"instance": "payments-1", "version": "v1", "address": address}]}
+
+    @property
+    def inbound(self) -> int:
+        return self.payments.ports["inbound"]
+
+    def refused(self, direction: str, reason: str, sidecar: Any = None) -> int:
+        return (sidecar or self.payments).plane.metrics.mtls_refused[(direction, reason)]
+
+    async def stop(self) -> None:
+        for sidecar in self.sidecars:
+            await sidecar.stop()
+
+
+@pytest.fixture
+def ca() -> MeshCA:
+    return MeshCA()
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path, ca: MeshCA):
+    m = Mesh(tmp_path, ca)
+    yield m
+    await m.stop()
+
+
+def client_context(
+    ca: MeshCA, chain: str | None = None, key: Any = None, tmp: Path | None = None
+) -> ssl.SSLContext:
+    """A TLS 1.3 client trusting ``ca``, presenting ``chain`` (none when None)."""
+    context = ssl.create_default_context(cadata=ca.roots_pem)
+    context.check_hostname = False
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if chain is not None:
+        assert tmp is not None
+        path = tmp / f"client-{os.urandom(4).hex()}.pem"
+        path.write_bytes(chain.encode() + keys.key_pem(key))
+        context.load_cert_chain(str(path))
+    return context
+
+
+GET = b"GET /pay HTTP/1.1\r\nHost: payments\r\n\r\n"
+
+
+async def test_sidecar_to_sidecar_goes_over_mutual_tls_with_verified_identities(servers, mesh) -> None:
+    await mesh.start(servers)
+    status, _, body = await request(mesh.frontend.ports["outbound"], GET)
+    assert status.startswith(b"HTTP/1.1 200"), body
+    # The payments sidecar counted it as mTLS, from the identity in frontend's certificate.
+    assert mesh.payments.plane.metrics.mtls_total == 1
+    assert mesh.payments_telemetry.requests[-1][:2] == ("inbound", "frontend")
+    edges = mesh.payments.plane.metrics.edges.counts
+    assert edges[("meshui.proxy.mtls.requests", "frontend", "payments", ())] == 1
+    # The pooled connection frontend keeps is a TLS 1.3 one to the payments identity.
+    (pool,) = [p for p in mesh.frontend.plane.pools.values() if p.service == "payments"]
+    (conn,) = pool.idle
+    ssl_object = conn.transport.get_extra_info("ssl_object")
+    assert ssl_object is not None and ssl_object.version() == "TLSv1.3"
+    assert mesh.frontend.identity.peer_service(ssl_object.getpeercert()) == "payments"
+
+
+async def test_the_certificate_names_the_caller_not_its_header(servers, mesh) -> None:
+    await mesh.start(servers)
+    spoofed = b"GET /pay HTTP/1.1\r\nHost: payments\r\nx-meshui-source: admin\r\n\r\n"
+    key, chain = mesh.ca.issue("checkout")
+    status, _, _ = await request(mesh.inbound, spoofed, client_context(mesh.ca, chain, key, mesh.tmp))
+    assert status.startswith(b"HTTP/1.1 200")
+    assert mesh.payments_telemetry.requests[-1][:2] == ("inbound", "checkout")
+
+
+async def test_permissive_takes_plaintext_too_and_counts_it_apart(servers, mesh) -> None:
+    await mesh.start(servers)
+    status, _, _ = await request(mesh.inbound, GET)
+    assert status.startswith(b"HTTP/1.1 200")
+    assert mesh.payments.plane.metrics.mtls_total == 0
+    assert mesh.payments_telemetry.requests[-1][:2] == ("inbound", "unknown")
+
+
+async def test_strict_refuses_plaintext_with_a_403_a_person_can_read(servers, mesh) -> None:
+    await mesh.start(servers, payments_policy=STRICT)
+    status, headers, body = await request(mesh.inbound, GET)
+    assert status.startswith(b"HTTP/1.1 403")
+    assert headers[b"x-meshui-error"] == b"mtls-required"
+    assert b"STRICT" in body
+    assert mesh.refused("inbound", "plaintext") == 1
+    assert mesh.payments_telemetry.requests == []  # the app never saw it
+    # Sidecars still get through.
+    status, _, _ = await request(mesh.frontend.ports["outbound"], GET)
+    assert status.startswith(b"HTTP/1.1 200")
+
+
+async def refused_handshake(port: int, context: ssl.SSLContext) -> bool:
+    """Whether the server refused this TLS client (in TLS 1.3 a refused client certificate
+    shows on the client's first read, not in its handshake)."""
+    try:
+        status, _, _ = await request(port, GET, context)
+    except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+        return True
+    return not status.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize(
+    "case", ["no certificate", "another CA", "expired", "no SPIFFE ID", "other trust domain"])
+async def test_strict_refuses_clients_without_a_good_mesh_certificate(servers, mesh, case) -> None:
+    await mesh.start(servers, payments_policy=STRICT)
+    ca, tmp = mesh.ca, mesh.tmp
+    if case == "no certificate":
+        context, reason = client_context(ca), "handshake"
+    elif case == "another CA":
+        key, chain = MeshCA("impostor").issue("frontend")
+        context, reason = client_context(ca, chain, key, tmp), "handshake"
+    elif case == "expired":
+        key, chain = ca.issue("frontend", start_s=-7200, lifetime_s=3600)
+        context, reason = client_context(ca, chain, key, tmp), "handshake"
+    elif case == "no SPIFFE ID":
+        key, chain = ca.issue(None)
+        context, reason = client_context(ca, chain, key, tmp), "identity"
+    else:
+        key, chain = ca.issue(None, uri="spiffe://elsewhere.mesh/service/frontend")
+        context, reason = client_context(ca, chain, key, tmp), "identity"
+    assert await refused_handshake(mesh.inbound, context)
+    await eventually(lambda: mesh.refused("inbound", reason) == 1)
+    assert mesh.payments_telemetry.requests == []
+
+
+async def test_the_caller_checks_the_peer_identity(servers, tmp_path, ca) -> None:
+    app = await servers.start(simple_app)
+    catalog = await start_sidecar(RecordingTelemetry(), app, {}, service="catalog",
+                                  identity_files=ca.files(tmp_path, "catalog"))
+    frontend = await start_sidecar(
+        RecordingTelemetry(), free_port(),
+        {"payments": [{"instance": "p-1", "version": "v1",
+                       "address": f"127.0.0.1:{catalog.ports['inbound']}"}]},
+        identity_files=ca.files(tmp_path, "frontend"))
+    try:
+        status, headers, body = await request(frontend.ports["outbound"], GET)
+        assert status.startswith(b"HTTP/1.1 503"), body
+        assert b"is catalog, not payments" in body
+        assert frontend.plane.metrics.mtls_refused[("outbound", "identity")] >= 1
+    finally:
+        await frontend.stop()
+        await catalog.stop()
+
+
+async def test_garbage_on_the_tls_port_is_refused_and_the_listener_goes_on(servers, mesh) -> None:
+    await mesh.start(servers)
+    for garbage in (b"\x16\x03\x01\x00\x05hello", b"\x16" + os.urandom(300), b"\x16"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", mesh.inbound)
+        writer.write(garbage)
+        writer.write_eof()
+        await asyncio.wait_for(reader.read(), 5)  # closed by the sidecar (an alert, or nothing)
+        writer.close()
+    await eventually(lambda: mesh.refused("inbound", "handshake") == 3)
+    status, _, _ = await request(mesh.frontend.ports["outbound"], GET)
+    assert status.startswith(b"HTTP/1.1 200")
