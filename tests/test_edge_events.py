@@ -27,7 +27,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 ARGUMENTS: dict[str, object] = {
     "source": "frontend", "destination": "catalog", "limit": "max_requests", "kind": "connect",
     "scope": "source", "outbound": True, "direction": "outbound", "reason": "bad-request",
-    "address": "127.0.0.1:9",
+    "address": "127.0.0.1:9", "rule": "no-admin",
 }
 
 

@@ -140,6 +140,14 @@ def rate_limited(service: str, scope: str, wait_s: float) -> LocalError:
     )
 
 
+def denied(rule: str, service: str) -> LocalError:
+    """Permanent: the destination's authorization rules refuse this caller or request."""
+    return LocalError(
+        403, "denied", f"{service} denied this request (authorization rule {rule})", False,
+        ((b"x-meshui-denied", rule.encode("ascii")),),
+    )
+
+
 def fault_abort(status: int) -> LocalError:
     """Injected by policy (a route's abort fault): the status is whatever the policy says."""
     return LocalError(status, "fault-injected", "fault injected", headers=((b"x-meshui-fault", b"abort"),))

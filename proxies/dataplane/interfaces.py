@@ -22,6 +22,7 @@ from proxies.identity.tls import MeshIdentity
 from proxies.mesh.endpoints import Endpoint, EndpointRegistry
 from proxies.telemetry.tailkeep import TailKeeper
 from proxies.telemetry.tracecontext import TraceContext
+from proxies.traffic.authorization import Authorizer
 from proxies.traffic.circuit import CircuitBreaker
 from proxies.traffic.destination import Destination
 from proxies.traffic.ratelimit import RateLimiter
@@ -43,6 +44,7 @@ class Downstream(Protocol):
     plane: Plane
     feeding: bool  # inside data_received: writes upstream wait for the end of the read
     paused: int  # the PAUSE_* reasons reading is paused for
+    peer: str | None  # inbound over mTLS: the calling service its certificate names
 
     def pause(self, reason: int) -> None: ...
     def resume(self, reason: int) -> None: ...
@@ -154,6 +156,7 @@ class Plane(Protocol):
     registry: EndpointRegistry
     destinations: dict[bytes, Destination]
     inbound_limiter: RateLimiter | None
+    inbound_authorizer: Authorizer | None
     # mutual TLS: the certificate in force (None: plaintext only), the local mtls.mode
     identity: MeshIdentity | None
     inbound_strict: bool

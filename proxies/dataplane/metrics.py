@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from proxies.dataplane.errors import REJECT_REASONS
 from proxies.telemetry.counters import EdgeCounters
 from proxies.telemetry.events import (
+    AUDIT_DENIED,
+    DENIED,
     EJECTIONS,
     FAULTS,
     MTLS,
@@ -64,6 +66,8 @@ class ProxyMetrics:
         "inbound_rate_limited",
         "mtls_refused",
         "mtls_total",
+        "denied",
+        "audit_denied",
         "edges",
     )
 
@@ -87,6 +91,8 @@ class ProxyMetrics:
         self.inbound_rate_limited = dict.fromkeys(RATE_LIMIT_SCOPES, 0)
         self.mtls_refused = {(d, r): 0 for d, reasons in MTLS_REFUSALS.items() for r in reasons}
         self.mtls_total = 0
+        self.denied: dict[str, int] = {}  # by rule name (at most 256 a policy, and the default)
+        self.audit_denied = 0
 
     # Policy events: the lifetime total for the admin port, and the edge for the export.
     # source/destination are the exchange's (outbound: this service -> the destination;
@@ -134,6 +140,14 @@ class ProxyMetrics:
         """A request that arrived over mTLS from ``source``'s sidecar (the padlock's share)."""
         self.mtls_total += 1
         self.edges.add(MTLS, source, destination)
+
+    def count_denied(self, rule: str, source: str, destination: str) -> None:
+        self.denied[rule] = self.denied.get(rule, 0) + 1
+        self.edges.add(DENIED, source, destination)
+
+    def count_audit_denied(self, source: str, destination: str) -> None:
+        self.audit_denied += 1
+        self.edges.add(AUDIT_DENIED, source, destination)
 
     def count_mtls_refused(self, direction: str, reason: str) -> None:
         key = (direction, reason)
@@ -197,6 +211,8 @@ class ProxyMetrics:
                 for scope, n in sorted(counts.items())
             ]
         out += _total(MTLS, self.mtls_total)
+        out += _family(DENIED, "rule", self.denied) if self.denied else _total(DENIED, 0)
+        out += _total(AUDIT_DENIED, self.audit_denied)
         out += [
             "# HELP meshui_proxy_mtls_refused_total Connections refused by mutual TLS, by side and"
             " reason (docs/security.md).",

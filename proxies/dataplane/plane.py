@@ -30,6 +30,7 @@ from proxies.policy.schema import Policy
 from proxies.policy.store import PolicyStore
 from proxies.telemetry.tailkeep import TailKeeper, span_attributes
 from proxies.telemetry.tracecontext import TraceContext
+from proxies.traffic.authorization import Authorizer, authorizer_for
 from proxies.traffic.destination import Destination, compile_destinations
 from proxies.traffic.ratelimit import RateLimiter, limiter_for
 
@@ -59,6 +60,7 @@ class DataPlane:
         "policies",
         "destinations",
         "inbound_limiter",
+        "inbound_authorizer",
         "limits",
         "clock",
         "rng",
@@ -120,6 +122,7 @@ class DataPlane:
         self._deadline_timer: asyncio.TimerHandle | None = None
         self.destinations: dict[bytes, Destination] = {}
         self.inbound_limiter: RateLimiter | None = None  # the local service's own rate_limit
+        self.inbound_authorizer: Authorizer | None = None  # ... and its authorization rules
         self.app_endpoint = Endpoint(service, "local-app", version, app[0], app[1])
         self.pools: dict[str, ConnectionPool] = {}
         # Policy events per edge go where the telemetry export takes them from; a stand-in
@@ -158,6 +161,7 @@ class DataPlane:
         # Inbound, the local service applies its own policy's rate limit to its callers.
         own = policy.for_service(self.service)
         self.inbound_limiter = limiter_for(own.rate_limit, self.inbound_limiter, self.clock)
+        self.inbound_authorizer = authorizer_for(own.authorization, self.inbound_authorizer)
         strict = own.mtls.mode == "STRICT"
         if strict and not self.inbound_strict:
             self._close_plaintext_clients()

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from proxies.mesh.schema import service_name_problem
 from proxies.policy.schema import (
+    ANY_IDENTITY,
+    AUTHORIZATION_ACTIONS,
     LOAD_BALANCERS,
     MTLS_MODES,
     RETRY_ON_CONDITIONS,
+    UNAUTHENTICATED,
     AbortFault,
+    AuthorizationRule,
     DelayFault,
     Fault,
     Match,
@@ -153,6 +159,52 @@ def mtls_mode(value: Any, where: str) -> str:
     return str(value)
 
 
+AUTHORIZATION_RULES_MAX = 256  # per service: every request is matched against them
+_RULE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def authorization_rules(value: Any, where: str) -> tuple[AuthorizationRule, ...]:
+    docs = list_value(value, where)
+    if len(docs) > AUTHORIZATION_RULES_MAX:
+        raise PolicyError(where, f"at most {AUTHORIZATION_RULES_MAX} rules, got {len(docs)}")
+    rules: list[AuthorizationRule] = []
+    for i, doc in enumerate(docs):
+        rule: AuthorizationRule = section(doc, f"{where}[{i}]", AuthorizationRule, _RULE)
+        if any(r.name == rule.name for r in rules):
+            raise PolicyError(f"{where}[{i}].name", f"duplicate rule name {rule.name!r}")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def rule_name(value: Any, where: str) -> str:
+    if isinstance(value, str) and _RULE_NAME.fullmatch(value):
+        return value
+    raise PolicyError(where, "must be 1..63 letters, digits, '.', '_', '-' starting and ending with a "
+                             f"letter or digit (it is sent in x-meshui-denied), got {kind(value)}")
+
+
+def authorization_action(value: Any, where: str) -> str:
+    if value not in AUTHORIZATION_ACTIONS:
+        raise PolicyError(where, f"must be one of {', '.join(AUTHORIZATION_ACTIONS)}, got {kind(value)}")
+    return str(value)
+
+
+def sources(value: Any, where: str) -> tuple[str, ...]:
+    names = list_value(value, where)
+    for i, source in enumerate(names):
+        if source in (ANY_IDENTITY, UNAUTHENTICATED):
+            continue
+        problem = service_name_problem(source)
+        if problem is not None:
+            raise PolicyError(f"{where}[{i}]", f"a service name, '{ANY_IDENTITY}' (any mesh identity) or "
+                                               f"'{UNAUTHENTICATED}' (callers without one): {problem}")
+    return tuple(names)
+
+
+def methods(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(method(v, f"{where}[{i}]") for i, v in enumerate(list_value(value, where)))
+
+
 def path(value: Any, where: str) -> str:
     if isinstance(value, str) and value.startswith("/"):
         return value
@@ -218,6 +270,16 @@ def fault(value: Any, where: str) -> Fault | None:
 
 
 _MATCH = {"path_prefix": nullable(path), "method": nullable(method), "headers": headers}
+
+
+_RULE = {
+    "name": rule_name,
+    "action": authorization_action,
+    "sources": sources,
+    "methods": methods,
+    "path_prefix": nullable(path),
+    "headers": headers,
+}
 
 
 def routes(value: Any, where: str) -> tuple[Route, ...]:

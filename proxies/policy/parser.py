@@ -18,6 +18,7 @@ from typing import Any
 from proxies.policy import checks
 from proxies.policy.checks import Check
 from proxies.policy.schema import (
+    Authorization,
     CircuitBreaker,
     HealthCheck,
     Mtls,
@@ -221,4 +222,5 @@ _SERVICE: dict[str, Check] = {
     "routes": checks.routes,
     "rate_limit": checks.sub(RateLimit, {"total": checks.bucket, "per_source": checks.bucket}),
     "mtls": checks.sub(Mtls, {"mode": checks.mtls_mode}),
+    "authorization": checks.sub(Authorization, {"rules": checks.authorization_rules}),
 }

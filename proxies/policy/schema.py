@@ -159,6 +159,36 @@ class RateLimit:
     per_source: TokenBucketSpec | None = None  # each calling service on its own
 
 
+AuthorizationAction = Literal["ALLOW", "DENY", "AUDIT"]
+AUTHORIZATION_ACTIONS: tuple[str, ...] = get_args(AuthorizationAction)
+# The source of a caller without a mesh identity (plaintext, PERMISSIVE), as the graph names it.
+UNAUTHENTICATED = "unknown"
+# Any caller with a mesh identity (an mTLS peer of our trust domain).
+ANY_IDENTITY = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRule:
+    """One rule of a destination's authorization (docs/policy.md, "authorization"): it
+    matches when every condition given holds; an empty condition matches everything."""
+
+    name: str  # sent in x-meshui-denied: a token
+    action: AuthorizationAction
+    sources: tuple[str, ...] = ()  # calling services by certificate, "*", or "unknown"
+    methods: tuple[str, ...] = ()
+    path_prefix: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # (lower-case name, exact value)
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """DENY wins, then ALLOW; with no ALLOW rule whatever is not denied is allowed. AUDIT rules
+    are ALLOW rules on trial: they enforce nothing, and a request they would deny once
+    enforced is counted and recorded (proxies.traffic.authorization)."""
+
+    rules: tuple[AuthorizationRule, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Mtls:
     """What the destination service's own sidecar accepts (read by that sidecar only)."""
@@ -178,6 +208,7 @@ class ServicePolicy:
     routes: tuple[Route, ...] = ()
     rate_limit: RateLimit = field(default_factory=RateLimit)
     mtls: Mtls = field(default_factory=Mtls)
+    authorization: Authorization = field(default_factory=Authorization)
 
 
 @dataclass(frozen=True, slots=True)

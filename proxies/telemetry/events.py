@@ -58,9 +58,18 @@ MTLS = EdgeEvent(
     "Requests that arrived over mutual TLS from the caller's sidecar (its identity verified).",
     "over mTLS")
 
+DENIED = EdgeEvent(
+    "denied", "meshui.proxy.authz.denied", "meshui_proxy_authz_denied_total",
+    "Requests denied by the destination's authorization rules (403, x-meshui-denied).", "denied")
+AUDIT_DENIED = EdgeEvent(
+    "audit_denied", "meshui.proxy.authz.audit_denied", "meshui_proxy_authz_audit_denied_total",
+    "Requests let through that the destination's AUDIT rules would deny once enforced.",
+    "would be denied")
+
 #: Every edge event, in the order an edge's ``events`` object lists them (docs/api.md).
 EDGE_EVENTS: tuple[EdgeEvent, ...] = (
     RETRIES, EJECTIONS, OVERFLOWS, TIMEOUTS, FAULTS, RATE_LIMITED, RETRY_BUDGET_EXHAUSTED, MTLS,
+    DENIED, AUDIT_DENIED,
 )
 #: The ``events`` keys, in that order.
 EVENT_KEYS: tuple[str, ...] = tuple(event.key for event in EDGE_EVENTS)

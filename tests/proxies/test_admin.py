@@ -188,6 +188,8 @@ async def test_every_metrics_family_has_one_help_and_one_type_line(servers):
             "meshui_proxy_faults_total",
             "meshui_proxy_rate_limited_total",
             "meshui_proxy_mtls_requests_total",
+            "meshui_proxy_authz_denied_total",
+            "meshui_proxy_authz_audit_denied_total",
             "meshui_proxy_mtls_refused_total",
             "meshui_proxy_endpoints_version",
             "meshui_proxy_control_connected",
