@@ -154,6 +154,9 @@ def test_policy_counters_add_up_in_their_edges_events_and_unknown_event_names_ar
                 "faults": 0,
                 "rate_limited": 0,
                 "retry_budget_exhausted": 0,
+                "mtls": 0,
+                "denied": 0,
+                "audit_denied": 0,
             },
         ),
     ]

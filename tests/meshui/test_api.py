@@ -102,6 +102,9 @@ def test_the_graph_endpoint_returns_the_graph_from_redis_exactly(
                     "faults": 0,
                     "rate_limited": 0,
                     "retry_budget_exhausted": 0,
+                    "mtls": 0,
+                    "denied": 0,
+                    "audit_denied": 0,
                 },
                 "by_version": {
                     "v1": {"requests": 40, "errors": 2, "rps": 1.333, "share": 0.6667,
