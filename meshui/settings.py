@@ -13,6 +13,7 @@ from meshui.alerts.schedule import aligned
 from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
 from meshui.dashboard.trace_links import validate_template
 from meshui.env import EnvError, env_bool, env_float, env_int, env_list, env_str
+from meshui.tls import TlsFilesError, load_tls_files
 from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -217,6 +218,33 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# HTTPS (docs/security.md, "The dashboard over HTTPS"). MESHUI_TLS_CERT and MESHUI_TLS_KEY
+# are what uvicorn serves with (--ssl-certfile, --ssl-keyfile), checked here so a wrong pair
+# stops the start naming the file; MESHUI_BEHIND_TLS_PROXY is for TLS ended at a load
+# balancer that sets X-Forwarded-Proto. Either way the browser only ever reaches meshui over
+# HTTPS, so its cookies are Secure and HSTS is sent (on HTTPS responses only: Django's
+# SecurityMiddleware), and the control channel refuses a plaintext handshake unless DEBUG
+# (meshui/registry/plaintext.py).
+try:
+    MESHUI_TLS = load_tls_files(env_str("MESHUI_TLS_CERT"), env_str("MESHUI_TLS_KEY"))
+except TlsFilesError as exc:
+    raise EnvError(str(exc)) from None
+MESHUI_BEHIND_TLS_PROXY = env_bool("MESHUI_BEHIND_TLS_PROXY", False)
+MESHUI_HTTPS = MESHUI_TLS is not None or MESHUI_BEHIND_TLS_PROXY
+if MESHUI_BEHIND_TLS_PROXY:
+    # Trusted as Django trusts it: the proxy must set (and strip from clients) this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = MESHUI_HTTPS
+CSRF_COOKIE_SECURE = MESHUI_HTTPS
+SESSION_COOKIE_HTTPONLY = True  # Django's default, kept explicit: no script reads the session
+# The CSRF cookie stays readable: static/policy/common.js sends it as X-CSRFToken on the
+# API's writes. It is no secret from a script that runs here (the page holds the token too).
+CSRF_COOKIE_HTTPONLY = False
+SECURE_HSTS_SECONDS = env_int(
+    "MESHUI_HSTS_SECONDS", 31536000 if MESHUI_HTTPS else 0, minimum=0, maximum=2 * 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MESHUI_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("MESHUI_SECURE_SSL_REDIRECT", False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

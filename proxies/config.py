@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,9 @@ class SidecarConfig:
     advertise: str | None
     log_level: str
     policy_file: str | None = None
+    # The CA bundle meshui's certificate is verified against on a wss:// --control; None:
+    # the system's trust store (docs/sidecar.md, "The control channel over TLS").
+    control_ca: str | None = None
     # The traffic policy the sidecar starts with (docs/policy.md): the --policy file, already
     # validated, or every default. A control channel `config` revision replaces it.
     policy: Policy = field(default_factory=Policy)
@@ -52,6 +56,24 @@ class SidecarConfig:
     identity_files: tuple[str, str, str] | None = None
 
 
+def control_tls_problem(url: str, ca_file: str | None) -> str | None:
+    """What is wrong with the control URL's scheme or the --control-ca file, if anything."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in ("ws", "wss"):
+        return f"--control must be a ws:// or wss:// URL, got {url!r}"
+    if not ca_file:
+        return None
+    if scheme != "wss":
+        return "--control-ca verifies meshui's certificate: it needs a wss:// --control URL"
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        return f"--control-ca {ca_file}: no such file"
+    except (ssl.SSLError, OSError) as exc:
+        return f"--control-ca {ca_file}: not a PEM CA bundle ({exc})"
+    return None
+
+
 def _flags() -> list[tuple[str, dict]]:
     return [
         ("--service", {"help": "logical service this sidecar stands beside (required)"}),
@@ -60,8 +82,13 @@ def _flags() -> list[tuple[str, dict]]:
         ("--inbound", {"default": "127.0.0.1:15001", "help": "inbound listener host:port"}),
         ("--outbound", {"default": "127.0.0.1:15002", "help": "outbound listener host:port"}),
         ("--admin", {"default": "127.0.0.1:15000", "help": "admin listener (loopback)"}),
-        ("--control", {"help": "control channel URL, ws://host:port/api/v1/control"}),
+        ("--control", {"help": "control channel URL, ws:// or wss://host:port/api/v1/control"}),
         ("--token", {"help": "this service's join token: meshctl token create (also MESHUI_JOIN_TOKEN)"}),
+        (
+            "--control-ca",
+            {"help": "PEM CA bundle to verify meshui's certificate on a wss:// --control "
+             "(also MESHUI_CONTROL_CA; default: the system's trust store)"},
+        ),
         ("--endpoints", {"help": "static endpoints JSON file, used when --control is absent"}),
         ("--otlp", {"help": "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318"}),
         ("--trace-sample", {"default": "0.01", "help": "fraction of requests traced"}),
@@ -155,6 +182,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default = env.get(env_name, options.pop("default", None))
         if flag == "--token" and default is None:
             default = env.get("MESHUI_JOIN_TOKEN")
+        if flag == "--control-ca" and default is None:
+            default = env.get("MESHUI_CONTROL_CA")
         parser.add_argument(flag, default=default, **options)
     return parser
 
@@ -187,6 +216,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         parser.error("a static identity needs all of --cert, --key and --trust-bundle")
     if not args.control and not args.endpoints:
         parser.error("give --control (dynamic endpoints) or --endpoints FILE (static set)")
+    if args.control and (problem := control_tls_problem(args.control, args.control_ca)):
+        parser.error(problem)
     # The same rules meshui applies to a hello (proxies.mesh.schema): a sidecar never starts
     # with a name the control plane would refuse.
     for flag, value, check in (
@@ -265,6 +296,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         advertise=args.advertise or None,
         log_level=args.log_level.upper(),
         policy_file=args.policy or None,
+        control_ca=args.control_ca or None,
         policy=policy,
         limits=limits,
         tail=tail,

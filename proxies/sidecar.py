@@ -159,6 +159,7 @@ class Sidecar:
                 tail=self.tail,
                 # A static identity is not renewed through meshui.
                 identity=self.identity if config.identity_files is None else None,
+                ca_file=config.control_ca,
             )
             self.control.start()
         log.info(

@@ -37,7 +37,8 @@ def main() -> int:
             f"  Dashboard   {config.dashboard_url}\n"
             f"  Login       {config.demo_user} / {config.demo_password} (an operator)\n"
             f"  meshctl     export MESHUI_URL={config.dashboard_url} "
-            f"MESHUI_TOKEN={mesh.demo_token()}\n"
+            f"MESHUI_TOKEN={mesh.demo_token()}"
+            + (f" SSL_CERT_FILE={config.control_ca}" if config.tls_cert else "") + "\n"
             + (f"  Admin       admin / {config.admin_password} (DEMO_ADMIN)\n"
                if config.admin_password is not None else "")
             + f"  Graph API   {config.dashboard_url}api/v1/graph?window=60\n"

@@ -25,7 +25,8 @@ from meshui.demo.processes import (
     policy_applied_probe,
     tcp_probe,
 )
-from meshui.env import env_bool, env_float, env_int, env_str
+from meshui.env import EnvError, env_bool, env_float, env_int, env_str
+from meshui.tls import TlsFilesError, load_tls_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_POLICY = Path(__file__).resolve().parent / "policy.yaml"
@@ -72,6 +73,12 @@ class MeshConfig:
     # A superuser is made only when asked for (DEMO_ADMIN=1), with this password or a random one.
     admin_password: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()
+    # HTTPS and wss:// when both are set (MESHUI_TLS_CERT, MESHUI_TLS_KEY; docs/security.md):
+    # the certificate must name ``host``. The sidecars, probes and meshctl trust control_ca
+    # (MESHUI_CONTROL_CA; by default the certificate itself, right for a self-signed one).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    control_ca: Path | None = None
 
     @classmethod
     def from_env(cls) -> MeshConfig:
@@ -100,6 +107,13 @@ class MeshConfig:
         )
         if env_str("MESHUI_CONTROL_TOKEN"):
             config = replace(config, control_token=env_str("MESHUI_CONTROL_TOKEN"))
+        try:
+            tls = load_tls_files(env_str("MESHUI_TLS_CERT"), env_str("MESHUI_TLS_KEY"))
+        except TlsFilesError as exc:
+            raise EnvError(str(exc)) from None
+        if tls is not None:
+            config = replace(config, tls_cert=tls.cert, tls_key=tls.key,
+                             control_ca=Path(env_str("MESHUI_CONTROL_CA") or tls.cert))
         return config
 
     def ports(self, index: int) -> InstancePorts:
@@ -108,7 +122,11 @@ class MeshConfig:
 
     @property
     def dashboard_url(self) -> str:
-        return f"http://{self.host}:{self.meshui_port}/"
+        return f"{'https' if self.tls_cert else 'http'}://{self.host}:{self.meshui_port}/"
+
+    @property
+    def control_url(self) -> str:
+        return f"{'wss' if self.tls_cert else 'ws'}://{self.host}:{self.meshui_port}/api/v1/control"
 
     @property
     def collector_url(self) -> str:
@@ -200,6 +218,10 @@ class Mesh:
             "MESHUI_CONTROL_TOKEN": self.config.control_token,
             "DJANGO_SETTINGS_MODULE": "meshui.settings",
             "PYTHONPATH": str(PROJECT_ROOT),
+            # What uvicorn serves with, so meshui's settings (secure cookies, HSTS, wss only)
+            # agree with it whatever the demo's own environment says.
+            "MESHUI_TLS_CERT": str(self.config.tls_cert or ""),
+            "MESHUI_TLS_KEY": str(self.config.tls_key or ""),
             **dict(self.config.extra_env),
         }
         sqlite = f"sqlite:///{self.config.data_dir / 'meshui.sqlite3'}"
@@ -266,10 +288,20 @@ class Mesh:
             "--port", str(self.config.meshui_port), "--no-access-log", "--log-level", "warning",
             # A clean stop still stalls now and then in channels-redis after every socket
             # closed (seen in a CI run); bound it so a restart never hangs.
-            "--timeout-graceful-shutdown", "5",
+            "--timeout-graceful-shutdown", "5", *self._uvicorn_tls(),
         ], self.child_env(), cwd=PROJECT_ROOT)
-        self.supervisor.wait_ready(child, http_probe(f"{self.config.dashboard_url}api/v1/graph?window=60"))
+        self.supervisor.wait_ready(child, http_probe(
+            f"{self.config.dashboard_url}api/v1/graph?window=60", cafile=self._ca()))
         return self.config.dashboard_url
+
+    def _uvicorn_tls(self) -> list[str]:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return []
+        return ["--ssl-certfile", str(self.config.tls_cert), "--ssl-keyfile", str(self.config.tls_key)]
+
+    def _ca(self) -> str | None:
+        """The CA file that verifies meshui's certificate (None: plain HTTP)."""
+        return str(self.config.control_ca) if self.config.tls_cert and self.config.control_ca else None
 
     def _start_collector(self) -> str:
         child = self.supervisor.start("collector", [PYTHON, "-m", "collector"], {
@@ -291,7 +323,8 @@ class Mesh:
 
     def _start_services(self) -> str:
         config = self.config
-        control = f"ws://{config.host}:{config.meshui_port}/api/v1/control"
+        control = config.control_url
+        control_ca = ["--control-ca", ca] if (ca := self._ca()) else []
         apps, sidecars = [], []
         for index, instance in enumerate(config.instances):
             ports = config.ports(index)
@@ -312,7 +345,7 @@ class Mesh:
                 "--admin", f"{config.host}:{ports.admin}",
                 # The token travels in MESHUI_CONTROL_TOKEN (child_env), not argv: argv is
                 # visible to every user in ps, and a token starting with "-" reads as a flag.
-                "--control", control,
+                "--control", control, *control_ca,
                 "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
             ], self.child_env(), cwd=PROJECT_ROOT))
         # Both halves of every instance: a sidecar is ready before its app may be listening.
@@ -322,7 +355,7 @@ class Mesh:
             self.supervisor.wait_ready(sidecar, http_probe(f"http://{config.host}:{ports.admin}/ready"))
         # Every sidecar runs the current policy revision before the demo says it is up.
         self.supervisor.wait_ready(self.supervisor.child("meshui"), policy_applied_probe(
-            f"{config.dashboard_url}api/v1/proxies", len(config.instances)))
+            f"{config.dashboard_url}api/v1/proxies", len(config.instances), cafile=self._ca()))
         names = ", ".join(f"{i.service} {i.version}" for i in config.instances)
         return names
 

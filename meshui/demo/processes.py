@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -40,10 +41,17 @@ def tcp_probe(host: str, port: int) -> Probe:
     return probe
 
 
-def http_probe(url: str, expect: int = 200) -> Probe:
+def _tls_context(cafile: str | None) -> ssl.SSLContext | None:
+    """The context an https:// probe verifies with (the demo's own CA when given)."""
+    return ssl.create_default_context(cafile=cafile) if cafile else None
+
+
+def http_probe(url: str, expect: int = 200, cafile: str | None = None) -> Probe:
+    context = _tls_context(cafile)
+
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as response:  # noqa: S310
                 return response.status == expect
         except urllib.error.HTTPError as exc:
             return exc.code == expect
@@ -53,11 +61,13 @@ def http_probe(url: str, expect: int = 200) -> Probe:
     return probe
 
 
-def policy_applied_probe(url: str, sidecars: int) -> Probe:
+def policy_applied_probe(url: str, sidecars: int, cafile: str | None = None) -> Probe:
     """meshui's ``/api/v1/proxies``: no revision yet, or ``sidecars`` connected and all SYNCED."""
+    context = _tls_context(cafile)
+
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as response:  # noqa: S310
                 summary = json.load(response)["summary"]
         except (OSError, ValueError, KeyError):
             return False

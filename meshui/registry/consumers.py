@@ -31,6 +31,7 @@ from meshui.registry.frames import (
     Nack,
     parse_frame,
 )
+from meshui.registry.plaintext import refuse_plaintext
 from proxies.mesh.schema import trace_ids_problem
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ class ControlConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
+        if await refuse_plaintext(self.scope, self.base_send):  # HTTPS in production: wss only
+            return
         token = bearer_token(self.scope)
         if not token_is_valid(token, settings.MESHUI_CONTROL_TOKEN):
             logger.warning(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from proxies.control import tls as control_tls
 from proxies.identity.tls import IdentityError, MeshIdentity
 from proxies.mesh.endpoints import EndpointRegistry, EndpointsError, known_versions
 from proxies.mesh.schema import CONTROL_FRAME_MAX_BYTES, NACK_REASON_MAX, shown, trace_ids_problem
@@ -61,6 +63,7 @@ class ControlClient:
         policy_store: PolicyStore | None = None,
         tail: TailKeeper | None = None,
         identity: MeshIdentity | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -79,6 +82,7 @@ class ControlClient:
         self.policy_store = policy_store if policy_store is not None else PolicyStore()
         self.endpoints_rejected: dict[str, Any] | None = None
         self.tail = tail  # tail keep: what export_traces frames ask of (None: no ring here)
+        self.ca_file = ca_file  # --control-ca: verifies meshui's certificate on wss://
         self._refusals_logged = 0  # export_traces frames refused and logged this session
         # mTLS identity from meshui's CA: the bundle and certificates come on this channel.
         self.identity = identity
@@ -126,10 +130,15 @@ class ControlClient:
                 raise
             except InvalidStatus as exc:
                 status = exc.response.status_code
+                # meshui says why in the body when it can (a plaintext refusal, registry/plaintext.py).
+                said = exc.response.body.decode("utf-8", "replace").strip()[:300] if exc.response.body else ""
                 if status in (401, 403):
-                    self._set_state("refused", f"control plane refused our token (HTTP {status})")
+                    self._set_state("refused", f"control plane refused us (HTTP {status}): {said}"
+                                    if said else f"control plane refused our token (HTTP {status})")
                 else:
                     self._set_state("disconnected", f"control plane answered HTTP {status}")
+            except ssl.SSLCertVerificationError as exc:  # an OSError too: before that branch
+                self._set_state("untrusted", control_tls.verification_failure(exc, self.ca_file))
             except (TimeoutError, OSError, websockets.WebSocketException) as exc:
                 self._set_state("disconnected", f"{type(exc).__name__}: {exc}".rstrip(": "))
             except Exception as exc:  # loop boundary: never let the channel die
@@ -142,7 +151,7 @@ class ControlClient:
 
     def _set_state(self, state: str, error: str | None) -> None:
         if state != self.state or error != self.last_error:
-            if state == "refused":
+            if state in ("refused", "untrusted"):
                 log.error("%s; keeping the last good state and retrying", error)
             elif state == "disconnected":
                 log.warning(
@@ -164,6 +173,7 @@ class ControlClient:
             self.url,
             additional_headers={"Authorization": f"Bearer {self.token}"},
             proxy=None,  # never route the control channel through HTTP_PROXY (our own sidecar)
+            ssl=control_tls.client_context(self.url, self.ca_file),
             open_timeout=WELCOME_TIMEOUT_S,
             compression=None,
             # The frame limit meshui keeps its endpoints messages under (proxies.mesh.schema).
