@@ -65,14 +65,15 @@ def load_tls_files(cert: str, key: str) -> TlsFiles | None:
         raise TlsFilesError(f"{missing} is not set: {CERT_VARIABLE} and {KEY_VARIABLE} go "
                             "together (both for HTTPS, neither for plain HTTP)")
     cert_path, key_path = Path(cert), Path(key)
+    cert_pem, key_pem = _read(CERT_VARIABLE, cert_path), _read(KEY_VARIABLE, key_path)
     try:
-        chain = x509.load_pem_x509_certificates(_read(CERT_VARIABLE, cert_path))
+        chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError:
         raise TlsFilesError(f"{CERT_VARIABLE}: {cert_path} holds no PEM certificate "
                             "(-----BEGIN CERTIFICATE-----)") from None
     leaf = chain[0]
     try:
-        private = serialization.load_pem_private_key(_read(KEY_VARIABLE, key_path), password=None)
+        private = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
         raise TlsFilesError(f"{KEY_VARIABLE}: {key_path} is encrypted; give meshui the key "
                             "unencrypted, readable by its user only (chmod 600)") from None

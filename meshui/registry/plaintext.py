@@ -57,11 +57,14 @@ def plaintext_refused(
     return https and not debug and not arrived_over_tls(scope, behind_tls_proxy)
 
 
-def _where(scope: dict[str, Any]) -> str:
+def _peer(scope: dict[str, Any]) -> str:
     client = scope.get("client")
-    peer = f"{client[0]}:{client[1]}" if client else "unknown peer"
+    return f"{client[0]}:{client[1]}" if client else "unknown peer"
+
+
+def _wss_url(scope: dict[str, Any]) -> str:
     host = (_header(scope, b"host") or "meshui-host")[:HOST_SHOWN_MAX]
-    return f"{peer}; point its --control at wss://{host}{scope.get('path', '')!s}"
+    return f"wss://{host}{scope.get('path', '')!s}"
 
 
 async def refuse_plaintext(
@@ -80,10 +83,12 @@ async def refuse_plaintext(
         behind_tls_proxy=getattr(settings, "MESHUI_BEHIND_TLS_PROXY", False),
     ):
         return False
-    why = ("behind a TLS proxy (MESHUI_BEHIND_TLS_PROXY) and no X-Forwarded-Proto: https"
-           if settings.MESHUI_BEHIND_TLS_PROXY else "with HTTPS (MESHUI_TLS_CERT)")
-    logger.warning("control channel: refused a plaintext (ws://) handshake: meshui runs %s "
-                   "and DEBUG is off; from %s", why, _where(scope))
+    why = ("meshui is behind a TLS proxy (MESHUI_BEHIND_TLS_PROXY) and the handshake had no "
+           "X-Forwarded-Proto: https" if settings.MESHUI_BEHIND_TLS_PROXY
+           else "meshui serves HTTPS (MESHUI_TLS_CERT)")
+    logger.warning("control channel: refused a plaintext (ws://) handshake from %s: %s, and "
+                   "DEBUG is off; point the sidecar's --control at %s", _peer(scope), why,
+                   _wss_url(scope))
     if "websocket.http.response" in (scope.get("extensions") or {}):
         await send({"type": "websocket.http.response.start", "status": 403,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
