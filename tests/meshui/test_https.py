@@ -329,3 +329,40 @@ def test_plain_http_in_production_warns_w003(settings: Any) -> None:
     assert check_https() == []
     settings.DEBUG, settings.MESHUI_HTTPS = True, False
     assert check_https() == []
+
+
+def test_the_demo_serves_https_and_points_its_sidecars_at_wss_when_a_certificate_is_set(
+    server_files: ServerFiles, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshui.demo.mesh import Mesh, MeshConfig
+
+    for name in OURS:
+        monkeypatch.delenv(name, raising=False)
+    plain = MeshConfig.from_env()
+    assert plain.dashboard_url.startswith("http://") and plain.control_url.startswith("ws://")
+    assert Mesh(plain)._uvicorn_tls() == [] and Mesh(plain).child_env()["MESHUI_TLS_CERT"] == ""
+
+    monkeypatch.setenv("MESHUI_TLS_CERT", str(server_files.cert))
+    monkeypatch.setenv("MESHUI_TLS_KEY", str(server_files.key))
+    config = MeshConfig.from_env()
+    mesh = Mesh(config)
+    assert config.dashboard_url == f"https://127.0.0.1:{config.meshui_port}/"
+    assert config.control_url == f"wss://127.0.0.1:{config.meshui_port}/api/v1/control"
+    assert mesh._uvicorn_tls() == ["--ssl-certfile", str(server_files.cert),
+                                   "--ssl-keyfile", str(server_files.key)]
+    assert mesh.child_env()["MESHUI_TLS_KEY"] == str(server_files.key)
+    assert mesh._ca() == str(server_files.cert)  # a self-signed certificate is its own CA
+    monkeypatch.setenv("MESHUI_CONTROL_CA", str(authority.cert_path))
+    assert Mesh(MeshConfig.from_env())._ca() == str(authority.cert_path)
+
+
+def test_the_demo_stops_on_a_certificate_without_its_key(
+    server_files: ServerFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshui.demo.mesh import MeshConfig
+    from meshui.env import EnvError
+
+    monkeypatch.setenv("MESHUI_TLS_CERT", str(server_files.cert))
+    monkeypatch.delenv("MESHUI_TLS_KEY", raising=False)
+    with pytest.raises(EnvError, match="MESHUI_TLS_KEY is not set"):
+        MeshConfig.from_env()
