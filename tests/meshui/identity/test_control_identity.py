@@ -152,6 +152,25 @@ async def test_more_than_six_csrs_a_minute_are_rate_limited(
     await communicator.disconnect()
 
 
+async def test_a_short_lifetime_raises_the_csr_rate_to_twice_its_renewals(
+    meshui_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meshui_settings.MESHUI_CERT_LIFETIME_S = 3  # renewals every 2 s: one CSR a second allowed
+    clock = FakeClock()
+    monkeypatch.setattr(consumers, "_clock", clock)
+    communicator, _ = await joined()
+    pem = csr_pem()
+    for n in range(1, 7):
+        assert (await ask(communicator, n, pem))["type"] == "certificate"
+    assert (await ask(communicator, 7, pem))["code"] == "rate_limited"
+    for n in range(8, 12):  # on schedule (and then some) for as long as it runs
+        clock.advance(1)
+        answer = await ask(communicator, n, pem)
+        assert answer["type"] == "certificate", answer
+        assert answer["not_after"] - answer["not_before"] == 3 + 60
+    await communicator.disconnect()
+
+
 def revoke_over_the_api(token: str) -> Any:
     admin = Client()
     admin.force_login(make_user("ada", Role.ADMIN))
