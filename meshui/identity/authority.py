@@ -31,7 +31,6 @@ from meshui.identity.certs import (
     is_ca,
     load_certificates,
     pem_of,
-    serial_hex,
     subject_text,
 )
 from meshui.identity.leaf import Leaf, sign_leaf
@@ -86,10 +85,6 @@ class Authority:
     def chain_of(self, leaf: x509.Certificate) -> str:
         """What a sidecar is sent: its leaf, then the intermediates (not the root)."""
         return pem_of(leaf) + self.chain_pem
-
-    def describe(self) -> dict[str, str]:
-        return {"subject": subject_text(self.certificate),
-                "serial": serial_hex(self.certificate.serial_number)}
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
