@@ -136,6 +136,15 @@ class Workers:
             proc.wait()
 
 
+def join_token(mesh: Mesh, service: str) -> str:
+    """A join token for ``service``'s clients, made as any harness makes one:
+    ``manage.py join_token`` against the mesh's database (docs/security.md)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "join_token", "--service", service,
+         "--description", "bench/convergence.py"], cwd=ROOT, env={**os.environ, **mesh.child_env()},
+        check=True, capture_output=True, text=True).stdout.strip()
+
+
 def api(mesh: Mesh, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {mesh.demo_token()}"}
     return httpx.request(method, f"{mesh.config.dashboard_url}api/v1/{path}", headers=headers,
@@ -147,7 +156,7 @@ async def hello_round_trip(mesh: Mesh, samples: int = 50) -> list[float]:
     import websockets
 
     url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/api/v1/control"
-    headers = {"Authorization": f"Bearer {mesh.config.control_token}"}
+    headers = {"Authorization": f"Bearer {join_token(mesh, 'baseline')}"}
     times = []
     async with websockets.connect(url, additional_headers=headers, proxy=None) as ws:
         for n in range(samples):
@@ -155,7 +164,7 @@ async def hello_round_trip(mesh: Mesh, samples: int = 50) -> list[float]:
             await ws.send(json.dumps({"type": "heartbeat", "state": {}}) if n else json.dumps(
                 {"type": "hello", "proxy_id": "baseline", "service": "baseline",
                  "address": "127.0.0.9:1"}))
-            if n == 0:
+            if n == 0:  # welcome (then trust_bundle and endpoints, read by the next rounds)
                 while json.loads(await ws.recv())["type"] != "welcome":
                     pass
             else:
@@ -170,7 +179,8 @@ async def hello_round_trip(mesh: Mesh, samples: int = 50) -> list[float]:
 def converge(mesh: Mesh, size: int, rounds: int) -> dict[str, Any]:
     url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/api/v1/control"
     started = time.monotonic()
-    workers = Workers(url, mesh.config.control_token, size)
+    # Every client is a sidecar of the service "bench": one join token for them all.
+    workers = Workers(url, join_token(mesh, "bench"), size)
     try:
         workers.ask("connected")
         print(f"N={size}: all clients connected", file=sys.stderr)

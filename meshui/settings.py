@@ -14,6 +14,7 @@ from meshui.channel_layers import DEFAULT_MAX_CONNECTIONS, channel_layers_for
 from meshui.dashboard.trace_links import validate_template
 from meshui.env import EnvError, env_bool, env_float, env_int, env_list, env_str
 from meshui.tls import TlsFilesError, load_tls_files
+from proxies.identity.spiffe import DEFAULT_TRUST_DOMAIN, trust_domain_problem
 from proxies.mesh.schema import ENDPOINTS_MAX_BYTES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,8 +42,6 @@ CSRF_TRUSTED_ORIGINS = env_list("MESHUI_CSRF_TRUSTED_ORIGINS", "")
 
 # Read-only pages and GET API endpoints open without login when true; writes never are.
 MESHUI_PUBLIC_READ = env_bool("MESHUI_PUBLIC_READ", False)
-# Shared secret of the control channel (docs/control-channel.md); empty refuses every sidecar.
-MESHUI_CONTROL_TOKEN = env_str("MESHUI_CONTROL_TOKEN")
 MESHUI_HEARTBEAT_INTERVAL = env_int("MESHUI_HEARTBEAT_INTERVAL", 5, minimum=1, maximum=3600)
 # Seconds a sidecar may take to ACK a state it was sent before it shows STALE (xDS).
 MESHUI_SYNC_TIMEOUT = env_int("MESHUI_SYNC_TIMEOUT", 5, minimum=1, maximum=3600)
@@ -96,6 +95,36 @@ def _trace_link_template(name: str) -> str:
 # Where a trace's own page is in the long-term backend the collector forwards to, with
 # {trace_id} for the id (meshui/dashboard/trace_links.py); empty: no links.
 MESHUI_TRACE_LINK_TEMPLATE = _trace_link_template("MESHUI_TRACE_LINK_TEMPLATE")
+
+
+def _trust_domain(name: str) -> str:
+    value = env_str(name, DEFAULT_TRUST_DOMAIN)
+    problem = trust_domain_problem(value)
+    if problem is not None:
+        raise EnvError(f"{name} {problem}")
+    return value
+
+
+def _ca_files() -> tuple[str, str]:
+    cert, key = env_str("MESHUI_CA_CERT"), env_str("MESHUI_CA_KEY")
+    if bool(cert) != bool(key):
+        raise EnvError("MESHUI_CA_CERT and MESHUI_CA_KEY go together: set both (the operator's "
+                       "intermediate and its key) or neither (meshui generates its own root)")
+    return cert, key
+
+
+# Identity (docs/security.md): the SPIFFE trust domain of every sidecar's certificate; the
+# generated root's directory, or the operator's intermediate (its chain to the root, and
+# its key); more roots to trust during a CA rotation; a leaf certificate's lifetime.
+MESHUI_TRUST_DOMAIN = _trust_domain("MESHUI_TRUST_DOMAIN")
+MESHUI_CA_DIR = env_str("MESHUI_CA_DIR") or str(VAR_DIR / "ca")
+MESHUI_CA_CERT, MESHUI_CA_KEY = _ca_files()
+MESHUI_CA_EXTRA_ROOTS = env_str("MESHUI_CA_EXTRA_ROOTS")
+MESHUI_CERT_LIFETIME_S = env_int("MESHUI_CERT_LIFETIME_S", 86400, minimum=2,
+                                 maximum=366 * 86400)
+# A new join token's lifetime unless its creator gives one (docs/security.md, "Joining").
+MESHUI_JOIN_TOKEN_TTL_S = env_int("MESHUI_JOIN_TOKEN_TTL_S", 30 * 86400, minimum=60,
+                                  maximum=365 * 86400)
 # The pool size of the channel layer and of each asyncio Redis client (meshui.redis_clients).
 MESHUI_REDIS_MAX_CONNECTIONS = env_int(
     "MESHUI_REDIS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, minimum=10)
@@ -117,6 +146,7 @@ INSTALLED_APPS = [
     "meshui.dashboard",
     "meshui.policy",
     "meshui.alerts",
+    "meshui.identity",
 ]
 
 MIDDLEWARE = [

@@ -11,12 +11,13 @@ from meshui.api.auth import SessionAuth, TokenAuth, guard_docs
 from meshui.api.errors import install_error_handlers
 from meshui.api.methods import answer_every_method
 from meshui.dashboard.api import router as dashboard_router
+from meshui.identity.api import router as identity_router
 from meshui.policy.api import router as policy_router
 from meshui.registry.api import router as registry_router
 
 # Every app's endpoints, mounted at /api/v1/ in this order (the order of the docs page).
 ROUTERS: list[Router] = [dashboard_router, registry_router, policy_router, alerts_router,
-                         notify_router, accounts_router]
+                         notify_router, identity_router, accounts_router]
 
 
 api = NinjaAPI(

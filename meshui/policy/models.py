@@ -72,6 +72,8 @@ class Action(models.TextChoices):
     CONTACT_POINT_TESTED = "contact_point_tested", "test notification sent"
     SILENCE_CREATED = "silence_created", "silence created"
     SILENCE_EXPIRED = "silence_expired", "silence expired"
+    JOIN_TOKEN_CREATED = "join_token_created", "join token created"
+    JOIN_TOKEN_REVOKED = "join_token_revoked", "join token revoked"
 
 
 class AuditEntryQuerySet(models.QuerySet["AuditEntry"]):

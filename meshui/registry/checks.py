@@ -4,7 +4,7 @@
 |-------------|----------------------------------------------------------|
 | meshui.E001 | REDIS_URL is not set                                     |
 | meshui.E002 | REDIS_URL is not a redis://, rediss:// or unix:// URL    |
-| meshui.W002 | MESHUI_CONTROL_TOKEN is not set (every sidecar refused)  |
+| meshui.W002 | MESHUI_CONTROL_TOKEN is set, but join tokens replaced it |
 
 Redis carries the registry's pushes (the channel layer), its endpoints version and restart
 hold, and the Celery broker of its sweep; the dashboard reads the live graph from it too.
@@ -12,6 +12,7 @@ hold, and the Celery broker of its sweep; the dashboard reads the live graph fro
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,12 +45,17 @@ def check_redis_url(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
 
 
 @register(Tags.security)
-def check_control_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    if not getattr(settings, "MESHUI_CONTROL_TOKEN", ""):
+def check_legacy_control_token(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The shared control token of before issue 11 is read by nobody any more: say so, or an
+    operator upgrading believes the sidecars are still admitted by it."""
+    if os.environ.get("MESHUI_CONTROL_TOKEN"):
         return [
             Warning(
-                "MESHUI_CONTROL_TOKEN is not set; the control channel refuses every sidecar.",
-                hint="Set the same MESHUI_CONTROL_TOKEN for meshui and the sidecars.",
+                "MESHUI_CONTROL_TOKEN is set but no longer used: sidecars join with "
+                "per-service join tokens, and one without refuses to connect.",
+                hint="Create a token per service (manage.py join_token --service NAME, or "
+                "POST /api/v1/join-tokens) and give each sidecar its own; then unset "
+                "MESHUI_CONTROL_TOKEN (docs/security.md).",
                 id="meshui.W002",
             )
         ]

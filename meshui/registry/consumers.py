@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -15,6 +14,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from meshui.broadcast import PROXIES_GROUP, SERVICE_RESTART, leave_group
+from meshui.identity import issuance, joining
+from meshui.identity.authority import acurrent_authority
+from meshui.identity.certs import CaProblem
+from meshui.identity.csr import CsrRefused
+from meshui.identity.joining import IDENTITY_CLOSE, TOKEN_CLOSE, Grant, TokenRefused
 from meshui.policy.push import alatest_published, apublished_config, current_config
 from meshui.redis_clients import DATA_SOURCE_ERRORS
 from meshui.registry import claims, ejections, instance_state
@@ -22,9 +26,14 @@ from meshui.registry.control_writes import writer as control_writes
 from meshui.registry.endpoints import apublish_endpoints
 from meshui.registry.frames import (
     BAD_FIELD,
+    CA_UNAVAILABLE,
     EXPORT_TRACES,
     HELLO_FIRST,
+    IDENTITY_MISMATCH,
+    RATE_LIMITED,
+    TOKEN_REVOKED,
     Ack,
+    Csr,
     FrameError,
     Heartbeat,
     Hello,
@@ -47,13 +56,6 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def token_is_valid(presented: str | None, expected: str) -> bool:
-    """Constant-time comparison; an unset expected token accepts nobody."""
-    if not expected or presented is None:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
-
-
 def peer(scope: dict[str, Any]) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "unknown peer"
@@ -62,6 +64,8 @@ def peer(scope: dict[str, Any]) -> str:
 claim = database_sync_to_async(claims.claim)
 release = database_sync_to_async(claims.release)
 read_current_config = database_sync_to_async(current_config)
+admit = database_sync_to_async(joining.admit)
+issue_certificate = database_sync_to_async(issuance.issue)
 
 # A close with SERVICE_RESTART (meshui itself shutting down) leaves the instance
 # registered: it says hello to the next process, which takes its row over, and the restart
@@ -75,7 +79,13 @@ LOGGED_ERRORS = 10
 # export_traces frames sent to one sidecar per second at most (the collectors' keep relays
 # send a few; this bounds what any number of them can make one connection carry).
 EXPORT_FRAMES_PER_S = 10
-_clock = time.monotonic  # the export_traces rate's clock (tests move it)
+# CSRs one connection may send a minute (a sidecar sends one per two thirds of a certificate
+# lifetime, and one after each reconnect); more are answered rate_limited, without a
+# database read. A lifetime short enough to need more (MESHUI_CERT_LIFETIME_S of a few
+# seconds, as rotation tests set) raises the rate to twice its renewals: the bound stops a
+# sidecar gone wrong, never one renewing on schedule.
+CSRS_PER_MINUTE = 6
+_clock = time.monotonic  # the export_traces and CSR rates' clock (tests move it)
 
 
 class ControlConsumer(AsyncWebsocketConsumer):
@@ -93,6 +103,10 @@ class ControlConsumer(AsyncWebsocketConsumer):
     _export_tokens = float(EXPORT_FRAMES_PER_S)
     _export_at = 0.0
     service = ""  # the hello's service
+    grant: Grant | None = None  # what the handshake's join token allows
+    token_group: str | None = None  # the channel-layer group of the token's connections
+    _csr_tokens = float(CSRS_PER_MINUTE)
+    _csr_at: float | None = None
     state_reported = False  # whether Redis holds a state report of this connection
     reported_services: frozenset[str] = frozenset()  # the services its last report listed
 
@@ -107,19 +121,39 @@ class ControlConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        if await refuse_plaintext(self.scope, self.base_send):  # HTTPS in production: wss only
+        """A join token's handshake (identity/joining.py), over TLS in production
+        (registry/plaintext.py); anything else is refused before accept(), which the client
+        sees as HTTP 403."""
+        if await refuse_plaintext(self.scope, self.base_send):
             return
         token = bearer_token(self.scope)
-        if not token_is_valid(token, settings.MESHUI_CONTROL_TOKEN):
-            logger.warning(
-                "control channel: refused %s (%s token)",
-                peer(self.scope), "missing" if token is None else "wrong",
-            )
-            await self.close()  # before accept(): the handshake fails with HTTP 403
+        token_hash = joining.presented_digest(token)
+        if token_hash is None:
+            await self.refuse_handshake("missing token" if token is None
+                                        else "not a join token (mjt_...)")
             return
+        # Into the token's group before its row is read: a revocation committed after the
+        # read closes this connection through the group (joining.py).
+        self.token_group = joining.token_group(token_hash)
+        await self.channel_layer.group_add(self.token_group, self.channel_name)
+        admission = await admit(token_hash, timezone.now())
+        if admission.grant is None:
+            await self.refuse_handshake(admission.reason)
+            return
+        self.grant = admission.grant
         await self.accept()
 
+    async def refuse_handshake(self, reason: str) -> None:
+        logger.warning("control channel: refused %s (%s)", peer(self.scope), reason)
+        if self.token_group is not None:
+            await self.channel_layer.group_discard(self.token_group, self.channel_name)
+            self.token_group = None
+        await self.close()  # before accept(): the handshake fails with HTTP 403
+
     async def disconnect(self, code: int) -> None:
+        if self.token_group is not None:
+            await leave_group(self.channel_layer, self.token_group, self.channel_name, code)
+            self.token_group = None
         if self.proxy_id is None:
             return
         await leave_group(self.channel_layer, PROXIES_GROUP, self.channel_name, code)
@@ -149,6 +183,8 @@ class ControlConsumer(AsyncWebsocketConsumer):
                 await self.on_hello(frame)
             elif self.proxy_id is None:
                 raise FrameError(f"send hello before {type(frame).__name__.lower()}", HELLO_FIRST)
+            elif isinstance(frame, Csr):
+                await self.on_csr(frame)
             elif isinstance(frame, Heartbeat):
                 control_writes().heartbeat(self.channel_name)
                 await self.catch_up_config()
@@ -183,6 +219,14 @@ class ControlConsumer(AsyncWebsocketConsumer):
         if self.proxy_id is not None and self.proxy_id != hello.proxy_id:
             raise FrameError("hello: 'proxy_id' must stay the same on one connection; it "
                              "belongs to " + self.proxy_id, BAD_FIELD, "proxy_id")
+        assert self.grant is not None  # connect() accepted only with one
+        if hello.service != self.grant.service:
+            await self.refuse(FrameError(
+                f"hello: 'service' is {hello.service!r} but the join token "
+                f"{self.grant.prefix}... is for {self.grant.service!r}; give this sidecar a "
+                f"token for {hello.service!r}", IDENTITY_MISMATCH, "service"))
+            await self.close(code=IDENTITY_CLOSE)
+            return
         verdict = await claim(hello, self.channel_name, timezone.now())
         self.proxy_id = hello.proxy_id
         self.tail_keep = hello.tail_keep
@@ -197,6 +241,7 @@ class ControlConsumer(AsyncWebsocketConsumer):
             "proxy_id": hello.proxy_id,
             "heartbeat_interval": settings.MESHUI_HEARTBEAT_INTERVAL,
         })
+        await self.send_trust_bundle()
         await self.channel_layer.group_add(PROXIES_GROUP, self.channel_name)
         # The policy in force right after welcome (read after joining the group, so a
         # revision committed meanwhile arrives through it: the newer one is what counts).
@@ -207,6 +252,65 @@ class ControlConsumer(AsyncWebsocketConsumer):
         # The new instance's own endpoints message arrives through the group like
         # everybody else's (after the restart hold, settle.py, if one is on).
         await apublish_endpoints()
+
+    async def send_trust_bundle(self) -> None:
+        """The roots a sidecar verifies its peers with, right after welcome."""
+        try:
+            authority = await acurrent_authority()
+        except CaProblem as exc:
+            logger.error("control channel: no trust bundle for %s: %s", self.proxy_id, exc)
+            return
+        await self.send_json({"type": "trust_bundle", "version": authority.bundle_version,
+                              "roots": authority.roots_pem})
+
+    def csr_allowed(self) -> bool:
+        """A token bucket of CSRS_PER_MINUTE, refilled at CSRS_PER_MINUTE a minute or at
+        twice the renewal rate of the certificate lifetime (no database read)."""
+        now = _clock()
+        rate = max(CSRS_PER_MINUTE / 60, 3 / settings.MESHUI_CERT_LIFETIME_S)
+        elapsed = 0.0 if self._csr_at is None else now - self._csr_at
+        tokens = min(float(CSRS_PER_MINUTE), self._csr_tokens + elapsed * rate)
+        self._csr_at = now
+        if tokens < 1:
+            self._csr_tokens = tokens
+            return False
+        self._csr_tokens = tokens - 1
+        return True
+
+    async def on_csr(self, frame: Csr) -> None:
+        """Sign the sidecar a certificate for its token's service, or say why not."""
+        if not self.csr_allowed():
+            raise FrameError(f"too many CSRs on this connection (at most {CSRS_PER_MINUTE} a "
+                             "minute, or twice the certificates' renewal rate); send the next "
+                             "one later", RATE_LIMITED, "csr", frame.id)
+        assert self.grant is not None and self.proxy_id is not None
+        try:
+            answer = await issue_certificate(self.grant, self.proxy_id, frame.id, frame.pem,
+                                             timezone.now())
+        except TokenRefused as exc:
+            await self.refuse(FrameError(str(exc), exc.code, "csr", frame.id))
+            await self.close(code=TOKEN_CLOSE)
+            return
+        except CsrRefused as exc:
+            raise FrameError(str(exc), exc.code, "csr", frame.id) from None
+        except CaProblem as exc:
+            logger.error("control channel: cannot sign %s's CSR: %s", self.proxy_id, exc)
+            raise FrameError("meshui's CA cannot sign now (its files are unusable: see "
+                             "meshui's log); send the CSR again later", CA_UNAVAILABLE,
+                             "csr", frame.id) from None
+        await self.send_json(answer)
+
+    async def join_token_revoked(self, event: dict[str, Any]) -> None:
+        """An admin revoked our join token (identity/api.py): close now, with 4401."""
+        if self.grant is None:
+            return  # refused at the handshake, or closed already
+        self.grant = None
+        logger.info("control channel: %s closed: its join token was revoked",
+                    self.proxy_id or peer(self.scope))
+        await self.send_json(FrameError(
+            "the join token of this connection was revoked; create a new one for this "
+            "sidecar", TOKEN_REVOKED).as_frame())
+        await self.close(code=TOKEN_CLOSE)
 
     async def control_superseded(self, event: dict[str, Any]) -> None:
         """A newer connection took our instance over: stop sending it anything."""

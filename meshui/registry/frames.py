@@ -40,20 +40,36 @@ UNKNOWN_TYPE = "unknown_type"
 BAD_FIELD = "bad_field"
 HELLO_FIRST = "hello_first"
 PROXY_ID_IN_USE = "proxy_id_in_use"
+# Identity (issue 11): the hello's service or a CSR's identity is not the join token's; a
+# CSR meshui cannot sign; the token was revoked or expired since the handshake (the
+# connection is then closed, TOKEN_CLOSE); more CSRs than CSRS_PER_MINUTE.
+IDENTITY_MISMATCH = "identity_mismatch"
+BAD_CSR = "bad_csr"
+TOKEN_REVOKED = "token_revoked"
+TOKEN_EXPIRED = "token_expired"
+RATE_LIMITED = "rate_limited"
+CA_UNAVAILABLE = "ca_unavailable"  # meshui's CA files cannot be used now: retry later
+
+CSR = "csr"
+CSR_ID_MAX = INT64_MAX
 
 
 class FrameError(ValueError):
     """A frame meshui refuses; ``code`` is stable, ``field`` names the key at fault."""
 
-    def __init__(self, reason: str, code: str = BAD_FRAME, field: str | None = None) -> None:
+    def __init__(self, reason: str, code: str = BAD_FRAME, field: str | None = None,
+                 frame_id: int | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.field = field
+        self.frame_id = frame_id  # the refused frame's own id (a csr's)
 
     def as_frame(self) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "error", "code": self.code, "reason": str(self)}
         if self.field is not None:
             frame["field"] = self.field
+        if self.frame_id is not None:
+            frame["id"] = self.frame_id
         return frame
 
 
@@ -67,6 +83,14 @@ class Hello:
     pid: int | None
     sidecar_version: str
     tail_keep: bool = False  # it holds a ring of recent spans: send it export_traces frames
+
+
+@dataclass(frozen=True, slots=True)
+class Csr:
+    """A certificate signing request (meshui/identity/csr.py checks the PEM itself)."""
+
+    id: int
+    pem: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +128,7 @@ class Heartbeat:
     report_problem: FrameError | None = None
 
 
-Frame = Hello | Ack | Nack | Heartbeat
+Frame = Hello | Ack | Nack | Heartbeat | Csr
 KINDS = ("endpoints", "config")
 # A sidecar may also NACK an export_traces frame (its `version` is the frame's `id`); it
 # never ACKs one, and no sync state is kept of them.
@@ -267,4 +291,16 @@ def parse_frame(text: str | None) -> Frame:
             ejected, ejected_problem = (), f"heartbeat: 'state.ejected' {exc}"
         return Heartbeat(state=state, ejected=ejected, ejected_problem=ejected_problem,
                          report=report, report_problem=report_problem)
+    if kind == CSR:
+        return parse_csr(frame)
     raise FrameError(f"unknown frame type {shown(kind)}", UNKNOWN_TYPE, "type")
+
+
+def parse_csr(frame: dict[str, Any]) -> Csr:
+    frame_id = _int(frame, "id", 1, CSR_ID_MAX)
+    assert frame_id is not None
+    pem = frame.get("csr")
+    if not isinstance(pem, str):
+        raise FrameError(f"csr: 'csr' must be the PEM text of a certificate request, got "
+                         f"{shown(pem)}", BAD_CSR, "csr", frame_id)
+    return Csr(frame_id, pem)

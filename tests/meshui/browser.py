@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,18 +46,37 @@ def csp_problems(page: Any, console: list[str]) -> list[str]:
 
 
 def server_env(redis_url: str, workdir: Path, **extra_env: str) -> dict[str, str]:
-    """The environment of ``meshui_server``'s processes: its Redis and its SQLite database,
-    so another process (an alert evaluator, a management command) can share them."""
+    """The environment of ``meshui_server``'s processes: its Redis, its SQLite database and
+    its CA directory, so another process (an alert evaluator, a management command) can
+    share them."""
     return {
         **os.environ,
         "REDIS_URL": redis_url,
         "DATABASE_URL": f"sqlite:///{workdir / 'meshui.sqlite3'}",
         "MESHUI_PUBLIC_READ": "true",
         "MESHUI_SECRET_KEY": "browser-test-secret",
-        "MESHUI_CONTROL_TOKEN": "browser-test-token",
+        "MESHUI_CA_DIR": str(workdir / "ca"),
         "DJANGO_SETTINGS_MODULE": "meshui.settings",
         **extra_env,
     }
+
+
+def join_tokens(redis_url: str, workdir: Path, services: Iterable[str], **extra_env: str
+                ) -> dict[str, str]:
+    """A join token per service for the sidecars of ``meshui_server(redis_url, workdir)``,
+    made the way a harness makes them: ``manage.py join_token --service NAME`` (one line on
+    stdout, the token), all at once."""
+    env = server_env(redis_url, workdir, **extra_env)
+    running = {service: subprocess.Popen(
+        [sys.executable, "manage.py", "join_token", "--service", service,
+         "--description", "browser test"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for service in sorted(set(services))}
+    tokens = {}
+    for service, process in running.items():
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+        tokens[service] = out.strip()
+    return tokens
 
 
 @contextmanager

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from meshui.channel_layers import channel_layers_for
+from tests.meshui.join_tokens import join_token as make_join_token
 from tests.ports import free_port
 
-CONTROL_TOKEN = "test-control-token"
+
+@pytest.fixture(scope="session")
+def session_ca_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated root for the session's tests (tests of the CA itself make their own)."""
+    return tmp_path_factory.mktemp("ca") / "ca"
 
 
 @pytest.fixture
-def meshui_settings(settings: Any, redis_url: str) -> Any:
-    """Settings for one test: its own Redis database, channel layer and control token."""
+def meshui_settings(settings: Any, redis_url: str, session_ca_dir: Path) -> Any:
+    """Settings for one test: its own Redis database and channel layer, the session's CA."""
     settings.REDIS_URL = redis_url
     settings.CHANNEL_LAYERS = channel_layers_for(redis_url)
-    settings.MESHUI_CONTROL_TOKEN = CONTROL_TOKEN
+    settings.MESHUI_CA_DIR = str(session_ca_dir)
     settings.MESHUI_PUBLIC_READ = False
     settings.MESHUI_HEARTBEAT_INTERVAL = 5
     # A long-running meshui: its restart hold has ended (tests of the hold start their own).
@@ -27,6 +33,12 @@ def meshui_settings(settings: Any, redis_url: str) -> Any:
 
     settled_hold()
     return settings
+
+
+@pytest.fixture
+def join_token(db: Any) -> Callable[..., str]:
+    """``join_token("catalog")``: the text of a real join token for catalog."""
+    return make_join_token
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +73,7 @@ class FakeSidecar:
 
 
 async def _run(url: str, token: str, sidecar: FakeSidecar, stop: asyncio.Event) -> None:
+    # The trust_bundle frame after welcome, and any other it does not answer, is ignored.
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as socket:
         await socket.send(json.dumps(sidecar.hello()))
 
@@ -99,15 +100,18 @@ async def _run(url: str, token: str, sidecar: FakeSidecar, stop: asyncio.Event) 
 
 
 @contextmanager
-def fake_sidecars(base_url: str, token: str, sidecars: list[FakeSidecar]) -> Iterator[None]:
-    """``sidecars`` connected to the meshui at ``base_url`` while the block runs."""
+def fake_sidecars(base_url: str, tokens: Mapping[str, str], sidecars: list[FakeSidecar]
+                  ) -> Iterator[None]:
+    """``sidecars`` connected to the meshui at ``base_url`` while the block runs, each with
+    its service's join token from ``tokens`` (tests/meshui/browser.py, ``join_tokens``)."""
     url = base_url.replace("http://", "ws://") + "/api/v1/control"
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failures: list[BaseException] = []
 
     async def main() -> None:
-        results = await asyncio.gather(*(_run(url, token, s, stop) for s in sidecars),
+        results = await asyncio.gather(*(_run(url, tokens[s.service], s, stop)
+                                         for s in sidecars),
                                        return_exceptions=True)
         failures.extend(r for r in results if isinstance(r, BaseException))
 

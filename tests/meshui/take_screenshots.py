@@ -148,8 +148,8 @@ def shoot_policy_pages(url: str, out: Path) -> None:
 def policy_main(out_dir: str) -> None:
     import tempfile
 
-    from tests.meshui.browser import meshui_server
-    from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
+    from tests.meshui.browser import join_tokens, meshui_server
+    from tests.meshui.conftest import StoppableRedis
     from tests.meshui.fake_sidecars import FakeSidecar, fake_sidecars
     from tests.meshui.sample_graph import write_sample_graph
 
@@ -168,9 +168,10 @@ def policy_main(out_dir: str) -> None:
         write_sample_graph(valkey.url, seconds=60)
         with tempfile.TemporaryDirectory() as work, meshui_server(
                 valkey.url, Path(work), users={"olivia": "operator", "victor": "viewer"},
-                MESHUI_USER_PASSWORD=POLICY_PASSWORD, MESHUI_CONTROL_TOKEN=CONTROL_TOKEN,
-                MESHUI_PUBLIC_READ="false") as url, fake_sidecars(url, CONTROL_TOKEN, sidecars):
-            shoot_policy_pages(url, out)
+                MESHUI_USER_PASSWORD=POLICY_PASSWORD, MESHUI_PUBLIC_READ="false") as url:
+            tokens = join_tokens(valkey.url, Path(work), {s.service for s in sidecars})
+            with fake_sidecars(url, tokens, sidecars):
+                shoot_policy_pages(url, out)
     finally:
         valkey.close()
 

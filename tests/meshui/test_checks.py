@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshui.accounts.checks import check_secret_key
-from meshui.registry.checks import check_control_token, check_redis_url
+from meshui.registry.checks import check_legacy_control_token, check_redis_url
 
 
 def ids(messages: list[Any]) -> list[str]:
@@ -33,11 +33,15 @@ def test_the_generated_secret_key_warns_w001(settings: Any) -> None:
     assert check_secret_key() == []
 
 
-def test_a_missing_control_token_warns_w002(settings: Any) -> None:
-    settings.MESHUI_CONTROL_TOKEN = ""
-    assert ids(check_control_token()) == ["meshui.W002"]
-    settings.MESHUI_CONTROL_TOKEN = "s3cret"
-    assert check_control_token() == []
+def test_a_leftover_shared_control_token_warns_w002_that_join_tokens_replaced_it(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setenv("MESHUI_CONTROL_TOKEN", "s3cret")
+    (warning,) = check_legacy_control_token()
+    assert warning.id == "meshui.W002"
+    assert "join_token --service" in warning.hint
+    monkeypatch.delenv("MESHUI_CONTROL_TOKEN")
+    assert check_legacy_control_token() == []
 
 
 def test_ensure_user_creates_then_updates_an_ordinary_user(db: Any, monkeypatch: Any) -> None:

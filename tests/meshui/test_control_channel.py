@@ -16,7 +16,7 @@ from django.utils import timezone
 from meshui.registry.models import Instance, SyncState
 from meshui.registry.tasks import sweep_stale_instances
 from meshui.routing import websocket_urlpatterns
-from tests.meshui.conftest import CONTROL_TOKEN
+from tests.meshui.join_tokens import join_token
 from tests.meshui.websocket import WebsocketCommunicator
 from tests.polling import eventually, first_matching
 
@@ -25,9 +25,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 application = URLRouter(websocket_urlpatterns)
 
 
-def sidecar(token: str | None = CONTROL_TOKEN, client: tuple[str, int] = ("10.0.0.7", 5123)
-            ) -> WebsocketCommunicator:
-    headers = [(b"authorization", f"Bearer {token}".encode())] if token is not None else []
+def sidecar(service: str, client: tuple[str, int] = ("10.0.0.7", 5123),
+            token: str | None = None) -> WebsocketCommunicator:
+    """A control client of one of ``service``'s sidecars, with ``service``'s join token
+    (tests/meshui/join_tokens.py) unless ``token`` is given ("" for no header at all)."""
+    token = join_token(service) if token is None else token
+    headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
     communicator = WebsocketCommunicator(application, "/api/v1/control", headers=headers)
     communicator.scope["client"] = client
     return communicator
@@ -64,32 +67,29 @@ async def until(condition: Any, timeout: float = 5) -> None:
     await eventually(database_sync_to_async(condition), timeout, interval=0.02)
 
 
-async def test_a_wrong_token_is_refused_at_the_handshake_and_logged(
+async def test_a_wrong_or_missing_token_is_refused_at_the_handshake_and_logged(
     meshui_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="meshui")
-    for token in ("not-the-token", None):
-        communicator = sidecar(token)
+    join_token("catalog")  # a real token exists; these are not it
+    for token in ("not-a-join-token", "mjt_" + "x" * 43, ""):
+        communicator = sidecar("catalog", token=token)
         connected, code = await communicator.connect()
         assert not connected
         assert code == 403 or code is None or code == 1000  # closed before accept
     assert "10.0.0.7:5123" in caplog.text
-    assert "wrong token" in caplog.text and "missing token" in caplog.text
-
-
-async def test_an_unset_control_token_refuses_everybody(meshui_settings: Any) -> None:
-    meshui_settings.MESHUI_CONTROL_TOKEN = ""
-    connected, _ = await sidecar("").connect()
-    assert not connected
+    assert "not a join token" in caplog.text and "unknown join token" in caplog.text
+    assert "missing token" in caplog.text
 
 
 async def test_hello_gets_a_welcome_and_endpoints_listing_itself(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("catalog")
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to(hello("catalog-1", "catalog", "v2"))
     assert await receive(communicator) == {
         "type": "welcome", "proxy_id": "catalog-1", "heartbeat_interval": 5}
+    assert (await receive(communicator))["type"] == "trust_bundle"
     endpoints = await receive(communicator)
     assert endpoints["type"] == "endpoints"
     assert endpoints["version"] >= 1
@@ -102,7 +102,7 @@ async def test_hello_gets_a_welcome_and_endpoints_listing_itself(meshui_settings
 
 
 async def test_a_second_sidecar_is_broadcast_to_the_first(meshui_settings: Any) -> None:
-    first, second = sidecar(), sidecar()
+    first, second = sidecar("frontend"), sidecar("catalog")
     await register(first, hello("frontend-1", "frontend"))
     mine = await register(second, hello("catalog-1", "catalog", port=9002))
     assert set(mine["services"]) == {"frontend", "catalog"}
@@ -117,7 +117,7 @@ async def test_a_second_sidecar_is_broadcast_to_the_first(meshui_settings: Any) 
 async def test_a_disconnect_removes_the_instance_from_everyone_s_endpoints(
     meshui_settings: Any
 ) -> None:
-    stays, leaves = sidecar(), sidecar()
+    stays, leaves = sidecar("frontend"), sidecar("catalog")
     await register(stays, hello("frontend-1", "frontend"))
     await register(leaves, hello("catalog-1", "catalog", port=9002))
     await leaves.disconnect()
@@ -130,7 +130,7 @@ async def test_a_disconnect_removes_the_instance_from_everyone_s_endpoints(
 
 
 async def test_acks_and_nacks_are_recorded_as_sync_state(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     endpoints = await register(communicator, hello("frontend-1", "frontend"))
     version = endpoints["version"]
 
@@ -157,7 +157,7 @@ async def test_acks_and_nacks_are_recorded_as_sync_state(meshui_settings: Any) -
 
 
 async def test_a_heartbeat_updates_last_seen(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     old = timezone.now() - timedelta(seconds=10)
     await database_sync_to_async(Instance.objects.update)(last_seen=old)
@@ -176,7 +176,7 @@ async def test_a_heartbeat_updates_last_seen(meshui_settings: Any) -> None:
 async def test_a_malformed_frame_gets_an_error_and_keeps_the_connection(
     meshui_settings: Any, frame: str, reason: str
 ) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     await communicator.send_to(text_data=frame)
     error = await receive(communicator)
@@ -189,7 +189,7 @@ async def test_a_malformed_frame_gets_an_error_and_keeps_the_connection(
 
 
 async def test_frames_before_hello_are_an_error(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("catalog")
     await communicator.connect()
     await communicator.send_json_to({"type": "heartbeat", "state": {}})
     assert (await receive(communicator)) == {
@@ -200,7 +200,7 @@ async def test_frames_before_hello_are_an_error(meshui_settings: Any) -> None:
 async def test_the_stale_sweep_drops_silent_instances_and_broadcasts(
     meshui_settings: Any
 ) -> None:
-    quiet, chatty = sidecar(), sidecar()
+    quiet, chatty = sidecar("catalog"), sidecar("frontend")
     await register(quiet, hello("catalog-1", "catalog", port=9002))
     await register(chatty, hello("frontend-1", "frontend"))
     silent_since = timezone.now() - timedelta(seconds=16)  # more than 3 x 5 s
@@ -223,7 +223,7 @@ async def test_the_stale_sweep_drops_silent_instances_and_broadcasts(
 
 
 async def test_the_services_api_lists_instances_and_live_versions(meshui_settings: Any) -> None:
-    one, two = sidecar(), sidecar()
+    one, two = sidecar("reviews"), sidecar("reviews")
     await register(one, hello("reviews-1", "reviews", "v1"))
     await register(two, hello("reviews-2", "reviews", "v2", port=9002))
     meshui_settings.MESHUI_PUBLIC_READ = True

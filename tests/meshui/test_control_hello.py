@@ -35,7 +35,7 @@ async def next_endpoints(communicator: WebsocketCommunicator) -> dict[str, Any]:
 async def assert_no_push_since(observer: WebsocketCommunicator, version: int, port: int) -> None:
     """Nothing was published after ``version``: the first push the observer gets past it is
     ``version + 1``, caused by a new valid sidecar (which reached everybody)."""
-    witness = sidecar(client=("10.0.0.9", 6000))
+    witness = sidecar("witness", client=("10.0.0.9", 6000))
     await register(witness, hello(f"witness-{port}", "witness", port=port))
     update = await receive_until(
         observer, lambda f: f["type"] == "endpoints" and f["version"] > version)
@@ -83,9 +83,9 @@ BAD_FIELDS = [
 async def test_a_bad_hello_field_gets_an_error_naming_it_and_is_never_registered(
     meshui_settings: Any, field: str, value: Any
 ) -> None:
-    observer = sidecar()
+    observer = sidecar("frontend")
     first = await register(observer, hello("frontend-1", "frontend"))
-    bad = sidecar(client=("10.6.6.6", 666))
+    bad = sidecar("catalog", client=("10.6.6.6", 666))
     await bad.connect()
     await bad.send_json_to({**hello("catalog-1", "catalog", port=9002), field: value})
 
@@ -103,9 +103,9 @@ async def test_a_bad_hello_field_gets_an_error_naming_it_and_is_never_registered
 
 
 async def test_a_hello_with_a_megabyte_address_is_refused_as_too_large(meshui_settings: Any) -> None:
-    observer = sidecar()
+    observer = sidecar("frontend")
     first = await register(observer, hello("frontend-1", "frontend"))
-    bad = sidecar(client=("10.6.6.6", 666))
+    bad = sidecar("catalog", client=("10.6.6.6", 666))
     await bad.connect()
     await bad.send_json_to({**hello("catalog-1", "catalog"), "address": "a" * 1_200_000 + ":80"})
     error = await receive(bad)
@@ -123,7 +123,7 @@ async def test_a_hello_with_a_megabyte_address_is_refused_as_too_large(meshui_se
 async def test_an_oversized_frame_is_an_error_and_the_connection_stays(
     meshui_settings: Any, text: str
 ) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     await communicator.send_to(text_data=text)
     assert (await receive(communicator))["code"] == "frame_too_large"
@@ -135,7 +135,7 @@ async def test_an_oversized_frame_is_an_error_and_the_connection_stays(
 
 @pytest.mark.parametrize("depth", [MAX_FRAME_DEPTH, MAX_FRAME_DEPTH + 1, 20_000])
 async def test_a_too_deep_frame_is_an_error(meshui_settings: Any, depth: int) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     nested = "[" * (depth - 1) + "]" * (depth - 1)  # the frame object itself is level 1
     await communicator.send_to(text_data='{"type": "heartbeat", "state": {}, "x": ' + nested + "}")
@@ -151,13 +151,13 @@ async def test_a_too_deep_frame_is_an_error(meshui_settings: Any, depth: int) ->
 async def test_an_impostor_at_another_address_is_refused_and_changes_nothing(
     meshui_settings: Any
 ) -> None:
-    observer, real = sidecar(), sidecar(client=("10.0.0.8", 5000))
+    observer, real = sidecar("frontend"), sidecar("catalog", client=("10.0.0.8", 5000))
     await register(observer, hello("frontend-1", "frontend"))
     mine = await register(real, hello("catalog-v1-1", "catalog", port=9002))
     await next_endpoints(observer)  # the real catalog reached the observer
     before = await aget("catalog-v1-1")
 
-    impostor = sidecar(client=("10.6.6.6", 666))
+    impostor = sidecar("catalog", client=("10.6.6.6", 666))
     await impostor.connect()
     await impostor.send_json_to(
         {**hello("catalog-v1-1", "catalog", port=9002), "address": "10.6.6.6:9002"})
@@ -183,12 +183,12 @@ async def test_an_impostor_at_another_address_is_refused_and_changes_nothing(
 async def test_a_reconnect_from_the_same_address_takes_over_a_half_dead_connection(
     meshui_settings: Any
 ) -> None:
-    observer, old = sidecar(), sidecar(client=("10.0.0.8", 5000))
+    observer, old = sidecar("frontend"), sidecar("catalog", client=("10.0.0.8", 5000))
     await register(observer, hello("frontend-1", "frontend"))
     await register(old, hello("catalog-1", "catalog", port=9002))
     before = await aget("catalog-1")
 
-    new = sidecar(client=("10.0.0.8", 5001))  # the same sidecar, a new socket
+    new = sidecar("catalog", client=("10.0.0.8", 5001))  # the same sidecar, a new socket
     pushed = await register(new, hello("catalog-1", "catalog", port=9002))
     assert pushed["services"]["catalog"][0]["address"] == "127.0.0.1:9002"
     taken = await aget("catalog-1")
@@ -208,12 +208,12 @@ async def test_a_reconnect_from_the_same_address_takes_over_a_half_dead_connecti
 async def test_an_old_connection_s_heartbeat_and_close_after_a_takeover_change_nothing(
     meshui_settings: Any
 ) -> None:
-    old = sidecar(client=("10.0.0.8", 5000))
+    old = sidecar("catalog", client=("10.0.0.8", 5000))
     await register(old, hello("catalog-1", "catalog", port=9002))
     silent = timezone.now() - timedelta(seconds=20)  # old socket silent: not live any more
     await database_sync_to_async(Instance.objects.filter(proxy_id="catalog-1").update)(
         last_seen=silent)
-    moved = sidecar(client=("10.0.0.9", 5000))  # restarted elsewhere, same proxy id
+    moved = sidecar("catalog", client=("10.0.0.9", 5000))  # restarted elsewhere, same proxy id
     await register(moved, {**hello("catalog-1", "catalog"), "address": "10.0.0.9:9002"})
     owner = (await aget("catalog-1")).connection
 
@@ -229,7 +229,7 @@ async def test_an_old_connection_s_heartbeat_and_close_after_a_takeover_change_n
 async def test_two_hellos_for_one_new_proxy_id_at_once_register_exactly_one(
     meshui_settings: Any
 ) -> None:
-    one, two = sidecar(client=("10.0.0.1", 1)), sidecar(client=("10.0.0.2", 2))
+    one, two = sidecar("catalog", client=("10.0.0.1", 1)), sidecar("catalog", client=("10.0.0.2", 2))
     await one.connect()
     await two.connect()
     await asyncio.gather(
@@ -247,7 +247,7 @@ async def test_two_hellos_for_one_new_proxy_id_at_once_register_exactly_one(
 
 
 async def test_a_server_restart_close_keeps_the_instance_registered(meshui_settings: Any) -> None:
-    observer, leaving = sidecar(), sidecar(client=("10.0.0.8", 5000))
+    observer, leaving = sidecar("frontend"), sidecar("catalog", client=("10.0.0.8", 5000))
     await register(observer, hello("frontend-1", "frontend"))
     mine = await register(leaving, hello("catalog-1", "catalog", port=9002))
     await leaving.send_input({"type": "websocket.disconnect", "code": 1012})
@@ -258,7 +258,7 @@ async def test_a_server_restart_close_keeps_the_instance_registered(meshui_setti
 
 
 async def test_one_connection_cannot_speak_for_a_second_proxy_id(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     await communicator.send_json_to(hello("catalog-1", "catalog", port=9002))
     error = await receive_until(communicator, lambda f: f["type"] == "error")

@@ -27,7 +27,6 @@ from tests.polling import eventually
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "restart-test-token"
 INTERVAL = 2
 
 
@@ -37,13 +36,17 @@ class Meshui:
     def __init__(self, tmp: Path, redis_url: str) -> None:
         self.port = free_port()
         self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'meshui.sqlite3'}",
-                    "REDIS_URL": redis_url, "MESHUI_CONTROL_TOKEN": TOKEN,
+                    "REDIS_URL": redis_url, "MESHUI_CA_DIR": str(tmp / "ca"),
                     "MESHUI_HEARTBEAT_INTERVAL": str(INTERVAL), "MESHUI_PUBLIC_READ": "true",
                     "MESHUI_LOG_LEVEL": "WARNING"}
         self.log = open(tmp / "meshui.log", "a")  # noqa: SIM115 (closed in stop)
         self.process: subprocess.Popen[bytes] | None = None
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env,
                        check=True, capture_output=True)
+        # The catalog sidecars' join token, as a harness makes one (docs/security.md).
+        self.token = subprocess.run(
+            [sys.executable, "manage.py", "join_token", "--service", "catalog"], cwd=ROOT,
+            env=self.env, check=True, capture_output=True, text=True).stdout.strip()
 
     @property
     def url(self) -> str:
@@ -86,12 +89,13 @@ def names(snapshot: EndpointSnapshot) -> frozenset[str]:
     return frozenset(e.instance for entry in snapshot.services.values() for e in entry.endpoints)
 
 
-def sidecar(url: str, proxy_id: str, port: int, seen: list[frozenset[str]]) -> ControlClient:
+def sidecar(meshui: Meshui, proxy_id: str, port: int, seen: list[frozenset[str]]
+            ) -> ControlClient:
     registry = EndpointRegistry()
     registry.on_swap(lambda old, new: seen.append(names(new)))
     client = ControlClient(
-        url, TOKEN, {"proxy_id": proxy_id, "service": "catalog", "version": "v1",
-                     "address": f"127.0.0.1:{port}"},
+        meshui.url, meshui.token, {"proxy_id": proxy_id, "service": "catalog", "version": "v1",
+                                   "address": f"127.0.0.1:{port}"},
         registry, dict, backoff_min=0.05, backoff_max=0.2)
     client.start()
     return client
@@ -100,7 +104,7 @@ def sidecar(url: str, proxy_id: str, port: int, seen: list[frozenset[str]]) -> C
 async def test_a_restart_never_sends_a_sidecar_a_set_that_shrinks_its_view(meshui: Meshui) -> None:
     meshui.start()
     seen: dict[str, list[frozenset[str]]] = {"a": [], "b": [], "c": []}
-    clients = {p: sidecar(meshui.url, p, 9001 + i, seen[p]) for i, p in enumerate(seen)}
+    clients = {p: sidecar(meshui, p, 9001 + i, seen[p]) for i, p in enumerate(seen)}
     everyone = frozenset(seen)
     try:
         await eventually(lambda: all(s and s[-1] == everyone for s in seen.values()), 20)

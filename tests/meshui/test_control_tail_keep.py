@@ -42,7 +42,7 @@ def export_or_config(frame: dict[str, Any]) -> bool:
 async def test_sidecars_that_hold_a_ring_get_export_traces_and_the_others_do_not(
     meshui_settings: Any,
 ) -> None:
-    ring, plain = sidecar(), sidecar()
+    ring, plain = sidecar("inventory"), sidecar("catalog")
     await register(ring, {**hello("inventory-1", "inventory"), "tail_keep": True})
     await register(plain, hello("catalog-1", "catalog", port=9002))
 
@@ -64,7 +64,7 @@ async def test_a_bad_traces_keep_message_is_not_relayed(
     meshui_settings: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="meshui")
-    ring = sidecar()
+    ring = sidecar("inventory")
     await register(ring, {**hello("inventory-1", "inventory"), "tail_keep": True})
 
     await keep("not-a-trace-id")
@@ -82,7 +82,7 @@ async def test_export_traces_frames_are_capped_per_connection_and_the_skip_is_lo
     caplog.set_level(logging.WARNING, logger="meshui")
     clock = FakeClock()
     monkeypatch.setattr(consumers, "_clock", clock)
-    ring = sidecar()
+    ring = sidecar("inventory")
     await register(ring, {**hello("inventory-1", "inventory"), "tail_keep": True})
 
     for _ in range(consumers.EXPORT_FRAMES_PER_S + 3):  # all at the same instant
@@ -105,7 +105,7 @@ async def test_a_nack_of_export_traces_is_logged_and_is_not_an_error(
     meshui_settings: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="meshui")
-    ring = sidecar()
+    ring = sidecar("inventory")
     await register(ring, {**hello("inventory-1", "inventory"), "tail_keep": True})
 
     await ring.send_json_to({"type": "nack", "kind": "export_traces", "version": 3,
@@ -121,7 +121,7 @@ async def test_a_nack_of_export_traces_is_logged_and_is_not_an_error(
 
 
 async def test_a_hello_whose_tail_keep_is_not_a_boolean_is_refused(meshui_settings: Any) -> None:
-    communicator = sidecar()
+    communicator = sidecar("inventory")
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to({**hello("inventory-1", "inventory"), "tail_keep": "yes"})

@@ -72,7 +72,7 @@ def ejections(service: str = "catalog") -> list[dict[str, Any]]:
 @pytest.mark.django_db(transaction=True)
 async def test_the_api_shows_a_sidecars_report_until_it_disconnects(meshui_settings: Any) -> None:
     meshui_settings.MESHUI_PUBLIC_READ = True
-    caller = sidecar()
+    caller = sidecar("frontend")
     await register(caller, hello("frontend-1", "frontend"))
     until = time.time() + 30
     await caller.send_json_to({"type": "heartbeat", "state": {"ejected": [

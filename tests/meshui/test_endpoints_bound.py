@@ -74,7 +74,7 @@ async def test_a_mesh_outgrowing_the_bound_gets_an_error_status_and_no_frame(
 ) -> None:
     meshui_settings.MESHUI_CONTROL_ENDPOINTS_MAX_BYTES = 1024
     status = database_sync_to_async(endpoints_status)
-    sidecars = [sidecar(client=("10.0.0.7", 7000 + i)) for i in range(5)]
+    sidecars = [sidecar("catalog", client=("10.0.0.7", 7000 + i)) for i in range(5)]
     fits: dict[str, Any] = {}
     for i, communicator in enumerate(sidecars[:3]):
         fits = await register(communicator, hello(f"{LONG}-{i}", "catalog", port=9001 + i))

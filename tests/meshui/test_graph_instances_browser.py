@@ -20,7 +20,14 @@ import pytest
 import redis
 
 from collector.graphwriter import GraphWriter
-from tests.meshui.browser import HAVE_CHROMIUM, chromium, csp_problems, meshui_server, new_page
+from tests.meshui.browser import (
+    HAVE_CHROMIUM,
+    chromium,
+    csp_problems,
+    join_tokens,
+    meshui_server,
+    new_page,
+)
 from tests.meshui.fake_sidecars import FakeSidecar, fake_sidecars
 from tests.meshui.sample_graph import latency
 
@@ -77,6 +84,12 @@ def server(redis_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def tokens(server: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """A join token per service of ``sidecars``, from the server's own database."""
+    return join_tokens(redis_url, tmp_path, {s.service for s in sidecars(0)})
+
+
 def point_of(page: Any, trace: str, customdata: Any) -> tuple[float, float]:
     """Where the page draws the point of ``trace`` with ``customdata``, in page pixels."""
     return page.evaluate("""([name, wanted]) => {
@@ -107,10 +120,10 @@ def instances_trace(page: Any) -> dict[str, Any] | None:
 
 
 def test_the_instances_toggle_expands_every_service_and_shows_an_ejected_instance_out(
-    server: str, redis_url: str, tmp_path: Path
+    server: str, tokens: dict[str, str], redis_url: str, tmp_path: Path
 ) -> None:
     write_instance_graph(redis_url)
-    with fake_sidecars(server, "browser-test-token", sidecars(9400)), chromium() as browser:
+    with fake_sidecars(server, tokens, sidecars(9400)), chromium() as browser:
         page, console = new_page(browser)
         page.goto(server + "/")
         page.wait_for_selector("#status.live", timeout=15000)
@@ -183,9 +196,10 @@ def test_the_instances_toggle_expands_every_service_and_shows_an_ejected_instanc
         assert csp_problems(page, console) == []
 
 
-def test_a_click_on_a_node_expands_only_that_service(server: str, redis_url: str) -> None:
+def test_a_click_on_a_node_expands_only_that_service(server: str, tokens: dict[str, str],
+                                                    redis_url: str) -> None:
     write_instance_graph(redis_url)
-    with fake_sidecars(server, "browser-test-token", sidecars(9500)), chromium() as browser:
+    with fake_sidecars(server, tokens, sidecars(9500)), chromium() as browser:
         page, console = new_page(browser)
         page.goto(server + "/")
         page.wait_for_selector("#status.live", timeout=15000)

@@ -196,7 +196,7 @@ async def mesh() -> dict[str, Any]:
     for proxy_id, service, port in (("catalog-1", "catalog", 9101), ("catalog-2", "catalog", 9102),
                                     ("frontend-1", "frontend", 9201),
                                     ("checkout-1", "checkout", 9301)):
-        sockets[proxy_id] = sidecar(client=("10.0.0.7", port))
+        sockets[proxy_id] = sidecar(service, client=("10.0.0.7", port))
         await register(sockets[proxy_id], hello(proxy_id, service, port=port))
     until = time.time() + 30
     await beat(sockets["frontend-1"], state(upstream(

@@ -20,12 +20,13 @@ from tests.meshui.browser import (
     HAVE_CHROMIUM,
     chromium,
     csp_problems,
+    join_tokens,
     meshui_server,
     new_page,
     open_service_page,
     split_values,
 )
-from tests.meshui.conftest import CONTROL_TOKEN, StoppableRedis
+from tests.meshui.conftest import StoppableRedis
 from tests.meshui.fake_sidecars import FakeSidecar, fake_sidecars
 from tests.meshui.sample_graph import write_sample_graph
 
@@ -47,10 +48,11 @@ def page_redis() -> Iterator[StoppableRedis]:
 @pytest.fixture(scope="module")
 def server(page_redis: StoppableRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     write_sample_graph(page_redis.url, seconds=5)
-    with meshui_server(page_redis.url, tmp_path_factory.mktemp("meshui"), users=USERS,
-                       MESHUI_USER_PASSWORD=PASSWORD, MESHUI_CONTROL_TOKEN=CONTROL_TOKEN,
+    workdir = tmp_path_factory.mktemp("meshui")
+    with meshui_server(page_redis.url, workdir, users=USERS, MESHUI_USER_PASSWORD=PASSWORD,
                        MESHUI_PUBLIC_READ="false") as url:
-        with fake_sidecars(url, CONTROL_TOKEN, CATALOG):
+        tokens = join_tokens(page_redis.url, workdir, {s.service for s in CATALOG})
+        with fake_sidecars(url, tokens, CATALOG):
             yield url
 
 

@@ -48,13 +48,15 @@ async def test_a_sidecar_gets_the_current_revision_right_after_welcome(meshui_se
                                                                        ) -> None:
     client = await database_sync_to_async(operator_client)()
     await database_sync_to_async(write)(client, CANARY, 0)
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to(hello("frontend-1", "frontend"))
     welcome = await receive_until(communicator, lambda f: True)
     assert welcome["type"] == "welcome"
-    # The next frame is the policy: before the endpoints, so nothing routes on defaults.
+    # Then the trust bundle (docs/control-channel.md), then the policy: before the
+    # endpoints, so nothing routes on defaults.
+    assert (await receive_until(communicator, lambda f: True))["type"] == "trust_bundle"
     config = await receive_until(communicator, lambda f: True)
     assert config == {"type": "config", "revision": 1, "policy": CANARY}
     await communicator.disconnect()
@@ -64,7 +66,8 @@ async def test_a_committed_revision_reaches_every_sidecar_and_acks_make_them_syn
     meshui_settings: Any,
 ) -> None:
     client = await database_sync_to_async(operator_client)()
-    sidecars = {"frontend-1": sidecar(), "reviews-1": sidecar(client=("10.0.0.8", 5124))}
+    sidecars = {"frontend-1": sidecar("frontend"),
+                "reviews-1": sidecar("reviews", client=("10.0.0.8", 5124))}
     for proxy_id, communicator in sidecars.items():
         await register(communicator, hello(proxy_id, proxy_id.split("-")[0],
                                            port=9001 + len(proxy_id)))
@@ -107,7 +110,7 @@ async def test_a_sidecar_that_never_acks_turns_stale_after_the_timeout(meshui_se
                                                                        ) -> None:
     meshui_settings.MESHUI_SYNC_TIMEOUT = 1
     client = await database_sync_to_async(operator_client)()
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     await database_sync_to_async(write)(client, CANARY, 0)
     await receive_until(communicator, lambda f: config_of(f, 1))
@@ -126,7 +129,7 @@ async def test_a_newer_revision_overtakes_and_an_older_one_is_never_sent_again(
     meshui_settings: Any,
 ) -> None:
     client = await database_sync_to_async(operator_client)()
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     await database_sync_to_async(write)(client, CANARY, 0)
     await database_sync_to_async(write)(client, EVEN, 1)
@@ -145,7 +148,7 @@ async def test_a_newer_revision_overtakes_and_an_older_one_is_never_sent_again(
 async def test_a_sidecar_whose_push_was_lost_gets_the_revision_at_its_next_heartbeat(
     meshui_settings: Any,
 ) -> None:
-    communicator = sidecar()
+    communicator = sidecar("frontend")
     await register(communicator, hello("frontend-1", "frontend"))
     # Published (the Redis record the heartbeats compare with) but its group message lost,
     # as channels-redis drops a message to a full channel.

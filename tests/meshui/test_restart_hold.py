@@ -64,7 +64,7 @@ def left_by_previous_process(*proxy_ids: str, silent_for: float) -> None:
 
 
 async def hello_again(proxy_id: str, port: int) -> Any:
-    communicator = sidecar(client=("10.0.0.7", port))
+    communicator = sidecar("catalog", client=("10.0.0.7", port))
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to(hello(proxy_id, "catalog", port=port))
