@@ -58,6 +58,10 @@ SPAN_EVENTS: tuple[SpanEvent, ...] = (
               "or its retry.", "bad"),
     SpanEvent("retry_budget_exhausted", "retry budget exhausted", "The retry budget refused a "
               "retry: too many retries are in flight on this edge.", "bad"),
+    SpanEvent("authorization.denied", "denied by {rule}", "The destination's authorization "
+              "rules denied this request from {caller} (403, x-meshui-denied).", "bad"),
+    SpanEvent("authorization.audit_denied", "would be denied ({caller})", "Let through, but "
+              "the AUDIT rules on trial ({rules}) would deny it once enforced.", "policy"),
     SpanEvent("exception", "exception {exception.type}", "The application recorded an "
               "exception (OpenTelemetry semantic conventions).", "bad"),
 )

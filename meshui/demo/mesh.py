@@ -12,7 +12,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class MeshConfig:
     base_port: int = 15000
     redis_url: str | None = None
     database_url: str | None = None
-    control_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     rps: float = 20.0
     instances: tuple[topology.Instance, ...] = topology.INSTANCES
     run_load: bool = True
@@ -105,8 +104,6 @@ class MeshConfig:
             policy_file=Path(policy) if (policy := env_str("DEMO_POLICY", str(DEMO_POLICY))) else None,
             alerts_file=Path(rules) if (rules := env_str("DEMO_ALERTS", str(DEMO_ALERTS))) else None,
         )
-        if env_str("MESHUI_CONTROL_TOKEN"):
-            config = replace(config, control_token=env_str("MESHUI_CONTROL_TOKEN"))
         try:
             tls = load_tls_files(env_str("MESHUI_TLS_CERT"), env_str("MESHUI_TLS_KEY"))
         except TlsFilesError as exc:
@@ -209,14 +206,30 @@ class Mesh:
     def demo_token(self) -> str:
         return self.token_file.read_text().strip()
 
+    @property
+    def join_token_dir(self) -> Path:
+        """Where each service's join token is written (mode 0600) for its sidecars."""
+        return self.config.data_dir / "join-tokens"
+
+    def join_token(self, service: str) -> str:
+        """The join token the demo made for ``service`` at this start (security.md); for a
+        service it does not run (a test's own control client), a new one."""
+        path = self.join_token_dir / f"{service}.token"
+        if not path.exists():
+            self.supervisor.run_to_completion(f"join-token-{service}", [
+                PYTHON, str(PROJECT_ROOT / "manage.py"), "join_token", "--service", service,
+                "--output-dir", str(self.join_token_dir)], self.child_env())
+        return path.read_text().strip()
+
     # -- environment shared by children ----------------------------------------------
 
     def child_env(self) -> dict[str, str]:
         env = {
             "REDIS_URL": self.redis_url,
             "MESHUI_PUBLIC_READ": "1",
-            "MESHUI_CONTROL_TOKEN": self.config.control_token,
             "DJANGO_SETTINGS_MODULE": "meshui.settings",
+            # The CA's root and key (security.md) live with the demo's data.
+            "MESHUI_CA_DIR": env_str("MESHUI_CA_DIR") or str(self.config.data_dir / "ca"),
             "PYTHONPATH": str(PROJECT_ROOT),
             # What uvicorn serves with, so meshui's settings (secure cookies, HSTS, wss only)
             # agree with it whatever the demo's own environment says.
@@ -271,6 +284,12 @@ class Mesh:
         if self.config.alerts_file is not None:
             self.supervisor.run_to_completion(
                 "seed-alerts", [*manage, "seed_alerts", str(self.config.alerts_file)], env)
+        # A join token per service for its sidecars, fresh at every start (the last run's
+        # are revoked, so their sidecars, were any left, are disconnected).
+        services = sorted({instance.service for instance in self.config.instances})
+        self.supervisor.run_to_completion("join-tokens", [
+            *manage, "join_token", "--service", *services, "--description", "demo", "--replace",
+            "--output-dir", str(self.join_token_dir)], env)
         # A fresh token for meshctl at every start (the last run's is revoked).
         self.supervisor.run_to_completion(
             "demo-token", [*manage, "issue_token", self.config.demo_user, "--name", DEMO_TOKEN_NAME,
@@ -343,11 +362,12 @@ class Mesh:
                 "--inbound", f"{config.host}:{ports.inbound}",
                 "--outbound", f"{config.host}:{ports.outbound}",
                 "--admin", f"{config.host}:{ports.admin}",
-                # The token travels in MESHUI_CONTROL_TOKEN (child_env), not argv: argv is
-                # visible to every user in ps, and a token starting with "-" reads as a flag.
+                # The join token travels in MESHUI_JOIN_TOKEN, not argv: argv is visible to
+                # every user in ps, and a token starting with "-" would read as a flag.
                 "--control", control, *control_ca,
                 "--otlp", config.collector_url, "--trace-sample", str(config.trace_sample),
-            ], self.child_env(), cwd=PROJECT_ROOT))
+            ], {**self.child_env(), "MESHUI_JOIN_TOKEN": self.join_token(instance.service)},
+                cwd=PROJECT_ROOT))
         # Both halves of every instance: a sidecar is ready before its app may be listening.
         for index, (app, sidecar) in enumerate(zip(apps, sidecars, strict=True)):
             ports = config.ports(index)

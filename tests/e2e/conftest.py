@@ -54,8 +54,19 @@ def processes_with_env(marker: str) -> list[int]:
 class RunningMesh:
     process: subprocess.Popen[str]
     config: MeshConfig
-    token: str
+    token: str  # the run's marker, in every child's environment
+    env: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
+
+    def join_token(self, service: str) -> str:
+        """A join token for ``service``: the demo's own for its services, else a new one."""
+        made = self.config.data_dir / "join-tokens" / f"{service}.token"
+        if made.exists():
+            return made.read_text().strip()
+        done = subprocess.run(
+            [sys.executable, "manage.py", "join_token", "--service", service, "--description", "e2e"],
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.strip()
 
     @property
     def api(self) -> str:
@@ -99,9 +110,8 @@ def demo_mesh(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterator[RunningMesh]:
     """``python -m meshui.demo`` as a child, until the generator is closed."""
-    # Starts with "-" on purpose: token_urlsafe() makes such tokens, and a token passed as a
-    # command-line argument would then read as a flag (it once failed a CI run that way).
-    token = f"-e2e-{secrets.token_hex(8)}"
+    # In every child's environment: what finds the processes a run left behind.
+    token = f"e2e-{secrets.token_hex(8)}"
     redis_url = f"{redis_server_url}/11"
     import redis
 
@@ -121,7 +131,8 @@ def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterato
         # (the demo's canary split pins versions; tests/e2e/test_resilience.py covers policy).
         "DEMO_POLICY": "",
         "REDIS_URL": redis_url,
-        "MESHUI_CONTROL_TOKEN": token,
+        "MESHUI_E2E_RUN": token,
+        "DEMO_DATA_DIR": str(workdir),  # the CA, the join tokens
         "PYTHONUNBUFFERED": "1",
     }
     env["DATABASE_URL"] = database_url
@@ -137,7 +148,7 @@ def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterato
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    mesh = RunningMesh(process, config, token)
+    mesh = RunningMesh(process, config, token, env)
     ready = threading.Event()
 
     def pump() -> None:

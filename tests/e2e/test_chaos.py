@@ -202,7 +202,7 @@ class Observer:
 
     def __init__(self, mesh: Mesh) -> None:
         self.url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/api/v1/control"
-        self.token = mesh.config.control_token
+        self.token = mesh.join_token("observer")
         self.sets: list[set[str]] = []
         self.connections = 0
         self.stop = asyncio.Event()

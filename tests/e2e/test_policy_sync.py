@@ -103,7 +103,7 @@ async def scripted_sidecar(mesh: Mesh, proxy_id: str, port: int, answer: str | N
                            revisions: list[int]) -> None:
     """A control client that says hello, then NACKs every config (or never answers)."""
     url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/api/v1/control"
-    headers = {"Authorization": f"Bearer {mesh.config.control_token}"}
+    headers = {"Authorization": f"Bearer {mesh.join_token('scripted')}"}
     async with websockets.connect(url, additional_headers=headers, proxy=None) as ws:
         await ws.send(json.dumps({"type": "hello", "proxy_id": proxy_id, "service": "scripted",
                                   "version": "v1", "address": f"127.0.0.1:{port}"}))

@@ -132,6 +132,23 @@ def test_the_command_prints_only_the_token_and_audits_it(meshui_settings: Any) -
         call_command("join_token", "--service", "catalog", "--expires-in", "5", stdout=StringIO())
 
 
+def test_the_command_writes_token_files_and_replaces_the_last_run_s(meshui_settings: Any,
+                                                                   tmp_path: Any) -> None:
+    for _ in range(2):  # the demo at every start
+        call_command("join_token", "--service", "catalog", "payments", "--description", "demo",
+                     "--replace", "--output-dir", str(tmp_path), stdout=StringIO())
+    tokens = {s: (tmp_path / f"{s}.token").read_text().strip() for s in ("catalog", "payments")}
+    assert all(oct((tmp_path / f"{s}.token").stat().st_mode & 0o777) == "0o600" for s in tokens)
+    for service, token in tokens.items():
+        row = JoinToken.objects.get(token_hash=token_digest(token))
+        assert row.service == service and row.revoked_at is None
+    # The first run's two tokens were revoked by the second, and said so in the audit log.
+    assert JoinToken.objects.filter(revoked_at__isnull=False).count() == 2
+    assert AuditEntry.objects.filter(action="join_token_revoked").count() == 2
+    with pytest.raises(CommandError, match="--output-dir"):
+        call_command("join_token", "--service", "a", "b", stdout=StringIO())
+
+
 def test_the_trust_bundle_is_open_pem(meshui_settings: Any) -> None:
     response = Client().get("/api/v1/mesh/trust-bundle")
     assert response.status_code == 200
