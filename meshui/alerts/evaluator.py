@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -48,6 +49,7 @@ from meshui.alerts.models import AlertRule, AlertState, AlertTransition
 from meshui.alerts.recording import DETAIL_MAX, Readings, apply
 from meshui.alerts.states import NO_DATA, Reading
 from meshui.alerts.window_cache import WindowCache
+from meshui.identity import expiry
 from meshui.redis_clients import DATA_SOURCE_ERRORS, get_redis
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ def data_source_detail(exc: BaseException) -> str:
 def no_data_detail(rule: rules.Rule, target: targets.Target, matched_over: int) -> str:
     if rule.target.is_pattern and target.key == rule.target.key:
         return f"nothing in the last {matched_over} s matches {target.label()}"
+    if rule.metric == metrics.CERT_EXPIRY:
+        return f"no live proxy of {target.label()} holds a certificate from meshui's CA"
     return f"{target.label()} had no request in the last {rule.window_s} s"
 
 
@@ -202,6 +206,8 @@ class Evaluator:
                   for _, scope in planned[rule.id] if scope is not None]
         long_counts = series_windows.read_series_windows(redis_client, wanted, at, self.cache)
         values: dict[tuple[Scope, int, str], float | None] = {}
+        certificates = (expiry.hours_left(datetime.fromtimestamp(at, UTC))
+                        if any(rule.metric == metrics.CERT_EXPIRY for rule in rule_list) else None)
         counts_of: dict[tuple[Scope, int], metrics.Counts | None] = {}
 
         def counts(scope: Scope, window: int) -> metrics.Counts | None:
@@ -218,7 +224,10 @@ class Evaluator:
             covered = len(windows.evaluated_seconds(at, rule.window_s))
             for target, scope in planned[rule.id]:
                 value = 1.0 if rule.metric == metrics.NO_DATA else None
-                if scope is not None:
+                if certificates is not None and rule.metric == metrics.CERT_EXPIRY:
+                    value = (certificates.by_proxy.get(str(target.instance)) if target.kind == "instance"
+                             else certificates.by_service.get(str(target.service)))
+                elif scope is not None:
                     if rule.target.is_pattern and counts(scope, rule.window_s) is None:
                         continue  # a tracked match without data in its window: gone
                     memo = (scope, rule.window_s, rule.metric)

@@ -10,7 +10,10 @@ and the backtest read it here):
 - the policy events of ``proxies.telemetry.events`` (``retries``, ``timeouts``,
   ``ejections``, ``overflows``, ``rate_limited``, ...): events per second over the window,
   as ``/api/v1/series`` charts them;
-- ``no_data``: 1 when the target had no request in the window, else 0.
+- ``no_data``: 1 when the target had no request in the window, else 0;
+- ``cert_expiry_h``: hours until the certificate of the target's live proxies that expires
+  first does (a service, or one instance); read from meshui's CA's records at each
+  evaluation, not from traffic, so it has no window and no backtest.
 
 A target has **no data** (the value is None: the NoData state) when it had no request in
 the window; for an event metric, no request and no event either.
@@ -28,8 +31,9 @@ from proxies.telemetry.events import EVENT_KEYS
 TRAFFIC_METRICS = ("error_rate", "p50_ms", "p95_ms", "p99_ms", "rps")
 EVENT_METRICS = EVENT_KEYS
 NO_DATA = "no_data"
-METRICS: tuple[str, ...] = (*TRAFFIC_METRICS, *EVENT_METRICS, NO_DATA)
-UNITS: dict[str, str] = {"error_rate": "ratio", "rps": "req/s", NO_DATA: "boolean",
+CERT_EXPIRY = "cert_expiry_h"
+METRICS: tuple[str, ...] = (*TRAFFIC_METRICS, *EVENT_METRICS, NO_DATA, CERT_EXPIRY)
+UNITS: dict[str, str] = {"error_rate": "ratio", "rps": "req/s", NO_DATA: "boolean", CERT_EXPIRY: "h",
                          **{name: "ms" for name in ("p50_ms", "p95_ms", "p99_ms")},
                          **{name: "events/s" for name in EVENT_METRICS}}
 QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
@@ -80,6 +84,8 @@ def _merge(mine: dict[Any, int], theirs: Mapping[Any, int], sign: int) -> None:
 
 def value_of(metric: str, counts: Counts | None, window_s: int) -> float | None:
     """The metric over ``window_s`` seconds of ``counts``; None: no data (NoData)."""
+    if metric == CERT_EXPIRY:
+        return None  # not from traffic: the evaluator reads the certificates themselves
     requests = counts.requests if counts is not None else 0
     if metric == NO_DATA:
         return 0.0 if requests else 1.0
@@ -111,5 +117,6 @@ class Bounds:
 BOUNDS: dict[str, Bounds] = {
     "error_rate": Bounds(0.0, 1.0, "a ratio: 0.05 is 5 %"),
     NO_DATA: Bounds(0.0, 1.0, "1 while the target has no data, else 0"),
-    **{name: Bounds(0.0, None) for name in METRICS if name not in ("error_rate", NO_DATA)},
+    CERT_EXPIRY: Bounds(0.0, None, "hours left: a 24 h certificate is renewed with 8 h left"),
+    **{name: Bounds(0.0, None) for name in METRICS if name not in ("error_rate", NO_DATA, CERT_EXPIRY)},
 }

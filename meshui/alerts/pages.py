@@ -27,9 +27,10 @@ HISTORY_PER_PAGE = 50
 
 # How a form shows a metric's thresholds: a ratio as a percent (sent as the ratio).
 _SHOWN = {"ratio": ("%", 100.0), "ms": ("ms", 1.0), "req/s": ("req/s", 1.0),
-          "events/s": ("/s", 1.0), "boolean": ("", 1.0)}
+          "events/s": ("/s", 1.0), "boolean": ("", 1.0), "h": ("h", 1.0)}
 _LABELS = {"error_rate": "Error rate", "p50_ms": "Latency p50", "p95_ms": "Latency p95",
            "p99_ms": "Latency p99", "rps": "Request rate", metrics.NO_DATA: "No data (traffic stopped)",
+           metrics.CERT_EXPIRY: "Certificate expiry (hours left)",
            **{event.key: f"Policy events: {event.label}" for event in EDGE_EVENTS}}
 # What the editor says under the metric (the API's own hint speaks in its units).
 _FORM_HINTS = {
@@ -40,6 +41,9 @@ _FORM_HINTS = {
     "p99_ms": "The 99th percentile latency of the window's requests.",
     "rps": "Requests per second over the window; below a threshold: traffic dropped.",
     metrics.NO_DATA: "Fires while the target has had no request in the window: traffic stopped.",
+    metrics.CERT_EXPIRY: "Hours until the first certificate of the target's live proxies expires "
+                         "(meshui's CA renews at 2/3 of the life: a 24 h one with 8 h left). "
+                         "Read at each evaluation; the window and backtest do not apply.",
 }
 EVENT_HINT = "Events per second over the window, as the sidecars counted them."
 # A new rule's thresholds per metric (the API's units): error_rate > 5 %, recovers under 2 %.
@@ -47,6 +51,7 @@ _DEFAULTS: dict[str, tuple[str, float, float]] = {
     "error_rate": (">", 0.05, 0.02), "p50_ms": (">", 200.0, 150.0),
     "p95_ms": (">", 500.0, 400.0), "p99_ms": (">", 1000.0, 800.0), "rps": ("<", 1.0, 2.0),
     metrics.NO_DATA: (">", NO_DATA_DEFAULT, NO_DATA_DEFAULT),
+    metrics.CERT_EXPIRY: ("<", 4.0, 6.0),  # renewal 4 h late on a 24 h certificate
     **{key: (">", 1.0, 0.5) for key in metrics.EVENT_METRICS},
 }
 TARGET_KINDS: dict[str, str] = {"service": "Service", "version": "Version of a service",

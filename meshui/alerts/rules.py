@@ -99,6 +99,9 @@ def check(data: Mapping[str, Any]) -> dict[str, Any]:
     if metric in metrics.EVENT_METRICS and not target.has_events:
         raise RuleProblem("metric", f"metric {metric}: a version records no policy events; "
                           "alert on its service or edge instead")
+    if metric == metrics.CERT_EXPIRY and target.kind not in ("service", "instance"):
+        raise RuleProblem("metric", f"metric {metric}: certificates belong to proxies; alert on "
+                          "a service (its first certificate to expire) or an instance")
     op, fire, recover = data.get("op"), data.get("fire"), data.get("recover")
     if metric == metrics.NO_DATA:
         op = op or ">"
