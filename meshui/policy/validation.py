@@ -17,7 +17,7 @@ from typing import Any
 
 from meshui.registry.frames import depth_exceeds
 from proxies.policy.parser import parse_policy
-from proxies.policy.schema import PolicyError
+from proxies.policy.schema import ANY_IDENTITY, UNAUTHENTICATED, PolicyError
 
 # A policy document is a few KiB; the bound keeps a revision well inside the sidecars'
 # control frame limit (1 MiB, proxies/mesh/schema.py) and the database row small.
@@ -100,10 +100,26 @@ def _splits(where: str, service_doc: Mapping[str, Any]) -> list[tuple[str, Mappi
     return found
 
 
-def _warnings(document: Mapping[str, Any], registry: RegistryView) -> list[Problem]:
+def _authorization_warnings(where: str, service_doc: Any, registry: RegistryView) -> list[Problem]:
+    """Rules naming callers no sidecar ever joined as (a typo denies or allows nobody)."""
+    authorization = service_doc.get("authorization") if isinstance(service_doc, Mapping) else None
+    rules = authorization.get("rules") if isinstance(authorization, Mapping) else None
     warnings = []
+    for i, rule in enumerate(rules or ()):
+        for j, source in enumerate(rule.get("sources") or () if isinstance(rule, Mapping) else ()):
+            if source not in (ANY_IDENTITY, UNAUTHENTICATED) and source not in registry.services:
+                warnings.append(Problem(
+                    f"{where}.authorization.rules[{i}].sources[{j}]",
+                    f"no sidecar of a service named {source!r} has ever registered: this rule "
+                    "matches no caller until one does"))
+    return warnings
+
+
+def _warnings(document: Mapping[str, Any], registry: RegistryView) -> list[Problem]:
+    warnings = _authorization_warnings("default", document.get("default"), registry)
     for name, service_doc in sorted((document.get("services") or {}).items()):
         where = f"services.{name}"
+        warnings += _authorization_warnings(where, service_doc, registry)
         if name not in registry.services:
             warnings.append(Problem(where, f"no sidecar of a service named {name!r} has ever "
                                            "registered; this policy waits until one does"))

@@ -183,6 +183,24 @@ def test_validate_is_a_dry_run_with_errors_warnings_and_the_diff(viewer: Client)
     assert not Revision.objects.exists()
 
 
+def test_the_mtls_and_authorization_sections_validate_through_the_api(viewer: Client) -> None:
+    live_instance("payments", "v1", "payments-v1-0")
+    live_instance("checkout", "v1", "checkout-v1-0")
+    document = {"default": {"mtls": {"mode": "STRICT"}}, "services": {"payments": {
+        "authorization": {"rules": [
+            {"name": "checkout-pays", "action": "ALLOW", "sources": ["checkout", "chekout"]},
+            {"name": "outside", "action": "AUDIT", "sources": ["unknown", "*"]}]}}}}
+    body = post(viewer, "/api/v1/policy/validate", {"document": document}).json()
+    assert body["valid"], body
+    # A caller no sidecar ever joined as (a typo) is a warning naming the very field.
+    assert [w["field"] for w in body["warnings"]] == [
+        "services.payments.authorization.rules[0].sources[1]"]
+    bad = {"services": {"payments": {"mtls": {"mode": "strict"},
+                                     "authorization": {"rules": [{"name": "x", "action": "DENY"}]}}}}
+    invalid = post(viewer, "/api/v1/policy/validate", {"document": bad}).json()
+    assert not invalid["valid"] and invalid["errors"][0]["field"] == "services.payments.mtls.mode"
+
+
 def test_diff_and_rollback_restore_an_earlier_document(operator: Client) -> None:
     post(operator, REVISIONS, {"document": CANARY, "parent": 0})
     post(operator, REVISIONS, {"document": {"services": {"catalog": {"split": {
