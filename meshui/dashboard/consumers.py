@@ -23,6 +23,7 @@ from meshui.dashboard.graph_view import VIEW_MAX_BYTES, GraphView, view_from_mes
 from meshui.dashboard.instance_graph import aread_instance_graph
 from meshui.dashboard.source import DEFAULT_WINDOW, aread_graph
 from meshui.dashboard.throttle import LatestThrottle
+from meshui.dashboard.trust_domain import trust_domain
 from meshui.redis_clients import DATA_SOURCE_ERRORS, RETRY_AFTER
 
 logger = logging.getLogger(__name__)
@@ -179,4 +180,5 @@ class GraphConsumer(AsyncWebsocketConsumer):
             except DATA_SOURCE_ERRORS as exc:
                 await self._source_down(exc)
                 return
-        await self.send_json(page_payload(graph, expanded=view.expanded(graph)))
+        await self.send_json(page_payload(graph, expanded=view.expanded(graph),
+                                         trust_domain=trust_domain()))

@@ -2,18 +2,22 @@
 
 Nodes are markers at the positions from ``layout.layered_layout``; every edge is an
 annotation arrow from caller to callee coloured by health, with an invisible-ish marker at
-its midpoint that carries the hover (Plotly cannot hover annotations).
+its midpoint that carries the hover (an arrow annotation has no hover of its own). Below
+the diamond, a padlock when requests came over mTLS and the denial labels
+(``edge_security``).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from meshui.dashboard import edge_security
 from meshui.dashboard.health import HEALTH, HealthScale
 from meshui.dashboard.layout import Position, layered_layout
+from meshui.dashboard.plotly_text import plotly_text
+from proxies.identity.spiffe import DEFAULT_TRUST_DOMAIN
 from proxies.telemetry.events import EDGE_EVENTS
 
 TEXT = "#c9d1d9"
@@ -22,21 +26,10 @@ NODE_FILL = "#161b22"
 BACKGROUND = "#0d1117"
 FONT = "Inter, system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 
+# A node's name is drawn about this far under its centre (data units).
+NAME_BELOW = 0.2
 # Reverse edges (a -> b and b -> a) are drawn side by side, this far apart (data units).
 PARALLEL_OFFSET = 0.07
-
-
-# Plotly renders a subset of HTML in text and hover text (<a>, <span style>, <b>, <br> ...),
-# turns newlines into <br>, reads $...$ as LaTeX and decodes HTML entities inside text runs
-# (plotly.js src/lib/svg_text_utils.js). A service name, a version, anything that came from
-# the network, is text: every character Plotly could interpret is written as a numeric entity,
-# which Plotly decodes back into that literal character and never into markup.
-_PLOTLY_SPECIAL = re.compile(r"[&<>\"'$\r\n]")
-
-
-def plotly_text(value: object) -> str:
-    """``value`` as literal Plotly text: no tag, entity, line break or TeX can come from it."""
-    return _PLOTLY_SPECIAL.sub(lambda m: f"&#{ord(m.group())};", str(value))
 
 
 # Longest label drawn under a node, in characters: longer names would run over their
@@ -123,11 +116,13 @@ def split_line(by_version: Mapping[str, Mapping[str, Any]]) -> str | None:
     return "split: " + " · ".join(parts) if parts else None
 
 
-def edge_hover(edge: Mapping[str, Any], window: int) -> str:
+def edge_hover(edge: Mapping[str, Any], window: int,
+               trust_domain: str = DEFAULT_TRUST_DOMAIN) -> str:
     title = f"<b>{plotly_text(edge['source'])} → {plotly_text(edge['target'])}</b>"
     extra = [line for line in (split_line(edge.get("by_version") or {}),
                                events_line(edge.get("events") or {})) if line]
-    return "<br>".join([title, *_stats_lines(edge, window), *extra])
+    security = edge_security.security_lines(edge, trust_domain)
+    return "<br>".join([title, *_stats_lines(edge, window), *extra, *security])
 
 
 def node_label(node: Mapping[str, Any]) -> str:
@@ -157,11 +152,13 @@ def edge_arrow_name(index: int) -> str:
 
 
 def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | None = None,
-                 scale: HealthScale = HEALTH, expanded: Collection[str] = ()) -> dict[str, Any]:
+                 scale: HealthScale = HEALTH, expanded: Collection[str] = (),
+                 trust_domain: str = DEFAULT_TRUST_DOMAIN) -> dict[str, Any]:
     """The Plotly figure (``{"data": [...], "layout": {...}}``) of ``graph``, coloured by ``scale``.
 
     The services in ``expanded`` (of a graph read at the instance level) are drawn as boxes
-    of their instances (``meshui.dashboard.instance_figure``).
+    of their instances (``meshui.dashboard.instance_figure``). Identities on mTLS edges are
+    named in ``trust_domain`` (``edge_security``).
     """
     nodes = graph["nodes"]
     edges = graph["edges"]
@@ -182,6 +179,11 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
     by_id = {node["id"]: node for node in nodes}
 
     annotations: list[dict[str, Any]] = []
+    # Drawn last, over the arrows and the boxes: padlocks and denial labels, kept off the
+    # nodes and the names under them where they can be.
+    obstacles = [p for x, y in positions.values() for p in ((x, y), (x, y - NAME_BELOW))]
+    security_shapes: list[dict[str, Any]] = []
+    security_annotations: list[dict[str, Any]] = []
     mid_x: list[float] = []
     mid_y: list[float] = []
     mid_color: list[str] = []
@@ -190,7 +192,11 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
     for edge in edges:
         src, dst = edge["source"], edge["target"]
         color = health_color(edge["requests"], edge["error_rate"], scale)
-        hover = edge_hover(edge, window)
+        hover = edge_hover(edge, window, trust_domain)
+        # Where the edge's line runs between, for its padlock and labels (None: a self-call).
+        ends: tuple[Position, Position] | None = None
+        if src != dst and src in positions and dst in positions:
+            ends = (positions[src], positions[dst])
         if src == dst:  # a service calling itself: no arrow, a marker above the node
             x, y = boxed.self_loop_point(boxes[src]) if src in boxes else positions[src]
             mid_x.append(x)
@@ -206,6 +212,7 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
         else:
             offset = PARALLEL_OFFSET if (dst, src) in pairs else 0.0
             (x0, y0), (x1, y1) = _edge_points(positions[src], positions[dst], offset)
+            ends = ((x0, y0), (x1, y1))
             annotations.append({
                 "x": x1, "y": y1, "ax": x0, "ay": y0,
                 "xref": "x", "yref": "y", "axref": "x", "ayref": "y",
@@ -218,6 +225,10 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
             })
             mid_x.append((x0 + x1) / 2)
             mid_y.append((y0 + y1) / 2)
+        security = edge_security.edge_security(len(mid_ids), edge, (mid_x[-1], mid_y[-1]),
+                                               ends, window, trust_domain, obstacles)
+        security_shapes += security.shapes
+        security_annotations += security.annotations
         mid_color.append(color)
         mid_hover.append(hover)
         mid_ids.append(f"{src}->{dst}")
@@ -286,8 +297,9 @@ def build_figure(graph: Mapping[str, Any], positions: Mapping[str, Position] | N
                   "range": [min(xs) - 0.45, max(xs) + 0.45]},
         "yaxis": {"visible": False, "fixedrange": True,
                   "range": [min(ys) - 0.75, max(ys) + 0.45]},
-        "annotations": annotations,
+        "annotations": annotations + security_annotations,
     }
+    shapes += security_shapes
     if shapes:
         layout["shapes"] = shapes
     return {"data": data, "layout": layout}
@@ -335,12 +347,14 @@ def summary(graph: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def page_payload(graph: Mapping[str, Any], scale: HealthScale = HEALTH,
-                 expanded: Collection[str] = ()) -> dict[str, Any]:
+                 expanded: Collection[str] = (),
+                 trust_domain: str = DEFAULT_TRUST_DOMAIN) -> dict[str, Any]:
     """Everything the graph page draws from: the graph, its figure and its summary (and the
     services drawn expanded into their instances, when any)."""
     graph = with_hidden(graph)
     payload = {"type": "graph", "graph": graph,
-               "figure": build_figure(graph, scale=scale, expanded=expanded),
+               "figure": build_figure(graph, scale=scale, expanded=expanded,
+                                      trust_domain=trust_domain),
                "summary": summary(graph)}
     if expanded:
         payload["expanded"] = sorted(n["id"] for n in graph["nodes"]

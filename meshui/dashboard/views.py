@@ -25,6 +25,7 @@ from meshui.dashboard.trace_pages import (
     trace_page_settings,
     ttl_label,
 )
+from meshui.dashboard.trust_domain import trust_domain
 from meshui.policy import revisions
 from meshui.policy.effective import MARK_LABELS, policy_marks
 from meshui.redis_clients import DATA_SOURCE_ERRORS
@@ -67,9 +68,10 @@ def graph(request: HttpRequest) -> HttpResponse:
     try:
         if view.at_instance_level:
             graph = read_instance_graph(DEFAULT_WINDOW)
-            initial = page_payload(graph, scale, expanded=view.expanded(graph))
+            initial = page_payload(graph, scale, expanded=view.expanded(graph),
+                                   trust_domain=trust_domain())
         else:
-            initial = page_payload(read_graph(DEFAULT_WINDOW), scale)
+            initial = page_payload(read_graph(DEFAULT_WINDOW), scale, trust_domain=trust_domain())
     except DATA_SOURCE_ERRORS as exc:
         logger.warning("graph page: Redis unavailable: %s", exc)
         initial = None

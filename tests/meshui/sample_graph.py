@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -42,19 +43,29 @@ def latency(count: int, median_ms: float, rng: random.Random) -> dict[int, int]:
     return dict(buckets)
 
 
-def write_sample_graph(redis_url: str, seconds: int = 60, seed: int = 7) -> None:
-    """Write ``seconds`` of traffic ending now, as the collector does."""
+# (source, target, requests in one second) -> the edge events of that second, by key.
+EdgeEvents = Callable[[str, str, int], Mapping[str, int]]
+
+
+def write_sample_graph(redis_url: str, seconds: int = 60, seed: int = 7,
+                       events: EdgeEvents | None = None,
+                       extra_edges: tuple[tuple[str, str, float, float, float], ...] = ()) -> None:
+    """Write ``seconds`` of traffic ending now, as the collector does; ``events`` adds
+    edge events (sidecar counters) to each second, ``extra_edges`` more edges to EDGES."""
     rng = random.Random(seed)
     now = time.time()
     client = redis.Redis.from_url(redis_url)
     for back in range(seconds):
         writer = GraphWriter(clock=lambda back=back: now - back)
         served: dict[str, list[Any]] = {}
-        for src, dst, rps, error_rate, median in EDGES:
+        for src, dst, rps, error_rate, median in (*EDGES, *extra_edges):
             n = max(1, int(rng.gauss(rps, rps * 0.1)))
             x = sum(1 for _ in range(n) if rng.random() < error_rate)
             lat = latency(n, median, rng)
             writer.add_edge(src, dst, n, x, lat)
+            for key, count in (events(src, dst, n) if events else {}).items():
+                if count:
+                    writer.add_edge_counter(src, dst, key, count)
             acc = served.setdefault(dst, [0, 0, Counter()])
             acc[0] += n
             acc[1] += x
