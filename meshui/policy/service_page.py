@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from meshui.dashboard.source import window_label
-from meshui.policy import effective, fields
+from meshui.policy import authorization_page, effective, fields
 from meshui.policy.fields import FAULT_ROUTE
+from proxies.identity.spiffe import DEFAULT_TRUST_DOMAIN
 
 
 class VersionTraffic(TypedDict):
@@ -126,8 +127,10 @@ def versions(service: str, policy: Mapping[str, Any], proxies: Iterable[Mapping[
 
 def page_json(service: str, graph: Mapping[str, Any] | None,
               proxy_rows: list[Mapping[str, Any]], revision: int,
-              document: Mapping[str, Any], window: int) -> dict[str, Any]:
-    """Everything static/policy/service.js starts from (``json_script``)."""
+              document: Mapping[str, Any], window: int,
+              trust_domain: str = DEFAULT_TRUST_DOMAIN) -> dict[str, Any]:
+    """Everything static/policy/service.js starts from (``json_script``); its
+    ``authorization`` is static/policy/authorization.js's (``authorization_page``)."""
     policy = effective.in_force(document, service)
     return {
         "service": service,
@@ -146,4 +149,5 @@ def page_json(service: str, graph: Mapping[str, Any] | None,
             "breaker": breaker_state(graph, service)},
         "instances": instances(proxy_rows, service),
         "marks": effective.marks_of(effective.parsed(document).for_service(service)),
+        "authorization": authorization_page.editor_json(policy, graph, service, trust_domain),
     }

@@ -18,7 +18,8 @@ from django.shortcuts import render
 from meshui.accounts.access import EditAccess, operator_access, page_view
 from meshui.alerts.views import edit_access as alert_access
 from meshui.dashboard.source import WINDOW_CHOICES, page_window, read_graph, window_label
-from meshui.policy import diff, fields, revisions, service_page
+from meshui.dashboard.trust_domain import trust_domain
+from meshui.policy import authorization_page, diff, fields, revisions, service_page
 from meshui.policy.effective import MARK_LABELS
 from meshui.policy.models import AuditEntry, Revision
 from meshui.policy.status import proxy_status
@@ -65,13 +66,15 @@ def service(request: HttpRequest, name: str) -> HttpResponse:
         return render(request, "policy/service_unknown.html", {
             "name": name, "problem": problem, "nav": "graph"})
     proxies = proxy_status()["proxies"]
-    page = service_page.page_json(name, graph, proxies, number, document, window)
+    page = service_page.page_json(name, graph, proxies, number, document, window,
+                                  trust_domain())
     return render(request, "policy/service.html", {
         "name": name, "page": page, "nav": "graph", "access": access,
         "alerts_editable": alert_access(request.user).allowed,
         "access_json": asdict(access), "cards": fields.cards(page["values"]),
         "split_help": fields.SPLIT_HELP,
         "routes_help": fields.ROUTES_HELP, "mark_labels": MARK_LABELS,
+        "authorization_help": authorization_page.HELP,
         "window": window, "window_label": window_label(window),
         "windows": [(w, window_label(w)) for w in WINDOW_CHOICES], "window_seconds": WINDOW_CHOICES,
         "source_down": graph is None})

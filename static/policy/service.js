@@ -2,6 +2,8 @@
 // Apply: the patch of what changed -> validate (diff, warnings) -> PATCH with the revision
 // the page was loaded with -> the sidecars' ACKs, live. Fields, defaults and the values in
 // force come from the server (#service-page: meshui.policy.service_page), never from here.
+// The authorization editor is static/policy/authorization.js: its rules go into the same
+// patch, its proposals open the same Apply, its Enforce writes a revision of its own.
 (function () {
   "use strict";
 
@@ -25,6 +27,7 @@
   let splitTouched = false;
   const locked = new Set();
   let observed = PAGE.graph ? PAGE.graph.observed : {};
+  let authz = null; // the authorization editor (authorization.js), mounted at the start
 
   // ---- traffic split --------------------------------------------------------------------
   function initialWeights() {
@@ -195,12 +198,14 @@
       patch.routes = [...routes, ...(fault ? [{ name: PAGE.fault_route, match: {}, fault }] : [])];
     }
     if (splitTouched && !same(weights, seedSplit)) patch.split = { ...weights };
+    if (authz && authz.changed()) patch.authorization = { rules: authz.rules() };
     $("fault-badge").hidden = !fault;
     return { patch, values };
   }
 
   function changed() {
     const count = Object.keys(buildPatch().patch).length;
+    if (authz) authz.renderMode();
     $("change-count").textContent = count ? `${count} section${count === 1 ? "" : "s"} changed` : "No changes";
     $("change-count").className = count ? "changes" : "muted";
     clearErrors();
@@ -216,6 +221,8 @@
   function holderOf(field) {
     const prefix = `services.${PAGE.service}.`;
     const rest = field.startsWith(prefix) ? field.slice(prefix.length) : field;
+    const rule = /^authorization\.rules\[(\d+)\]/.exec(rest);
+    if (rule) return authz.holder(rule[1]);
     const route = /^routes\[(\d+)\]/.exec(rest);
     if (route) {
       const item = document.querySelector(`.route[data-index="${route[1]}"]`);
@@ -244,8 +251,9 @@
     return items.map((p) => el("p", { class: `problem ${kind}` }, el("strong", {}, p.field), ": ", p.detail));
   }
 
-  async function openApply() {
+  async function openApply(message) {
     const { patch } = buildPatch();
+    $("apply-message").value = typeof message === "string" ? message : $("apply-message").value;
     if (!Object.keys(patch).length) { $("change-count").textContent = "No changes to apply"; return; }
     const answer = await api("POST", "/api/v1/policy/validate", { service: PAGE.service, patch });
     const box = $("apply-problems");
@@ -285,6 +293,7 @@
       seed = Object.fromEntries(FIELDS.map((f) => [f.path, read(f)]));
       seedRoutes = copy(routes);
       if (splitTouched) seedSplit = { ...weights };
+      authz.saved();
       changed();
       watchSync(revision, $("apply-progress"), renderInstances, 500, 30000);
       return;
@@ -423,6 +432,15 @@
   }
 
   // ---- start ----------------------------------------------------------------------------
+  // Its rules join the patch; a revision Enforce wrote is the page's parent from then on.
+  authz = window.MeshAuthorization.mount({
+    page: PAGE, access: ACCESS, changed, apply: openApply, revision: () => revision,
+    wrote(number) {
+      revision = number;
+      $("loaded-revision").textContent = String(number);
+      watchSync(number, $("apply-progress"), renderInstances, 500, 30000);
+    },
+  });
   weights = initialWeights();
   renderSplit();
   renderRoutes();
@@ -443,11 +461,11 @@
     renderRoutes(); changed();
   });
   $("reset").addEventListener("click", () => location.reload());
-  $("apply").addEventListener("click", openApply);
+  $("apply").addEventListener("click", () => openApply());
   $("apply-cancel").addEventListener("click", () => { $("apply-dialog").hidden = true; });
   $("apply-confirm").addEventListener("click", confirmApply);
   changed();
-  poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => renderGraph(fromGraph(graph)), 2000);
+  poll(`/api/v1/graph?window=${PAGE.window}`, (graph) => { renderGraph(fromGraph(graph)); authz.live(graph); }, 2000);
   poll("/api/v1/proxies", (body) => renderInstances(body.proxies), 3000);
   mountPanel();
   poll(`/api/v1/ejections?service=${encodeURIComponent(PAGE.service)}`, (body) => renderEjections(body.ejections), 3000);

@@ -8,8 +8,12 @@ screenshots call ``write_secure_graph``).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 
+import redis
+
+from collector.graphwriter import GraphWriter
 from proxies.policy.schema import UNAUTHENTICATED
 from tests.meshui.sample_graph import write_sample_graph
 
@@ -37,6 +41,21 @@ def security_events(source: str, target: str, requests: int) -> Mapping[str, int
 def write_secure_graph(redis_url: str, seconds: int = 60) -> None:
     write_sample_graph(redis_url, seconds=seconds, events=security_events,
                        extra_edges=(NEWCOMER,))
+
+
+def write_caller(redis_url: str, source: str, target: str, requests: int, **events: int) -> None:
+    """One second (now) of ``source -> target``: its requests and its edge events."""
+    writer = GraphWriter(clock=time.time)
+    writer.add_edge(source, target, requests, events.get("denied", 0), {3: requests})
+    for key, count in events.items():
+        writer.add_edge_counter(source, target, key, count)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        GraphWriter.queue_writes(pipe, writer.take())
+        pipe.execute()
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":
