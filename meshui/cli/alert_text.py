@@ -20,9 +20,10 @@ SEVERITIES = ("critical", "warning", "info")
 OPS = (">", "<")
 TRAFFIC_METRICS = ("error_rate", "p50_ms", "p95_ms", "p99_ms", "rps")
 EVENT_METRICS = ("retries", "ejections", "overflows", "timeouts", "faults", "rate_limited",
-                 "retry_budget_exhausted")
+                 "retry_budget_exhausted", "mtls", "denied", "audit_denied")
 NO_DATA = "no_data"
-METRICS = (*TRAFFIC_METRICS, *EVENT_METRICS, NO_DATA)
+CERT_EXPIRY = "cert_expiry_h"
+METRICS = (*TRAFFIC_METRICS, *EVENT_METRICS, NO_DATA, CERT_EXPIRY)
 
 MAX_NOTE = 300  # an Error's detail names the failure; a longer one is cut
 ALERT_HEADERS = ["RULE", "NAME", "TARGET", "STATE", "SINCE", "VALUE", "SEVERITY"]
@@ -37,6 +38,8 @@ def unit_of(metric: str) -> str:
         return "ratio"
     if metric == NO_DATA:
         return "boolean"
+    if metric == CERT_EXPIRY:
+        return "h"
     if metric == "rps":
         return "req/s"
     if metric.endswith("_ms"):

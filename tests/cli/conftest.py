@@ -22,7 +22,7 @@ from meshui.accounts.models import ApiToken
 from meshui.accounts.roles import Role
 from meshui.cli.main import main
 from meshui.registry.models import Instance, Service
-from tests.meshui.conftest import meshui_settings  # noqa: F401  (a fixture)
+from tests.meshui.conftest import meshui_settings, session_ca_dir  # noqa: F401  (fixtures)
 from tests.meshui.users import make_operator, make_user
 
 
