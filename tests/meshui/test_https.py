@@ -36,7 +36,6 @@ from tests.polling import eventually, wait_until
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "https-test-token"
 USER, PASSWORD = "tls-user", "a long test password"
 # Settings of ours the environment running the suite must not leak into these servers.
 OURS = ("MESHUI_DEBUG", "MESHUI_TLS_CERT", "MESHUI_TLS_KEY", "MESHUI_BEHIND_TLS_PROXY",
@@ -48,7 +47,7 @@ PLAINTEXT_LOG = "refused a plaintext (ws://) handshake"
 def base_env(database: Path, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OURS}
     return {**env, "DATABASE_URL": f"sqlite:///{database}", "REDIS_URL": redis_url,
-            "MESHUI_CONTROL_TOKEN": TOKEN, "MESHUI_LOG_LEVEL": "INFO",
+            "MESHUI_LOG_LEVEL": "INFO", "MESHUI_CA_DIR": str(database.parent / "ca"),
             "DJANGO_SETTINGS_MODULE": "meshui.settings"}
 
 
@@ -57,10 +56,17 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated database with a user, copied for each server (migrating takes seconds)."""
     database = tmp_path_factory.mktemp("https-db") / "meshui.sqlite3"
     env = {**base_env(database, "redis://127.0.0.1:1/0"), "MESHUI_USER_PASSWORD": PASSWORD}
-    for command in (["migrate", "-v0"], ["ensure_user", USER]):
+    for command in (["migrate", "-v0"], ["ensure_user", USER],
+                    ["join_token", "--service", "catalog", "--output-dir", str(database.parent)]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True,
                        capture_output=True)
     return database
+
+
+@pytest.fixture
+def token(migrated: Path) -> str:
+    """A join token of catalog's, in every server's database (a copy of ``migrated``)."""
+    return (migrated.parent / "catalog.token").read_text().strip()
 
 
 @pytest.fixture
@@ -165,9 +171,9 @@ async def handshake(url: str, context: ssl.SSLContext | None, token: str = "not-
         return exc.response.status_code, (exc.response.body or b"").decode()
 
 
-def sidecar(url: str, ca_file: Path | None) -> ControlClient:
+def sidecar(url: str, ca_file: Path | None, token: str) -> ControlClient:
     return ControlClient(
-        url, TOKEN, {"proxy_id": "catalog-v1-tls", "service": "catalog", "version": "v1",
+        url, token, {"proxy_id": "catalog-v1-tls", "service": "catalog", "version": "v1",
                      "address": "127.0.0.1:9901"},
         EndpointRegistry(), dict, backoff_min=0.05, backoff_max=0.2,
         ca_file=str(ca_file) if ca_file else None)
@@ -196,14 +202,14 @@ def test_the_dashboard_over_https_sends_a_secure_httponly_session_cookie_and_hst
 
 
 async def test_over_wss_a_control_handshake_gets_past_the_plaintext_check(
-    start: Any, server_files: ServerFiles, authority: Authority
+    start: Any, server_files: ServerFiles, authority: Authority, token: str
 ) -> None:
     meshui = start(tls_env(server_files), tls=server_files, ca=authority.cert_path)
     # A wrong token: refused by the token check, not the plaintext one.
     status, body = await handshake(meshui.control, meshui.context())
     assert status == 403 and PLAINTEXT_REFUSED not in body
     # The sidecar's own client, with --control-ca, is welcomed.
-    client = sidecar(meshui.control, authority.cert_path)
+    client = sidecar(meshui.control, authority.cert_path, token)
     client.start()
     try:
         await eventually(lambda: client.state == "connected", 20, what="a welcome over wss")
@@ -213,18 +219,18 @@ async def test_over_wss_a_control_handshake_gets_past_the_plaintext_check(
 
 
 async def test_a_plaintext_control_handshake_is_refused_403_when_tls_is_configured(
-    start: Any, server_files: ServerFiles
+    start: Any, server_files: ServerFiles, token: str
 ) -> None:
     # Settings say HTTPS, but this uvicorn listens in plaintext (started without
     # --ssl-certfile: a plain listener left open, say); DEBUG is off.
     meshui = start(tls_env(server_files))
-    status, body = await handshake(meshui.control, None, token=TOKEN)
+    status, body = await handshake(meshui.control, None, token=token)
     assert (status, body) == (403, PLAINTEXT_REFUSED)
     wait_until(lambda: PLAINTEXT_LOG in meshui.log(), 10, what="the refusal in meshui's log")
     assert ("meshui serves HTTPS (MESHUI_TLS_CERT), and DEBUG is off; point the sidecar's "
             f"--control at wss://127.0.0.1:{meshui.port}/api/v1/control") in meshui.log()
     # A sidecar shows why in its state, and keeps retrying.
-    client = sidecar(meshui.control, None)
+    client = sidecar(meshui.control, None, token)
     client.start()
     try:
         await eventually(lambda: client.state == "refused", 20, what="the sidecar refused")
@@ -233,14 +239,16 @@ async def test_a_plaintext_control_handshake_is_refused_403_when_tls_is_configur
         await client.stop()
 
 
-async def test_behind_a_tls_proxy_only_handshakes_it_forwarded_as_https_pass(start: Any) -> None:
+async def test_behind_a_tls_proxy_only_handshakes_it_forwarded_as_https_pass(
+    start: Any, token: str
+) -> None:
     # --no-proxy-headers: uvicorn leaves the scheme alone, as it does for a proxy whose
     # address is not in --forwarded-allow-ips; meshui reads X-Forwarded-Proto itself.
     meshui = start({"MESHUI_BEHIND_TLS_PROXY": "1"}, uvicorn_flags=("--no-proxy-headers",))
-    assert await handshake(meshui.control, None, token=TOKEN) == (403, PLAINTEXT_REFUSED)
+    assert await handshake(meshui.control, None, token=token) == (403, PLAINTEXT_REFUSED)
     wait_until(lambda: "meshui is behind a TLS proxy (MESHUI_BEHIND_TLS_PROXY) and the handshake "
                "had no X-Forwarded-Proto: https" in meshui.log(), 10, what="the refusal logged")
-    status, body = await handshake(meshui.control, None, token=TOKEN,
+    status, body = await handshake(meshui.control, None, token=token,
                                    headers={"X-Forwarded-Proto": "https"})
     assert status == 101, body
     with meshui.http() as client:
