@@ -3,14 +3,17 @@
 serials and lifetimes are the real ones.
 
 ``at`` back-dates the issue (a certificate issued 20 h ago of a 24 h lifetime has a quarter
-of its life left: it warns). Also runnable in another process against a live server's
-database and CA (the browser tests): ``python manage.py shell -c "from
-tests.meshui.identity.issued import issue_certificate; ..."``.
+of its life left: it warns). ``issue_on_server`` runs the same in a process of its own
+against a live server's database and CA (the browser tests and the screenshots).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.utils import timezone
@@ -27,3 +30,23 @@ def issue_certificate(service: str, proxy_id: str, *, at: datetime | None = None
     row = token or JoinToken.issue(service, created_by_name="tests")[0]
     grant = Grant(token_id=row.pk, service=row.service, prefix=row.prefix)
     return issue(grant, proxy_id, 1, csr_pem(), at or timezone.now())
+
+
+def issue_on_server(redis_url: str, workdir: Path, certificates: list[tuple[str, str, float]],
+                    **extra_env: str) -> None:
+    """Issue ``(service, proxy_id, hours_ago)`` certificates on the meshui that
+    ``tests.meshui.browser.meshui_server(redis_url, workdir)`` runs: the same issuance code,
+    in a process of its own against that server's database and CA (as a CSR would be)."""
+    from tests.meshui.browser import ROOT, server_env
+
+    code = (
+        "import json, sys\n"
+        "from datetime import timedelta\n"
+        "from django.utils import timezone\n"
+        "from tests.meshui.identity.issued import issue_certificate\n"
+        "for service, proxy, hours in json.loads(sys.argv[-1]):\n"
+        "    issue_certificate(service, proxy, at=timezone.now() - timedelta(hours=hours))\n")
+    subprocess.run([sys.executable, "-c", "import django, sys; django.setup(); "
+                    "exec(sys.argv[1])", code, json.dumps(certificates)],
+                   cwd=ROOT, env=server_env(redis_url, workdir, **extra_env), check=True,
+                   timeout=60)
