@@ -36,16 +36,22 @@ def issue_on_server(redis_url: str, workdir: Path, certificates: list[tuple[str,
                     **extra_env: str) -> None:
     """Issue ``(service, proxy_id, hours_ago)`` certificates on the meshui that
     ``tests.meshui.browser.meshui_server(redis_url, workdir)`` runs: the same issuance code,
-    in a process of its own against that server's database and CA (as a CSR would be)."""
+    in a process of its own against that server's database and CA (as a CSR would be), one
+    join token per service."""
     from tests.meshui.browser import ROOT, server_env
 
     code = (
         "import json, sys\n"
         "from datetime import timedelta\n"
         "from django.utils import timezone\n"
+        "from meshui.identity.models import JoinToken\n"
         "from tests.meshui.identity.issued import issue_certificate\n"
+        "tokens = {}\n"
         "for service, proxy, hours in json.loads(sys.argv[-1]):\n"
-        "    issue_certificate(service, proxy, at=timezone.now() - timedelta(hours=hours))\n")
+        "    if service not in tokens:\n"
+        "        tokens[service] = JoinToken.issue(service, created_by_name='tests')[0]\n"
+        "    issue_certificate(service, proxy, at=timezone.now() - timedelta(hours=hours),\n"
+        "                      token=tokens[service])\n")
     subprocess.run([sys.executable, "-c", "import django, sys; django.setup(); "
                     "exec(sys.argv[1])", code, json.dumps(certificates)],
                    cwd=ROOT, env=server_env(redis_url, workdir, **extra_env), check=True,
