@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("meshui.dashboard.urls")),
     path("", include("meshui.policy.urls")),
     path("", include("meshui.alerts.urls")),
+    path("", include("meshui.identity.urls")),
     path("api/v1/", api.urls),
     path("accounts/", include("meshui.accounts.urls")),
     path("admin/", admin.site.urls),

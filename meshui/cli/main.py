@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, NoReturn, TextIO
 
-from meshui.cli import alert_parsers, policy_commands, status_commands
+from meshui.cli import alert_parsers, identity_parsers, policy_commands, status_commands
 from meshui.cli.arguments import Parser, bounded, command, output
 from meshui.cli.client import ApiClient
 from meshui.cli.config import loose_permissions, resolve
@@ -91,6 +91,7 @@ def parser() -> Parser:
     output(sub)
 
     alert_parsers.add(commands)
+    identity_parsers.add(commands)
     return top
 
 
