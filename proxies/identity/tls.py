@@ -104,6 +104,11 @@ def build_context(server: bool, chain_pem: bytes, key_pem: bytes, roots_pem: str
     if not server:
         context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
+    if server:
+        # No TLS 1.3 session tickets: sidecars keep pooled connections open and never resume
+        # (a full handshake per connection), and OpenSSL spends a third of a handshake's CPU
+        # making the two it sends by default (bench/RESULTS.md, "new TLS connections").
+        context.num_tickets = 0
     context.load_verify_locations(cadata=roots_pem)
     _load_chain(context, chain_pem, key_pem)
     return context
