@@ -31,7 +31,7 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     ROOT,
     UPSTREAM,
     free_port,
-    measure,
+    interleaved,
     report,
     spawn,
     stop_all,
@@ -94,18 +94,10 @@ def main() -> None:
                 name = f"{scenario}@{label}"
                 port, proc = sidecar(tree, tmp, name, eps, sink, pol)
                 procs.append(proc)
-                targets[name] = (port, proc)
+                targets[name] = (port, [proc])
         for port in (v1, v2, sink, *(p for p, _ in targets.values())):
             wait_port(port)
-        # One round at a time, the order reversed every other round: a target measured
-        # last in every round would carry any drift within a round alone.
-        results: dict[str, dict[str, list[float]]] = {}
-        for round_no in range(args.rounds):
-            names = list(targets) if round_no % 2 == 0 else list(reversed(targets))
-            one = measure({name: targets[name] for name in names}, 1, args.seconds)
-            for name, values in one.items():
-                for key, value in values.items():
-                    results.setdefault(name, {}).setdefault(key, []).extend(value)
+        results = interleaved(targets, args.rounds, args.seconds)
     finally:
         stop_all(procs)
         subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)

@@ -98,7 +98,7 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-              dynamic_stats: false
+              dynamic_stats: false{listener_tls}
   clusters:{clusters}
 """
 
@@ -117,13 +117,22 @@ HOP_CLUSTER = """
 """
 
 
-def envoy_config(admin: int, port: int, route: str, clusters: str) -> str:
+def envoy_config(admin: int, port: int, route: str, clusters: str, listener_tls: str = "") -> str:
     """Envoy's bootstrap for the benchmarks: one HTTP/1.1 listener, ``route`` and ``clusters``.
 
     Follows Envoy's own benchmarking advice: no request ids, no dynamic stats.
+    ``listener_tls``: a ``transport_socket`` for the listener's filter chain (6 spaces in).
     """
-    return ENVOY_LISTENER.format(admin=admin, port=port, hcm_type=HCM_TYPE, route=route, clusters=clusters)
+    return ENVOY_LISTENER.format(admin=admin, port=port, hcm_type=HCM_TYPE, route=route, clusters=clusters,
+                                 listener_tls=listener_tls)
 
+
+def start_envoy(config: Path, log: Path) -> subprocess.Popen:
+    """Envoy on the proxy core with one worker (``--concurrency 1``), as the sidecar has one loop.
+
+    Hot restart off: its shared memory would keep a second Envoy on the machine from starting."""
+    return spawn(PROXY_CPU, ENVOY, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
+                 "--log-level", "error", log=log)
 
 
 def free_port() -> int:
@@ -205,32 +214,49 @@ def wrk(port: int, connections: int, seconds: float) -> tuple[float, float, int]
     return float(p50[1]) * _UNITS[p50[2]], float(rps[1]), int(total[1])
 
 
-Target = tuple[int, "subprocess.Popen | None"]
+# A target: the port wrk sends to, and the proxy processes on the path whose CPU counts
+# (none for direct; both proxies of a two-proxy path).
+Target = tuple[int, "list[subprocess.Popen]"]
+Results = dict[str, dict[str, list[float]]]
 
 
-def measure(targets: dict[str, Target], rounds: int, seconds: float) -> dict[str, dict[str, list[float]]]:
-    """Interleaved rounds over ``targets`` (name -> (port, proxy process or None)).
+def measure(targets: dict[str, Target], rounds: int, seconds: float) -> Results:
+    """Interleaved rounds over ``targets`` (name -> (port, proxy processes)).
 
     Per round and target: p50 at concurrency 1 (µs), then rps at concurrency 50 and the
-    proxy's CPU µs per request over that saturation run.
+    proxies' CPU µs per request (summed over them) over that saturation run.
     """
-    for port, _ in targets.values():  # warm up: pools, caches and allocators
-        wrk(port, 10, 1)
-    results: dict[str, dict[str, list[float]]] = {name: {"p50": [], "rps": [], "cpu": []} for name in targets}
+    for port, _ in targets.values():  # warm up: pools (all 50 connections), caches and allocators
+        wrk(port, 50, 1)
+    results: Results = {name: {"p50": [], "rps": [], "cpu": []} for name in targets}
     for round_no in range(1, rounds + 1):
-        for name, (port, proc) in targets.items():
+        for name, (port, procs) in targets.items():
             p50, _, _ = wrk(port, 1, seconds)
-            before = cpu_ticks(proc.pid) if proc else 0
+            before = sum(cpu_ticks(proc.pid) for proc in procs)
             _, rps, total = wrk(port, 50, seconds)
-            used = (cpu_ticks(proc.pid) - before) / TICKS if proc else 0.0
+            used = (sum(cpu_ticks(proc.pid) for proc in procs) - before) / TICKS
             results[name]["p50"].append(p50)
             results[name]["rps"].append(rps)
-            results[name]["cpu"].append(used / total * 1e6 if proc else 0.0)
+            results[name]["cpu"].append(used / total * 1e6 if procs else 0.0)
             print(
-                f"round {round_no} {name:10s} p50(c1) {p50:7.1f} µs  rps(c50) {rps:9.0f}"
-                + (f"  cpu {used / total * 1e6:5.1f} µs/req" if proc else ""),
+                f"round {round_no} {name:14s} p50(c1) {p50:7.1f} µs  rps(c50) {rps:9.0f}"
+                + (f"  cpu {used / total * 1e6:5.1f} µs/req" if procs else ""),
                 flush=True,
             )
+    return results
+
+
+def interleaved(targets: dict[str, Target], rounds: int, seconds: float) -> Results:
+    """``measure`` one round at a time, the order reversed every other round: a target
+    measured last in every round would carry any drift within a round alone."""
+    results: Results = {}
+    for round_no in range(rounds):
+        names = list(targets) if round_no % 2 == 0 else list(reversed(targets))
+        print(f"-- round {round_no + 1} of {rounds}", flush=True)
+        one = measure({name: targets[name] for name in names}, 1, seconds)
+        for name, values in one.items():
+            for key, value in values.items():
+                results.setdefault(name, {}).setdefault(key, []).extend(value)
     return results
 
 
@@ -277,14 +303,11 @@ def main() -> None:
             "--trace-sample", "0.01", "--log-level", "WARNING",
             log=tmp / "sidecar.log",
         )  # fmt: skip
-        envoy = spawn(
-            PROXY_CPU, ENVOY, "-c", str(tmp / "envoy.yaml"), "--concurrency", "1",
-            "--log-level", "error", log=tmp / "envoy.log",
-        )  # fmt: skip
+        envoy = start_envoy(tmp / "envoy.yaml", tmp / "envoy.log")
         procs += [sidecar, envoy]
         for port in (up_port, sink_port, sc_out, envoy_port):
             wait_port(port)
-        targets = {"direct": (up_port, None), "sidecar": (sc_out, sidecar), "envoy": (envoy_port, envoy)}
+        targets = {"direct": (up_port, []), "sidecar": (sc_out, [sidecar]), "envoy": (envoy_port, [envoy])}
         results = measure(targets, args.rounds, args.seconds)
         rss = {"sidecar": rss_mb(sidecar.pid), "envoy": rss_mb(envoy.pid)}
         try:
@@ -540,18 +563,11 @@ def tail_ab(rings: list[int], rounds: int, seconds: float, write: bool) -> None:
                 log=tmp / f"{name.replace(' ', '-')}.log",
             )  # fmt: skip
             procs.append(proc)
-            targets[name] = (outbound, proc)
+            targets[name] = (outbound, [proc])
         for port in (up_port, sink_port, *(p for p, _ in targets.values())):
             wait_port(port)
-        results: dict[str, dict[str, list[float]]] = {}
-        for round_no in range(rounds):
-            order = list(targets) if round_no % 2 == 0 else list(reversed(targets))
-            print(f"-- round {round_no + 1} of {rounds}", flush=True)
-            one = measure({name: targets[name] for name in order}, 1, seconds)
-            for name, values in one.items():
-                for key, value in values.items():
-                    results.setdefault(name, {}).setdefault(key, []).extend(value)
-        rss = {name: rss_mb(proc.pid) for name, (_, proc) in targets.items()}
+        results = interleaved(targets, rounds, seconds)
+        rss = {name: rss_mb(procs[0].pid) for name, (_, procs) in targets.items()}
     finally:
         stop_all(procs)
 

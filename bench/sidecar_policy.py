@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from sidecar_hop import (  # type: ignore[import-not-found]
-    ENVOY,
     LOAD_CPU,
     OTLP_SINK,
     PROXY_CPU,
@@ -39,6 +38,7 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     report,
     rss_mb,
     spawn,
+    start_envoy,
     stop_all,
     wait_port,
 )
@@ -116,14 +116,13 @@ def main() -> None:
         procs.append(spawn(LOAD_CPU, PY, "-c", OTLP_SINK, str(sink)))
         full_port, full = sidecar(tmp, "sidecar", endpoints, policy, f"http://127.0.0.1:{sink}")
         quiet_port, quiet = sidecar(tmp, "sidecar-notel", endpoints, policy, None)
-        envoy = spawn(PROXY_CPU, ENVOY, "-c", str(tmp / "envoy.yaml"), "--concurrency", "1",
-                      "--log-level", "error", log=tmp / "envoy.log")
+        envoy = start_envoy(tmp / "envoy.yaml", tmp / "envoy.log")
         procs += [full, quiet, envoy]
         for port in (v1, v2, sink, full_port, quiet_port, envoy_port):
             wait_port(port)
         results = measure({
-            "direct": (v1, None), "sidecar": (full_port, full),
-            "sidecar-notel": (quiet_port, quiet), "envoy": (envoy_port, envoy),
+            "direct": (v1, []), "sidecar": (full_port, [full]),
+            "sidecar-notel": (quiet_port, [quiet]), "envoy": (envoy_port, [envoy]),
         }, args.rounds, args.seconds)  # fmt: skip
         rss = {"sidecar": rss_mb(full.pid), "envoy": rss_mb(envoy.pid)}
     finally:
