@@ -47,6 +47,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import statistics
 import subprocess
 import tempfile
@@ -59,6 +60,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from results import paired_ratios  # type: ignore[import-not-found]
 from sidecar_hop import (  # type: ignore[import-not-found]
     HOP_CLUSTER,
     LOAD_CPU,
@@ -320,6 +322,20 @@ def handshakes(
             "proxy_core": busy[PROXY_CPU], "load_core": busy[LOAD_CPU]}
 
 
+OPENSSL_SERVER = "openssl s_server, {tickets} tickets"
+
+
+def openssl_server(me: Identity, tickets: int) -> tuple[int, subprocess.Popen]:
+    """A reference for the handshakes: OpenSSL's own C server, the same library our sidecar's
+    ``ssl`` module uses, on the proxy core, requiring a client certificate, TLS 1.3 only,
+    sending ``tickets`` session tickets after each handshake (Python's default is 2)."""
+    port = free_port()
+    proc = spawn(PROXY_CPU, OPENSSL, "s_server", "-quiet", "-accept", f"127.0.0.1:{port}",
+                 "-cert", str(me.cert), "-key", str(me.key), "-CAfile", str(me.bundle), "-Verify", "2",
+                 "-tls1_3", "-num_tickets", str(tickets))  # its log: a line per handshake
+    return port, proc
+
+
 def check_mtls(port: int, me: Identity) -> str:
     """What a client with ``me`` negotiates with the server on ``port`` (protocol, cipher,
     group, and the server certificate's verification), from ``openssl s_client -brief``."""
@@ -380,16 +396,23 @@ def main() -> None:
             print(f"{name} B: {line}", flush=True)
         targets = {"direct": (apps["v1"], []), **{name: path.target() for name, path in paths.items()}}
         results = interleaved(targets, args.rounds, args.seconds)
-        shakes: dict[str, list[dict[str, float]]] = {"ours-mtls": [], "envoy-mtls": []}
+        shakes: dict[str, list[dict[str, float]]] = {}
         if not args.policy:
+            servers = {"ours B": (paths["ours-mtls"].servers[0], paths["ours-mtls"].proxies[1]),
+                       "Envoy B": (paths["envoy-mtls"].servers[0], paths["envoy-mtls"].proxies[1])}
+            for tickets in (2, 0):
+                port, proc = openssl_server(ids["upstream"], tickets)
+                procs.append(proc)
+                servers[OPENSSL_SERVER.format(tickets=tickets)] = (port, proc)
+                wait_port(port)
             for round_no in range(args.rounds):
-                order = list(shakes) if round_no % 2 == 0 else list(reversed(shakes))
+                order = list(servers) if round_no % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    path = paths[name]
-                    one = handshakes(path.servers[0], ids["client"], path.proxies[1], args.handshake_seconds,
+                    port, proc = servers[name]
+                    one = handshakes(port, ids["client"], proc, args.handshake_seconds,
                                      args.handshake_clients)
-                    shakes[name].append(one)
-                    print(f"handshakes {name:11s} {one['rate']:7.0f}/s  server {one['cpu']:6.0f} µs each, "
+                    shakes.setdefault(name, []).append(one)
+                    print(f"handshakes {name:30s} {one['rate']:5.0f}/s  server {one['cpu']:5.0f} µs each, "
                           f"busy {one['server_busy']:.0%}; proxy core {one['proxy_core']:.0%}, "
                           f"load core {one['load_core']:.0%}", flush=True)
         counters = {name: [mtls_counters(admin) for admin in paths[name].admins]
@@ -450,45 +473,61 @@ def write_report(args: argparse.Namespace, results: dict, shakes: dict, rss: dic
         "",
         "**Goals** (issue 11, mTLS on both sides):",
         "",
-        "| goal | ours | Envoy | ratio | target | met |",
-        "|---|---|---|---|---|---|",
+        "| goal | ours | Envoy | ratio of medians | per-round ratios, median (min..max) | target | met |",
+        "|---|---|---|---|---|---|---|",
     ]
+    direct_p50 = results["direct"]["p50"]
+    per_round_added = {name: [p50 - d for p50, d in zip(results[name]["p50"], direct_p50, strict=True)]
+                       for name in added}
     goals = (
-        ("CPU per request, mTLS", med["ours-mtls"]["cpu"], med["envoy-mtls"]["cpu"]),
-        ("added p50 (c1), mTLS", added["ours-mtls"], added["envoy-mtls"]),
+        ("CPU per request, mTLS", med["ours-mtls"]["cpu"], med["envoy-mtls"]["cpu"],
+         paired_ratios(results["ours-mtls"]["cpu"], results["envoy-mtls"]["cpu"])),
+        ("added p50 (c1), mTLS", added["ours-mtls"], added["envoy-mtls"],
+         paired_ratios(per_round_added["ours-mtls"], per_round_added["envoy-mtls"])),
     )
-    for label, ours_v, theirs in goals:
+    for label, ours_v, theirs, rounds in goals:
         ratio = ours_v / theirs if theirs > 0 else float("inf")
-        lines.append(f"| {label} | {ours_v:.1f} µs | {theirs:.1f} µs | {ratio:.2f}x | <= 1.0x | "
+        lines.append(f"| {label} | {ours_v:.1f} µs | {theirs:.1f} µs | {ratio:.2f}x | "
+                     f"{statistics.median(rounds):.2f}x ({min(rounds):.2f}..{max(rounds):.2f}) | <= 1.0x | "
                      f"{'yes' if ratio <= 1.0 else 'NO'} |")
     lines += [
         "",
         "**The cost of mTLS** (mTLS minus plaintext, same run):",
         "",
-        "| proxies | CPU/req added (µs) | CPU/req mTLS/plain | added p50, mTLS minus plain (µs) "
-        "| rps mTLS/plain |",
-        "|---|---|---|---|---|",
+        "| proxies | CPU/req added (µs) | per round (µs) | CPU/req mTLS/plain | added p50, mTLS minus "
+        "plain (µs) | per round (µs) | rps mTLS/plain |",
+        "|---|---|---|---|---|---|---|",
     ]
     for who in ("ours", "envoy"):
         plain, tls = med[f"{who}-plain"], med[f"{who}-mtls"]
         more_p50 = added[f"{who}-mtls"] - added[f"{who}-plain"]
-        lines.append(f"| {who} | {tls['cpu'] - plain['cpu']:+.1f} | {tls['cpu'] / plain['cpu']:.2f}x | "
-                     f"{more_p50:+.1f} | {tls['rps'] / plain['rps']:.2f}x |")
+        cpu_rounds = [t - p for t, p in zip(results[f"{who}-mtls"]["cpu"], results[f"{who}-plain"]["cpu"],
+                                            strict=True)]
+        p50_rounds = [t - p for t, p in zip(results[f"{who}-mtls"]["p50"], results[f"{who}-plain"]["p50"],
+                                            strict=True)]
+        cpu_each, p50_each = (", ".join(f"{v:+.0f}" for v in rounds) for rounds in (cpu_rounds, p50_rounds))
+        lines.append(f"| {who} | {tls['cpu'] - plain['cpu']:+.1f} | {cpu_each} | "
+                     f"{tls['cpu'] / plain['cpu']:.2f}x | {more_p50:+.1f} | {p50_each} | "
+                     f"{tls['rps'] / plain['rps']:.2f}x |")
     lines += ["", "Negotiated at B (openssl s_client with A's certificate): " + "; ".join(
         f"{name}: {line}" for name, line in negotiated.items()) + "."]
     over_mtls = sum(c.get("meshui_proxy_mtls_requests_total", 0) for c in counters["ours-mtls"][1:])
     plain_counters = counters["ours-plain"] if any(counters["ours-plain"]) else "none (plaintext)"
     lines += [f"Our mTLS B counted {over_mtls:,} requests over mTLS (A, B: {counters['ours-mtls']}); "
               f"the plaintext pair's mTLS counters: {plain_counters}."]
-    if shakes["ours-mtls"]:
+    if shakes:
         lines += [
             "",
             f"**New TLS connections per second**: {args.handshake_clients} `openssl s_time -new` "
             f"clients at once on CPU {LOAD_CPU} (each with the `client` certificate and key, -CAfile "
             f"the bundle; full handshakes, no resumption), {args.rounds} interleaved rounds of "
             f"{args.handshake_seconds} s against B's mesh port: ours (the inbound listener, "
-            "PERMISSIVE) and Envoy B's TLS listener. Server CPU per handshake from /proc stat; "
-            "busy shares of each core from /proc/stat.",
+            "PERMISSIVE) and Envoy B's TLS listener; and, as references, `openssl s_server` (OpenSSL's "
+            f"own C server, the {ssl.OPENSSL_VERSION} that our sidecar's `ssl` module links, on CPU "
+            f"{PROXY_CPU}, client certificate required, TLS 1.3) sending 2 session tickets a "
+            "handshake, as Python's `ssl` does by default, and none. Server CPU per handshake from "
+            "/proc/<pid>/stat; busy shares of each core from /proc/stat; a core near 100% is the "
+            "bottleneck (other work on the machine counts too).",
             "",
             "| server | connections/s | server CPU per handshake (µs) | server busy | proxy core busy | "
             "load core busy |",
@@ -497,9 +536,9 @@ def write_report(args: argparse.Namespace, results: dict, shakes: dict, rss: dic
         shake = {name: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                  for name, runs in shakes.items()}
         for name, m in shake.items():
-            lines.append(f"| {name} B | {m['rate']:.0f} | {m['cpu']:.0f} | {m['server_busy']:.0%} | "
+            lines.append(f"| {name} | {m['rate']:.0f} | {m['cpu']:.0f} | {m['server_busy']:.0%} | "
                          f"{m['proxy_core']:.0%} | {m['load_core']:.0%} |")
-        ours_s, envoy_s = shake["ours-mtls"], shake["envoy-mtls"]
+        ours_s, envoy_s = shake["ours B"], shake["Envoy B"]
         lines += ["", f"Ours against Envoy: {ours_s['rate'] / envoy_s['rate']:.2f}x the connections per "
                   f"second, {ours_s['cpu'] / envoy_s['cpu']:.2f}x the server CPU per handshake. Per round "
                   "(connections/s): " + "; ".join(
