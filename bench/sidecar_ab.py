@@ -6,7 +6,7 @@ A change to the data path records its before/after here. The base commit is chec
 into a temporary git worktree; both sidecars run side by side (same upstream, same OTLP
 sink, both pinned to the proxy core), once as a bare hop (static endpoints, telemetry on,
 as bench/sidecar_hop.py) and once with the full policy (bench/sidecar_policy.py's).
-``measure()`` interleaves every target in every round, so drift on the machine hits both
+``interleaved()`` measures every target in every round, the order flipped, so drift hits both
 alike. Prints per-round figures and the medians, and writes ``## Sidecar A/B`` in
 bench/RESULTS.md with the run-to-run noise (the spread of the base's own rounds).
 """

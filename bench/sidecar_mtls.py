@@ -380,11 +380,13 @@ def main() -> None:
     try:
         procs += [spawn(LOAD_CPU, PY, "-c", UPSTREAM, str(port)) for port in apps.values()]
         procs.append(spawn(LOAD_CPU, PY, "-c", OTLP_SINK, str(sink)))
+        # In this order every pair compared below is measured back to back (the order flips
+        # each round): ours mTLS next to Envoy's, and each next to its plaintext path.
         paths = {
             "ours-plain": ours(tmp, "ours-plain", apps, None, sink, policy if args.policy else None),
             "ours-mtls": ours(tmp, "ours-mtls", apps, ids, sink, policy if args.policy else None),
-            "envoy-plain": envoys(tmp, "envoy-plain", apps, None, args.policy),
             "envoy-mtls": envoys(tmp, "envoy-mtls", apps, ids, args.policy),
+            "envoy-plain": envoys(tmp, "envoy-plain", apps, None, args.policy),
         }
         for path in paths.values():
             procs += path.proxies
@@ -458,13 +460,13 @@ def write_report(args: argparse.Namespace, results: dict, shakes: dict, rss: dic
     lines += [
         "",
         "| path | p50 c=1 (µs) | added p50 (µs) | rps c=50 | CPU/req, all proxies (µs) "
-        "| RSS, all proxies (MB) |",
-        "|---|---|---|---|---|---|",
-        f"| direct | {direct:.1f} | - | {med['direct']['rps']:.0f} | - | - |",
+        "| CPU/req, best round (µs) | RSS, all proxies (MB) |",
+        "|---|---|---|---|---|---|---|",
+        f"| direct | {direct:.1f} | - | {med['direct']['rps']:.0f} | - | - | - |",
     ]
     for name in ("ours-plain", "ours-mtls", "envoy-plain", "envoy-mtls"):
         lines.append(f"| {name} | {med[name]['p50']:.1f} | {added[name]:.1f} | {med[name]['rps']:.0f} | "
-                     f"{med[name]['cpu']:.1f} | {rss[name]:.1f} |")
+                     f"{med[name]['cpu']:.1f} | {min(results[name]['cpu']):.1f} | {rss[name]:.1f} |")
     lines += [
         "",
         "Per round (CPU/req µs): " + "; ".join(
@@ -473,23 +475,26 @@ def write_report(args: argparse.Namespace, results: dict, shakes: dict, rss: dic
         "",
         "**Goals** (issue 11, mTLS on both sides):",
         "",
-        "| goal | ours | Envoy | ratio of medians | per-round ratios, median (min..max) | target | met |",
-        "|---|---|---|---|---|---|---|",
+        "| goal | ours | Envoy | ratio of medians | per-round ratios, median (min..max) | best rounds' ratio "
+        "| target | met (medians) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     direct_p50 = results["direct"]["p50"]
     per_round_added = {name: [p50 - d for p50, d in zip(results[name]["p50"], direct_p50, strict=True)]
                        for name in added}
     goals = (
         ("CPU per request, mTLS", med["ours-mtls"]["cpu"], med["envoy-mtls"]["cpu"],
-         paired_ratios(results["ours-mtls"]["cpu"], results["envoy-mtls"]["cpu"])),
+         results["ours-mtls"]["cpu"], results["envoy-mtls"]["cpu"]),
         ("added p50 (c1), mTLS", added["ours-mtls"], added["envoy-mtls"],
-         paired_ratios(per_round_added["ours-mtls"], per_round_added["envoy-mtls"])),
+         per_round_added["ours-mtls"], per_round_added["envoy-mtls"]),
     )
-    for label, ours_v, theirs, rounds in goals:
+    for label, ours_v, theirs, ours_rounds, their_rounds in goals:
         ratio = ours_v / theirs if theirs > 0 else float("inf")
+        rounds = paired_ratios(ours_rounds, their_rounds)
+        best = min(ours_rounds) / min(their_rounds)
         lines.append(f"| {label} | {ours_v:.1f} µs | {theirs:.1f} µs | {ratio:.2f}x | "
-                     f"{statistics.median(rounds):.2f}x ({min(rounds):.2f}..{max(rounds):.2f}) | <= 1.0x | "
-                     f"{'yes' if ratio <= 1.0 else 'NO'} |")
+                     f"{statistics.median(rounds):.2f}x ({min(rounds):.2f}..{max(rounds):.2f}) | "
+                     f"{best:.2f}x | <= 1.0x | {'yes' if ratio <= 1.0 else 'NO'} |")
     lines += [
         "",
         "**The cost of mTLS** (mTLS minus plaintext, same run):",
