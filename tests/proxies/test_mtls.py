@@ -145,3 +145,42 @@ async def test_garbage_on_the_tls_port_is_refused_and_the_listener_goes_on(serve
     await eventually(lambda: mesh.refused("inbound", "handshake") == 3)
     status, _, _ = await request(mesh.frontend.ports["outbound"], GET)
     assert status.startswith(b"HTTP/1.1 200")
+
+
+async def big_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Echoes the request body's length and answers 1 MiB: many TLS records each way."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            received = len(await reader.readexactly(length))
+            body = (b"%d " % received).ljust(1 << 20, b"x")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_megabytes_cross_the_mtls_hop_whole(servers, tmp_path, ca) -> None:
+    """Reads are asked one TLS record at a time (proxies.identity.tls.RecordSizedReads)."""
+    app = await servers.start(big_app)
+    payments = await start_sidecar(RecordingTelemetry(), app, {}, service="payments",
+                                   identity_files=ca.files(tmp_path, "payments"))
+    frontend = await start_sidecar(
+        RecordingTelemetry(), free_port(),
+        {"payments": [{"instance": "p-1", "version": "v1",
+                       "address": f"127.0.0.1:{payments.ports['inbound']}"}]},
+        identity_files=ca.files(tmp_path, "frontend"))
+    try:
+        upload = os.urandom(300_000)
+        raw = b"POST /up HTTP/1.1\r\nHost: payments\r\ncontent-length: %d\r\n\r\n%s" % (len(upload), upload)
+        for _ in range(3):  # keep-alive: the same TLS connection each time
+            status, _, body = await request(frontend.ports["outbound"], raw)
+            assert status.startswith(b"HTTP/1.1 200")
+            assert len(body) == 1 << 20 and body.startswith(b"300000 ")
+        assert payments.plane.metrics.mtls_total == 3
+    finally:
+        await frontend.stop()
+        await payments.stop()
