@@ -141,7 +141,8 @@ def run_demo(workdir: Path, redis_server_url: str, database_url: str) -> Iterato
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     saved = dict(os.environ)
-    ports = ("MESHUI_PORT", "COLLECTOR_HTTP_PORT", "COLLECTOR_GRPC_PORT", "DEMO_BASE_PORT")
+    ports = ("MESHUI_PORT", "COLLECTOR_HTTP_PORT", "COLLECTOR_GRPC_PORT", "DEMO_BASE_PORT",
+             "DEMO_DATA_DIR")
     os.environ.update({k: env[k] for k in ports})
     try:
         config = MeshConfig.from_env()

@@ -1,6 +1,6 @@
 """The hostile inputs of issue 6, tried again against the running demo mesh.
 
-An insider with the shared control token claims a live instance, registers names the
+An insider with a service's join token claims a live instance, registers names the
 sidecars would refuse, and poisons the collector with an impossible data point; the mesh
 refuses each, names what was wrong, and keeps serving with everything else intact.
 """
@@ -24,11 +24,14 @@ from tests.polling import eventually
 VICTIM = "catalog-v1-1"  # proxy ids are <service>-<version>-<index>
 
 
-async def control_session(mesh: RunningMesh, hello: dict[str, Any] | str) -> list[dict[str, Any]]:
-    """Send one hello on a fresh control connection; the frames meshui answers, until quiet."""
+async def control_session(mesh: RunningMesh, hello: dict[str, Any] | str,
+                          token_of: str) -> list[dict[str, Any]]:
+    """Send one hello on a fresh control connection, joining with ``token_of``'s join token;
+    the frames meshui answers, until quiet."""
     url = f"ws://{mesh.config.host}:{mesh.config.meshui_port}/api/v1/control"
     frames = []
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {mesh.token}"},
+    token = await asyncio.to_thread(mesh.join_token, token_of)
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                                   max_size=None) as socket:
         await socket.send(hello if isinstance(hello, str) else json.dumps(hello))
         try:
@@ -61,7 +64,7 @@ async def test_an_impostor_hello_for_a_live_instance_is_refused_and_the_real_one
 ) -> None:
     real = instances(demo_mesh)[VICTIM]
 
-    frames = await control_session(demo_mesh, hello(VICTIM, "catalog", "127.0.0.1:1"))
+    frames = await control_session(demo_mesh, hello(VICTIM, "catalog", "127.0.0.1:1"), "catalog")
 
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "proxy_id_in_use", frames
     after = instances(demo_mesh)[VICTIM]
@@ -77,15 +80,16 @@ async def test_an_impostor_hello_for_a_live_instance_is_refused_and_the_real_one
 async def test_invalid_hellos_are_refused_and_a_valid_new_service_still_reaches_every_sidecar(
     demo_mesh: RunningMesh,
 ) -> None:
-    bad_name = await control_session(demo_mesh, hello("evil-1", "Evil:Name", "127.0.0.1:2"))
-    huge = await control_session(demo_mesh, hello("evil-2", "evil", "127.0.0.1:" + "9" * 1_200_000))
+    bad_name = await control_session(demo_mesh, hello("evil-1", "Evil:Name", "127.0.0.1:2"), "evil")
+    huge = await control_session(demo_mesh, hello("evil-2", "evil", "127.0.0.1:" + "9" * 1_200_000),
+                                 "evil")
 
     assert bad_name[-1]["type"] == "error" and bad_name[-1]["field"] == "service", bad_name
     assert huge[-1]["type"] == "error" and huge[-1]["code"] == "frame_too_large", huge
     assert not {"evil-1", "evil-2"} & set(instances(demo_mesh))
 
     url = f"ws://{demo_mesh.config.host}:{demo_mesh.config.meshui_port}/api/v1/control"
-    token = {"Authorization": f"Bearer {demo_mesh.token}"}
+    token = {"Authorization": f"Bearer {await asyncio.to_thread(demo_mesh.join_token, 'newsvc')}"}
     async with websockets.connect(url, additional_headers=token) as socket:
         await socket.send(json.dumps(hello("newsvc-v1-0", "newsvc", "127.0.0.1:3")))
         await eventually(lambda: asyncio.to_thread(lambda: "newsvc" in frontend_view(demo_mesh)), 15)
