@@ -20,7 +20,7 @@ from meshui.demo.topology import Instance
 from tests.e2e.meshes import small_mesh
 from tests.e2e.test_chaos import Load
 from tests.meshui.browser import chromium, csp_problems, new_page
-from tests.polling import wait_until
+from tests.polling import settled, wait_until
 
 INSTANCES = (Instance("frontend", "v1"), Instance("catalog", "v1"), Instance("inventory", "v1"))
 
@@ -64,10 +64,17 @@ def test_allow_only_what_you_see_denies_nothing_of_the_demo_s_traffic_and_a_new_
         return httpx.get(url, timeout=5, trust_env=False).json()
     wait_until(lambda: all(identity(i)["mtls"] for i in range(len(INSTANCES))), 30,
                what="every sidecar's certificate")
+    # The hop catalog -> inventory is seen, every call of it over mTLS. The two counts come
+    # from different sidecars' exports (requests from catalog's spans, mTLS from inventory's
+    # metrics), so they are compared once a warm-up's telemetry has all landed.
+    with Load(mesh, rps=20) as warmup:
+        wait_until(lambda: len(warmup.outcomes) >= 30, 30, what="the warm-up's calls")
+    def hop() -> tuple[int, int] | None:
+        edge = inventory_edge(mesh, "catalog")
+        return None if edge is None else (edge["requests"], edge["events"]["mtls"])
+    requests, mtls = settled(hop, timeout=45, what="catalog -> inventory")
+    assert requests >= 20 and mtls == requests
     with Load(mesh, rps=20) as load:
-        # The hop catalog -> inventory is seen, over mTLS.
-        wait_until(lambda: (e := inventory_edge(mesh, "catalog")) is not None and e["requests"] > 20
-                   and e["events"]["mtls"] == e["requests"], 30, what="catalog -> inventory over mTLS")
         page, console = new_page(browser)
         page.goto(mesh.config.dashboard_url + "accounts/login/")
         page.fill("input[name=username]", mesh.config.demo_user)
