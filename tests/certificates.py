@@ -47,14 +47,16 @@ def _validity() -> tuple[datetime.datetime, datetime.datetime]:
     return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
 
 
-def make_authority(directory: Path, name: str = "meshui test CA") -> Authority:
+def self_signed_root(name: str, days: int = 1) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A root CA certificate (P-256, valid from five minutes ago for ``days``) and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
-    not_before, not_after = _validity()
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(name)).issuer_name(_name(name))
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
@@ -63,6 +65,11 @@ def make_authority(directory: Path, name: str = "meshui test CA") -> Authority:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+    return cert, key
+
+
+def make_authority(directory: Path, name: str = "meshui test CA") -> Authority:
+    cert, key = self_signed_root(name)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name.replace(' ', '-')}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
