@@ -5,7 +5,9 @@
 A change to the data path records its before/after here. The base commit is checked out
 into a temporary git worktree; both sidecars run side by side (same upstream, same OTLP
 sink, both pinned to the proxy core), once as a bare hop (static endpoints, telemetry on,
-as bench/sidecar_hop.py) and once with the full policy (bench/sidecar_policy.py's).
+as bench/sidecar_hop.py), once with the full policy (bench/sidecar_policy.py's) and once as a
+mesh hop over mutual TLS (``mtls``: sidecar A -> sidecar B -> upstream, both with certificates
+of one CA, as bench/sidecar_mtls.py; CPU summed over the two).
 ``interleaved()`` measures every target in every round, the order flipped, so drift hits both
 alike. Prints per-round figures and the medians, and writes ``## Sidecar A/B`` in
 bench/RESULTS.md with the run-to-run noise (the spread of the base's own rounds).
@@ -37,20 +39,38 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     stop_all,
     wait_port,
 )
+from sidecar_mtls import Identity, make_identities  # type: ignore[import-not-found]
 from sidecar_policy import POLICY  # type: ignore[import-not-found]
 
 
-def sidecar(tree: Path, tmp: Path, name: str, endpoints: Path, sink: int, policy: Path | None):
+def sidecar(tree: Path, tmp: Path, name: str, endpoints: Path, sink: int, policy: Path | None,
+            service: str = "bench", app: int = 1, identity: Identity | None = None):
+    """(inbound, outbound, process) of a sidecar of ``tree`` on the proxy core."""
     inbound, outbound, admin = free_port(), free_port(), free_port()
     proc = spawn(
-        PROXY_CPU, PY, "-m", "proxies", "--service", "bench", "--version", "v1",
-        "--app", "127.0.0.1:1", "--inbound", f"127.0.0.1:{inbound}",
+        PROXY_CPU, PY, "-m", "proxies", "--service", service, "--version", "v1",
+        "--app", f"127.0.0.1:{app}", "--inbound", f"127.0.0.1:{inbound}",
         "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
         "--endpoints", str(endpoints), "--otlp", f"http://127.0.0.1:{sink}", "--trace-sample", "0.01",
-        *(["--policy", str(policy)] if policy else []), "--log-level", "WARNING",
-        log=tmp / f"{name}.log", cwd=tree,
+        *(["--policy", str(policy)] if policy else []), *(identity.flags() if identity else []),
+        "--log-level", "WARNING", log=tmp / f"{name}.log", cwd=tree,
     )  # fmt: skip
-    return outbound, proc
+    return inbound, outbound, proc
+
+
+def mtls_pair(tree: Path, tmp: Path, name: str, sink: int, app: int,
+              ids: dict[str, Identity]) -> tuple[int, list[subprocess.Popen]]:
+    """Sidecar A (``client``) -> sidecar B (``upstream``, in front of ``app``) over mTLS:
+    the port wrk sends to (A's outbound) and both processes."""
+    none = tmp / "no-endpoints.json"
+    none.write_text("{}")
+    b_inbound, _, b = sidecar(tree, tmp, f"{name}-b", none, sink, None, "upstream", app, ids["upstream"])
+    wait_port(b_inbound)
+    endpoints = tmp / f"{name}-endpoints.json"
+    endpoints.write_text(json.dumps({"upstream": [
+        {"instance": "b", "version": "v1", "address": f"127.0.0.1:{b_inbound}"}]}))
+    _, outbound, a = sidecar(tree, tmp, f"{name}-a", endpoints, sink, None, "client", 1, ids["client"])
+    return outbound, [a, b]
 
 
 def main() -> None:
@@ -58,11 +78,11 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="commit to compare against (e.g. main~3)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--scenario", choices=("hop", "policy"), action="append",
+    parser.add_argument("--scenario", choices=("hop", "policy", "mtls"), action="append",
                         help="only this scenario (repeatable; default both)")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args()
-    scenarios = args.scenario or ["hop", "policy"]
+    scenarios = args.scenario or ["hop", "policy", "mtls"]
     base_sha = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, check=True,
                               capture_output=True, text=True).stdout.strip()
     head_sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
@@ -82,6 +102,7 @@ def main() -> None:
         {"instance": "u-v1", "version": "v1", "address": f"127.0.0.1:{v1}"}]}))
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
+    ids = make_identities(tmp, ["client", "upstream"])
     procs: list[subprocess.Popen] = []
     try:
         procs += [spawn(LOAD_CPU, PY, "-c", UPSTREAM, str(port)) for port in (v1, v2)]
@@ -92,9 +113,14 @@ def main() -> None:
                 if scenario not in scenarios:
                     continue
                 name = f"{scenario}@{label}"
-                port, proc = sidecar(tree, tmp, name, eps, sink, pol)
+                _, port, proc = sidecar(tree, tmp, name, eps, sink, pol)
                 procs.append(proc)
                 targets[name] = (port, [proc])
+            if "mtls" in scenarios:
+                name = f"mtls@{label}"
+                port, pair = mtls_pair(tree, tmp, name, sink, v1, ids)
+                procs += pair
+                targets[name] = (port, pair)
         for port in (v1, v2, sink, *(p for p, _ in targets.values())):
             wait_port(port)
         results = interleaved(targets, args.rounds, args.seconds)
@@ -109,7 +135,9 @@ def main() -> None:
         f"`bench/sidecar_ab.py --base {base_sha}` at {head_sha}, {time.strftime('%Y-%m-%d %H:%M')}, "
         f"{os.cpu_count()} cores; wrk and upstreams on CPU {LOAD_CPU}, sidecars on CPU {PROXY_CPU}; "
         f"{args.rounds} interleaved rounds of {args.seconds:g} s, medians. `hop`: static endpoints, "
-        "telemetry on (bench/sidecar_hop.py's setup); `policy`: bench/sidecar_policy.py's full policy.",
+        "telemetry on (bench/sidecar_hop.py's setup); `policy`: bench/sidecar_policy.py's full policy; "
+        "`mtls`: sidecar A -> sidecar B over mutual TLS (bench/sidecar_mtls.py's certificates), "
+        "CPU/req of both together.",
         "",
         "| scenario | CPU/req base (µs) | CPU/req head (µs) | head/base, median of rounds | "
         "per-round ratios (min..max) | base's own spread | p50 c=1 base / head (µs) | "

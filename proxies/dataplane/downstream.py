@@ -27,7 +27,7 @@ from proxies.dataplane.exchange import Exchange
 from proxies.dataplane.inbound import InboundExchange
 from proxies.dataplane.interfaces import PAUSE_PIPELINE, WRITE_HIGH_WATER, Plane
 from proxies.dataplane.outbound import OutboundExchange
-from proxies.dataplane.request_reader import _NOT_IN_HEAD, TRAILERS, RequestReader, _Refused
+from proxies.dataplane.request_reader import _NOT_IN_HEAD, TRAILERS, Received, RequestReader, _Refused
 
 log = logging.getLogger("proxies.listener")
 
@@ -131,7 +131,8 @@ class DownstreamConnection(RequestReader):
         while self._queue:
             endings.client_gone(self._queue.popleft())
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: Received) -> None:
+        """Parse what was read (for a TLS connection, a view valid only during the call)."""
         if self._stopped:
             # Closing: nothing more is parsed; a lingering close discards up to LINGER_BYTES.
             if self._eof:
@@ -406,7 +407,7 @@ class DownstreamConnection(RequestReader):
         if not transport.is_closing():
             transport.close()
 
-    def _after_upgrade_request(self, data: bytes, offset: int) -> None:
+    def _after_upgrade_request(self, data: Received, offset: int) -> None:
         # llhttp stops at a request carrying Upgrade (or CONNECT). We drop Upgrade
         # (hop-by-hop), so the request is an ordinary one (on_headers_complete refused one
         # with a body); start a fresh parser for whatever follows it.
@@ -422,3 +423,18 @@ class DownstreamConnection(RequestReader):
         rest = data[offset:]
         if rest:
             self._feed_counted(rest)
+
+
+class TlsDownstreamConnection(DownstreamConnection, asyncio.BufferedProtocol):
+    """A client connection over mutual TLS: uvloop decrypts its records straight into the
+    plane's read buffer (proxies.identity.tls.DirectCalls). Plaintext connections keep
+    ``data_received``: for a plain socket read the buffer costs two Python calls more than
+    the bytes object it saves (bench/RESULTS.md, "Sidecar A/B")."""
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.plane.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.plane.read_buffer[:nbytes])

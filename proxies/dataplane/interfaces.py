@@ -139,6 +139,8 @@ class Plane(Protocol):
     """The data plane as its connections and exchanges see it (``plane.DataPlane``)."""
 
     loop: asyncio.AbstractEventLoop
+    # what TLS connections decrypt into, and parse before the read returns (BufferedProtocol)
+    read_buffer: memoryview
     # who this sidecar is
     service: str
     version: str

@@ -52,6 +52,7 @@ class InboundListener:
         self.sock.setblocking(False)
         self.sockets = [self.sock]  # as asyncio.Server has them (Sidecar.ports)
         self.factory: Callable[[], DownstreamConnection] = plane.downstream_factory(False)
+        self.tls_factory: Callable[[], DownstreamConnection] = plane.downstream_factory(False, tls=True)
         # Sockets accepted and not yet told apart, by fd: each with its timeout.
         self.sniffing: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -148,7 +149,7 @@ class InboundListener:
     async def _serve(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
         try:
             await self.loop.connect_accepted_socket(
-                self.factory, conn, ssl=context,
+                self.tls_factory if context else self.factory, conn, ssl=context,
                 ssl_handshake_timeout=self.plane.limits.header_timeout_s if context else None,
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:

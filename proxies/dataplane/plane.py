@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxies.dataplane import endings
-from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection
+from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection, TlsDownstreamConnection
 from proxies.dataplane.healthcheck import HealthChecker
 from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
 from proxies.dataplane.limits import ListenerLimits
@@ -37,6 +37,10 @@ from proxies.traffic.ratelimit import RateLimiter, limiter_for
 log = logging.getLogger("proxies.dataplane")
 
 DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see OutboundExchange.begin)
+# The plane's mutual-TLS connections decrypt into one buffer (they are BufferedProtocols) and
+# parse what they read before returning, so nothing holds a view of it past the read; 64 KiB
+# is four TLS records.
+READ_BUFFER_BYTES = 65536
 SWEEP_S = 1.0  # background tick: outlier sweeps are due every interval_s, idle timeouts counted in ticks
 
 
@@ -72,6 +76,7 @@ class DataPlane:
         "health",
         "next_sweep",
         "deadlines",
+        "read_buffer",
         "_deadline_timer",
         "_task",
     )
@@ -97,6 +102,7 @@ class DataPlane:
         identity: MeshIdentity | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
+        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
         self.limits = limits or ListenerLimits()  # what one client connection may use
         self.service = service
         self.version = version
@@ -137,9 +143,11 @@ class DataPlane:
         self.outbound_extra: tuple[bytes, ...] = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
         self.rebuild()
 
-    def downstream_factory(self, outbound: bool) -> Callable[[], DownstreamConnection]:
-        """The protocol factory of the inbound (False) or outbound (True) listener."""
-        return lambda: DownstreamConnection(self, outbound)
+    def downstream_factory(self, outbound: bool, tls: bool = False) -> Callable[[], DownstreamConnection]:
+        """The protocol factory of the inbound (False) or outbound (True) listener, for its
+        plaintext or its mutual-TLS connections."""
+        kind = TlsDownstreamConnection if tls else DownstreamConnection
+        return lambda: kind(self, outbound)
 
     def pool_for(self, endpoint: Endpoint) -> ConnectionPool:
         pool = self.pools.get(endpoint.address)

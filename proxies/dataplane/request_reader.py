@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxies.listener")
 
+# A read: bytes, or a view of the plane's read buffer that is valid only during the call.
+Received = bytes | memoryview
+
 # Request fields that need a look; everything else is copied through untouched.
 _WATCHED = http1.HOP_BY_HOP | {
     b"host",
@@ -67,7 +70,7 @@ class _Discard(list[bytes]):
 TRAILERS = _Discard()
 
 
-class RequestReader(asyncio.Protocol):
+class RequestReader(asyncio.BaseProtocol):
     """The request-head half of a client connection (see the module docstring)."""
 
     __slots__ = (
@@ -112,14 +115,14 @@ class RequestReader(asyncio.Protocol):
     def _reject(self, error: LocalError) -> None:
         raise NotImplementedError
 
-    def _after_upgrade_request(self, data: bytes, offset: int) -> None:
+    def _after_upgrade_request(self, data: Received, offset: int) -> None:
         raise NotImplementedError
 
     # feeding the codec ----------------------------------------------------------------------
     # DownstreamConnection.data_received inlines the common case of _feed_counted (a read that
     # fits the head budget); these are the rest.
 
-    def _feed_counted(self, data: bytes) -> None:
+    def _feed_counted(self, data: Received) -> None:
         """Feed ``data``, counting it against the head budget first."""
         left = self._head_left - len(data)
         if left >= 0:
@@ -128,7 +131,7 @@ class RequestReader(asyncio.Protocol):
         else:
             self._feed_bounded(data)
 
-    def _feed_bounded(self, data: bytes) -> None:
+    def _feed_bounded(self, data: Received) -> None:
         """Feed a read that may take the head past its budget: only what fits, piece by piece.
 
         The budget starts as the header bytes allowed; once the request line is known its
@@ -160,7 +163,7 @@ class RequestReader(asyncio.Protocol):
             method = 0
         return method + len(url) + _REQUEST_LINE_REST
 
-    def _feed(self, data: bytes) -> bool:
+    def _feed(self, data: Received) -> bool:
         """Run the codec over ``data``; False when it stopped (refused, closing, upgraded)."""
         try:
             self.parser.feed_data(data)
@@ -174,7 +177,7 @@ class RequestReader(asyncio.Protocol):
         self._parse_stopped(stopped, data)
         return False
 
-    def _parse_stopped(self, exc: Exception, data: bytes) -> None:
+    def _parse_stopped(self, exc: Exception, data: Received) -> None:
         """The codec stopped inside ``data``: an upgrade, a refusal, a malformed request, a bug."""
         if isinstance(exc, http1.UpgradeRequest):
             self._after_upgrade_request(data, exc.args[0] if exc.args else len(data))

@@ -32,7 +32,7 @@ _STRIPPED = http1.HOP_BY_HOP | {KEEP_HEADER}
 CONNECT_TIMEOUT_S = 5.0
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.BaseProtocol):
     """One keep-alive connection to an upstream address."""
 
     __slots__ = (
@@ -98,7 +98,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange = None
             endings.upstream_lost(ex, self, exc)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Parse what was read (for a TLS connection, a view valid only during the call)."""
         ex = self.exchange
         if ex is None:
             # Bytes from an idle connection (or after a HEAD response): the stream is no
@@ -226,6 +227,19 @@ class UpstreamConnection(asyncio.Protocol):
 Connector = Callable[["ConnectionPool"], Awaitable[UpstreamConnection]]
 
 
+class TlsUpstreamConnection(UpstreamConnection, asyncio.BufferedProtocol):
+    """An upstream connection over mutual TLS, read into the plane's buffer (as
+    ``downstream.TlsDownstreamConnection``)."""
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.pool.plane.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.pool.plane.read_buffer[:nbytes])
+
+
 class PeerIdentityError(OSError):
     """The peer's certificate verified, but it is not the destination service's identity."""
 
@@ -246,7 +260,7 @@ async def open_tcp(pool: ConnectionPool) -> UpstreamConnection:
     try:
         transport, conn = await asyncio.wait_for(
             plane.loop.create_connection(
-                lambda: UpstreamConnection(pool), pool.host, pool.port, ssl=context,
+                lambda: TlsUpstreamConnection(pool), pool.host, pool.port, ssl=context,
                 server_hostname=pool.service),  # SNI: the service, not a host name we check
             pool.connect_timeout_s,
         )

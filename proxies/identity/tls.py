@@ -96,20 +96,24 @@ def _load_chain(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> No
         context.load_cert_chain(path)
 
 
-# The plaintext of one TLS record is at most 16 KiB (RFC 8446, 5.1).
-TLS_RECORD_MAX = 16384
+class DirectCalls(ssl.SSLObject):
+    """uvloop keeps ``read``, ``write`` and ``pending`` of each connection's SSLObject and calls
+    them for every record; SSLObject's are Python methods that only call those of the C
+    object inside. Its own methods, put on the instance, skip a Python frame on every call.
 
+    The data plane's connections are BufferedProtocols, so uvloop reads into their buffer
+    with ``read(n, buffer)``: no bytes object a record (with ``read(256 KiB)`` CPython
+    allocated 256 KiB through mmap and shrank it for each one, 14 % of a busy sidecar's CPU).
+    """
 
-class RecordSizedReads(ssl.SSLObject):
-    """uvloop asks for every record with ``read(256 KiB)``; CPython allocates a 256 KiB bytes
-    object for each call (through mmap, above malloc's threshold) and shrinks it: 14 % of a
-    busy sidecar's CPU under mTLS (bench/RESULTS.md). Asking for one record at most costs a
-    small allocation; uvloop reads again while data is pending, so nothing is left unread."""
-
-    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002  (ssl's name)
-        if buffer is None and len > TLS_RECORD_MAX:
-            len = TLS_RECORD_MAX
-        return super().read(len, buffer)
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> DirectCalls:
+        self: DirectCalls = super()._create(*args, **kwargs)  # type: ignore[misc]
+        inner = self._sslobj  # type: ignore[attr-defined]
+        self.read = inner.read  # type: ignore[method-assign]
+        self.write = inner.write  # type: ignore[method-assign]
+        self.pending = inner.pending  # type: ignore[method-assign]
+        return self
 
 
 def build_context(server: bool, chain_pem: bytes, key_pem: bytes, roots_pem: str) -> ssl.SSLContext:
@@ -117,7 +121,7 @@ def build_context(server: bool, chain_pem: bytes, key_pem: bytes, roots_pem: str
     chains to ``roots_pem``. Host names are not checked: peers are named by SPIFFE ID."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.sslobject_class = RecordSizedReads
+    context.sslobject_class = DirectCalls
     if not server:
         context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
