@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("proxies.listener")
 
-# A read: bytes, or a view of the plane's read buffer that is valid only during the call.
+# A read: bytes, or (on a TLS connection) a view of the plane's read buffer, valid only
+# during the call that is given it.
 Received = bytes | memoryview
 
 # Request fields that need a look; everything else is copied through untouched.

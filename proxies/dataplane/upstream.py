@@ -19,6 +19,7 @@ from proxies import http1
 from proxies.dataplane import endings
 from proxies.dataplane.exchange import Exchange
 from proxies.dataplane.interfaces import PAUSE_UPSTREAM_FULL, WRITE_HIGH_WATER, Plane, Upstream
+from proxies.dataplane.request_reader import Received
 from proxies.http1 import HEAD
 from proxies.telemetry.tailkeep import KEEP_HEADER
 from proxies.traffic.circuit import CircuitBreaker
@@ -98,7 +99,7 @@ class UpstreamConnection(asyncio.BaseProtocol):
             self.exchange = None
             endings.upstream_lost(ex, self, exc)
 
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: Received) -> None:
         """Parse what was read (for a TLS connection, a view valid only during the call)."""
         ex = self.exchange
         if ex is None:

@@ -101,9 +101,10 @@ class DirectCalls(ssl.SSLObject):
     them for every record; SSLObject's are Python methods that only call those of the C
     object inside. Its own methods, put on the instance, skip a Python frame on every call.
 
-    The data plane's connections are BufferedProtocols, so uvloop reads into their buffer
-    with ``read(n, buffer)``: no bytes object a record (with ``read(256 KiB)`` CPython
-    allocated 256 KiB through mmap and shrank it for each one, 14 % of a busy sidecar's CPU).
+    The mesh contexts serve only the data plane's TLS connections, which are BufferedProtocols,
+    so uvloop reads into their buffer with ``read(n, buffer)``: no bytes object a record. (A
+    protocol with ``data_received`` would be read with ``read(256 KiB)``, for which CPython
+    allocates 256 KiB through mmap and shrinks it every record: 14 % of a busy sidecar's CPU.)
     """
 
     @classmethod
