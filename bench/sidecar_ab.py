@@ -39,38 +39,21 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     stop_all,
     wait_port,
 )
-from sidecar_mtls import Identity, make_identities  # type: ignore[import-not-found]
+from sidecar_mtls import make_identities, ours  # type: ignore[import-not-found]
 from sidecar_policy import POLICY  # type: ignore[import-not-found]
 
 
-def sidecar(tree: Path, tmp: Path, name: str, endpoints: Path, sink: int, policy: Path | None,
-            service: str = "bench", app: int = 1, identity: Identity | None = None):
-    """(inbound, outbound, process) of a sidecar of ``tree`` on the proxy core."""
+def sidecar(tree: Path, tmp: Path, name: str, endpoints: Path, sink: int, policy: Path | None):
     inbound, outbound, admin = free_port(), free_port(), free_port()
     proc = spawn(
-        PROXY_CPU, PY, "-m", "proxies", "--service", service, "--version", "v1",
-        "--app", f"127.0.0.1:{app}", "--inbound", f"127.0.0.1:{inbound}",
+        PROXY_CPU, PY, "-m", "proxies", "--service", "bench", "--version", "v1",
+        "--app", "127.0.0.1:1", "--inbound", f"127.0.0.1:{inbound}",
         "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
         "--endpoints", str(endpoints), "--otlp", f"http://127.0.0.1:{sink}", "--trace-sample", "0.01",
-        *(["--policy", str(policy)] if policy else []), *(identity.flags() if identity else []),
-        "--log-level", "WARNING", log=tmp / f"{name}.log", cwd=tree,
+        *(["--policy", str(policy)] if policy else []), "--log-level", "WARNING",
+        log=tmp / f"{name}.log", cwd=tree,
     )  # fmt: skip
-    return inbound, outbound, proc
-
-
-def mtls_pair(tree: Path, tmp: Path, name: str, sink: int, app: int,
-              ids: dict[str, Identity]) -> tuple[int, list[subprocess.Popen]]:
-    """Sidecar A (``client``) -> sidecar B (``upstream``, in front of ``app``) over mTLS:
-    the port wrk sends to (A's outbound) and both processes."""
-    none = tmp / "no-endpoints.json"
-    none.write_text("{}")
-    b_inbound, _, b = sidecar(tree, tmp, f"{name}-b", none, sink, None, "upstream", app, ids["upstream"])
-    wait_port(b_inbound)
-    endpoints = tmp / f"{name}-endpoints.json"
-    endpoints.write_text(json.dumps({"upstream": [
-        {"instance": "b", "version": "v1", "address": f"127.0.0.1:{b_inbound}"}]}))
-    _, outbound, a = sidecar(tree, tmp, f"{name}-a", endpoints, sink, None, "client", 1, ids["client"])
-    return outbound, [a, b]
+    return outbound, proc
 
 
 def main() -> None:
@@ -108,20 +91,21 @@ def main() -> None:
         procs += [spawn(LOAD_CPU, PY, "-c", UPSTREAM, str(port)) for port in (v1, v2)]
         procs.append(spawn(LOAD_CPU, PY, "-c", OTLP_SINK, str(sink)))
         targets = {}
+        waits: list[int] = []  # B's ports of the mtls pairs
         for label, tree in (("base", base_tree), ("head", ROOT)):
             for scenario, eps, pol in (("hop", hop_endpoints, None), ("policy", endpoints, policy)):
                 if scenario not in scenarios:
                     continue
                 name = f"{scenario}@{label}"
-                _, port, proc = sidecar(tree, tmp, name, eps, sink, pol)
+                port, proc = sidecar(tree, tmp, name, eps, sink, pol)
                 procs.append(proc)
                 targets[name] = (port, [proc])
-            if "mtls" in scenarios:
-                name = f"mtls@{label}"
-                port, pair = mtls_pair(tree, tmp, name, sink, v1, ids)
-                procs += pair
-                targets[name] = (port, pair)
-        for port in (v1, v2, sink, *(p for p, _ in targets.values())):
+            if "mtls" in scenarios:  # sidecar_mtls.py's pair, A -> B, both of this tree
+                pair = ours(tmp, f"mtls-{label}", {"v1": v1}, ids, sink, None, tree=tree)
+                procs += pair.proxies
+                waits += pair.servers
+                targets[f"mtls@{label}"] = pair.target()
+        for port in (v1, v2, sink, *waits, *(p for p, _ in targets.values())):
             wait_port(port)
         results = interleaved(targets, args.rounds, args.seconds)
     finally:

@@ -67,6 +67,7 @@ from sidecar_hop import (  # type: ignore[import-not-found]
     OTLP_SINK,
     PROXY_CPU,
     PY,
+    ROOT,
     TICKS,
     UPSTREAM,
     Target,
@@ -219,20 +220,21 @@ class Path2:
 
 
 def our_sidecar(tmp: Path, name: str, service: str, version: str, app: int, endpoints: Path,
-                *flags: str) -> tuple[int, int, int, subprocess.Popen]:
-    """(inbound, outbound, admin, process) of one of our sidecars on the proxy core."""
+                *flags: str, tree: Path = ROOT) -> tuple[int, int, int, subprocess.Popen]:
+    """(inbound, outbound, admin, process) of one of our sidecars (``tree``'s) on the proxy core."""
     inbound, outbound, admin = free_port(), free_port(), free_port()
     proc = spawn(
         PROXY_CPU, PY, "-m", "proxies", "--service", service, "--version", version,
         "--app", f"127.0.0.1:{app}", "--inbound", f"127.0.0.1:{inbound}",
         "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
         "--endpoints", str(endpoints), *flags, "--log-level", "WARNING", log=tmp / f"{name}.log",
+        cwd=tree,
     )  # fmt: skip
     return inbound, outbound, admin, proc
 
 
 def ours(tmp: Path, name: str, apps: dict[str, int], ids: dict[str, Identity] | None, sink: int,
-         policy: Path | None) -> Path2:
+         policy: Path | None, tree: Path = ROOT) -> Path2:
     """Sidecar A (``client``) -> one sidecar B (``upstream``) per version in ``apps``."""
     telemetry = ["--otlp", f"http://127.0.0.1:{sink}", "--trace-sample", "0.01"]
     none = tmp / "no-endpoints.json"
@@ -241,7 +243,7 @@ def ours(tmp: Path, name: str, apps: dict[str, int], ids: dict[str, Identity] | 
     for version, app in apps.items():
         inbound, _, admin, proc = our_sidecar(
             tmp, f"{name}-b-{version}", "upstream", version, app, none, *telemetry,
-            *(ids["upstream"].flags() if ids else []))
+            *(ids["upstream"].flags() if ids else []), tree=tree)
         backs.append(proc)
         servers.append(inbound)
         admins.append(admin)
@@ -250,7 +252,8 @@ def ours(tmp: Path, name: str, apps: dict[str, int], ids: dict[str, Identity] | 
     endpoints.write_text(json.dumps({"upstream": members}))
     _, outbound, admin, front = our_sidecar(
         tmp, f"{name}-a", "client", "v1", 1, endpoints, *telemetry,
-        *(["--policy", str(policy)] if policy else []), *(ids["client"].flags() if ids else []))
+        *(["--policy", str(policy)] if policy else []), *(ids["client"].flags() if ids else []),
+        tree=tree)
     return Path2(outbound, [front, *backs], servers, [admin, *admins])
 
 
