@@ -424,17 +424,3 @@ class DownstreamConnection(RequestReader):
         if rest:
             self._feed_counted(rest)
 
-
-class TlsDownstreamConnection(DownstreamConnection, asyncio.BufferedProtocol):
-    """A client connection over mutual TLS: uvloop decrypts its records straight into the
-    plane's read buffer (proxies.identity.tls.DirectCalls). Plaintext connections keep
-    ``data_received``: for a plain socket read the buffer costs two Python calls more than
-    the bytes object it saves (bench/RESULTS.md, "Sidecar A/B")."""
-
-    __slots__ = ()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.plane.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.plane.read_buffer[:nbytes])

@@ -139,7 +139,7 @@ class Plane(Protocol):
     """The data plane as its connections and exchanges see it (``plane.DataPlane``)."""
 
     loop: asyncio.AbstractEventLoop
-    # what TLS connections decrypt into, and parse before the read returns (BufferedProtocol)
+    # what TLS connections decrypt into, and parse before the read returns (proxies.dataplane.tls)
     read_buffer: memoryview
     # who this sidecar is
     service: str

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from proxies.dataplane import errors
 from proxies.dataplane.downstream import DownstreamConnection
 from proxies.dataplane.plane import DataPlane
+from proxies.dataplane.tls import TlsTransport
 
 log = logging.getLogger("proxies.listener")
 
@@ -52,7 +53,6 @@ class InboundListener:
         self.sock.setblocking(False)
         self.sockets = [self.sock]  # as asyncio.Server has them (Sidecar.ports)
         self.factory: Callable[[], DownstreamConnection] = plane.downstream_factory(False)
-        self.tls_factory: Callable[[], DownstreamConnection] = plane.downstream_factory(False, tls=True)
         # Sockets accepted and not yet told apart, by fd: each with its timeout.
         self.sniffing: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
         self.handshakes: set[asyncio.Task[None]] = set()
@@ -147,16 +147,23 @@ class InboundListener:
         task.add_done_callback(self.handshakes.discard)
 
     async def _serve(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
+        loop = self.loop
+        if context is None:
+            await loop.connect_accepted_socket(self.factory, conn)
+            return
+        plane = self.plane
         try:
-            await self.loop.connect_accepted_socket(
-                self.tls_factory if context else self.factory, conn, ssl=context,
-                ssl_handshake_timeout=self.plane.limits.header_timeout_s if context else None,
+            _, tls = await loop.connect_accepted_socket(
+                lambda: TlsTransport(loop, context, True, self.factory, plane.read_buffer,
+                                     timeout=plane.limits.header_timeout_s),
+                conn,
             )
+            await tls.handshake
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             # The loop closed the transport (and detached or closed the socket); close()
             # on a detached socket does nothing.
             conn.close()
-            self.plane.metrics.count_mtls_refused("inbound", "handshake")
+            plane.metrics.count_mtls_refused("inbound", "handshake")
             self.logged += 1
             if self.logged <= LOGGED_REFUSALS:
                 log.warning("inbound TLS handshake refused: %s%s", _reason(exc),

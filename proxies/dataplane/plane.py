@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxies.dataplane import endings
-from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection, TlsDownstreamConnection
+from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection
 from proxies.dataplane.healthcheck import HealthChecker
 from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
 from proxies.dataplane.limits import ListenerLimits
@@ -37,7 +37,7 @@ from proxies.traffic.ratelimit import RateLimiter, limiter_for
 log = logging.getLogger("proxies.dataplane")
 
 DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see OutboundExchange.begin)
-# The plane's mutual-TLS connections decrypt into one buffer (they are BufferedProtocols) and
+# The plane's mutual-TLS connections decrypt into one buffer (proxies.dataplane.tls) and
 # parse what they read before returning, so nothing holds a view of it past the read; 64 KiB
 # is four TLS records.
 READ_BUFFER_BYTES = 65536
@@ -143,11 +143,9 @@ class DataPlane:
         self.outbound_extra: tuple[bytes, ...] = (b"x-meshui-source: %b\r\n" % service.encode("ascii"),)
         self.rebuild()
 
-    def downstream_factory(self, outbound: bool, tls: bool = False) -> Callable[[], DownstreamConnection]:
-        """The protocol factory of the inbound (False) or outbound (True) listener, for its
-        plaintext or its mutual-TLS connections."""
-        kind = TlsDownstreamConnection if tls else DownstreamConnection
-        return lambda: kind(self, outbound)
+    def downstream_factory(self, outbound: bool) -> Callable[[], DownstreamConnection]:
+        """The protocol factory of the inbound (False) or outbound (True) listener."""
+        return lambda: DownstreamConnection(self, outbound)
 
     def pool_for(self, endpoint: Endpoint) -> ConnectionPool:
         pool = self.pools.get(endpoint.address)

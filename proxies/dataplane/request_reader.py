@@ -71,7 +71,7 @@ class _Discard(list[bytes]):
 TRAILERS = _Discard()
 
 
-class RequestReader(asyncio.BaseProtocol):
+class RequestReader(asyncio.Protocol):
     """The request-head half of a client connection (see the module docstring)."""
 
     __slots__ = (

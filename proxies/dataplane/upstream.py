@@ -20,6 +20,7 @@ from proxies.dataplane import endings
 from proxies.dataplane.exchange import Exchange
 from proxies.dataplane.interfaces import PAUSE_UPSTREAM_FULL, WRITE_HIGH_WATER, Plane, Upstream
 from proxies.dataplane.request_reader import Received
+from proxies.dataplane.tls import TlsTransport
 from proxies.http1 import HEAD
 from proxies.telemetry.tailkeep import KEEP_HEADER
 from proxies.traffic.circuit import CircuitBreaker
@@ -33,7 +34,7 @@ _STRIPPED = http1.HOP_BY_HOP | {KEEP_HEADER}
 CONNECT_TIMEOUT_S = 5.0
 
 
-class UpstreamConnection(asyncio.BaseProtocol):
+class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream address."""
 
     __slots__ = (
@@ -228,19 +229,6 @@ class UpstreamConnection(asyncio.BaseProtocol):
 Connector = Callable[["ConnectionPool"], Awaitable[UpstreamConnection]]
 
 
-class TlsUpstreamConnection(UpstreamConnection, asyncio.BufferedProtocol):
-    """An upstream connection over mutual TLS, read into the plane's buffer (as
-    ``downstream.TlsDownstreamConnection``)."""
-
-    __slots__ = ()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.pool.plane.read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.pool.plane.read_buffer[:nbytes])
-
-
 class PeerIdentityError(OSError):
     """The peer's certificate verified, but it is not the destination service's identity."""
 
@@ -259,21 +247,30 @@ async def open_tcp(pool: ConnectionPool) -> UpstreamConnection:
         )
         return conn
     try:
-        transport, conn = await asyncio.wait_for(
-            plane.loop.create_connection(
-                lambda: TlsUpstreamConnection(pool), pool.host, pool.port, ssl=context,
-                server_hostname=pool.service),  # SNI: the service, not a host name we check
-            pool.connect_timeout_s,
-        )
+        conn = await asyncio.wait_for(_open_tls(pool, context), pool.connect_timeout_s)
     except ssl.SSLError:
         plane.metrics.count_mtls_refused("outbound", "handshake")
         raise
-    peer = identity.peer_service(transport.get_extra_info("peercert"))  # type: ignore[union-attr]
+    peer = identity.peer_service(conn.transport.get_extra_info("peercert"))  # type: ignore[union-attr]
     if peer != pool.service:
         plane.metrics.count_mtls_refused("outbound", "identity")
         conn.abort()
         raise PeerIdentityError(f"mTLS: {pool.address} is {peer or 'not a mesh service'}, not {pool.service}")
     return conn
+
+
+async def _open_tls(pool: ConnectionPool, context: ssl.SSLContext) -> UpstreamConnection:
+    plane = pool.plane
+    _, tls = await plane.loop.create_connection(
+        lambda: TlsTransport(plane.loop, context, False, lambda: UpstreamConnection(pool), plane.read_buffer,
+                             server_hostname=pool.service),  # SNI: the service, not a host name we check
+        pool.host, pool.port,
+    )
+    try:
+        return await tls.handshake
+    except asyncio.CancelledError:  # the connect timeout (the handshake future is cancelled too)
+        tls.abort()
+        raise
 
 
 class ConnectionPool:

@@ -96,33 +96,11 @@ def _load_chain(context: ssl.SSLContext, chain_pem: bytes, key_pem: bytes) -> No
         context.load_cert_chain(path)
 
 
-class DirectCalls(ssl.SSLObject):
-    """uvloop keeps ``read``, ``write`` and ``pending`` of each connection's SSLObject and calls
-    them for every record; SSLObject's are Python methods that only call those of the C
-    object inside. Its own methods, put on the instance, skip a Python frame on every call.
-
-    The mesh contexts serve only the data plane's TLS connections, which are BufferedProtocols,
-    so uvloop reads into their buffer with ``read(n, buffer)``: no bytes object a record. (A
-    protocol with ``data_received`` would be read with ``read(256 KiB)``, for which CPython
-    allocates 256 KiB through mmap and shrinks it every record: 14 % of a busy sidecar's CPU.)
-    """
-
-    @classmethod
-    def _create(cls, *args: Any, **kwargs: Any) -> DirectCalls:
-        self: DirectCalls = super()._create(*args, **kwargs)  # type: ignore[misc]
-        inner = self._sslobj  # type: ignore[attr-defined]
-        self.read = inner.read  # type: ignore[method-assign]
-        self.write = inner.write  # type: ignore[method-assign]
-        self.pending = inner.pending  # type: ignore[method-assign]
-        return self
-
-
 def build_context(server: bool, chain_pem: bytes, key_pem: bytes, roots_pem: str) -> ssl.SSLContext:
     """A TLS 1.3 context presenting ``chain_pem`` and requiring a peer certificate that
     chains to ``roots_pem``. Host names are not checked: peers are named by SPIFFE ID."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.sslobject_class = DirectCalls
     if not server:
         context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED

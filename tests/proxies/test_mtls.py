@@ -164,7 +164,7 @@ async def big_app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 async def test_megabytes_cross_the_mtls_hop_whole(servers, tmp_path, ca) -> None:
-    """Records are read into the plane's buffer, a few at a time (proxies.identity.tls.DirectCalls)."""
+    """Records are read into the plane's buffer, a few at a time (proxies.dataplane.tls)."""
     app = await servers.start(big_app)
     payments = await start_sidecar(RecordingTelemetry(), app, {}, service="payments",
                                    identity_files=ca.files(tmp_path, "payments"))
