@@ -117,10 +117,10 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
         self._closing = True
         self._stop_timer()
         error = self._error or exc
+        if not self.handshake.done():  # (also when the connection's connection_made raised)
+            self.handshake.set_exception(error or ConnectionResetError("peer closed in the TLS handshake"))
         if self.app is not None:
             self.app.connection_lost(error)
-        elif not self.handshake.done():
-            self.handshake.set_exception(error or ConnectionResetError("peer closed in the TLS handshake"))
 
     # handshake -------------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
                 break
             if self._paused:
                 return  # resume_reading delivers the rest
-        if self._outgoing.pending:  # what reading produced (a KeyUpdate's answer)
+        if self._outgoing.pending and not self._closing:  # what reading produced (a KeyUpdate's answer)
             self.raw.write(self._outgoing.read())
 
     def _flush(self) -> None:
