@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from proxies.dataplane import endings
+from proxies.dataplane import endings, tls
 from proxies.dataplane.downstream import FRESH_TICKS, DownstreamConnection
 from proxies.dataplane.healthcheck import HealthChecker
 from proxies.dataplane.interfaces import Deadline, SpanSource, TelemetrySink
@@ -37,10 +37,6 @@ from proxies.traffic.ratelimit import RateLimiter, limiter_for
 log = logging.getLogger("proxies.dataplane")
 
 DEADLINE_TICK_S = 0.05  # resolution of long request timeouts (see OutboundExchange.begin)
-# The plane's mutual-TLS connections decrypt into one buffer (proxies.dataplane.tls) and
-# parse what they read before returning, so nothing holds a view of it past the read; 64 KiB
-# is four TLS records.
-READ_BUFFER_BYTES = 65536
 SWEEP_S = 1.0  # background tick: outlier sweeps are due every interval_s, idle timeouts counted in ticks
 
 
@@ -102,7 +98,9 @@ class DataPlane:
         identity: MeshIdentity | None = None,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
-        self.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+        # The plane's mutual-TLS connections decrypt into this one buffer, a record at a time,
+        # and parse what they read before returning: nothing holds a view of it past the read.
+        self.read_buffer = memoryview(bytearray(tls.READ_SIZE))
         self.limits = limits or ListenerLimits()  # what one client connection may use
         self.service = service
         self.version = version

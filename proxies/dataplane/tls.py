@@ -32,6 +32,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+# Plaintext asked of one SSL_read: a whole TLS record (16 KiB at most), so one read takes one.
+READ_SIZE = 16384
+
 
 class TlsTransport(asyncio.Transport, asyncio.Protocol):
     """One TLS connection: the TCP transport's protocol, and the transport of ``app``."""
@@ -76,6 +79,7 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
         # The C object SSLObject's methods call: its read and write skip a Python frame a record.
         self._obj = self.ssl_object._sslobj  # type: ignore[attr-defined]
         self._buffer = buffer  # decrypted records land here; valid only during data_received
+        assert len(buffer) >= READ_SIZE
         self._factory = factory
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None
@@ -93,12 +97,37 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
             self._shake()  # the ClientHello
 
     def data_received(self, data: bytes) -> None:
-        self._incoming.write(data)
-        if self.app is None:
+        """Decrypt what has arrived, record by record, into the buffer for the connection
+        (``b""``: what is already buffered)."""
+        incoming = self._incoming
+        incoming.write(data)
+        app = self.app
+        if app is None:
             if not self._closing:
                 self._shake()
             return
-        self._deliver()
+        obj, buffer = self._obj, self._buffer
+        while True:
+            try:
+                count = obj.read(READ_SIZE, buffer)
+            except ssl.SSLWantReadError:  # the rest of a record comes with a later read
+                break
+            except ssl.SSLZeroReturnError:  # close_notify (read gives 0 for it, or raises)
+                self.close()
+                return
+            except ssl.SSLError as exc:  # not TLS from our peer (a bad MAC, garbage)
+                self._cut(exc)
+                return
+            if not count:  # close_notify: the peer is done, as with a FIN
+                self.close()
+                return
+            app.data_received(buffer[:count])
+            if not incoming.pending or self._closing:
+                break
+            if self._paused:
+                return  # resume_reading delivers the rest
+        if self._outgoing.pending and not self._closing:  # what reading produced (an alert, say)
+            self.raw.write(self._outgoing.read())
 
     def eof_received(self) -> bool:
         # A FIN without close_notify: the peer went (a truncation TLS cannot tell from a
@@ -141,7 +170,7 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
         if not self.handshake.done():
             self.handshake.set_result(app)
         if self._incoming.pending and not self._closing:
-            self._deliver()  # the first request came with the handshake's last flight
+            self.data_received(b"")  # the first request came with the handshake's last flight
 
     def _fail_handshake(self, exc: BaseException) -> None:
         self._closing = True
@@ -164,31 +193,6 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
             self._timer = None
 
     # records ---------------------------------------------------------------------------------
-
-    def _deliver(self) -> None:
-        """Decrypt what has arrived, record by record, into the buffer for the connection."""
-        obj, buffer, incoming, app = self._obj, self._buffer, self._incoming, self.app
-        while True:
-            try:
-                count = obj.read(len(buffer), buffer)
-            except ssl.SSLWantReadError:  # the rest of a record comes with a later read
-                break
-            except ssl.SSLZeroReturnError:  # close_notify (read gives 0 for it, or raises)
-                self.close()
-                return
-            except ssl.SSLError as exc:  # not TLS from our peer (a bad MAC, garbage)
-                self._cut(exc)
-                return
-            if not count:  # close_notify: the peer is done, as with a FIN
-                self.close()
-                return
-            app.data_received(buffer[:count])
-            if not incoming.pending or self._closing:
-                break
-            if self._paused:
-                return  # resume_reading delivers the rest
-        if self._outgoing.pending and not self._closing:  # what reading produced (a KeyUpdate's answer)
-            self.raw.write(self._outgoing.read())
 
     def _flush(self) -> None:
         if self._outgoing.pending:
@@ -246,7 +250,7 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
 
     def _resume_delivery(self) -> None:
         if not self._paused and not self._closing and self._incoming.pending:
-            self._deliver()
+            self.data_received(b"")
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self.raw.set_write_buffer_limits(high, low)
