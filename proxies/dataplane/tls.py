@@ -12,9 +12,9 @@ transport's protocol and the connection's transport. It holds the connection's
 
 Why not the event loop's own TLS (``create_connection(ssl=...)``)? uvloop's SSLProtocol is
 general: per record it calls the protocol back twice (``get_buffer``, ``buffer_updated``),
-copies the context on every write and keeps its own buffers and flow control; a mesh hop
-carries a few hundred bytes a request, and that overhead was a third of what mTLS cost a
-sidecar (bench/RESULTS.md, "Sidecar A/B", the ``mtls`` scenario). Here a record costs one
+copies the context on every write and keeps its own buffers and flow control. A mesh hop
+carries a few hundred bytes a request, so that is a sixth of the instructions TLS adds a
+record exchange (bench/tls_layer.py; bench/RESULTS.md, "TLS layer"). Here a record costs one
 Python call each way and the C methods of the SSL object (no SSLObject frame).
 
 What the connection sees matches a TCP transport: ``connection_made`` once the handshake
