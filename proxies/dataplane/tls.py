@@ -231,7 +231,7 @@ class TlsTransport(asyncio.Transport, asyncio.Protocol):
         return self._closing or self.raw.is_closing()
 
     def can_write_eof(self) -> bool:
-        return False  # TLS 1.3 has no half-close a peer acts on: close() sends close_notify
+        return False  # no TLS half-close here: close() sends close_notify and closes the socket
 
     def write_eof(self) -> None:
         raise NotImplementedError("a TLS connection closes with close()")
