@@ -4,9 +4,10 @@ every byte the test chooses: records split, coalesced, garbage, close_notify, si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -134,6 +135,22 @@ async def in_thread(function: Any, *args: Any) -> Any:
     return await asyncio.to_thread(function, *args)
 
 
+@contextlib.asynccontextmanager
+async def handshaken(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, **options: Any
+) -> AsyncIterator[tuple[Server, Peer]]:
+    """A server of TlsTransports, and a Peer done with its handshake to it."""
+    server = Server(server_context, **options)
+    port = await server.start()
+    peer = Peer(client_context, port)
+    try:
+        await in_thread(peer.handshake)
+        yield server, peer
+    finally:
+        peer.close()
+        await server.stop()
+
+
 def test_a_handshake_then_records_both_ways(run, contexts) -> None:
     run(_a_handshake_then_records_both_ways(contexts))
 
@@ -181,12 +198,7 @@ def test_records_split_or_coalesced_arrive_whole(run, contexts, chunking) -> Non
 
 
 async def _records_split_or_coalesced_arrive_whole(contexts, chunking) -> None:
-    server_context, client_context = contexts
-    server = Server(server_context)
-    port = await server.start()
-    peer = Peer(client_context, port)
-    try:
-        await in_thread(peer.handshake)
+    async with handshaken(*contexts) as (server, peer):
         messages = [b"first request\r\n", b"x" * 20_000, b"third\r\n"]
         wire = peer.records(*messages)
         if chunking == "byte by byte":
@@ -200,9 +212,6 @@ async def _records_split_or_coalesced_arrive_whole(contexts, chunking) -> None:
             peer.sock.sendall(wire)
         expected = b"".join(messages)
         await eventually(lambda: server.apps and bytes(server.apps[0].received) == expected)
-    finally:
-        peer.close()
-        await server.stop()
 
 
 def test_paused_reading_keeps_the_rest_until_resumed(run, contexts) -> None:
@@ -210,21 +219,13 @@ def test_paused_reading_keeps_the_rest_until_resumed(run, contexts) -> None:
 
 
 async def _paused_reading_keeps_the_rest_until_resumed(contexts) -> None:
-    server_context, client_context = contexts
-    server = Server(server_context, pause_after_first=True)
-    port = await server.start()
-    peer = Peer(client_context, port)
-    try:
-        await in_thread(peer.handshake)
+    async with handshaken(*contexts, pause_after_first=True) as (server, peer):
         peer.sock.sendall(peer.records(b"one", b"two", b"three"))  # three records, one segment
         await eventually(lambda: server.apps and server.apps[0].received == b"one")
         app = server.apps[0]
         assert app.received == b"one"  # the other two records came in the same read: kept
         app.transport.resume_reading()
         await eventually(lambda: app.received == b"onetwothree")
-    finally:
-        peer.close()
-        await server.stop()
 
 
 def test_close_notify_from_the_peer_ends_the_connection_cleanly(run, contexts) -> None:
@@ -232,12 +233,7 @@ def test_close_notify_from_the_peer_ends_the_connection_cleanly(run, contexts) -
 
 
 async def _close_notify_from_the_peer_ends_the_connection_cleanly(contexts) -> None:
-    server_context, client_context = contexts
-    server = Server(server_context)
-    port = await server.start()
-    peer = Peer(client_context, port)
-    try:
-        await in_thread(peer.handshake)
+    async with handshaken(*contexts) as (server, peer):
         peer.sock.sendall(peer.records(b"last words"))
         try:
             peer.tls.unwrap()
@@ -251,9 +247,6 @@ async def _close_notify_from_the_peer_ends_the_connection_cleanly(contexts) -> N
             peer.incoming.write(chunk)
         with pytest.raises(ssl.SSLZeroReturnError):
             peer.tls.read(1)
-    finally:
-        peer.close()
-        await server.stop()
 
 
 def test_garbage_after_the_handshake_cuts_the_connection_with_the_reason(run, contexts) -> None:
@@ -261,12 +254,7 @@ def test_garbage_after_the_handshake_cuts_the_connection_with_the_reason(run, co
 
 
 async def _garbage_after_the_handshake_cuts_the_connection_with_the_reason(contexts) -> None:
-    server_context, client_context = contexts
-    server = Server(server_context)
-    port = await server.start()
-    peer = Peer(client_context, port)
-    try:
-        await in_thread(peer.handshake)
+    async with handshaken(*contexts) as (server, peer):
         record = bytearray(peer.records(b"GET / HTTP/1.1\r\n\r\n"))
         record[-1] ^= 0xFF  # a bit flipped in the tag: the record does not authenticate
         peer.sock.sendall(bytes(record))
@@ -274,9 +262,6 @@ async def _garbage_after_the_handshake_cuts_the_connection_with_the_reason(conte
         assert isinstance(server.apps[0].lost[0], ssl.SSLError)
         assert server.apps[0].received == b""  # nothing of a forged record reaches the parser
         assert await in_thread(peer.sock.recv, 1) == b""  # the socket was closed
-    finally:
-        peer.close()
-        await server.stop()
 
 
 def test_a_silent_or_vanishing_peer_fails_the_handshake(run, contexts) -> None:
