@@ -136,15 +136,16 @@ async def in_thread(function: Any, *args: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def handshaken(
-    server_context: ssl.SSLContext, client_context: ssl.SSLContext, **options: Any
+async def connected(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, handshake: bool = True, **options: Any
 ) -> AsyncIterator[tuple[Server, Peer]]:
-    """A server of TlsTransports, and a Peer done with its handshake to it."""
+    """A server of TlsTransports, and a Peer connected to it (done with its handshake)."""
     server = Server(server_context, **options)
     port = await server.start()
     peer = Peer(client_context, port)
     try:
-        await in_thread(peer.handshake)
+        if handshake:
+            await in_thread(peer.handshake)
         yield server, peer
     finally:
         peer.close()
@@ -198,7 +199,7 @@ def test_records_split_or_coalesced_arrive_whole(run, contexts, chunking) -> Non
 
 
 async def _records_split_or_coalesced_arrive_whole(contexts, chunking) -> None:
-    async with handshaken(*contexts) as (server, peer):
+    async with connected(*contexts) as (server, peer):
         messages = [b"first request\r\n", b"x" * 20_000, b"third\r\n"]
         wire = peer.records(*messages)
         if chunking == "byte by byte":
@@ -219,7 +220,7 @@ def test_paused_reading_keeps_the_rest_until_resumed(run, contexts) -> None:
 
 
 async def _paused_reading_keeps_the_rest_until_resumed(contexts) -> None:
-    async with handshaken(*contexts, pause_after_first=True) as (server, peer):
+    async with connected(*contexts, pause_after_first=True) as (server, peer):
         peer.sock.sendall(peer.records(b"one", b"two", b"three"))  # three records, one segment
         await eventually(lambda: server.apps and server.apps[0].received == b"one")
         app = server.apps[0]
@@ -233,7 +234,7 @@ def test_close_notify_from_the_peer_ends_the_connection_cleanly(run, contexts) -
 
 
 async def _close_notify_from_the_peer_ends_the_connection_cleanly(contexts) -> None:
-    async with handshaken(*contexts) as (server, peer):
+    async with connected(*contexts) as (server, peer):
         peer.sock.sendall(peer.records(b"last words"))
         try:
             peer.tls.unwrap()
@@ -254,7 +255,7 @@ def test_garbage_after_the_handshake_cuts_the_connection_with_the_reason(run, co
 
 
 async def _garbage_after_the_handshake_cuts_the_connection_with_the_reason(contexts) -> None:
-    async with handshaken(*contexts) as (server, peer):
+    async with connected(*contexts) as (server, peer):
         record = bytearray(peer.records(b"GET / HTTP/1.1\r\n\r\n"))
         record[-1] ^= 0xFF  # a bit flipped in the tag: the record does not authenticate
         peer.sock.sendall(bytes(record))
@@ -298,16 +299,10 @@ async def _a_client_certificate_of_another_ca_fails_the_handshake_with_an_alert(
     key, chain = stranger.issue("frontend")
     foreign = build_context(False, chain.encode(), keys.key_pem(key), stranger.roots_pem)
     foreign.verify_mode = ssl.CERT_NONE  # it does not trust our server either; it need not
-    server = Server(server_context)
-    port = await server.start()
-    peer = Peer(foreign, port)
-    try:
+    async with connected(server_context, foreign, handshake=False) as (server, peer):
         with pytest.raises(ssl.SSLError):
             await in_thread(peer.handshake)
             await in_thread(peer.read, 1)  # TLS 1.3: the client learns of the refusal on reading
         await eventually(lambda: server.tls and server.tls[0].handshake.done())
         assert isinstance(server.tls[0].handshake.exception(), ssl.SSLCertVerificationError)
         assert server.apps == []
-    finally:
-        peer.close()
-        await server.stop()
